@@ -1,0 +1,88 @@
+//! Commands from the HTTP side to call control.
+//!
+//! Call control owns the ACD; HTTP handlers never touch it directly. They send a
+//! [`ControlCommand`] through a [`ControlHandle`] and await the reply.
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// One agent as ops and QA see it (`GET /api/agents`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    /// "offline", "not_ready", "ready", "ringing" or "talking".
+    pub state: String,
+    pub reason: Option<String>,
+    pub registered: bool,
+    pub current_call: Option<String>,
+    pub missed_rings: u32,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    #[error("no such agent")]
+    UnknownAgent,
+    #[error("{0}")]
+    Rejected(String),
+    #[error("call control is not running")]
+    Unavailable,
+}
+
+/// A request to call control, with where to send the answer.
+#[derive(Debug)]
+pub enum ControlCommand {
+    Agents {
+        reply: oneshot::Sender<Vec<AgentView>>,
+    },
+    SetAgentState {
+        agent: String,
+        ready: bool,
+        reason: Option<String>,
+        reply: oneshot::Sender<Result<AgentView, ControlError>>,
+    },
+}
+
+/// Cheap to clone; every HTTP handler holds one.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<ControlCommand>,
+}
+
+impl ControlHandle {
+    /// A handle and the receiving end call control reads from.
+    pub fn channel() -> (Self, mpsc::Receiver<ControlCommand>) {
+        let (tx, rx) = mpsc::channel(64);
+        (Self { tx }, rx)
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentView>, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ControlCommand::Agents { reply })
+            .await
+            .map_err(|_| ControlError::Unavailable)?;
+        rx.await.map_err(|_| ControlError::Unavailable)
+    }
+
+    pub async fn set_agent_state(
+        &self,
+        agent: &str,
+        ready: bool,
+        reason: Option<String>,
+    ) -> Result<AgentView, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ControlCommand::SetAgentState {
+                agent: agent.to_owned(),
+                ready,
+                reason,
+                reply,
+            })
+            .await
+            .map_err(|_| ControlError::Unavailable)?;
+        rx.await.map_err(|_| ControlError::Unavailable)?
+    }
+}
