@@ -1,1 +1,5 @@
-//! TODO
+//! The TOML config (stub: being written).
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {}

@@ -18,5 +18,6 @@ pub mod http;
 pub mod metrics;
 pub mod pii;
 pub mod prompts;
+pub mod serve;
 pub mod sip_io;
 pub mod storage;
