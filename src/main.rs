@@ -1,1 +1,171 @@
-fn main() {}
+//! The `switchboard` command: serve, check a config, print the demo config.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchboard::config::{Config, ConfigErrors, DEMO_CONFIG};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// SIP/RTP call-center adapter for clinics.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the adapter (the embedded demo clinic unless --config is given).
+    Serve {
+        /// The config file (see `switchboard default-config`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file: a one-line summary, or every problem as FILE:LINE:COL: message.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Print the embedded demo config, a commented starting point for a clinic.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Check { file } => check(&file),
+        Command::DefaultConfig => default_config(),
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn check(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!("{}: ok — {}", file.display(), config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints every problem of a config on stderr, one per line.
+fn report(err: &ConfigErrors) {
+    match err {
+        ConfigErrors::Invalid(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+        }
+        other => eprintln!("switchboard: {other}"),
+    }
+}
+
+fn default_config() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(DEMO_CONFIG.as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not a failure worth a message.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("switchboard: cannot write: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: Option<&Path>) -> ExitCode {
+    let config = match path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(err) => {
+                report(&err);
+                eprintln!("switchboard: not starting: fix {} first", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => {
+            tracing::info!("no --config given: serving the embedded demo clinic");
+            Config::demo()
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("switchboard: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tracing::info!(clinic = %config.clinic.name, "starting");
+        switchboard::serve::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("switchboard: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        tracing::warn!("second Ctrl-C: exiting now");
+        std::process::exit(130);
+    }
+}

@@ -1,14 +1,34 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Switchboard's automatic call distributor (ACD): queues, agents, offers and ring-out, as a
+//! sans-IO state machine. Call control feeds it inputs with `now` and acts on its events.
+//!
+//! - [`agent`] — agent states (Offline, NotReady, Ready, Ringing, Talking), idle order, misses.
+//! - [`queue`] — queue configuration and waiting callers in arrival order.
+//! - `timer` — the named timers (ring-out per offer, decline pause) as data.
+//! - [`acd`] — [`Acd`], which pairs the longest-idle Ready agent with the best caller.
+//! - [`error`] — the crate's one error type, [`Error`].
+//!
+//! Choices worth knowing:
+//! - A ring-out (or a decline, or going offline while ringing) counts a miss and leaves the
+//!   agent Ready but most recently idle, so the next free agent rings first; the caller keeps
+//!   its place and its wait. A lone free agent is offered the same caller again at once.
+//! - A decline also pauses the agent's offers until its ring would have timed out, so a
+//!   phone that rejects everything cannot loop INVITEs.
+//! - NotReady asked for while ringing or talking takes effect when the offer or call ends.
+//! - An abandon during an offer emits nothing: call control cancels the INVITE itself; the
+//!   agent keeps its place in idle order and no miss is counted.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod acd;
+pub mod agent;
+pub mod error;
+pub mod queue;
+mod timer;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use acd::{Acd, AcdEvent};
+pub use agent::{AgentConfig, AgentState, AgentView};
+pub use error::Error;
+pub use queue::{CallerView, QueueConfig};
+
+/// Identifies a call across call control and the ACD.
+pub type CallId = u64;
+/// An agent's id: the SIP user and desk login.
+pub type AgentId = String;

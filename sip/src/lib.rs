@@ -3,6 +3,10 @@
 //! Layers, each knowing only the one below it (PJSIP's order):
 //! message → transport framing → transaction → dialog; beside them the
 //! session pieces a B2BUA needs (SDP offer/answer, digest auth, registrar).
+//!
+//! Messages are our own types (`message`); rsip 0.4 is not used on the parse path
+//! because it rejects or mangles what real phones send (IPv6 and tel: request URIs,
+//! folded headers, compact names, ...; see `message::rsip_defects` tests).
 
 pub mod error;
 pub mod transport;
@@ -15,4 +19,8 @@ pub mod sdp;
 pub mod auth;
 pub mod registrar;
 
+pub use dialog::{Dialog, DialogState, LocalEndpoint};
 pub use error::Error;
+pub use message::{Method, Request, RequestBuilder, Response, SipMessage};
+pub use transaction::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer};
+pub use transport::{Peer, Transmit, Transport};

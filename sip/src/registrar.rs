@@ -1,1 +1,433 @@
-//! TODO
+//! Registrar (RFC 3261 §10.3): REGISTER with digest auth, one binding per user, expiry.
+//!
+//! Sans-IO: `now` is passed in, nonces and To tags come from a seeded RNG. Everyone
+//! is challenged first (SHA-256 then MD5), so responses do not reveal which users exist.
+//! Nonces are remembered with an expiry; a correct digest on an expired, unknown or
+//! replayed (nc not increasing) nonce gets a new challenge with `stale=true`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
+
+use crate::auth::{self, Algorithm, Credentials};
+use crate::message::{Method, Request, Response, name_addr, response_to};
+use crate::transport::Peer;
+
+/// Shortest registration accepted; shorter ones get 423 Interval Too Brief.
+pub const MIN_EXPIRES: u64 = 60;
+/// Longest registration granted; longer requests are shortened to this.
+pub const MAX_EXPIRES: u64 = 3600;
+/// Registration length when the request names none.
+pub const DEFAULT_EXPIRES: u64 = 3600;
+/// How long a nonce we issued stays usable.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Outstanding nonces kept at most; the oldest is forgotten first (bounds memory under floods).
+pub const MAX_NONCES: usize = 10_000;
+
+/// Where a registered user can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The user (digest username and To user).
+    pub user: String,
+    /// The Contact URI the phone registered.
+    pub contact: String,
+    /// Transport and address the REGISTER came from (send requests here).
+    pub peer: Peer,
+    /// When the binding lapses unless refreshed.
+    pub expires_at: Instant,
+}
+
+/// What a REGISTER changed, for the caller to act on (agent online/offline, logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationChange {
+    /// A new binding, or one whose contact or peer changed (plain refreshes report nothing).
+    Registered {
+        /// The user now reachable.
+        user: String,
+    },
+    /// The user's binding was removed on request.
+    Unregistered {
+        /// The user no longer reachable.
+        user: String,
+    },
+    /// The REGISTER was refused after authentication was attempted (403, 423, 400).
+    Rejected {
+        /// The user claimed, when known.
+        user: Option<String>,
+        /// The status sent.
+        status: u16,
+    },
+}
+
+#[derive(Debug)]
+struct NonceState {
+    expires_at: Instant,
+    /// Highest nonce count accepted so far (qop=auth).
+    last_nc: u32,
+}
+
+#[derive(Debug)]
+struct Entry {
+    binding: Binding,
+    /// The Contact value to echo, without any expires parameter.
+    echo: String,
+}
+
+/// The registrar: handles REGISTER, keeps bindings, expires them.
+#[derive(Debug)]
+pub struct Registrar {
+    realm: String,
+    rng: StdRng,
+    now: Option<Instant>,
+    nonces: HashMap<String, NonceState>,
+    nonce_order: VecDeque<(Instant, String)>,
+    bindings: HashMap<String, Entry>,
+}
+
+/// A Contact value from a REGISTER.
+enum ContactSpec {
+    Star,
+    Entry {
+        uri: String,
+        echo: String,
+        expires: Option<u64>,
+    },
+}
+
+impl Registrar {
+    /// A registrar for `realm`, drawing nonces and tags from `seed`.
+    pub fn new(realm: String, seed: u64) -> Self {
+        Registrar {
+            realm,
+            rng: StdRng::seed_from_u64(seed),
+            now: None,
+            nonces: HashMap::new(),
+            nonce_order: VecDeque::new(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Handles one REGISTER from `peer`; `password_of` gives a user's password, if the user exists.
+    ///
+    /// 401 challenge (SHA-256 and MD5 offered) without valid credentials, 403 for a wrong
+    /// password, unknown user or To user other than the digest username, 423 below
+    /// [`MIN_EXPIRES`], 200 with the Contact and `;expires=N` otherwise.
+    pub fn handle_register(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        peer: Peer,
+        password_of: &dyn Fn(&str) -> Option<String>,
+    ) -> (Response, Option<RegistrationChange>) {
+        let now = self.advance(now);
+        self.purge_nonces(now);
+
+        let creds = request
+            .header_values("Authorization")
+            .iter()
+            .filter_map(|v| auth::parse_authorization(v).ok())
+            .find(|c| c.realm == self.realm);
+        let Some(creds) = creds else {
+            return (self.challenge(request, now, false), None);
+        };
+        let user = creds.username.clone();
+        let rejected = |status| {
+            Some(RegistrationChange::Rejected {
+                user: Some(user.clone()),
+                status,
+            })
+        };
+
+        if request.to_user().as_deref() != Some(creds.username.as_str()) {
+            return (self.reply(request, 403, "Forbidden"), rejected(403));
+        }
+        let password = password_of(&creds.username);
+        // Hash even for unknown users, so timing does not tell which users exist.
+        let verified = auth::verify(
+            &creds,
+            Method::Register.as_str(),
+            password.as_deref().unwrap_or_default(),
+        ) && password.is_some();
+        let nc = match self.fresh_nonce(&creds, now) {
+            Some(nc) => nc,
+            None => {
+                // A right digest on a nonce we no longer accept: retry without re-prompting.
+                return (self.challenge(request, now, verified), None);
+            }
+        };
+        if !verified {
+            return (self.reply(request, 403, "Forbidden"), rejected(403));
+        }
+        if let (Some(nc), Some(state)) = (nc, self.nonces.get_mut(&creds.nonce)) {
+            state.last_nc = nc;
+        }
+
+        self.update_bindings(now, request, peer, user)
+    }
+
+    /// The user's binding, unless it has expired by `now`.
+    pub fn lookup(&self, user: &str, now: Instant) -> Option<&Binding> {
+        self.bindings
+            .get(user)
+            .map(|e| &e.binding)
+            .filter(|b| b.expires_at > now)
+    }
+
+    /// Every current binding (expired ones linger until `handle_timeout`).
+    pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
+        self.bindings.values().map(|e| &e.binding)
+    }
+
+    /// Removes bindings due at or before `now`; returns their users, sorted.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
+        let now = self.advance(now);
+        self.purge_nonces(now);
+        let mut expired: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(_, e)| e.binding.expires_at <= now)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for u in &expired {
+            self.bindings.remove(u);
+        }
+        expired.sort();
+        expired
+    }
+
+    /// When the next binding expires.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.bindings.values().map(|e| e.binding.expires_at).min()
+    }
+
+    /// Applies the Contact/Expires of an authenticated REGISTER.
+    fn update_bindings(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        peer: Peer,
+        user: String,
+    ) -> (Response, Option<RegistrationChange>) {
+        let contacts: Vec<ContactSpec> = request
+            .header_values("Contact")
+            .iter()
+            .filter_map(|v| parse_contact(v))
+            .collect();
+        let header_expires = request.header("Expires").and_then(|v| parse_delta(&v));
+
+        if contacts.iter().any(|c| matches!(c, ContactSpec::Star)) {
+            if contacts.len() != 1 || header_expires != Some(0) {
+                let change = RegistrationChange::Rejected {
+                    user: Some(user),
+                    status: 400,
+                };
+                return (self.reply(request, 400, "Bad Request"), Some(change));
+            }
+            let change = self
+                .bindings
+                .remove(&user)
+                .map(|_| RegistrationChange::Unregistered { user });
+            return (self.reply(request, 200, "OK"), change);
+        }
+
+        let Some(ContactSpec::Entry { uri, echo, expires }) = contacts.into_iter().next() else {
+            // No Contact: a query for the current binding.
+            let response = self.ok_with_current(request, &user, now);
+            return (response, None);
+        };
+        let expires = expires.or(header_expires).unwrap_or(DEFAULT_EXPIRES);
+
+        if expires == 0 {
+            let removes = self
+                .bindings
+                .get(&user)
+                .is_some_and(|e| e.binding.contact == uri);
+            let change = if removes {
+                self.bindings.remove(&user);
+                Some(RegistrationChange::Unregistered { user: user.clone() })
+            } else {
+                None
+            };
+            let response = self.ok_with_current(request, &user, now);
+            return (response, change);
+        }
+        if expires < MIN_EXPIRES {
+            let response = self
+                .reply(request, 423, "Interval Too Brief")
+                .with_header("Min-Expires", &MIN_EXPIRES.to_string());
+            let change = RegistrationChange::Rejected {
+                user: Some(user),
+                status: 423,
+            };
+            return (response, Some(change));
+        }
+        let expires = expires.min(MAX_EXPIRES);
+
+        let changed = self.bindings.get(&user).is_none_or(|e| {
+            e.binding.contact != uri || e.binding.peer != peer || e.binding.expires_at <= now
+        });
+        let binding = Binding {
+            user: user.clone(),
+            contact: uri,
+            peer,
+            expires_at: now + Duration::from_secs(expires),
+        };
+        self.bindings.insert(user.clone(), Entry { binding, echo });
+        let response = self.ok_with_current(request, &user, now);
+        (
+            response,
+            changed.then_some(RegistrationChange::Registered { user }),
+        )
+    }
+
+    /// A 200 listing the user's current binding as `Contact: <...>;expires=N`, if any.
+    fn ok_with_current(&mut self, request: &Request, user: &str, now: Instant) -> Response {
+        let response = self.reply(request, 200, "OK");
+        match self
+            .bindings
+            .get(user)
+            .filter(|e| e.binding.expires_at > now)
+        {
+            Some(e) => {
+                let left = e.binding.expires_at.saturating_duration_since(now);
+                // Round up so a binding is never announced as expiring earlier than it does.
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                response.with_header("Contact", &format!("{};expires={secs}", e.echo))
+            }
+            None => response,
+        }
+    }
+
+    /// A 401 with a fresh nonce, SHA-256 challenge first, then MD5.
+    fn challenge(&mut self, request: &Request, now: Instant, stale: bool) -> Response {
+        let nonce = self.new_nonce(now);
+        let mut response = self.reply(request, 401, "Unauthorized");
+        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+            let value = auth::challenge_header_stale(&self.realm, &nonce, alg, stale);
+            response = response.with_header("WWW-Authenticate", &value);
+        }
+        response
+    }
+
+    fn reply(&mut self, request: &Request, status: u16, reason: &str) -> Response {
+        let tag = format!("{:016x}", self.rng.next_u64());
+        response_to(request, status, reason, Some(&tag))
+    }
+
+    fn new_nonce(&mut self, now: Instant) -> String {
+        let nonce = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
+        while self.nonce_order.len() >= MAX_NONCES {
+            if let Some((_, old)) = self.nonce_order.pop_front() {
+                self.nonces.remove(&old);
+            }
+        }
+        let expires_at = now + NONCE_LIFETIME;
+        self.nonces.insert(
+            nonce.clone(),
+            NonceState {
+                expires_at,
+                last_nc: 0,
+            },
+        );
+        self.nonce_order.push_back((expires_at, nonce.clone()));
+        nonce
+    }
+
+    /// `Some(nc)` when the credentials' nonce is ours, unexpired and (with qop) its nc
+    /// is higher than any accepted before; `Some(None)` without qop.
+    fn fresh_nonce(&self, creds: &Credentials, now: Instant) -> Option<Option<u32>> {
+        let state = self.nonces.get(&creds.nonce)?;
+        if state.expires_at <= now {
+            return None;
+        }
+        if creds.qop.is_none() {
+            return Some(None);
+        }
+        let nc = u32::from_str_radix(creds.nc.as_deref()?, 16).ok()?;
+        (nc > state.last_nc).then_some(Some(nc))
+    }
+
+    fn purge_nonces(&mut self, now: Instant) {
+        while let Some((expires_at, _)) = self.nonce_order.front() {
+            if *expires_at > now {
+                break;
+            }
+            if let Some((_, nonce)) = self.nonce_order.pop_front() {
+                self.nonces.remove(&nonce);
+            }
+        }
+    }
+
+    /// Time never goes backwards inside the registrar.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.now.map_or(now, |prev| prev.max(now));
+        self.now = Some(now);
+        now
+    }
+}
+
+/// `*`, or `[name] <uri>;params` / `uri;params` with the expires param taken out.
+fn parse_contact(value: &str) -> Option<ContactSpec> {
+    if value.trim() == "*" {
+        return Some(ContactSpec::Star);
+    }
+    let n = name_addr(value)?;
+    let mut echo = format!("<{}>", n.uri);
+    let mut expires = None;
+    for p in split_params(n.params) {
+        let (name, v) = p.split_once('=').unwrap_or((p, ""));
+        if name.trim().eq_ignore_ascii_case("expires") {
+            expires = parse_delta(v.trim().trim_matches('"'));
+        } else {
+            echo.push(';');
+            echo.push_str(p);
+        }
+    }
+    Some(ContactSpec::Entry {
+        uri: n.uri.to_string(),
+        echo,
+        expires,
+    })
+}
+
+/// Splits `;a=1;b="x;y"` at semicolons outside quotes; empty pieces dropped, pieces trimmed.
+fn split_params(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            ';' if !in_quotes => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// A delta-seconds value; huge values saturate (RFC 3261 §20.19), anything else is None.
+fn parse_delta(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse().unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,507 @@
+//! The ACD: agents, queues and ring-out timers tied into one sans-IO state machine.
+//!
+//! Inputs are `handle_*`-style methods taking `now`; outputs are drained with
+//! [`Acd::poll_event`], and [`Acd::poll_timeout`] says when to call [`Acd::handle_timeout`].
+//! Offers are made inside the input that makes them possible (enqueue, an agent becoming
+//! Ready, a call ending, a ring-out), so nothing has to poll.
+//!
+//! Pairing: the Ready agent idle for longest picks first and gets the best caller among the
+//! queues it serves: highest queue priority, then longest wait. Every agent that was free
+//! picks in idle order in the same step, so an agent that just missed an offer (it is now
+//! the most recently idle) is offered that same call again only if no other free agent who
+//! serves that queue took it first.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey};
+use crate::error::Error;
+use crate::queue::{CallerView, Queue, QueueConfig};
+use crate::timer::{Timer, Timers};
+use crate::{AgentId, CallId};
+
+/// What the ACD asks call control to do, or tells it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcdEvent {
+    /// Ring this agent now for this caller; the ACD rings it out after `ring_timeout`.
+    Offer {
+        /// The waiting call.
+        call: CallId,
+        /// The agent whose phone should ring.
+        agent: AgentId,
+        /// The queue the caller waits in.
+        queue: String,
+        /// How long the caller has waited since `enqueue`.
+        waited: Duration,
+        /// How long the phone may ring before the ACD rings it out.
+        ring_timeout: Duration,
+    },
+    /// The offer ended unanswered (timeout, or the agent went offline): cancel the INVITE.
+    /// The miss is counted and the caller, still in its place, is offered to the next agent.
+    RingOut {
+        /// The call whose offer ended.
+        call: CallId,
+        /// The agent who missed it.
+        agent: AgentId,
+    },
+    /// The agent answered: bridge the caller to the agent.
+    Connected {
+        /// The call.
+        call: CallId,
+        /// The agent now talking.
+        agent: AgentId,
+        /// How long the caller waited from `enqueue` to the answer.
+        waited: Duration,
+    },
+}
+
+/// The automatic call distributor (sans-IO: no clock, no sockets).
+#[derive(Debug)]
+pub struct Acd {
+    queues: Vec<Queue>,
+    queue_index: HashMap<String, usize>,
+    agents: Vec<Agent>,
+    agent_index: HashMap<AgentId, usize>,
+    /// Queue index of every waiting or offered call.
+    calls: HashMap<CallId, usize>,
+    timers: Timers,
+    events: VecDeque<AcdEvent>,
+    /// The latest `now` seen; earlier `now`s are treated as this one.
+    clock: Option<Instant>,
+    /// Orders things that happen at the same instant.
+    seq: u64,
+}
+
+impl Acd {
+    /// Builds an ACD with every agent Offline and every queue empty.
+    pub fn new(queues: Vec<QueueConfig>, agents: Vec<AgentConfig>) -> Result<Self, Error> {
+        let mut queue_index = HashMap::new();
+        let mut built_queues = Vec::with_capacity(queues.len());
+        for config in queues {
+            if config.ring_timeout.is_zero() {
+                return Err(Error::ZeroRingTimeout(config.name));
+            }
+            if queue_index.contains_key(&config.name) {
+                return Err(Error::DuplicateQueue(config.name));
+            }
+            queue_index.insert(config.name.clone(), built_queues.len());
+            built_queues.push(Queue::new(config));
+        }
+        let mut agent_index = HashMap::new();
+        let mut built_agents = Vec::with_capacity(agents.len());
+        for config in agents {
+            if agent_index.contains_key(&config.id) {
+                return Err(Error::DuplicateAgent(config.id));
+            }
+            let mut served = Vec::with_capacity(config.queues.len());
+            for name in &config.queues {
+                let q = *queue_index
+                    .get(name)
+                    .ok_or_else(|| Error::UnknownQueue(name.clone()))?;
+                if !served.contains(&q) {
+                    served.push(q);
+                }
+            }
+            agent_index.insert(config.id.clone(), built_agents.len());
+            built_agents.push(Agent::new(config.id, served));
+        }
+        Ok(Acd {
+            queues: built_queues,
+            queue_index,
+            agents: built_agents,
+            agent_index,
+            calls: HashMap::new(),
+            timers: Timers::default(),
+            events: VecDeque::new(),
+            clock: None,
+            seq: 0,
+        })
+    }
+
+    /// Registration up or down. Coming online makes the agent Ready; a re-registration while
+    /// online changes nothing. Going offline while ringing rings the offer out at once
+    /// (RingOut, miss counted, next agent offered); while talking the call goes on and the
+    /// agent is Offline once it ends.
+    pub fn agent_online(&mut self, now: Instant, agent: &str, online: bool) -> Result<(), Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        if online == self.agents[a].online {
+            return Ok(());
+        }
+        if online {
+            let idle = self.next_idle_key(now);
+            let ag = &mut self.agents[a];
+            ag.online = true;
+            ag.ready_requested = true;
+            ag.reason = None;
+            if ag.activity == Activity::Idle {
+                ag.idle = Some(idle);
+            }
+        } else {
+            self.agents[a].online = false;
+            if let Activity::Ringing { call, .. } = self.agents[a].activity {
+                self.ring_out(now, call, a);
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The desk switches Ready / NotReady (`reason` is kept for the view while not ready).
+    /// While ringing or talking the change takes effect when the offer or call ends.
+    /// Returns the agent's state afterwards.
+    pub fn set_ready(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        ready: bool,
+        reason: Option<&str>,
+    ) -> Result<AgentState, Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        if !self.agents[a].online {
+            return Err(Error::AgentOffline(agent.to_string()));
+        }
+        if ready {
+            let idle = self.next_idle_key(now);
+            let ag = &mut self.agents[a];
+            ag.reason = None;
+            if !ag.ready_requested {
+                ag.ready_requested = true;
+                if ag.activity == Activity::Idle {
+                    ag.idle = Some(idle);
+                }
+            }
+            self.dispatch(now);
+        } else {
+            let ag = &mut self.agents[a];
+            ag.ready_requested = false;
+            ag.reason = reason.map(str::to_string);
+        }
+        Ok(self.agents[a].state())
+    }
+
+    /// A caller starts waiting in `queue` (the wait clock starts now) and is offered at once
+    /// if an agent is free.
+    pub fn enqueue(&mut self, now: Instant, call: CallId, queue: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let q = *self
+            .queue_index
+            .get(queue)
+            .ok_or_else(|| Error::UnknownQueue(queue.to_string()))?;
+        if self.calls.contains_key(&call) || self.talking_agent(call).is_some() {
+            return Err(Error::DuplicateCall(call));
+        }
+        let seq = self.next_seq();
+        self.queues[q].push(call, now, seq);
+        self.calls.insert(call, q);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The caller hung up. A waiting caller leaves its queue; if it was being offered, the
+    /// offer ends silently: no RingOut event (call control cancels the agent's INVITE
+    /// itself), no miss counted, and the agent is free again keeping its place in idle order.
+    /// A call that is unknown or already connected is left alone (end it with `call_ended`).
+    pub fn abandon(&mut self, now: Instant, call: CallId) {
+        let now = self.tick(now);
+        let Some(q) = self.calls.remove(&call) else {
+            return;
+        };
+        let Some(caller) = self.queues[q].remove(call) else {
+            return;
+        };
+        if let Some(a) = caller.offered_to {
+            self.timers.cancel(Timer::RingOut(call));
+            self.agents[a].activity = Activity::Idle;
+            self.dispatch(now);
+        }
+    }
+
+    /// The agent's phone answered (200 OK): the caller is connected. An answer for an offer
+    /// that already ended (a 200 OK racing the ring-out) is `NotOffered`, and call control
+    /// must hang up that agent leg.
+    pub fn answered(&mut self, now: Instant, call: CallId, agent: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let a = self.offered_agent(call, agent)?;
+        self.timers.cancel(Timer::RingOut(call));
+        let enqueued_at = self
+            .calls
+            .remove(&call)
+            .and_then(|q| self.queues[q].remove(call))
+            .map_or(now, |caller| caller.enqueued_at);
+        let waited = now.saturating_duration_since(enqueued_at);
+        self.agents[a].activity = Activity::Talking { call, waited };
+        self.events.push_back(AcdEvent::Connected {
+            call,
+            agent: agent.to_string(),
+            waited,
+        });
+        Ok(())
+    }
+
+    /// The agent's phone rejected the offer (486/603) or failed. Like a ring-out without the
+    /// wait: the miss is counted and the caller is offered to the next agent at once. No
+    /// RingOut event (the INVITE is already over). So a phone that rejects everything cannot
+    /// loop INVITEs, the agent stays Ready but is not offered any call before the moment its
+    /// ring would have timed out.
+    pub fn declined(&mut self, now: Instant, call: CallId, agent: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let a = self.offered_agent(call, agent)?;
+        let until = match self.agents[a].activity {
+            Activity::Ringing { until, .. } => until,
+            _ => now,
+        };
+        self.release_offer(call);
+        let idle = self.next_idle_key(now);
+        let ag = &mut self.agents[a];
+        ag.miss(idle);
+        if until > now {
+            ag.paused_until = Some(until);
+            self.timers.set(Timer::DeclinePause(a), until);
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The agent's call ended (either side hung up): the agent is free, idle since now, and
+    /// the next caller is offered.
+    pub fn call_ended(&mut self, now: Instant, agent: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        if !matches!(self.agents[a].activity, Activity::Talking { .. }) {
+            return Err(Error::NotTalking(agent.to_string()));
+        }
+        let idle = self.next_idle_key(now);
+        let ag = &mut self.agents[a];
+        ag.activity = Activity::Idle;
+        ag.idle = Some(idle);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Fires every timer due at or before `now` (ring-outs, decline pauses), then offers.
+    /// Timers fire only here, never inside other inputs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.tick(now);
+        let mut fired = false;
+        while let Some(timer) = self.timers.pop_due(now) {
+            fired = true;
+            match timer {
+                Timer::RingOut(call) => {
+                    let offered = self
+                        .calls
+                        .get(&call)
+                        .and_then(|&q| self.queues[q].get(call))
+                        .and_then(|caller| caller.offered_to);
+                    if let Some(a) = offered {
+                        self.ring_out(now, call, a);
+                    }
+                }
+                Timer::DeclinePause(a) => {
+                    if let Some(agent) = self.agents.get_mut(a) {
+                        agent.paused_until = None;
+                    }
+                }
+            }
+        }
+        if fired {
+            self.dispatch(now);
+        }
+    }
+
+    /// The next thing call control must act on.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<AcdEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// All agents in configuration order.
+    pub fn agents(&self) -> Vec<AgentView> {
+        self.agents.iter().map(Agent::view).collect()
+    }
+
+    /// One agent.
+    pub fn agent(&self, agent: &str) -> Result<AgentView, Error> {
+        Ok(self.agents[self.agent_idx(agent)?].view())
+    }
+
+    /// How many callers are in `queue`, including those whose offer is ringing.
+    pub fn waiting(&self, queue: &str) -> Result<usize, Error> {
+        Ok(self.queues[self.queue_idx(queue)?].callers().len())
+    }
+
+    /// The callers in `queue`, longest waiting first, with their wait at `now`.
+    pub fn callers(&self, queue: &str, now: Instant) -> Result<Vec<CallerView>, Error> {
+        let q = self.queue_idx(queue)?;
+        Ok(self.queues[q]
+            .callers()
+            .iter()
+            .map(|c| CallerView {
+                call: c.call,
+                waited: now.saturating_duration_since(c.enqueued_at),
+                offered_to: c
+                    .offered_to
+                    .and_then(|a| self.agents.get(a))
+                    .map(|a| a.id.clone()),
+            })
+            .collect())
+    }
+
+    /// How long a caller has waited at `now`; for a connected call, the wait until the answer.
+    /// `None` for a call the ACD does not know (never enqueued, abandoned or ended).
+    pub fn caller_wait(&self, call: CallId, now: Instant) -> Option<Duration> {
+        if let Some(caller) = self
+            .calls
+            .get(&call)
+            .and_then(|&q| self.queues[q].get(call))
+        {
+            return Some(now.saturating_duration_since(caller.enqueued_at));
+        }
+        self.talking_agent(call)
+            .and_then(|a| match self.agents[a].activity {
+                Activity::Talking { waited, .. } => Some(waited),
+                _ => None,
+            })
+    }
+
+    // ---- internals ----
+
+    /// Moves the clock forward to `now` (time going backwards is ignored) and returns it.
+    fn tick(&mut self, now: Instant) -> Instant {
+        let now = match self.clock {
+            Some(clock) if clock > now => clock,
+            _ => now,
+        };
+        self.clock = Some(now);
+        now
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn next_idle_key(&mut self, now: Instant) -> IdleKey {
+        (now, self.next_seq())
+    }
+
+    fn agent_idx(&self, agent: &str) -> Result<usize, Error> {
+        self.agent_index
+            .get(agent)
+            .copied()
+            .ok_or_else(|| Error::UnknownAgent(agent.to_string()))
+    }
+
+    fn queue_idx(&self, queue: &str) -> Result<usize, Error> {
+        self.queue_index
+            .get(queue)
+            .copied()
+            .ok_or_else(|| Error::UnknownQueue(queue.to_string()))
+    }
+
+    fn talking_agent(&self, call: CallId) -> Option<usize> {
+        self.agents
+            .iter()
+            .position(|a| matches!(a.activity, Activity::Talking { call: c, .. } if c == call))
+    }
+
+    /// The index of `agent` if its phone is ringing for `call`.
+    fn offered_agent(&self, call: CallId, agent: &str) -> Result<usize, Error> {
+        let a = self.agent_idx(agent)?;
+        match self.agents[a].activity {
+            Activity::Ringing { call: c, .. } if c == call => Ok(a),
+            _ => Err(Error::NotOffered {
+                call,
+                agent: agent.to_string(),
+            }),
+        }
+    }
+
+    /// Puts an offered caller back to waiting (its place and wait time unchanged).
+    fn release_offer(&mut self, call: CallId) {
+        self.timers.cancel(Timer::RingOut(call));
+        if let Some(caller) = self
+            .calls
+            .get(&call)
+            .and_then(|&q| self.queues[q].get_mut(call))
+        {
+            caller.offered_to = None;
+        }
+    }
+
+    /// Ends agent `a`'s unanswered offer of `call`: RingOut event, miss, most recently idle.
+    fn ring_out(&mut self, now: Instant, call: CallId, a: usize) {
+        self.release_offer(call);
+        let idle = self.next_idle_key(now);
+        let ag = &mut self.agents[a];
+        ag.miss(idle);
+        self.events.push_back(AcdEvent::RingOut {
+            call,
+            agent: ag.id.clone(),
+        });
+    }
+
+    /// Offers waiting callers to free agents, longest-idle agent first.
+    fn dispatch(&mut self, now: Instant) {
+        let mut free: Vec<(IdleKey, usize)> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_available(now))
+            .map(|(i, a)| (a.idle.unwrap_or((now, u64::MAX)), i))
+            .collect();
+        free.sort_unstable();
+        for (_, a) in free {
+            if let Some((q, call)) = self.best_caller_for(a) {
+                self.offer(now, a, q, call);
+            }
+        }
+    }
+
+    /// The best unoffered caller among agent `a`'s queues: highest priority, then oldest.
+    fn best_caller_for(&self, a: usize) -> Option<(usize, CallId)> {
+        self.agents[a]
+            .queues
+            .iter()
+            .filter_map(|&q| {
+                let queue = &self.queues[q];
+                queue.next_unoffered().map(|c| {
+                    let rank = (
+                        std::cmp::Reverse(queue.config.priority),
+                        c.enqueued_at,
+                        c.seq,
+                    );
+                    (rank, q, c.call)
+                })
+            })
+            .min_by_key(|(rank, _, _)| *rank)
+            .map(|(_, q, call)| (q, call))
+    }
+
+    fn offer(&mut self, now: Instant, a: usize, q: usize, call: CallId) {
+        let queue = &mut self.queues[q];
+        let ring_timeout = queue.config.ring_timeout;
+        let queue_name = queue.config.name.clone();
+        let Some(caller) = queue.get_mut(call) else {
+            return;
+        };
+        caller.offered_to = Some(a);
+        let waited = now.saturating_duration_since(caller.enqueued_at);
+        let until = now.checked_add(ring_timeout).unwrap_or(now);
+        self.agents[a].activity = Activity::Ringing { call, until };
+        self.timers.set(Timer::RingOut(call), until);
+        self.events.push_back(AcdEvent::Offer {
+            call,
+            agent: self.agents[a].id.clone(),
+            queue: queue_name,
+            waited,
+            ring_timeout,
+        });
+    }
+}

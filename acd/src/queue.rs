@@ -1,0 +1,137 @@
+//! A queue: its configuration and its waiting callers in arrival order.
+
+use std::time::{Duration, Instant};
+
+use crate::{AgentId, CallId};
+
+/// How one queue is served: its priority against other queues and how long an agent's phone rings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The queue's name, as routed to by the IVR (`queue:NAME`).
+    pub name: String,
+    /// Higher goes first across queues; equal priority is first come, first served.
+    pub priority: i32,
+    /// How long an offer rings before it rings out (`answer_within_rings × ring_cycle_ms`).
+    pub ring_timeout: Duration,
+}
+
+impl QueueConfig {
+    /// Builds a queue config from the config file's `answer_within_rings` and `ring_cycle_ms`.
+    pub fn from_rings(
+        name: impl Into<String>,
+        priority: i32,
+        answer_within_rings: u32,
+        ring_cycle_ms: u64,
+    ) -> Self {
+        let ms = ring_cycle_ms.saturating_mul(u64::from(answer_within_rings));
+        QueueConfig {
+            name: name.into(),
+            priority,
+            ring_timeout: Duration::from_millis(ms),
+        }
+    }
+}
+
+/// One waiting caller as shown to ops: who, how long, and which agent is ringing for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerView {
+    /// The call.
+    pub call: CallId,
+    /// Time since `enqueue`; an offer that rang out does not reset it.
+    pub waited: Duration,
+    /// The agent whose phone is ringing for this caller, if any.
+    pub offered_to: Option<AgentId>,
+}
+
+/// A caller in a queue (waiting, or being offered to one agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub(crate) call: CallId,
+    pub(crate) enqueued_at: Instant,
+    /// ACD-wide arrival number: breaks ties between callers enqueued at the same instant.
+    pub(crate) seq: u64,
+    /// Index of the agent being offered this caller.
+    pub(crate) offered_to: Option<usize>,
+}
+
+/// A configured queue and its callers, oldest first.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) config: QueueConfig,
+    callers: Vec<Caller>,
+}
+
+impl Queue {
+    pub(crate) fn new(config: QueueConfig) -> Self {
+        Queue {
+            config,
+            callers: Vec::new(),
+        }
+    }
+
+    /// Appends a caller; the ACD's clock never goes backwards, so this keeps arrival order.
+    pub(crate) fn push(&mut self, call: CallId, now: Instant, seq: u64) {
+        self.callers.push(Caller {
+            call,
+            enqueued_at: now,
+            seq,
+            offered_to: None,
+        });
+    }
+
+    /// Removes a caller, returning it if it was here.
+    pub(crate) fn remove(&mut self, call: CallId) -> Option<Caller> {
+        let index = self.callers.iter().position(|c| c.call == call)?;
+        Some(self.callers.remove(index))
+    }
+
+    pub(crate) fn get(&self, call: CallId) -> Option<&Caller> {
+        self.callers.iter().find(|c| c.call == call)
+    }
+
+    pub(crate) fn get_mut(&mut self, call: CallId) -> Option<&mut Caller> {
+        self.callers.iter_mut().find(|c| c.call == call)
+    }
+
+    /// The longest-waiting caller not currently being offered to an agent.
+    pub(crate) fn next_unoffered(&self) -> Option<&Caller> {
+        self.callers.iter().find(|c| c.offered_to.is_none())
+    }
+
+    /// Callers in the queue, oldest first (including those being offered).
+    pub(crate) fn callers(&self) -> &[Caller] {
+        &self.callers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_timeout_is_rings_times_cycle() {
+        let q = QueueConfig::from_rings("appointments", 0, 3, 5000);
+        assert_eq!(q.ring_timeout, Duration::from_secs(15));
+        let huge = QueueConfig::from_rings("x", 0, u32::MAX, u64::MAX);
+        assert_eq!(huge.ring_timeout, Duration::from_millis(u64::MAX));
+    }
+
+    #[test]
+    fn offered_callers_keep_their_place_but_are_skipped() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(QueueConfig::from_rings("q", 0, 3, 5000));
+        q.push(1, t0, 0);
+        q.push(2, t0, 1);
+        if let Some(c) = q.get_mut(1) {
+            c.offered_to = Some(0);
+        }
+        assert_eq!(q.next_unoffered().map(|c| c.call), Some(2));
+        if let Some(c) = q.get_mut(1) {
+            c.offered_to = None;
+        }
+        assert_eq!(q.next_unoffered().map(|c| c.call), Some(1));
+        assert_eq!(q.remove(1).map(|c| c.call), Some(1));
+        assert_eq!(q.remove(1), None);
+        assert_eq!(q.callers().len(), 1);
+    }
+}

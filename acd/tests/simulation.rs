@@ -1,0 +1,481 @@
+//! Longer runs: a busy clinic morning, and seeded random inputs checked against invariants.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use acd::{Acd, AcdEvent, AgentConfig, AgentState, Error, QueueConfig};
+use common::*;
+
+/// What an agent does when its phone rings.
+#[derive(Debug, Clone, Copy)]
+enum Reaction {
+    Answer(Duration),
+    Decline(Duration),
+    Ignore,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Enqueue(u64, &'static str),
+    Answer(u64, &'static str),
+    Decline(u64, &'static str),
+    End(&'static str),
+    Ready(&'static str, bool),
+}
+
+#[test]
+fn three_agents_ten_callers_all_connected_exactly_once() {
+    let t0 = Instant::now();
+    let mut acd = demo();
+    let agents = [A, B, C];
+    online_in_order(&mut acd, t0, &agents);
+    let mut pending: Vec<(Instant, Action)> = Vec::new();
+    for i in 0..10u64 {
+        let queue = match i {
+            4 | 8 => "urgent",
+            _ if i % 2 == 0 => "appointments",
+            _ => "enquiries",
+        };
+        pending.push((t0 + secs(5 + 3 * i), Action::Enqueue(i, queue)));
+    }
+    // C takes a break in the middle of the morning.
+    pending.push((t0 + secs(40), Action::Ready(C, false)));
+    pending.push((t0 + secs(100), Action::Ready(C, true)));
+
+    let mut offers_seen: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut connected_count: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut ringing: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut now = t0 + secs(2);
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        assert!(steps < 1_000, "runaway simulation");
+        while let Some(event) = acd.poll_event() {
+            match event {
+                AcdEvent::Offer { call, agent, .. } => {
+                    let agent = agents
+                        .iter()
+                        .copied()
+                        .find(|a| *a == agent)
+                        .expect("configured agent");
+                    assert_eq!(ringing.insert(agent, call), None, "agent rang twice");
+                    assert!(
+                        ringing.values().filter(|&&c| c == call).count() == 1,
+                        "call offered twice"
+                    );
+                    let n = offers_seen.entry(agent).or_default();
+                    *n += 1;
+                    // A answers quickly; B ignores its first ring; C declines every second.
+                    let reaction = match (agent, *n) {
+                        (a, _) if a == A => Reaction::Answer(secs(4)),
+                        (b, 1) if b == B => Reaction::Ignore,
+                        (b, _) if b == B => Reaction::Answer(secs(2)),
+                        (_, n) if n % 2 == 0 => Reaction::Decline(secs(1)),
+                        _ => Reaction::Answer(secs(6)),
+                    };
+                    match reaction {
+                        Reaction::Answer(d) => pending.push((now + d, Action::Answer(call, agent))),
+                        Reaction::Decline(d) => {
+                            pending.push((now + d, Action::Decline(call, agent)))
+                        }
+                        Reaction::Ignore => {}
+                    }
+                }
+                AcdEvent::RingOut { call, agent } => {
+                    assert_eq!(ringing.remove(agent.as_str()), Some(call));
+                }
+                AcdEvent::Connected { call, agent, .. } => {
+                    let agent = agents
+                        .iter()
+                        .copied()
+                        .find(|a| *a == agent)
+                        .expect("configured agent");
+                    assert_eq!(ringing.remove(agent), Some(call));
+                    *connected_count.entry(call).or_default() += 1;
+                    let talk = 20 + 5 * (call % 4);
+                    pending.push((now + secs(talk), Action::End(agent)));
+                }
+            }
+        }
+        let next_action = pending.iter().map(|(at, _)| *at).min();
+        let next = match (next_action, acd.poll_timeout()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => break,
+            },
+        };
+        assert!(next >= now, "simulated time goes forward");
+        now = next;
+        acd.handle_timeout(now);
+        let (due, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(at, _)| *at <= now);
+        pending = later;
+        for (_, action) in due {
+            match action {
+                Action::Enqueue(call, queue) => acd.enqueue(now, call, queue).expect("queue"),
+                Action::Answer(call, agent) => acd.answered(now, call, agent).expect("offered"),
+                Action::Decline(call, agent) => {
+                    ringing.remove(agent);
+                    acd.declined(now, call, agent).expect("offered")
+                }
+                Action::End(agent) => acd.call_ended(now, agent).expect("talking"),
+                Action::Ready(agent, ready) => acd
+                    .set_ready(now, agent, ready, Some("break"))
+                    .map(|_| ())
+                    .expect("online"),
+            }
+        }
+    }
+    let expected: BTreeMap<u64, u32> = (0..10).map(|c| (c, 1)).collect();
+    assert_eq!(
+        connected_count, expected,
+        "every caller connected exactly once"
+    );
+    assert!(
+        now < t0 + secs(600),
+        "the morning finished in {:?}",
+        now - t0
+    );
+    for q in ["appointments", "enquiries", "urgent"] {
+        assert_eq!(acd.waiting(q), Ok(0));
+    }
+    assert!(acd.agents().iter().all(|a| a.state == AgentState::Ready));
+    assert_eq!(missed(&acd, A), 0);
+    assert_eq!(missed(&acd, B), 1, "B ignored its first ring");
+    assert!(
+        missed(&acd, C) >= 1,
+        "C declined at least once: {offers_seen:?}"
+    );
+}
+
+/// A tiny xorshift64: the tests' only randomness, seeded so a failure replays.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+const AGENTS: [&str; 3] = [A, B, C];
+const QUEUES: [&str; 3] = ["appointments", "enquiries", "urgent"];
+
+fn random_config() -> (Vec<QueueConfig>, Vec<AgentConfig>) {
+    let queues = vec![
+        QueueConfig::from_rings("appointments", 0, 3, 5000),
+        QueueConfig::from_rings("enquiries", 0, 2, 4000),
+        QueueConfig::from_rings("urgent", 10, 1, 7000),
+    ];
+    let served: [&[&str]; 3] = [&QUEUES, &["appointments", "urgent"], &["enquiries"]];
+    let agents = AGENTS
+        .iter()
+        .zip(served)
+        .map(|(id, qs)| AgentConfig {
+            id: (*id).into(),
+            queues: qs.iter().map(|q| (*q).to_string()).collect(),
+        })
+        .collect();
+    (queues, agents)
+}
+
+/// What the test knows from the inputs it gave and the events it saw.
+#[derive(Default)]
+struct Model {
+    online: BTreeSet<&'static str>,
+    ready: BTreeSet<&'static str>,
+    /// agent -> (call, offered at, ring timeout)
+    ringing: BTreeMap<&'static str, (u64, Instant, Duration)>,
+    talking: BTreeMap<&'static str, u64>,
+    paused_until: BTreeMap<&'static str, Instant>,
+    enqueued: BTreeSet<u64>,
+    abandoned: BTreeSet<u64>,
+    connected: BTreeMap<u64, u32>,
+}
+
+fn agent_name(id: &str) -> &'static str {
+    AGENTS
+        .iter()
+        .copied()
+        .find(|a| *a == id)
+        .expect("events name configured agents")
+}
+
+impl Model {
+    fn offered_to(&self, call: u64) -> Option<&'static str> {
+        self.ringing
+            .iter()
+            .find(|(_, (c, _, _))| *c == call)
+            .map(|(a, _)| *a)
+    }
+
+    /// Applies one event, checking the invariants an agent or caller would notice.
+    fn apply(&mut self, now: Instant, event: AcdEvent, seed: u64) {
+        match event {
+            AcdEvent::Offer {
+                call,
+                agent,
+                ring_timeout,
+                ..
+            } => {
+                let agent = agent_name(&agent);
+                assert!(
+                    !self.ringing.contains_key(agent) && !self.talking.contains_key(agent),
+                    "seed {seed}: agent {agent} offered a second call"
+                );
+                assert_eq!(
+                    self.offered_to(call),
+                    None,
+                    "seed {seed}: call {call} offered twice"
+                );
+                assert!(
+                    self.online.contains(agent) && self.ready.contains(agent),
+                    "seed {seed}: {agent} offered while offline or not ready"
+                );
+                assert!(
+                    self.paused_until.get(agent).is_none_or(|&t| now >= t),
+                    "seed {seed}: {agent} offered during its decline pause"
+                );
+                assert!(self.enqueued.contains(&call) && !self.abandoned.contains(&call));
+                assert!(
+                    !self.connected.contains_key(&call),
+                    "seed {seed}: offered after connect"
+                );
+                self.ringing.insert(agent, (call, now, ring_timeout));
+            }
+            AcdEvent::RingOut { call, agent } => {
+                let agent = agent_name(&agent);
+                let (c, at, timeout) = self.ringing.remove(agent).expect("rang out while ringing");
+                assert_eq!(c, call, "seed {seed}");
+                assert!(
+                    now >= at + timeout || !self.online.contains(agent),
+                    "seed {seed}: rang out early"
+                );
+            }
+            AcdEvent::Connected { call, agent, .. } => {
+                let agent = agent_name(&agent);
+                let (c, _, _) = self.ringing.remove(agent).expect("connected while ringing");
+                assert_eq!(c, call, "seed {seed}");
+                self.talking.insert(agent, call);
+                let n = self.connected.entry(call).or_default();
+                *n += 1;
+                assert_eq!(*n, 1, "seed {seed}: call {call} connected twice");
+            }
+        }
+    }
+}
+
+fn drain_into(acd: &mut Acd, model: &mut Model, now: Instant, seed: u64) {
+    while let Some(event) = acd.poll_event() {
+        model.apply(now, event, seed);
+    }
+}
+
+/// The ACD's views agree with the model, and no free agent sits beside a waiting caller.
+fn check_views(acd: &Acd, model: &Model, served: &[AgentConfig], now: Instant, seed: u64) {
+    for view in acd.agents() {
+        let agent = agent_name(&view.id);
+        let expect_call = model
+            .ringing
+            .get(agent)
+            .map(|r| r.0)
+            .or(model.talking.get(agent).copied());
+        assert_eq!(view.current_call, expect_call, "seed {seed}: {agent}");
+        let expect_state = if model.ringing.contains_key(agent) {
+            AgentState::Ringing
+        } else if model.talking.contains_key(agent) {
+            AgentState::Talking
+        } else if !model.online.contains(agent) {
+            AgentState::Offline
+        } else if model.ready.contains(agent) {
+            AgentState::Ready
+        } else {
+            AgentState::NotReady
+        };
+        assert_eq!(view.state, expect_state, "seed {seed}: {agent}");
+        if view.state == AgentState::Ready && view.paused_until.is_none() {
+            let config = served.iter().find(|c| c.id == view.id).expect("configured");
+            for q in &config.queues {
+                let callers = acd.callers(q, now).expect("queue");
+                assert!(
+                    callers.iter().all(|c| c.offered_to.is_some()),
+                    "seed {seed}: {agent} is free while a caller waits in {q}"
+                );
+            }
+        }
+    }
+}
+
+fn random_run(seed: u64) {
+    let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let (queues, agents) = random_config();
+    let mut acd = Acd::new(queues, agents.clone()).expect("valid config");
+    let mut model = Model::default();
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut next_call = 1u64;
+
+    for _ in 0..400 {
+        // Time passes: sometimes not at all, sometimes exactly to the next deadline.
+        match rng.below(4) {
+            0 => {}
+            1 => now = acd.poll_timeout().map_or(now, |t| t.max(now)),
+            _ => now += Duration::from_millis(rng.next() % 12_000),
+        }
+        if acd.poll_timeout().is_some_and(|t| t <= now) {
+            acd.handle_timeout(now);
+            drain_into(&mut acd, &mut model, now, seed);
+        }
+        model.paused_until.retain(|_, t| *t > now);
+
+        let agent = AGENTS[rng.below(3)];
+        match rng.below(9) {
+            0 | 1 => {
+                if rng.chance(5) {
+                    assert!(acd.enqueue(now, next_call, "billing").is_err());
+                } else {
+                    let q = QUEUES[rng.below(3)];
+                    acd.enqueue(now, next_call, q).expect("known queue");
+                    model.enqueued.insert(next_call);
+                    assert_eq!(
+                        acd.enqueue(now, next_call, q),
+                        Err(Error::DuplicateCall(next_call))
+                    );
+                }
+                next_call += 1;
+            }
+            2 => {
+                let call = 1 + (rng.next() % next_call);
+                if let Some(a) = model.offered_to(call) {
+                    model.ringing.remove(a);
+                }
+                if model.enqueued.contains(&call) && !model.connected.contains_key(&call) {
+                    model.abandoned.insert(call);
+                }
+                acd.abandon(now, call);
+            }
+            3 | 4 => {
+                if let Some((&a, &(call, _, _))) = model.ringing.iter().nth(rng.below(3)) {
+                    acd.answered(now, call, a).expect("offered");
+                } else {
+                    assert!(acd.answered(now, next_call + 7, agent).is_err());
+                }
+            }
+            5 => {
+                if let Some((&a, &(call, at, timeout))) = model.ringing.iter().next() {
+                    acd.declined(now, call, a).expect("offered");
+                    model.ringing.remove(a);
+                    model.paused_until.insert(a, at + timeout);
+                } else {
+                    assert!(acd.declined(now, 1, agent).is_err());
+                }
+            }
+            6 => {
+                let result = acd.call_ended(now, agent);
+                if model.talking.remove(agent).is_some() {
+                    result.expect("talking");
+                } else {
+                    assert_eq!(result, Err(Error::NotTalking(agent.into())));
+                }
+            }
+            7 => {
+                let online = rng.chance(70);
+                acd.agent_online(now, agent, online).expect("known agent");
+                if online && model.online.insert(agent) {
+                    model.ready.insert(agent);
+                }
+                if !online {
+                    model.online.remove(agent);
+                }
+            }
+            _ => {
+                let ready = rng.chance(60);
+                let result = acd.set_ready(now, agent, ready, Some("random"));
+                if model.online.contains(agent) {
+                    result.expect("online");
+                    if ready {
+                        model.ready.insert(agent);
+                    } else {
+                        model.ready.remove(agent);
+                    }
+                } else {
+                    assert_eq!(result, Err(Error::AgentOffline(agent.into())));
+                }
+            }
+        }
+        drain_into(&mut acd, &mut model, now, seed);
+        check_views(&acd, &model, &agents, now, seed);
+    }
+
+    // Every agent comes back and answers at once: everyone still waiting must connect.
+    for agent in AGENTS {
+        acd.agent_online(now, agent, true).expect("known agent");
+        if model.online.insert(agent) {
+            model.ready.insert(agent);
+        }
+        acd.set_ready(now, agent, true, None).expect("online");
+        model.ready.insert(agent);
+    }
+    drain_into(&mut acd, &mut model, now, seed);
+    let mut finished = false;
+    for _ in 0..2_000 {
+        let offers: Vec<_> = model.ringing.iter().map(|(a, r)| (*a, r.0)).collect();
+        for (agent, call) in offers {
+            acd.answered(now, call, agent).expect("offered");
+        }
+        drain_into(&mut acd, &mut model, now, seed);
+        now += secs(1);
+        let talking: Vec<_> = model.talking.keys().copied().collect();
+        for agent in talking {
+            acd.call_ended(now, agent).expect("talking");
+            model.talking.remove(agent);
+        }
+        drain_into(&mut acd, &mut model, now, seed);
+        acd.handle_timeout(now);
+        drain_into(&mut acd, &mut model, now, seed);
+        check_views(&acd, &model, &agents, now, seed);
+        let waiting: usize = QUEUES
+            .iter()
+            .map(|q| acd.waiting(q).unwrap_or(usize::MAX))
+            .sum();
+        if waiting == 0 && model.ringing.is_empty() && model.talking.is_empty() {
+            finished = true;
+            break;
+        }
+    }
+    assert!(
+        finished,
+        "seed {seed}: callers still waiting after the drain"
+    );
+    for call in &model.enqueued {
+        let times = model.connected.get(call).copied().unwrap_or(0);
+        let expected = u32::from(!model.abandoned.contains(call));
+        assert_eq!(times, expected, "seed {seed}: call {call}");
+    }
+    assert_eq!(
+        acd.poll_timeout(),
+        None,
+        "seed {seed}: no timer left when idle"
+    );
+}
+
+#[test]
+fn random_inputs_keep_offers_exclusive_and_connect_every_caller() {
+    for seed in 1..=64 {
+        random_run(seed);
+    }
+}

@@ -1,0 +1,200 @@
+//! Per-leg RTP logic: incoming packets to audio or DTMF, outgoing frames to packets.
+//!
+//! Sans-IO and allocation-free: the driver hands in datagrams and frame buffers.
+
+use crate::FRAME_SAMPLES;
+use crate::codec::Codec;
+use crate::dtmf::DtmfReceiver;
+use crate::rtp::{HEADER_LEN, RtpPacket, RtpSender};
+
+/// What an incoming RTP packet turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// This many samples of decoded audio were written to the frame (at most 160).
+    Audio(usize),
+    /// A new DTMF digit (reported once per key press).
+    Dtmf(char),
+    /// Nothing to act on: malformed, comfort noise, another payload type, or a repeated event packet.
+    Ignored,
+}
+
+/// The media state of one call leg: negotiated codec, DTMF receiver and RTP sender.
+#[derive(Debug, Clone)]
+pub struct LegMedia {
+    codec: Codec,
+    telephone_event_pt: Option<u8>,
+    sender: RtpSender,
+    dtmf: DtmfReceiver,
+    sent_first: bool,
+}
+
+impl LegMedia {
+    /// Media for a leg that negotiated `codec` (and telephone-event on `telephone_event_pt`).
+    pub fn new(
+        codec: Codec,
+        telephone_event_pt: Option<u8>,
+        ssrc: u32,
+        initial_seq: u16,
+        initial_ts: u32,
+    ) -> Self {
+        LegMedia {
+            codec,
+            telephone_event_pt,
+            sender: RtpSender::new(ssrc, initial_seq, initial_ts),
+            dtmf: DtmfReceiver::new(),
+            sent_first: false,
+        }
+    }
+
+    /// Handles one received datagram; decoded audio goes to `pcm_out`.
+    ///
+    /// Audio beyond 160 samples (ptime above 20 ms) is dropped; a short packet leaves the
+    /// rest of `pcm_out` untouched and reports how many samples it wrote.
+    pub fn handle_rtp(&mut self, packet: &[u8], pcm_out: &mut [i16; FRAME_SAMPLES]) -> Received {
+        let Ok(packet) = RtpPacket::parse(packet) else {
+            return Received::Ignored;
+        };
+        if Some(packet.payload_type) == self.telephone_event_pt {
+            return match self.dtmf.handle_packet(&packet) {
+                Some(digit) => Received::Dtmf(digit),
+                None => Received::Ignored,
+            };
+        }
+        if packet.payload_type == self.codec.payload_type() {
+            let n = self.codec.decode(packet.payload, pcm_out);
+            return if n > 0 {
+                Received::Audio(n)
+            } else {
+                Received::Ignored
+            };
+        }
+        // Comfort noise (PT 13) and anything not negotiated.
+        Received::Ignored
+    }
+
+    /// Encodes one 20 ms frame into an RTP packet in `out`; returns its length
+    /// (12 + 160 bytes), or 0 if `out` is too small.
+    pub fn write_audio(&mut self, pcm: &[i16; FRAME_SAMPLES], out: &mut [u8]) -> usize {
+        let mut payload = [0u8; FRAME_SAMPLES];
+        self.codec.encode(pcm, &mut payload);
+        if out.len() < HEADER_LEN + FRAME_SAMPLES {
+            return 0;
+        }
+        let marker = !self.sent_first;
+        let n = self.sender.write(
+            out,
+            self.codec.payload_type(),
+            marker,
+            &payload,
+            FRAME_SAMPLES as u32,
+        );
+        if n > 0 {
+            self.sent_first = true;
+        }
+        n
+    }
+
+    /// The negotiated codec.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The sender state (SSRC, next seq and timestamp).
+    pub fn sender(&self) -> &RtpSender {
+        &self.sender
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tone::{ToneGenerator, dominant_frequency};
+
+    fn packet(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut s = RtpSender::new(0xABCD, seq, ts);
+        let mut buf = vec![0u8; 12 + payload.len()];
+        let n = s.write(&mut buf, pt, marker, payload, 0);
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn first_packet_has_marker_then_seq_and_ts_advance() {
+        let mut leg = LegMedia::new(Codec::Pcmu, Some(101), 0x1234, 65535, 1000);
+        let mut out = [0u8; 200];
+        let pcm = [0i16; 160];
+        let n = leg.write_audio(&pcm, &mut out);
+        assert_eq!(n, 172);
+        let p = RtpPacket::parse(&out[..n]).expect("valid");
+        assert!(p.marker);
+        assert_eq!((p.payload_type, p.seq, p.timestamp, p.ssrc), (0, 65535, 1000, 0x1234));
+        assert!(p.payload.iter().all(|&b| b == 0xFF), "µ-law silence");
+        let n = leg.write_audio(&pcm, &mut out);
+        let p = RtpPacket::parse(&out[..n]).expect("valid");
+        assert!(!p.marker);
+        assert_eq!((p.seq, p.timestamp), (0, 1160));
+        assert_eq!(leg.write_audio(&pcm, &mut [0u8; 100]), 0, "too small buffer");
+        assert_eq!(leg.sender().seq, 1, "a refused write does not advance");
+    }
+
+    #[test]
+    fn audio_round_trips_between_two_legs() {
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let mut a = LegMedia::new(codec, Some(101), 1, 0, 0);
+            let mut b = LegMedia::new(codec, Some(101), 2, 0, 0);
+            let mut tone = ToneGenerator::new(440.0, 8000);
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                let mut frame = [0i16; 160];
+                tone.fill(&mut frame);
+                let mut wire = [0u8; 172];
+                let n = a.write_audio(&frame, &mut wire);
+                let mut pcm = [0i16; 160];
+                assert_eq!(b.handle_rtp(&wire[..n], &mut pcm), Received::Audio(160));
+                got.extend_from_slice(&pcm);
+            }
+            assert_eq!(dominant_frequency(&got, &[350.0, 440.0, 480.0, 620.0], 8000), Some(440.0));
+        }
+    }
+
+    #[test]
+    fn dtmf_press_gives_one_digit() {
+        let mut leg = LegMedia::new(Codec::Pcma, Some(101), 1, 0, 0);
+        let mut pcm = [0i16; 160];
+        let mut digits = Vec::new();
+        let ts = 8000;
+        let mut events = vec![(true, [7u8, 0x0A, 0, 160])];
+        events.extend([(false, [7u8, 0x0A, 1, 64]), (false, [7, 0x0A, 1, 224])]);
+        events.extend([(false, [7u8, 0x8A, 3, 32]); 3]);
+        for (i, (marker, payload)) in events.iter().enumerate() {
+            match leg.handle_rtp(&packet(101, *marker, i as u16, ts, payload), &mut pcm) {
+                Received::Dtmf(d) => digits.push(d),
+                Received::Ignored => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(digits, vec!['7']);
+    }
+
+    #[test]
+    fn other_payloads_and_garbage_are_ignored() {
+        let mut leg = LegMedia::new(Codec::Pcmu, None, 1, 0, 0);
+        let mut pcm = [42i16; 160];
+        assert_eq!(leg.handle_rtp(&packet(13, false, 1, 0, &[40]), &mut pcm), Received::Ignored);
+        assert_eq!(leg.handle_rtp(&packet(8, false, 1, 0, &[0xD5; 160]), &mut pcm), Received::Ignored);
+        assert_eq!(leg.handle_rtp(&packet(101, false, 1, 0, &[1, 0x80, 0, 160]), &mut pcm), Received::Ignored, "no telephone-event negotiated");
+        assert_eq!(leg.handle_rtp(&[1, 2, 3], &mut pcm), Received::Ignored);
+        assert_eq!(leg.handle_rtp(&packet(0, false, 1, 0, &[]), &mut pcm), Received::Ignored);
+        assert!(pcm.iter().all(|&s| s == 42), "ignored packets do not touch the frame");
+    }
+
+    #[test]
+    fn long_and_short_audio_payloads() {
+        let mut leg = LegMedia::new(Codec::Pcmu, None, 1, 0, 0);
+        let mut pcm = [0i16; 160];
+        assert_eq!(leg.handle_rtp(&packet(0, false, 1, 0, &[0x80; 240]), &mut pcm), Received::Audio(160));
+        assert_eq!(leg.handle_rtp(&packet(0, false, 2, 0, &[0x00; 80]), &mut pcm), Received::Audio(80));
+        assert_eq!(pcm[79], -32124);
+        assert_eq!(pcm[80], 32124);
+    }
+}

@@ -1,0 +1,639 @@
+//! Registrar tests in simulated time: challenge, digest, bindings, expiry.
+
+use super::*;
+use crate::message::RequestBuilder;
+use crate::transport::Transport;
+
+const REALM: &str = "switchboard";
+
+fn passwords(user: &str) -> Option<String> {
+    match user {
+        "alice" => Some("wonderland".into()),
+        "bob" => Some("builder".into()),
+        _ => None,
+    }
+}
+
+fn udp() -> Peer {
+    Peer::udp("192.168.1.20:5060".parse().expect("literal"))
+}
+
+/// A REGISTER for `user` as a phone sends it, plus extra "Name: value" header lines.
+fn register(user: &str, cseq: u32, extra: &[String]) -> Request {
+    let sent_by = "192.168.1.20:5060".parse().expect("literal");
+    let mut b = RequestBuilder::new(Method::Register, &format!("sip:{REALM}"))
+        .via(Transport::Udp, sent_by, &format!("z9hG4bKreg{cseq}"))
+        .max_forwards(70)
+        .from(&format!("<sip:{user}@{REALM}>;tag=ft{user}"))
+        .to(&format!("<sip:{user}@{REALM}>"))
+        .call_id(&format!("reg-{user}@192.168.1.20"))
+        .cseq(cseq)
+        .header("User-Agent", "PJSUA v2.15");
+    for line in extra {
+        let (name, value) = line
+            .split_once(':')
+            .expect("test header lines have a colon");
+        b = b.header(name.trim(), value.trim());
+    }
+    b.build()
+}
+
+fn contact(user: &str) -> String {
+    format!("Contact: <sip:{user}@192.168.1.20:5060;ob>")
+}
+
+/// Reads a quoted parameter out of a challenge.
+fn challenge_param(header: &str, name: &str) -> Option<String> {
+    let start = header.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = header[start..].find('"')? + start;
+    Some(header[start..end].to_string())
+}
+
+/// The Authorization line a client computes for this challenge.
+fn authorization(user: &str, password: &str, challenge: &str, alg: Algorithm, nc: u32) -> String {
+    let mut creds = Credentials {
+        username: user.into(),
+        realm: challenge_param(challenge, "realm").expect("realm in challenge"),
+        nonce: challenge_param(challenge, "nonce").expect("nonce in challenge"),
+        uri: format!("sip:{REALM}"),
+        response: String::new(),
+        algorithm: alg,
+        qop: Some("auth".into()),
+        nc: Some(format!("{nc:08x}")),
+        cnonce: Some("0a4f113b".into()),
+        opaque: None,
+    };
+    creds.response = auth::compute_response(&creds, "REGISTER", password).expect("qop=auth");
+    format!("Authorization: {}", creds.to_header())
+}
+
+fn challenge_for(resp: &Response, alg: Algorithm) -> String {
+    resp.header_values("WWW-Authenticate")
+        .into_iter()
+        .find(|h| h.contains(&format!("algorithm={}", alg.name())))
+        .expect("challenge for the algorithm")
+}
+
+/// REGISTER → 401 → REGISTER with digest; returns the final response and change.
+fn full_exchange(
+    reg: &mut Registrar,
+    now: Instant,
+    user: &str,
+    password: &str,
+    alg: Algorithm,
+    extra: &[String],
+) -> (Response, Option<RegistrationChange>) {
+    let (r401, change) = reg.handle_register(now, &register(user, 1, extra), udp(), &passwords);
+    assert_eq!(r401.status(), 401);
+    assert_eq!(change, None);
+    let mut lines = extra.to_vec();
+    lines.push(authorization(
+        user,
+        password,
+        &challenge_for(&r401, alg),
+        alg,
+        1,
+    ));
+    reg.handle_register(now, &register(user, 2, &lines), udp(), &passwords)
+}
+
+#[test]
+fn unauthenticated_register_gets_two_challenges_sha256_first() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 7);
+    let (resp, change) = reg.handle_register(
+        t0,
+        &register("alice", 1, &[contact("alice")]),
+        udp(),
+        &passwords,
+    );
+    assert_eq!(resp.status(), 401);
+    assert_eq!(change, None);
+    let challenges = resp.header_values("WWW-Authenticate");
+    assert_eq!(challenges.len(), 2);
+    assert!(
+        challenges[0].contains("algorithm=SHA-256"),
+        "{challenges:?}"
+    );
+    assert!(challenges[1].contains("algorithm=MD5"), "{challenges:?}");
+    assert!(
+        challenges
+            .iter()
+            .all(|c| c.contains("realm=\"switchboard\"") && c.contains("qop=\"auth\""))
+    );
+    assert!(!challenges[0].contains("stale"));
+    assert!(resp.to_tag().is_some(), "final responses carry a To tag");
+    assert!(reg.lookup("alice", t0).is_none());
+
+    // A second challenge uses a fresh nonce.
+    let (again, _) = reg.handle_register(
+        t0,
+        &register("alice", 2, &[contact("alice")]),
+        udp(),
+        &passwords,
+    );
+    assert_ne!(
+        challenge_param(&challenges[0], "nonce"),
+        challenge_param(&challenge_for(&again, Algorithm::Sha256), "nonce")
+    );
+}
+
+#[test]
+fn nonces_come_from_the_seed() {
+    let t0 = Instant::now();
+    let nonce = |seed| {
+        let mut reg = Registrar::new(REALM.into(), seed);
+        let (r, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+        challenge_param(&challenge_for(&r, Algorithm::Md5), "nonce")
+    };
+    assert_eq!(nonce(1), nonce(1));
+    assert_ne!(nonce(1), nonce(2));
+}
+
+#[test]
+fn full_exchange_md5_and_sha256() {
+    for alg in [Algorithm::Md5, Algorithm::Sha256] {
+        let t0 = Instant::now();
+        let mut reg = Registrar::new(REALM.into(), 1);
+        let extra = [contact("alice"), "Expires: 300".to_string()];
+        let (resp, change) = full_exchange(&mut reg, t0, "alice", "wonderland", alg, &extra);
+        assert_eq!(resp.status(), 200, "{alg:?}");
+        assert_eq!(
+            change,
+            Some(RegistrationChange::Registered {
+                user: "alice".into()
+            })
+        );
+        assert_eq!(
+            resp.header("Contact").as_deref(),
+            Some("<sip:alice@192.168.1.20:5060;ob>;expires=300")
+        );
+        let b = reg.lookup("alice", t0).expect("bound");
+        assert_eq!(b.contact, "sip:alice@192.168.1.20:5060;ob");
+        assert_eq!(b.peer, udp());
+        assert_eq!(b.expires_at, t0 + Duration::from_secs(300));
+        assert_eq!(reg.poll_timeout(), Some(t0 + Duration::from_secs(300)));
+    }
+}
+
+#[test]
+fn wrong_password_is_forbidden_and_binds_nothing() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    let (resp, change) = full_exchange(
+        &mut reg,
+        t0,
+        "alice",
+        "guess",
+        Algorithm::Sha256,
+        &[contact("alice")],
+    );
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Rejected {
+            user: Some("alice".into()),
+            status: 403
+        })
+    );
+    assert!(reg.lookup("alice", t0).is_none());
+    assert_eq!(reg.poll_timeout(), None);
+}
+
+#[test]
+fn unknown_user_is_challenged_like_everyone_then_forbidden() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    let (known, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    let (unknown, _) = reg.handle_register(t0, &register("mallory", 1, &[]), udp(), &passwords);
+    assert_eq!(known.status(), unknown.status());
+    assert_eq!(
+        known.header_values("WWW-Authenticate").len(),
+        unknown.header_values("WWW-Authenticate").len()
+    );
+
+    let (resp, change) = full_exchange(
+        &mut reg,
+        t0,
+        "mallory",
+        "any",
+        Algorithm::Md5,
+        &[contact("mallory")],
+    );
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Rejected {
+            user: Some("mallory".into()),
+            status: 403
+        })
+    );
+    assert!(reg.lookup("mallory", t0).is_none());
+}
+
+#[test]
+fn to_user_must_be_the_digest_user() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    // bob authenticates correctly but tries to bind alice's address.
+    let lines = [
+        contact("alice"),
+        authorization(
+            "bob",
+            "builder",
+            &challenge_for(&r401, Algorithm::Md5),
+            Algorithm::Md5,
+            1,
+        ),
+    ];
+    let (resp, _) = reg.handle_register(t0, &register("alice", 2, &lines), udp(), &passwords);
+    assert_eq!(resp.status(), 403);
+    assert!(reg.lookup("alice", t0).is_none());
+    assert!(reg.lookup("bob", t0).is_none());
+}
+
+#[test]
+fn expired_nonce_with_right_password_is_stale() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    let ch = challenge_for(&r401, Algorithm::Sha256);
+    let late = t0 + NONCE_LIFETIME + Duration::from_secs(1);
+
+    let wrong = [
+        contact("alice"),
+        authorization("alice", "guess", &ch, Algorithm::Sha256, 1),
+    ];
+    let (resp, change) =
+        reg.handle_register(late, &register("alice", 2, &wrong), udp(), &passwords);
+    assert_eq!(resp.status(), 401);
+    assert_eq!(change, None);
+    assert!(!challenge_for(&resp, Algorithm::Sha256).contains("stale=true"));
+
+    let right = [
+        contact("alice"),
+        authorization("alice", "wonderland", &ch, Algorithm::Sha256, 1),
+    ];
+    let (resp, _) = reg.handle_register(late, &register("alice", 3, &right), udp(), &passwords);
+    assert_eq!(resp.status(), 401);
+    let fresh = challenge_for(&resp, Algorithm::Sha256);
+    assert!(fresh.contains("stale=true"), "{fresh}");
+    assert!(challenge_for(&resp, Algorithm::Md5).contains("stale=true"));
+    assert!(reg.lookup("alice", late).is_none());
+
+    // Retrying with the fresh nonce, without asking the user again, works.
+    let retry = [
+        contact("alice"),
+        authorization("alice", "wonderland", &fresh, Algorithm::Sha256, 1),
+    ];
+    let (resp, _) = reg.handle_register(late, &register("alice", 4, &retry), udp(), &passwords);
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn nonce_is_reusable_with_increasing_nc_but_not_replayable() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    let ch = challenge_for(&r401, Algorithm::Md5);
+    let first = [
+        contact("alice"),
+        authorization("alice", "wonderland", &ch, Algorithm::Md5, 1),
+    ];
+    assert_eq!(
+        reg.handle_register(t0, &register("alice", 2, &first), udp(), &passwords)
+            .0
+            .status(),
+        200
+    );
+    // Replaying nc=1 is refused with a new challenge.
+    let (replay, _) = reg.handle_register(t0, &register("alice", 3, &first), udp(), &passwords);
+    assert_eq!(replay.status(), 401);
+    // The phone's refresh with nc=2 on the same nonce is fine.
+    let t1 = t0 + Duration::from_secs(100);
+    let second = [
+        contact("alice"),
+        authorization("alice", "wonderland", &ch, Algorithm::Md5, 2),
+    ];
+    assert_eq!(
+        reg.handle_register(t1, &register("alice", 4, &second), udp(), &passwords)
+            .0
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn expires_are_clamped_defaulted_and_too_brief_refused() {
+    let t0 = Instant::now();
+    let cases: [(&[&str], u16, Option<u64>); 5] = [
+        (&["Expires: 7200"], 200, Some(3600)),
+        (&[], 200, Some(3600)),
+        (&["Expires: 30"], 423, None),
+        (&["Expires: 30", ";expires=120"], 200, Some(120)), // Contact param wins over header
+        (&["Expires: 99999999999999999999999"], 200, Some(3600)),
+    ];
+    for (extra, status, granted) in cases {
+        let mut reg = Registrar::new(REALM.into(), 1);
+        let mut lines = Vec::new();
+        let mut c = contact("alice");
+        for e in extra {
+            match e.strip_prefix(';') {
+                Some(p) => c = format!("{c};{p}"),
+                None => lines.push((*e).to_string()),
+            }
+        }
+        lines.push(c);
+        let (resp, change) =
+            full_exchange(&mut reg, t0, "alice", "wonderland", Algorithm::Md5, &lines);
+        assert_eq!(resp.status(), status, "{extra:?}");
+        match granted {
+            Some(n) => {
+                assert!(
+                    resp.header("Contact")
+                        .is_some_and(|c| c.ends_with(&format!(";expires={n}"))),
+                    "{extra:?}"
+                );
+                assert_eq!(
+                    reg.lookup("alice", t0).map(|b| b.expires_at),
+                    Some(t0 + Duration::from_secs(n))
+                );
+            }
+            None => {
+                assert_eq!(resp.header("Min-Expires").as_deref(), Some("60"));
+                assert_eq!(
+                    change,
+                    Some(RegistrationChange::Rejected {
+                        user: Some("alice".into()),
+                        status: 423
+                    })
+                );
+                assert!(reg.lookup("alice", t0).is_none());
+            }
+        }
+    }
+}
+
+/// Registers alice for 600 s at `t0` and returns the registrar.
+fn registered(t0: Instant) -> Registrar {
+    let mut reg = Registrar::new(REALM.into(), 3);
+    let lines = [contact("alice"), "Expires: 600".to_string()];
+    let (resp, _) = full_exchange(
+        &mut reg,
+        t0,
+        "alice",
+        "wonderland",
+        Algorithm::Sha256,
+        &lines,
+    );
+    assert_eq!(resp.status(), 200);
+    reg
+}
+
+#[test]
+fn unregister_by_expires_header_contact_param_or_star() {
+    let t0 = Instant::now();
+    let unregister_lines: [Vec<String>; 3] = [
+        vec![contact("alice"), "Expires: 0".into()],
+        vec![format!("{};expires=0", contact("alice"))],
+        vec!["Contact: *".into(), "Expires: 0".into()],
+    ];
+    for lines in unregister_lines {
+        let mut reg = registered(t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let (resp, change) =
+            full_exchange(&mut reg, t1, "alice", "wonderland", Algorithm::Md5, &lines);
+        assert_eq!(resp.status(), 200, "{lines:?}");
+        assert_eq!(
+            change,
+            Some(RegistrationChange::Unregistered {
+                user: "alice".into()
+            }),
+            "{lines:?}"
+        );
+        assert!(resp.header("Contact").is_none());
+        assert!(reg.lookup("alice", t1).is_none());
+        assert_eq!(reg.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn star_without_expires_zero_is_a_bad_request() {
+    let t0 = Instant::now();
+    let mut reg = registered(t0);
+    let (resp, _) = full_exchange(
+        &mut reg,
+        t0,
+        "alice",
+        "wonderland",
+        Algorithm::Md5,
+        &["Contact: *".into()],
+    );
+    assert_eq!(resp.status(), 400);
+    assert!(reg.lookup("alice", t0).is_some(), "binding untouched");
+}
+
+#[test]
+fn unregistering_another_contact_keeps_the_binding() {
+    let t0 = Instant::now();
+    let mut reg = registered(t0);
+    let lines = ["Contact: <sip:alice@10.0.0.99:5060>;expires=0".to_string()];
+    let (resp, change) = full_exchange(&mut reg, t0, "alice", "wonderland", Algorithm::Md5, &lines);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(change, None);
+    assert!(reg.lookup("alice", t0).is_some());
+    assert!(
+        resp.header("Contact")
+            .is_some_and(|c| c.contains("192.168.1.20"))
+    );
+}
+
+#[test]
+fn bindings_expire_in_simulated_time() {
+    let t0 = Instant::now();
+    let mut reg = registered(t0);
+    let due = t0 + Duration::from_secs(600);
+    assert_eq!(reg.poll_timeout(), Some(due));
+    assert!(
+        reg.handle_timeout(due - Duration::from_millis(1))
+            .is_empty()
+    );
+    assert!(
+        reg.lookup("alice", due - Duration::from_millis(1))
+            .is_some()
+    );
+    // Past expiry the binding is gone from lookup even before the timer fires.
+    assert!(reg.lookup("alice", due).is_none());
+    assert_eq!(reg.handle_timeout(due), vec!["alice".to_string()]);
+    assert_eq!(reg.poll_timeout(), None);
+    assert!(reg.handle_timeout(due + Duration::from_secs(1)).is_empty());
+}
+
+#[test]
+fn time_going_backwards_is_ignored() {
+    let t0 = Instant::now();
+    let t_late = t0 + Duration::from_secs(1000);
+    let mut reg = Registrar::new(REALM.into(), 1);
+    assert!(reg.handle_timeout(t_late).is_empty());
+    // A REGISTER stamped earlier is treated as happening at t_late.
+    let (resp, _) = full_exchange(
+        &mut reg,
+        t0,
+        "alice",
+        "wonderland",
+        Algorithm::Md5,
+        &[contact("alice"), "Expires: 60".into()],
+    );
+    assert_eq!(resp.status(), 200);
+    assert_eq!(reg.poll_timeout(), Some(t_late + Duration::from_secs(60)));
+}
+
+#[test]
+fn refresh_reports_nothing_new_peer_reports_registered() {
+    let t0 = Instant::now();
+    let mut reg = registered(t0);
+    let t1 = t0 + Duration::from_secs(300);
+    let lines = [contact("alice"), "Expires: 600".to_string()];
+    let (resp, change) = full_exchange(&mut reg, t1, "alice", "wonderland", Algorithm::Md5, &lines);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(change, None, "a refresh is not news");
+    assert_eq!(reg.poll_timeout(), Some(t1 + Duration::from_secs(600)));
+
+    // The same phone over TCP from another port: new peer, reported.
+    let tcp = Peer::tcp("192.168.1.20:40123".parse().expect("literal"));
+    let (r401, _) = reg.handle_register(t1, &register("alice", 5, &[]), tcp, &passwords);
+    let mut lines = lines.to_vec();
+    lines.push(authorization(
+        "alice",
+        "wonderland",
+        &challenge_for(&r401, Algorithm::Md5),
+        Algorithm::Md5,
+        1,
+    ));
+    let (resp, change) = reg.handle_register(t1, &register("alice", 6, &lines), tcp, &passwords);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Registered {
+            user: "alice".into()
+        })
+    );
+    let b = reg.lookup("alice", t1).expect("bound");
+    assert_eq!(b.peer.transport, Transport::Tcp);
+    assert_eq!(b.peer, tcp);
+}
+
+#[test]
+fn outbound_params_are_echoed_and_query_lists_binding() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    let c = "Contact: \"Alice\" <sip:alice@192.168.1.20:5060;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\";reg-id=1;expires=600";
+    let (resp, _) = full_exchange(
+        &mut reg,
+        t0,
+        "alice",
+        "wonderland",
+        Algorithm::Md5,
+        &[c.into()],
+    );
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.header("Contact").as_deref(),
+        Some(
+            "<sip:alice@192.168.1.20:5060;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\";reg-id=1;expires=600"
+        )
+    );
+    assert_eq!(
+        reg.lookup("alice", t0).map(|b| b.contact.as_str()),
+        Some("sip:alice@192.168.1.20:5060;transport=udp")
+    );
+
+    // A REGISTER without Contact is a query: it lists the binding with the time left.
+    let t1 = t0 + Duration::from_millis(100_500);
+    let (resp, change) = full_exchange(&mut reg, t1, "alice", "wonderland", Algorithm::Md5, &[]);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(change, None);
+    assert!(
+        resp.header("Contact")
+            .is_some_and(|c| c.ends_with(";expires=500")),
+        "{:?}",
+        resp.header("Contact")
+    );
+}
+
+#[test]
+fn unreadable_or_foreign_authorization_gets_a_challenge() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 1);
+    for line in [
+        "Authorization: Digest garbage \"",
+        "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==",
+        "Authorization: Digest username=\"alice\", realm=\"other\", nonce=\"x\", uri=\"sip:x\", response=\"00\"",
+    ] {
+        let (resp, change) = reg.handle_register(
+            t0,
+            &register("alice", 1, &[contact("alice"), line.into()]),
+            udp(),
+            &passwords,
+        );
+        assert_eq!(resp.status(), 401, "{line}");
+        assert_eq!(change, None);
+    }
+}
+#[test]
+fn wire_exchange_as_a_phone_sees_it() {
+    use crate::message::{SipMessage, parse};
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 11);
+    let wire = |auth: &str| {
+        format!(
+            "REGISTER sip:{REALM} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.168.1.20:5060;rport;branch=z9hG4bKPj1\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@{REALM}>;tag=abc\r\n\
+To: <sip:alice@{REALM}>\r\n\
+Call-ID: 5b8e2f\r\n\
+CSeq: 2 REGISTER\r\n\
+Contact: <sip:alice@192.168.1.20:5060;ob>\r\n\
+Expires: 300\r\n\
+{auth}Content-Length:  0\r\n\r\n"
+        )
+    };
+    let request = |bytes: String| match parse(bytes.as_bytes()) {
+        Ok(SipMessage::Request(r)) => r,
+        other => panic!("REGISTER must parse: {other:?}"),
+    };
+    let (r401, _) = reg.handle_register(t0, &request(wire("")), udp(), &passwords);
+    let Ok(SipMessage::Response(r401)) = parse(&r401.to_bytes()) else {
+        panic!("401 must parse back");
+    };
+    assert_eq!(r401.status(), 401);
+    assert_eq!(r401.header_values("WWW-Authenticate").len(), 2);
+    let auth = authorization(
+        "alice",
+        "wonderland",
+        &challenge_for(&r401, Algorithm::Sha256),
+        Algorithm::Sha256,
+        1,
+    );
+    let (r200, change) = reg.handle_register(
+        t0,
+        &request(wire(&format!("{auth}\r\n"))),
+        udp(),
+        &passwords,
+    );
+    let text = String::from_utf8(r200.to_bytes()).expect("utf-8");
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Contact: <sip:alice@192.168.1.20:5060;ob>;expires=300\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("CSeq: 2 REGISTER\r\n"), "{text}");
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Registered {
+            user: "alice".into()
+        })
+    );
+}

@@ -1,0 +1,125 @@
+//! Client INVITE transaction (RFC 3261 §17.1.1, RFC 6026 §7.2).
+//!
+//! Calling --1xx--> Proceeding --300-699--> Completed (ACK sent here, Timer D)
+//!    \__________________\______2xx_______> Accepted (Timer M; 2xx retransmissions go up)
+
+use std::time::{Duration, Instant};
+
+use super::timer::{Timer, Timers};
+use super::{Ctx, Status, TransactionEvent};
+use crate::message::{Request, Response, ack_for_non_2xx};
+use crate::transport::Peer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+}
+
+#[derive(Debug)]
+pub(super) struct ClientInvite {
+    state: State,
+    request: Request,
+    bytes: Vec<u8>,
+    peer: Peer,
+    a_interval: Duration,
+    ack: Option<Vec<u8>>,
+    pub(super) timers: Timers,
+}
+
+impl ClientInvite {
+    /// Sends the INVITE and starts Timers A (UDP) and B.
+    pub(super) fn new(now: Instant, peer: Peer, request: Request, ctx: &mut Ctx<'_>) -> Self {
+        let bytes = request.to_bytes();
+        ctx.out.send(peer, bytes.clone());
+        let mut timers = Timers::default();
+        if !peer.transport.is_reliable() {
+            timers.set_after(Timer::A, now, ctx.cfg.t1);
+        }
+        timers.set_after(Timer::B, now, ctx.cfg.t1x64());
+        ClientInvite {
+            state: State::Calling,
+            request,
+            bytes,
+            peer,
+            a_interval: ctx.cfg.t1,
+            ack: None,
+            timers,
+        }
+    }
+
+    pub(super) fn on_response(
+        &mut self,
+        now: Instant,
+        resp: Response,
+        ctx: &mut Ctx<'_>,
+    ) -> Status {
+        let status = resp.status();
+        match (self.state, status) {
+            (State::Calling | State::Proceeding, 100..=199) => {
+                self.state = State::Proceeding;
+                self.timers.cancel(Timer::A);
+                self.timers.cancel(Timer::B);
+                self.deliver(resp, ctx);
+            }
+            (State::Calling | State::Proceeding, 200..=299) => {
+                self.state = State::Accepted;
+                self.timers.cancel(Timer::A);
+                self.timers.cancel(Timer::B);
+                self.timers.set_after(Timer::M, now, ctx.cfg.t1x64());
+                self.deliver(resp, ctx);
+            }
+            (State::Accepted, 200..=299) => self.deliver(resp, ctx),
+            (State::Calling | State::Proceeding, _) if status >= 300 => {
+                self.state = State::Completed;
+                self.timers.cancel(Timer::A);
+                self.timers.cancel(Timer::B);
+                let ack = ack_for_non_2xx(&self.request, &resp).to_bytes();
+                ctx.out.send(self.peer, ack.clone());
+                self.ack = Some(ack);
+                let d = if self.peer.transport.is_reliable() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(32).max(ctx.cfg.t1x64())
+                };
+                self.timers.set_after(Timer::D, now, d);
+                self.deliver(resp, ctx);
+            }
+            (State::Completed, 300..) => {
+                if let Some(ack) = &self.ack {
+                    ctx.out.send(self.peer, ack.clone());
+                }
+            }
+            _ => {}
+        }
+        Status::Alive
+    }
+
+    fn deliver(&self, response: Response, ctx: &mut Ctx<'_>) {
+        ctx.out.event(TransactionEvent::Response {
+            key: ctx.key.clone(),
+            response,
+        });
+    }
+
+    pub(super) fn on_timer(&mut self, timer: Timer, now: Instant, ctx: &mut Ctx<'_>) -> Status {
+        match timer {
+            Timer::A if self.state == State::Calling => {
+                ctx.out.send(self.peer, self.bytes.clone());
+                self.a_interval *= 2;
+                self.timers.set_after(Timer::A, now, self.a_interval);
+                Status::Alive
+            }
+            Timer::B if self.state == State::Calling => {
+                ctx.out.event(TransactionEvent::Timeout {
+                    key: ctx.key.clone(),
+                });
+                Status::Terminated
+            }
+            Timer::D | Timer::M => Status::Terminated,
+            _ => Status::Alive,
+        }
+    }
+}

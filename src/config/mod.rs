@@ -1,0 +1,591 @@
+//! The TOML config: typed sections, the embedded demo clinic, and `switchboard check`.
+//!
+//! [`Config::check_str`] reports every problem it can find as `FILE:LINE:COL: message`:
+//! all syntax errors; unknown keys and wrong types (the first one in each section, each
+//! `[[agents]]`/`[[queues]]`/`[[users]]` entry and each menu, because serde stops there);
+//! then every semantic problem ([`validate`]) at the offending value.
+
+mod parse;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The demo clinic's config, printed by `switchboard default-config`.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The names of the prompts built into the binary (see `prompts/`).
+pub const BUILTIN_PROMPTS: [&str; 3] = ["greeting", "invalid", "hold"];
+
+/// The whole configuration (one TOML file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[clinic]`.
+    pub clinic: Clinic,
+    /// `[sip]`.
+    pub sip: Sip,
+    /// `[http]`.
+    #[serde(default)]
+    pub http: Http,
+    /// `[storage]`.
+    #[serde(default)]
+    pub storage: Storage,
+    /// `[[agents]]`.
+    pub agents: Vec<Agent>,
+    /// `[[queues]]`.
+    pub queues: Vec<Queue>,
+    /// `[ivr]`.
+    pub ivr: Ivr,
+    /// `[recording]`.
+    #[serde(default)]
+    pub recording: Recording,
+    /// `[qa]`.
+    #[serde(default)]
+    pub qa: Qa,
+    /// `[[users]]`: QA and ops logins.
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// The directory of the config file: relative `[ivr.prompts]` paths start here.
+    #[serde(skip, default = "current_dir")]
+    pub dir: PathBuf,
+}
+
+fn current_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+
+/// `[clinic]`: who answers, where, in which language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clinic {
+    /// Shown on the desk and in logs.
+    pub name: String,
+    /// IANA time zone; call dates in the API are local to it.
+    #[serde(deserialize_with = "de_timezone")]
+    pub timezone: chrono_tz::Tz,
+    /// Language of the built-in prompts.
+    #[serde(default)]
+    pub language: Language,
+}
+
+/// Language of the built-in prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Mandarin Chinese.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+impl Language {
+    /// The code used in the config and as the `prompts/` subdirectory: "zh" or "en".
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Zh => "zh",
+            Language::En => "en",
+        }
+    }
+}
+
+/// `[sip]`: sockets, advertised address, RTP ports, codecs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sip {
+    /// SIP over UDP listens here (none: no UDP).
+    pub udp: Option<SocketAddr>,
+    /// SIP over TCP listens here (none: no TCP).
+    pub tcp: Option<SocketAddr>,
+    /// The address written into Via, Contact and SDP.
+    pub advertise: IpAddr,
+    /// Inclusive RTP port range, one port per call leg.
+    #[serde(default)]
+    pub rtp_ports: PortRange,
+    /// Offered/accepted codecs in order of preference.
+    #[serde(default = "default_codecs")]
+    pub codecs: Vec<Codec>,
+    /// Digest authentication realm for agents.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+}
+
+fn default_codecs() -> Vec<Codec> {
+    vec![Codec::Pcmu, Codec::Pcma]
+}
+
+fn default_realm() -> String {
+    "switchboard".to_owned()
+}
+
+/// An inclusive port range written `[first, last]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port.
+    pub first: u16,
+    /// The last port (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// The ports as a range.
+    pub fn range(self) -> RangeInclusive<u16> {
+        self.first..=self.last
+    }
+
+    /// How many ports the range holds (0 when reversed).
+    pub fn len(self) -> usize {
+        if self.last < self.first {
+            0
+        } else {
+            usize::from(self.last - self.first) + 1
+        }
+    }
+
+    /// Whether the range holds no port (reversed).
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange {
+            first: 20000,
+            last: 20999,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ports = Vec::<u16>::deserialize(deserializer)?;
+        match ports.as_slice() {
+            [first, last] => Ok(PortRange {
+                first: *first,
+                last: *last,
+            }),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected two ports [first, last], found {}",
+                ports.len()
+            ))),
+        }
+    }
+}
+
+/// An audio codec as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Codec {
+    /// G.711 µ-law, payload type 0.
+    #[serde(rename = "PCMU")]
+    Pcmu,
+    /// G.711 A-law, payload type 8.
+    #[serde(rename = "PCMA")]
+    Pcma,
+}
+
+impl Codec {
+    /// The SDP encoding name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Desk, QA and ops pages, the API, /metrics and /healthz listen here.
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+/// `[storage]`: the database and the recordings directory (relative to the working directory).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// A SQLite file path, or a `postgres://` URL.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Where WAV recordings are written.
+    #[serde(default = "default_recordings")]
+    pub recordings: PathBuf,
+}
+
+fn default_database() -> String {
+    "data/switchboard.db".to_owned()
+}
+
+fn default_recordings() -> PathBuf {
+    PathBuf::from("data/recordings")
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            database: default_database(),
+            recordings: default_recordings(),
+        }
+    }
+}
+
+/// One `[[agents]]` entry: a SIP phone and a desk login.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// SIP digest user and desk login.
+    pub id: String,
+    /// Display name (defaults to the id).
+    #[serde(default)]
+    pub name: String,
+    /// SIP digest and desk password.
+    pub password: String,
+    /// The queues this agent answers.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .field("queues", &self.queues)
+            .finish()
+    }
+}
+
+/// One `[[queues]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Queue {
+    /// The name menus route to (`queue:NAME`).
+    pub name: String,
+    /// Higher goes first; equal priority is first come, first served.
+    #[serde(default)]
+    pub priority: i32,
+    /// An agent's phone rings at most this many cycles...
+    #[serde(default = "default_rings")]
+    pub answer_within_rings: u32,
+    /// ...of this length, then the next free agent rings.
+    #[serde(default = "default_ring_cycle_ms")]
+    pub ring_cycle_ms: u64,
+    /// The prompt looped while callers wait.
+    #[serde(default = "default_hold_prompt")]
+    pub hold_prompt: String,
+}
+
+fn default_rings() -> u32 {
+    3
+}
+
+fn default_ring_cycle_ms() -> u64 {
+    5000
+}
+
+fn default_hold_prompt() -> String {
+    "hold".to_owned()
+}
+
+impl Queue {
+    /// How long one agent's phone rings before the call moves on: rings × cycle.
+    pub fn ring_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.ring_cycle_ms
+                .saturating_mul(u64::from(self.answer_within_rings)),
+        )
+    }
+}
+
+/// `[ivr]`: the start menu, prompt files and menus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ivr {
+    /// The menu every dialled number reaches.
+    pub start: String,
+    /// Prompt name → audio file (relative to the config file's directory).
+    #[serde(default)]
+    pub prompts: BTreeMap<String, PathBuf>,
+    /// Menu name → menu.
+    pub menus: BTreeMap<String, ivr::Menu>,
+}
+
+/// `[recording]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// Record every answered queue call.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the WAV header is brought up to date while recording.
+    #[serde(default = "default_header_interval_ms")]
+    pub header_interval_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_header_interval_ms() -> u64 {
+    1000
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            enabled: true,
+            header_interval_ms: default_header_interval_ms(),
+        }
+    }
+}
+
+/// `[qa]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qa {
+    /// Recordings sampled for QA each day.
+    #[serde(default = "default_daily_sample")]
+    pub daily_sample: usize,
+    /// Sampling seed: the same day always gives the same sample.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_daily_sample() -> usize {
+    30
+}
+
+impl Default for Qa {
+    fn default() -> Self {
+        Qa {
+            daily_sample: default_daily_sample(),
+            seed: 0,
+        }
+    }
+}
+
+/// Who a login is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An `[[agents]]` entry: the desk.
+    Agent,
+    /// Quality assurance: recordings and samples.
+    Qa,
+    /// Operations: agents, calls, metrics.
+    Ops,
+}
+
+impl Role {
+    /// "agent", "qa" or "ops".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Qa => "qa",
+            Role::Ops => "ops",
+        }
+    }
+}
+
+/// One `[[users]]` entry: a QA or ops login (role is qa or ops).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Login password.
+    pub password: String,
+    /// `qa` or `ops`.
+    pub role: Role,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+fn de_timezone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown timezone `{name}`, expected an IANA name like `Asia/Shanghai`"
+        ))
+    })
+}
+
+/// One problem in a config file, rendered as `FILE:LINE:COL: message` (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Why a config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigErrors {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file was read but has problems (every one of them, one per line).
+    #[error("{}", render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigErrors {
+    /// The problems found (empty for a read error).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigErrors::Invalid(problems) => problems,
+            ConfigErrors::Read { .. } => &[],
+        }
+    }
+}
+
+impl Config {
+    /// The embedded demo clinic.
+    pub fn demo() -> Config {
+        Config::check_str(DEMO_CONFIG, "demo.toml")
+            .expect("the embedded demo config is valid: config::tests::demo_parses_and_validates")
+    }
+
+    /// Reads and checks a config file; relative prompt paths start in its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigErrors::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::check_str(&text, &path.display().to_string()).map_err(ConfigErrors::Invalid)
+    }
+
+    /// Parses and checks config text; `file_name` prefixes every problem and locates
+    /// relative prompt files (its directory).
+    pub fn check_str(text: &str, file_name: &str) -> Result<Config, Vec<Problem>> {
+        let (mut config, locator) = parse::parse(text, file_name)?;
+        config.dir = match Path::new(file_name).parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => current_dir(),
+        };
+        let issues = validate::validate(&config);
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            let mut problems: Vec<Problem> = issues
+                .into_iter()
+                .map(|issue| locator.problem(&issue.path, issue.message))
+                .collect();
+            problems.sort_by_key(|p| (p.line, p.col));
+            Err(problems)
+        }
+    }
+
+    /// The queue of this name.
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, id: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    /// The QA/ops user with this name.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// How long an agent's phone rings for a call from this queue (rings × cycle).
+    pub fn ring_timeout(&self, queue: &str) -> Option<Duration> {
+        self.queue(queue).map(Queue::ring_timeout)
+    }
+
+    /// The menus as the IVR session wants them.
+    pub fn menus(&self) -> ivr::Menus {
+        ivr::Menus(self.ivr.menus.clone())
+    }
+
+    /// The file configured for a prompt name, resolved against the config's directory.
+    pub fn prompt_path(&self, name: &str) -> Option<PathBuf> {
+        self.ivr.prompts.get(name).map(|path| self.dir.join(path))
+    }
+
+    /// A one-line summary: "3 agents, 3 queues, 1 menu".
+    pub fn summary(&self) -> String {
+        fn count(n: usize, what: &str) -> String {
+            if n == 1 {
+                format!("1 {what}")
+            } else {
+                format!("{n} {what}s")
+            }
+        }
+        let mut parts = vec![
+            count(self.agents.len(), "agent"),
+            count(self.queues.len(), "queue"),
+            count(self.ivr.menus.len(), "menu"),
+        ];
+        if !self.users.is_empty() {
+            parts.push(count(self.users.len(), "user"));
+        }
+        parts.join(", ")
+    }
+}

@@ -1,0 +1,388 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::*;
+
+/// The demo config with each `(from, to)` replaced once (`from` must be there).
+fn demo_with(edits: &[(&str, &str)]) -> String {
+    let mut text = DEMO_CONFIG.to_owned();
+    for (from, to) in edits {
+        assert!(text.contains(from), "demo.toml no longer contains {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+/// The rendered problems of a config text checked as `demo.toml`.
+fn problems(text: &str) -> Vec<String> {
+    match Config::check_str(text, "demo.toml") {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems.iter().map(Problem::to_string).collect(),
+    }
+}
+
+fn problems_with(edits: &[(&str, &str)]) -> Vec<String> {
+    problems(&demo_with(edits))
+}
+
+#[test]
+fn demo_parses_and_validates() {
+    let config = Config::check_str(DEMO_CONFIG, "demo.toml").expect("demo config is valid");
+    assert_eq!(config.clinic.name, "Demo Dental Clinic");
+    assert_eq!(config.clinic.timezone, chrono_tz::Asia::Shanghai);
+    assert_eq!(config.clinic.language, Language::Zh);
+    let sip_addr: SocketAddr = "127.0.0.1:5060".parse().expect("literal address");
+    assert_eq!(config.sip.udp, Some(sip_addr));
+    assert_eq!(config.sip.tcp, Some(sip_addr));
+    assert_eq!(config.sip.rtp_ports.range(), 20000..=20999);
+    assert_eq!(config.sip.codecs, [Codec::Pcmu, Codec::Pcma]);
+    assert_eq!(config.http.listen.port(), 8080);
+    let ids: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["1001", "1002", "1003"]);
+    assert_eq!(
+        config.agent("1002").map(|a| a.password.as_str()),
+        Some("demo-1002")
+    );
+    assert_eq!(config.queue("urgent").map(|q| q.priority), Some(10));
+    assert_eq!(config.ring_timeout("urgent"), Some(Duration::from_secs(15)));
+    assert_eq!(config.ring_timeout("nowhere"), None);
+    assert_eq!(config.ivr.start, "main");
+    assert_eq!(
+        config.ivr.menus["main"].options.get("9"),
+        Some(&ivr::Action::Queue("urgent".into()))
+    );
+    assert_eq!(config.user("qa").map(|u| u.role), Some(Role::Qa));
+    assert_eq!(config.user("ops").map(|u| u.role), Some(Role::Ops));
+    assert_eq!(config.qa.seed, 20261125);
+    assert_eq!(config.summary(), "3 agents, 3 queues, 1 menu, 2 users");
+    assert_eq!(Config::demo().agents.len(), 3);
+}
+
+#[test]
+fn passwords_stay_out_of_debug_output() {
+    let debug = format!("{:?}", Config::demo());
+    assert!(!debug.contains("demo-1001"), "{debug}");
+    assert!(!debug.contains("demo-qa"), "{debug}");
+}
+
+#[test]
+fn optional_sections_and_keys_take_defaults() {
+    let text = r#"
+[clinic]
+name = "Tiny"
+timezone = "Europe/Berlin"
+
+[sip]
+udp = "0.0.0.0:5070"
+advertise = "192.0.2.10"
+
+[[agents]]
+id = "7"
+password = "x"
+queues = ["q"]
+
+[[queues]]
+name = "q"
+
+[ivr]
+start = "m"
+
+[ivr.menus.m]
+prompt = "greeting"
+on_fail = "hangup"
+"#;
+    let config = Config::check_str(text, "tiny.toml").expect("minimal config is valid");
+    assert_eq!(config.clinic.language, Language::Zh);
+    assert_eq!(config.sip.tcp, None);
+    assert_eq!(config.sip.rtp_ports, PortRange::default());
+    assert_eq!(config.sip.codecs, [Codec::Pcmu, Codec::Pcma]);
+    assert_eq!(
+        config.http.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().expect("literal")
+    );
+    assert_eq!(config.storage.database, "data/switchboard.db");
+    assert!(config.recording.enabled);
+    assert_eq!(config.qa.daily_sample, 30);
+    assert!(config.users.is_empty());
+    assert_eq!(config.ring_timeout("q"), Some(Duration::from_millis(15000)));
+    assert_eq!(
+        config.queue("q").map(|q| q.hold_prompt.as_str()),
+        Some("hold")
+    );
+    assert_eq!(config.summary(), "1 agent, 1 queue, 1 menu");
+}
+
+#[test]
+fn syntax_errors_are_all_reported_with_positions() {
+    let text = "[clinic]\nname = \"x\"\nfoo = = 3\n\n[sip\n";
+    assert_eq!(
+        problems(text),
+        [
+            "demo.toml:3:7: extra `=`, expected nothing",
+            "demo.toml:3:9: unexpected key or value, expected newline, `#`",
+            "demo.toml:5:5: unclosed table, expected `]`",
+        ]
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let text = demo_with(&[(
+        "name = \"Demo Dental Clinic\"",
+        "name = \"演示口腔门诊\" = 1",
+    )]);
+    // `=` is the 17th character of the line (and the 29th byte).
+    assert_eq!(
+        problems(&text),
+        ["demo.toml:8:17: unexpected key or value, expected newline, `#`"]
+    );
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
+    let found = problems_with(&[
+        (
+            "timezone = \"Asia/Shanghai\"",
+            "timezone = \"Mars/Olympus\"",
+        ),
+        ("realm = \"switchboard\"", "relm = \"switchboard\""),
+        ("password = \"demo-1001\"", "password = 1001"),
+        ("password = \"demo-1003\"", "pasword = \"demo-1003\""),
+    ]);
+    assert_eq!(
+        found,
+        [
+            "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
+            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`",
+            "demo.toml:30:12: invalid type: integer `1001`, expected a string",
+            "demo.toml:42:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`",
+        ]
+    );
+}
+
+#[test]
+fn unknown_language_is_reported() {
+    assert_eq!(
+        problems_with(&[("language = \"zh\"", "language = \"fr\"")]),
+        ["demo.toml:10:12: unknown variant `fr`, expected `zh` or `en`"]
+    );
+}
+
+#[test]
+fn bad_menu_and_other_ivr_keys_are_both_reported() {
+    let found = problems_with(&[
+        ("start = \"main\"", "begin = \"main\""),
+        ("max_tries = 3", "max_tries = \"3\""),
+    ]);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("demo.toml:67:1: unknown field `begin`"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("demo.toml:79:13: invalid type"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn unknown_and_missing_sections_are_reported() {
+    let text = demo_with(&[("[http]", "[web]")]);
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("demo.toml:20:2: unknown section `web`"),
+        "{found:?}"
+    );
+
+    let start = DEMO_CONFIG.find("[sip]").expect("demo has [sip]");
+    let end = DEMO_CONFIG.find("[http]").expect("demo has [http]");
+    let text = format!("{}{}", &DEMO_CONFIG[..start], &DEMO_CONFIG[end..]);
+    assert_eq!(problems(&text), ["demo.toml:1:1: missing section [sip]"]);
+}
+
+#[test]
+fn rtp_ports_must_be_two_ports_in_order() {
+    let at = "rtp_ports = [20000, 20999]";
+    assert_eq!(
+        problems_with(&[(at, "rtp_ports = [20999, 20000]")]),
+        ["demo.toml:16:13: rtp_ports [20999, 20000] is reversed: write [first, last]"]
+    );
+    assert_eq!(
+        problems_with(&[(at, "rtp_ports = [20000, 20000]")]),
+        ["demo.toml:16:13: rtp_ports holds 1 port; a call needs one per leg, so at least 2"]
+    );
+    assert_eq!(
+        problems_with(&[(at, "rtp_ports = [20000, 20001, 20002]")]),
+        ["demo.toml:16:13: expected two ports [first, last], found 3"]
+    );
+    assert!(problems_with(&[(at, "rtp_ports = [20000, 20001]")]).is_empty());
+    assert!(problems_with(&[(at, "rtp_ports = [20000, 20004]")]).is_empty());
+}
+
+#[test]
+fn ring_settings_must_be_positive() {
+    assert_eq!(
+        problems_with(&[
+            (
+                "ring_cycle_ms = 5000               #",
+                "ring_cycle_ms = 0                  #"
+            ),
+            ("answer_within_rings = 3\n", "answer_within_rings = 0\n"),
+        ]),
+        [
+            "demo.toml:49:17: ring_cycle_ms must be above 0",
+            "demo.toml:55:23: answer_within_rings must be at least 1",
+        ]
+    );
+}
+
+#[test]
+fn references_to_unknown_queues_and_menus_are_all_reported() {
+    let found = problems_with(&[
+        ("start = \"main\"", "start = \"mian\""),
+        (
+            "password = \"demo-1002\"\nqueues = [\"appointments\", \"enquiries\"",
+            "password = \"demo-1002\"\nqueues = [\"appointments\", \"billing\"",
+        ),
+        (
+            "on_fail = \"queue:enquiries\"",
+            "on_fail = \"queue:nowhere\"",
+        ),
+        ("\"9\" = \"queue:urgent\"", "\"9\" = \"menu:hours\""),
+    ]);
+    assert_eq!(
+        found,
+        [
+            "demo.toml:37:27: agent `1002` is in unknown queue `billing`",
+            "demo.toml:67:9: ivr.start names unknown menu `mian`",
+            "demo.toml:80:11: on_fail: unknown queue `nowhere`",
+            "demo.toml:85:7: option `9`: unknown menu `hours`",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_names_are_reported() {
+    let found = problems_with(&[
+        ("id = \"1002\"", "id = \"1001\""),
+        ("name = \"ops\"", "name = \"qa\""),
+        ("name = \"urgent\"", "name = \"enquiries\""),
+    ]);
+    assert!(
+        found.contains(&"demo.toml:34:6: duplicate agent id `1001`".to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"demo.toml:60:8: duplicate queue name `enquiries`".to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"demo.toml:103:8: duplicate user name `qa`".to_owned()),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn users_and_agents_need_passwords_and_proper_roles() {
+    assert_eq!(
+        problems_with(&[
+            ("password = \"demo-1003\"", "password = \"\""),
+            ("role = \"ops\"", "role = \"agent\""),
+            ("name = \"ops\"", "name = \"1001\""),
+        ]),
+        [
+            "demo.toml:42:12: agent `1003` has an empty password",
+            "demo.toml:103:8: user name `1001` is also an agent id",
+            "demo.toml:105:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
+        ]
+    );
+}
+
+#[test]
+fn prompt_files_must_exist_next_to_the_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("audio")).expect("mkdir");
+    std::fs::write(dir.path().join("audio/hello.wav"), b"RIFF").expect("write prompt");
+    let text = demo_with(&[(
+        "# greeting = \"prompts/our-greeting.wav\"",
+        "greeting = \"audio/hello.wav\"\nwelcome = \"audio/missing.wav\"",
+    )]);
+    let path = dir.path().join("clinic.toml");
+    std::fs::write(&path, &text).expect("write config");
+    let err = Config::load(&path).expect_err("missing prompt file");
+    let shown = path.display().to_string();
+    let missing = dir.path().join("audio/missing.wav");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{shown}:74:11: prompt `welcome`: file {} not found",
+            missing.display()
+        )
+    );
+
+    let fixed = text.replace(
+        "welcome = \"audio/missing.wav\"",
+        "welcome = \"audio/hello.wav\"",
+    );
+    std::fs::write(&path, fixed).expect("write config");
+    let config = Config::load(&path).expect("prompt files exist");
+    assert_eq!(config.dir, dir.path());
+    assert_eq!(
+        config.prompt_path("welcome"),
+        Some(dir.path().join("audio/hello.wav"))
+    );
+}
+
+#[test]
+fn prompt_names_must_be_built_in_or_configured() {
+    assert_eq!(
+        problems_with(&[
+            ("prompt = \"greeting\"", "prompt = \"welcome\""),
+            (
+                "hold_prompt = \"hold\"               #",
+                "hold_prompt = \"music\"              #"
+            ),
+        ]),
+        [
+            "demo.toml:50:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:76:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+        ]
+    );
+}
+
+#[test]
+fn unreadable_file_is_a_read_error() {
+    let err = Config::load(Path::new("/nonexistent/clinic.toml")).expect_err("no such file");
+    assert!(matches!(err, ConfigErrors::Read { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/clinic.toml: cannot read: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn option_keys_must_be_one_dtmf_key() {
+    assert_eq!(
+        problems_with(&[(
+            "\"0\" = \"queue:enquiries\"",
+            "\"00\" = \"queue:enquiries\""
+        )]),
+        ["demo.toml:82:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
+    );
+}
+
+#[test]
+fn menus_whose_on_fail_loops_forever_are_reported_once() {
+    let mut text = demo_with(&[("on_fail = \"queue:enquiries\"", "on_fail = \"menu:again\"")]);
+    text.push_str("\n[ivr.menus.again]\nprompt = \"greeting\"\non_fail = \"menu:main\"\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "demo.toml:109:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+        ]
+    );
+    let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");
+    assert!(problems(&text).is_empty(), "{:?}", problems(&text));
+}

@@ -1,0 +1,335 @@
+//! Semantic checks that serde cannot make: references between sections, ranges, files.
+
+use std::collections::HashSet;
+
+use super::parse::Seg;
+use super::{BUILTIN_PROMPTS, Config, Role};
+
+/// A semantic problem at a path into the document (located by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Issue {
+    pub(super) path: Vec<Seg>,
+    pub(super) message: String,
+}
+
+/// Collects issues; `at(path, message)` records one.
+#[derive(Default)]
+struct Issues(Vec<Issue>);
+
+impl Issues {
+    fn at<const N: usize>(&mut self, path: [Seg; N], message: String) {
+        self.0.push(Issue {
+            path: path.into(),
+            message,
+        });
+    }
+}
+
+fn k(key: &str) -> Seg {
+    Seg::from(key)
+}
+
+fn i(index: usize) -> Seg {
+    Seg::from(index)
+}
+
+/// Every semantic problem of a parsed config, in document order of sections.
+pub(super) fn validate(config: &Config) -> Vec<Issue> {
+    let mut issues = Issues::default();
+    clinic(config, &mut issues);
+    sip(config, &mut issues);
+    agents(config, &mut issues);
+    queues(config, &mut issues);
+    ivr(config, &mut issues);
+    if config.recording.header_interval_ms == 0 {
+        issues.at(
+            [k("recording"), k("header_interval_ms")],
+            "header_interval_ms must be above 0".into(),
+        );
+    }
+    users(config, &mut issues);
+    issues.0
+}
+
+fn clinic(config: &Config, issues: &mut Issues) {
+    if config.clinic.name.trim().is_empty() {
+        issues.at([k("clinic"), k("name")], "clinic name is empty".into());
+    }
+}
+
+fn sip(config: &Config, issues: &mut Issues) {
+    let sip = &config.sip;
+    if sip.udp.is_none() && sip.tcp.is_none() {
+        issues.at([k("sip")], "no SIP listener: set udp, tcp or both".into());
+    }
+    if sip.advertise.is_unspecified() {
+        issues.at(
+            [k("sip"), k("advertise")],
+            format!(
+                "advertise {} is not an address phones can reach",
+                sip.advertise
+            ),
+        );
+    }
+    let ports = sip.rtp_ports;
+    let at = [k("sip"), k("rtp_ports")];
+    if ports.last < ports.first {
+        issues.at(
+            at,
+            format!(
+                "rtp_ports [{}, {}] is reversed: write [first, last]",
+                ports.first, ports.last
+            ),
+        );
+    } else if ports.len() < 2 {
+        issues.at(
+            at,
+            format!(
+                "rtp_ports holds {} port; a call needs one per leg, so at least 2",
+                ports.len()
+            ),
+        );
+    }
+    if ports.first == 0 || ports.last == 0 {
+        issues.at(
+            [k("sip"), k("rtp_ports")],
+            "rtp_ports must not include port 0".into(),
+        );
+    }
+    if sip.codecs.is_empty() {
+        issues.at(
+            [k("sip"), k("codecs")],
+            "codecs is empty: list \"PCMU\", \"PCMA\" or both".into(),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (n, codec) in sip.codecs.iter().enumerate() {
+        if !seen.insert(codec) {
+            issues.at(
+                [k("sip"), k("codecs"), i(n)],
+                format!("codec {} is listed twice", codec.name()),
+            );
+        }
+    }
+    if sip.realm.trim().is_empty() {
+        issues.at([k("sip"), k("realm")], "realm is empty".into());
+    }
+}
+
+/// Whether an agent id can be a SIP user and a login: letters, digits, `.`, `-`, `_`.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+fn agents(config: &Config, issues: &mut Issues) {
+    let mut ids = HashSet::new();
+    for (n, agent) in config.agents.iter().enumerate() {
+        if !valid_id(&agent.id) {
+            issues.at(
+                [k("agents"), i(n), k("id")],
+                format!(
+                    "agent id `{}` must be letters, digits, `.`, `-` or `_`",
+                    agent.id
+                ),
+            );
+        } else if !ids.insert(agent.id.as_str()) {
+            issues.at(
+                [k("agents"), i(n), k("id")],
+                format!("duplicate agent id `{}`", agent.id),
+            );
+        }
+        if agent.password.is_empty() {
+            issues.at(
+                [k("agents"), i(n), k("password")],
+                format!("agent `{}` has an empty password", agent.id),
+            );
+        }
+        let mut queues = HashSet::new();
+        for (q, queue) in agent.queues.iter().enumerate() {
+            let at = [k("agents"), i(n), k("queues"), i(q)];
+            if config.queue(queue).is_none() {
+                issues.at(
+                    at,
+                    format!("agent `{}` is in unknown queue `{queue}`", agent.id),
+                );
+            } else if !queues.insert(queue.as_str()) {
+                issues.at(
+                    at,
+                    format!("agent `{}` lists queue `{queue}` twice", agent.id),
+                );
+            }
+        }
+    }
+}
+
+fn known_prompt(config: &Config, name: &str) -> bool {
+    BUILTIN_PROMPTS.contains(&name) || config.ivr.prompts.contains_key(name)
+}
+
+fn unknown_prompt(name: &str) -> String {
+    format!(
+        "unknown prompt `{name}`: not built in ({}) and not in [ivr.prompts]",
+        BUILTIN_PROMPTS.join(", ")
+    )
+}
+
+fn queues(config: &Config, issues: &mut Issues) {
+    let mut names = HashSet::new();
+    for (n, queue) in config.queues.iter().enumerate() {
+        if queue.name.trim().is_empty() {
+            issues.at([k("queues"), i(n), k("name")], "queue name is empty".into());
+        } else if !names.insert(queue.name.as_str()) {
+            issues.at(
+                [k("queues"), i(n), k("name")],
+                format!("duplicate queue name `{}`", queue.name),
+            );
+        }
+        if queue.answer_within_rings == 0 {
+            issues.at(
+                [k("queues"), i(n), k("answer_within_rings")],
+                "answer_within_rings must be at least 1".into(),
+            );
+        }
+        if queue.ring_cycle_ms == 0 {
+            issues.at(
+                [k("queues"), i(n), k("ring_cycle_ms")],
+                "ring_cycle_ms must be above 0".into(),
+            );
+        }
+        if !known_prompt(config, &queue.hold_prompt) {
+            issues.at(
+                [k("queues"), i(n), k("hold_prompt")],
+                unknown_prompt(&queue.hold_prompt),
+            );
+        }
+    }
+}
+
+fn ivr(config: &Config, issues: &mut Issues) {
+    let ivr = &config.ivr;
+    if !ivr.menus.contains_key(&ivr.start) {
+        issues.at(
+            [k("ivr"), k("start")],
+            format!("ivr.start names unknown menu `{}`", ivr.start),
+        );
+    }
+    for (name, path) in &ivr.prompts {
+        let full = config.dir.join(path);
+        if !full.is_file() {
+            issues.at(
+                [k("ivr"), k("prompts"), k(name)],
+                format!("prompt `{name}`: file {} not found", full.display()),
+            );
+        }
+    }
+    for (name, menu) in &ivr.menus {
+        let here = |key: &str| [k("ivr"), k("menus"), k(name), k(key)];
+        if !known_prompt(config, &menu.prompt) {
+            issues.at(here("prompt"), unknown_prompt(&menu.prompt));
+        }
+        if let Some(invalid) = &menu.invalid_prompt
+            && !known_prompt(config, invalid)
+        {
+            issues.at(here("invalid_prompt"), unknown_prompt(invalid));
+        }
+        if menu.timeout_ms == 0 {
+            issues.at(here("timeout_ms"), "timeout_ms must be above 0".into());
+        }
+        if menu.max_tries == 0 {
+            issues.at(here("max_tries"), "max_tries must be at least 1".into());
+        }
+        if let Some(problem) = action_problem(config, &menu.on_fail) {
+            issues.at(here("on_fail"), format!("on_fail: {problem}"));
+        }
+        for (key, action) in &menu.options {
+            // Keys are checked by `ivr::Menu`'s deserializer: one DTMF key each.
+            let at = [k("ivr"), k("menus"), k(name), k("options"), k(key)];
+            if let Some(problem) = action_problem(config, action) {
+                issues.at(at, format!("option `{key}`: {problem}"));
+            }
+        }
+    }
+    on_fail_loops(config, issues);
+}
+
+/// Menus whose `on_fail` chain comes back to them: a silent caller would never leave.
+/// Each loop is reported once, at the `on_fail` of its alphabetically first menu.
+fn on_fail_loops(config: &Config, issues: &mut Issues) {
+    let menus = &config.ivr.menus;
+    for start in menus.keys() {
+        let mut chain = vec![start.as_str()];
+        let mut current = start.as_str();
+        while let Some(ivr::Action::Menu(next)) = menus.get(current).map(|m| &m.on_fail) {
+            if next == start {
+                if chain.iter().all(|name| *name >= start.as_str()) {
+                    chain.push(start);
+                    issues.at(
+                        [k("ivr"), k("menus"), k(start), k("on_fail")],
+                        format!(
+                            "on_fail loops through menus {} and never ends for a silent caller",
+                            chain.join(" -> ")
+                        ),
+                    );
+                }
+                break;
+            }
+            if chain.contains(&next.as_str()) || chain.len() > menus.len() {
+                break;
+            }
+            chain.push(next);
+            current = next;
+        }
+    }
+}
+
+fn action_problem(config: &Config, action: &ivr::Action) -> Option<String> {
+    match action {
+        ivr::Action::Queue(queue) if config.queue(queue).is_none() => {
+            Some(format!("unknown queue `{queue}`"))
+        }
+        ivr::Action::Menu(menu) if !config.ivr.menus.contains_key(menu) => {
+            Some(format!("unknown menu `{menu}`"))
+        }
+        _ => None,
+    }
+}
+
+fn users(config: &Config, issues: &mut Issues) {
+    let mut names = HashSet::new();
+    for (n, user) in config.users.iter().enumerate() {
+        if !valid_id(&user.name) {
+            issues.at(
+                [k("users"), i(n), k("name")],
+                format!(
+                    "user name `{}` must be letters, digits, `.`, `-` or `_`",
+                    user.name
+                ),
+            );
+        } else if !names.insert(user.name.as_str()) {
+            issues.at(
+                [k("users"), i(n), k("name")],
+                format!("duplicate user name `{}`", user.name),
+            );
+        } else if config.agent(&user.name).is_some() {
+            issues.at(
+                [k("users"), i(n), k("name")],
+                format!("user name `{}` is also an agent id", user.name),
+            );
+        }
+        if user.password.is_empty() {
+            issues.at(
+                [k("users"), i(n), k("password")],
+                format!("user `{}` has an empty password", user.name),
+            );
+        }
+        if user.role == Role::Agent {
+            issues.at(
+                [k("users"), i(n), k("role")],
+                "role must be \"qa\" or \"ops\": agents belong in [[agents]]".into(),
+            );
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! JSON API handlers, `/metrics` and `/healthz`.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use super::{ApiError, AppState};
+use crate::auth::{AuthRejection, AuthUser, Role};
+use crate::control::{AgentView, ControlError};
+use crate::events::DeskEvent;
+use crate::pii::mask_phone;
+use crate::storage::{CallRecord, Recording, StorageError, timestamp};
+
+/// `POST /api/login` body.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+}
+
+/// `POST /api/login` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub role: Role,
+}
+
+/// `POST /api/login`: a token for the right password, else 401.
+pub async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let Json(req) =
+        body.map_err(|e| ApiError::bad_request(format!("bad login request: {}", e.body_text())))?;
+    match state
+        .sessions
+        .login(&state.users, &req.user, &req.password, Instant::now())
+    {
+        Some((token, role)) => {
+            tracing::info!(user = %req.user, role = role.as_str(), "login");
+            Ok(Json(LoginResponse { token, role }))
+        }
+        None => {
+            tracing::info!(user = %req.user, "login refused");
+            Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                message: "wrong user or password".into(),
+            })
+        }
+    }
+}
+
+/// `GET /api/agents` (ops, qa): every agent's state.
+pub async fn agents(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
+    user?.require(&[Role::Ops, Role::Qa])?;
+    let agents = state.control.agents().await.map_err(control_error)?;
+    Ok(Json(agents))
+}
+
+/// `POST /api/agents/me/state` body.
+#[derive(Debug, Deserialize)]
+pub struct StateRequest {
+    /// "ready" or "not_ready".
+    pub state: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/agents/me/state` (agent): Ready / Not ready; answers the agent's new view.
+pub async fn set_my_state(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    body: Result<Json<StateRequest>, JsonRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    let Json(req) =
+        body.map_err(|e| ApiError::bad_request(format!("bad state request: {}", e.body_text())))?;
+    let ready = match req.state.as_str() {
+        "ready" => true,
+        "not_ready" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown state {other:?}: use \"ready\" or \"not_ready\""
+            )));
+        }
+    };
+    let reason = req.reason.filter(|r| !r.trim().is_empty());
+    let view = state
+        .control
+        .set_agent_state(&user.name, ready, reason)
+        .await
+        .map_err(control_error)?;
+    state.hub.publish(
+        &user.name,
+        DeskEvent::State {
+            state: view.state.clone(),
+            reason: view.reason.clone(),
+        },
+    );
+    Ok(Json(view))
+}
+
+fn control_error(e: ControlError) -> ApiError {
+    match e {
+        ControlError::UnknownAgent => ApiError::not_found("no such agent"),
+        ControlError::Rejected(msg) => ApiError {
+            status: StatusCode::CONFLICT,
+            message: msg,
+        },
+        other => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `?date=YYYY-MM-DD` (absent: today in the clinic's timezone).
+#[derive(Debug, Deserialize)]
+pub struct DateQuery {
+    pub date: Option<String>,
+}
+
+fn parse_date(
+    query: Result<Query<DateQuery>, QueryRejection>,
+    tz: Tz,
+) -> Result<NaiveDate, ApiError> {
+    let Query(q) = query.map_err(|_| ApiError::bad_request("bad query string"))?;
+    match q.date.as_deref().map(str::trim) {
+        None | Some("") => Ok(Utc::now().with_timezone(&tz).date_naive()),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .filter(|_| s.len() == 10)
+            .ok_or_else(|| ApiError::bad_request(format!("bad date {s:?}: expected YYYY-MM-DD"))),
+    }
+}
+
+/// Runs a storage call off the async workers (a day's rows can be many).
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::internal(what, e)),
+        Err(e) => Err(ApiError::internal(what, e)),
+    }
+}
+
+/// One call as `/api/calls` shows it (caller masked; times UTC RFC 3339).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallView {
+    pub call_id: String,
+    pub caller: String,
+    pub started_at: String,
+    pub ivr_path: Vec<String>,
+    pub queue: Option<String>,
+    pub wait_ms: Option<u64>,
+    pub agents_offered: Vec<String>,
+    pub agent: Option<String>,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub outcome: Option<String>,
+    pub recording_id: Option<String>,
+    pub satisfaction: Option<u8>,
+}
+
+impl From<CallRecord> for CallView {
+    fn from(c: CallRecord) -> Self {
+        Self {
+            caller: mask_phone(&c.caller),
+            call_id: c.call_id,
+            started_at: timestamp(c.started_at),
+            ivr_path: c.ivr_path,
+            queue: c.queue,
+            wait_ms: c.wait_ms,
+            agents_offered: c.agents_offered,
+            agent: c.agent,
+            answered_at: c.answered_at.map(timestamp),
+            ended_at: c.ended_at.map(timestamp),
+            outcome: c.outcome.map(|o| o.as_str().to_owned()),
+            recording_id: c.recording_id,
+            satisfaction: c.satisfaction,
+        }
+    }
+}
+
+/// `GET /api/calls?date=` (ops, qa): that local day's calls, oldest first.
+pub async fn calls(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    query: Result<Query<DateQuery>, QueryRejection>,
+) -> Result<Json<Vec<CallView>>, ApiError> {
+    user?.require(&[Role::Ops, Role::Qa])?;
+    let tz = state.site.timezone;
+    let date = parse_date(query, tz)?;
+    let storage = state.storage.clone();
+    let calls = blocking("listing calls", move || storage.calls_on(date, tz)).await?;
+    Ok(Json(calls.into_iter().map(CallView::from).collect()))
+}
+
+/// One recording as the API shows it (no file path).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingView {
+    pub id: String,
+    pub call_id: String,
+    pub agent: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub channels: u16,
+}
+
+impl From<Recording> for RecordingView {
+    fn from(r: Recording) -> Self {
+        Self {
+            id: r.id,
+            call_id: r.call_id,
+            agent: r.agent,
+            started_at: timestamp(r.started_at),
+            duration_ms: r.duration_ms,
+            channels: r.channels,
+        }
+    }
+}
+
+/// `GET /api/recordings?date=` (qa): that local day's recordings, oldest first.
+pub async fn recordings(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    query: Result<Query<DateQuery>, QueryRejection>,
+) -> Result<Json<Vec<RecordingView>>, ApiError> {
+    user?.require(&[Role::Qa])?;
+    let tz = state.site.timezone;
+    let date = parse_date(query, tz)?;
+    let storage = state.storage.clone();
+    let recs = blocking("listing recordings", move || {
+        storage.recordings_on(date, tz)
+    })
+    .await?;
+    Ok(Json(recs.into_iter().map(RecordingView::from).collect()))
+}
+
+/// `GET /api/qa/sample?date=` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SampleView {
+    pub date: String,
+    pub sample_size: usize,
+    pub recordings: Vec<RecordingView>,
+}
+
+/// `GET /api/qa/sample?date=` (qa): the day's deterministic QA sample.
+pub async fn qa_sample(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    query: Result<Query<DateQuery>, QueryRejection>,
+) -> Result<Json<SampleView>, ApiError> {
+    user?.require(&[Role::Qa])?;
+    let tz = state.site.timezone;
+    let date = parse_date(query, tz)?;
+    let storage = state.storage.clone();
+    let recs = blocking("listing recordings", move || {
+        storage.recordings_on(date, tz)
+    })
+    .await?;
+    let date_str = date.format("%Y-%m-%d").to_string();
+    let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+    let picked = recordings::sample::daily_sample(
+        &ids,
+        state.site.qa_seed,
+        &date_str,
+        state.site.qa_sample_size,
+    );
+    let mut by_id: std::collections::HashMap<String, Recording> =
+        recs.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let recordings = picked
+        .iter()
+        .filter_map(|id| by_id.remove(id))
+        .map(RecordingView::from)
+        .collect();
+    Ok(Json(SampleView {
+        date: date_str,
+        sample_size: state.site.qa_sample_size,
+        recordings,
+    }))
+}
+
+/// `GET /api/recordings/{id}/audio` (qa): the WAV file. Every attempt, allowed
+/// or not, is written to the audit log.
+pub async fn recording_audio(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(_) => return Err(ApiError::bad_request("bad recording id")),
+    };
+    let (name, outcome) = match &user {
+        Ok(u) => (u.name.clone(), audio_outcome(&state, u, &id).await),
+        Err(rej) => ("anonymous".to_owned(), Err((*rej).into())),
+    };
+    let action = match &outcome {
+        Ok(_) => "recording_audio",
+        Err(e) => match e.status {
+            StatusCode::UNAUTHORIZED => "recording_audio_unauthenticated",
+            StatusCode::FORBIDDEN => "recording_audio_refused",
+            StatusCode::NOT_FOUND => "recording_audio_not_found",
+            _ => "recording_audio_failed",
+        },
+    };
+    let storage = state.storage.clone();
+    let target = id.clone();
+    let audit_user = name.clone();
+    let audited = blocking("writing the audit log", move || {
+        storage.audit(&audit_user, action, &target)
+    })
+    .await;
+    tracing::info!(user = %name, recording = %id, action, "recording audio fetch");
+    let (file, len) = outcome?;
+    // No audit row, no audio: QA access to recordings must always be traceable.
+    audited?;
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let filename: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "audio/wav".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{filename}.wav\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn audio_outcome(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+) -> Result<(tokio::fs::File, u64), ApiError> {
+    user.require(&[Role::Qa])?;
+    let storage = state.storage.clone();
+    let key = id.to_owned();
+    let rec = blocking("looking up the recording", move || storage.recording(&key))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such recording"))?;
+    let path = resolve_in_dir(&state.site.recordings_dir, &rec.path).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::not_found("recording file is missing"))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|_| ApiError::not_found("recording file is missing"))?
+        .len();
+    Ok((file, len))
+}
+
+/// The stored recording path as a real file inside `dir`: tried as given (absolute
+/// or relative to the working directory), then relative to `dir`. Anything that
+/// resolves outside `dir` (`..`, symlinks) is refused with 403.
+async fn resolve_in_dir(dir: &FsPath, stored: &str) -> Result<PathBuf, ApiError> {
+    let missing = || ApiError::not_found("recording file is missing");
+    let root = tokio::fs::canonicalize(dir).await.map_err(|_| missing())?;
+    let given = PathBuf::from(stored);
+    let mut candidates = vec![given.clone()];
+    if given.is_relative() {
+        candidates.push(dir.join(&given));
+    }
+    let mut outside = false;
+    for candidate in candidates {
+        let Ok(real) = tokio::fs::canonicalize(&candidate).await else {
+            continue;
+        };
+        if !real.starts_with(&root) {
+            outside = true;
+            continue;
+        }
+        if tokio::fs::metadata(&real).await.is_ok_and(|m| m.is_file()) {
+            return Ok(real);
+        }
+    }
+    if outside {
+        tracing::warn!(
+            path = stored,
+            "recording path outside the recordings directory refused"
+        );
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "recording file is outside the recordings directory".into(),
+        });
+    }
+    Err(missing())
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: 200 when storage answers and SIP is up, else 503; JSON details.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let storage = state.storage.clone();
+    let storage_ok = matches!(
+        tokio::task::spawn_blocking(move || storage.ping()).await,
+        Ok(Ok(()))
+    );
+    let sip_ok = state.sip_up.load(Ordering::Relaxed);
+    let ok = storage_ok && sip_ok;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "http": true,
+        "sip": sip_ok,
+        "storage": storage_ok,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// Anything unrouted: 404 JSON.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such page")
+}

@@ -1,0 +1,101 @@
+//! `GET /ws/desk?token=`: the agent's live desk event stream.
+//!
+//! On connect the desk gets a `state` event with the agent's current state, then
+//! every event call control publishes for that agent. Each event is acked to the
+//! [`DeskHub`](crate::events::DeskHub) right after `send().await` returns, which
+//! is what lets `deliver()` wait for the screen-pop to be written.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+
+use super::{ApiError, AppState};
+use crate::auth::{AuthRejection, AuthUser, Role};
+use crate::events::{DeskEvent, DeskSubscription};
+
+/// How often an idle desk socket is pinged (finds dead connections).
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// Upgrades an agent's authenticated request to the desk WebSocket.
+pub async fn desk(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    let upgrade = upgrade.map_err(|_| ApiError::bad_request("websocket upgrade required"))?;
+    // Subscribe now, so nothing published during the handshake is lost.
+    let sub = state.hub.subscribe(&user.name);
+    Ok(upgrade.on_upgrade(move |socket| run(socket, sub, state, user.name)))
+}
+
+async fn run(socket: WebSocket, mut sub: DeskSubscription, state: AppState, agent: String) {
+    tracing::info!(agent, "desk connected");
+    let (mut sink, mut stream) = socket.split();
+    // The current state is looked up alongside the event loop: call control may be
+    // busy awaiting this very desk's screen-pop ack, so it must not hold up delivery.
+    let initial = current_state(&state, &agent);
+    tokio::pin!(initial);
+    let mut initial_sent = false;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            event = &mut initial, if !initial_sent => {
+                initial_sent = true;
+                let Ok(json) = serde_json::to_string(&event) else { continue };
+                if sink.send(Message::text(json)).await.is_err() {
+                    break;
+                }
+            }
+            () = state.shutdown.cancelled() => {
+                let close = CloseFrame { code: 1001, reason: "server shutting down".into() };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                break;
+            }
+            delivery = sub.recv() => {
+                let Some(delivery) = delivery else { break };
+                if sink.send(Message::text(delivery.json())).await.is_err() {
+                    break;
+                }
+                delivery.ack();
+            }
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {} // pings are answered by the library; desks send nothing else
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(agent, "desk disconnected");
+}
+
+/// The agent's state as call control knows it ("offline" if it does not answer).
+async fn current_state(state: &AppState, agent: &str) -> DeskEvent {
+    let agents = tokio::time::timeout(Duration::from_secs(1), state.control.agents()).await;
+    match agents {
+        Ok(Ok(list)) => match list.into_iter().find(|a| a.id == agent) {
+            Some(a) => DeskEvent::State {
+                state: a.state,
+                reason: a.reason,
+            },
+            None => DeskEvent::State {
+                state: "offline".into(),
+                reason: Some("unknown agent".into()),
+            },
+        },
+        _ => DeskEvent::State {
+            state: "offline".into(),
+            reason: Some("call control unavailable".into()),
+        },
+    }
+}

@@ -1,0 +1,314 @@
+//! Persistent data: patients, call records, recordings and the audit log.
+//!
+//! [`Storage`] is the only door to the database; every SQL statement lives in a
+//! backend module ([`sqlite`] today) behind its methods, so a PostgreSQL backend
+//! can stand beside it later without touching callers.
+//!
+//! The methods are synchronous and short (primary-key lookups, one-row writes,
+//! one day's rows). Call control may call them directly; HTTP handlers that list
+//! a whole day run them on `tokio::task::spawn_blocking` so a busy day never
+//! stalls a runtime worker.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres:// databases are not built yet; use a SQLite path or sqlite://PATH")]
+    PostgresNotBuilt,
+    #[error("unsupported database url {0:?}: use a file path or sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("cannot create database directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database schema version {found} is newer than this build knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("bad stored value in {column}: {value:?}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+/// A patient record, shown on the agent's desk when the caller's number matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patient {
+    pub phone: String,
+    pub name: String,
+    pub age: u32,
+    /// Local date and time of the next appointment, e.g. "2026-12-01 09:30".
+    pub next_appointment: Option<String>,
+    pub allergies: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// How a call ended (SPEC: answered/abandoned/overflow/ivr_only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    Abandoned,
+    Overflow,
+    IvrOnly,
+}
+
+impl Outcome {
+    /// The name used in the database and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Overflow => "overflow",
+            Outcome::IvrOnly => "ivr_only",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "answered" => Outcome::Answered,
+            "abandoned" => Outcome::Abandoned,
+            "overflow" => Outcome::Overflow,
+            "ivr_only" => Outcome::IvrOnly,
+            _ => return None,
+        })
+    }
+}
+
+/// One call as stored (the caller in full; mask it before showing it to anyone
+/// but the agent taking the call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub caller: String,
+    pub started_at: DateTime<Utc>,
+    pub ivr_path: Vec<String>,
+    pub queue: Option<String>,
+    pub wait_ms: Option<u64>,
+    pub agents_offered: Vec<String>,
+    pub agent: Option<String>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `None` while the call is still in progress.
+    pub outcome: Option<Outcome>,
+    pub recording_id: Option<String>,
+    pub satisfaction: Option<u8>,
+}
+
+impl CallRecord {
+    /// A fresh record for a call that just arrived; fill the rest as it goes.
+    pub fn new(
+        call_id: impl Into<String>,
+        caller: impl Into<String>,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            call_id: call_id.into(),
+            caller: caller.into(),
+            started_at,
+            ivr_path: Vec::new(),
+            queue: None,
+            wait_ms: None,
+            agents_offered: Vec::new(),
+            agent: None,
+            answered_at: None,
+            ended_at: None,
+            outcome: None,
+            recording_id: None,
+            satisfaction: None,
+        }
+    }
+}
+
+/// One recorded call (a stereo WAV file on disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    pub id: String,
+    pub call_id: String,
+    pub agent: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub channels: u16,
+    /// The WAV file: absolute, relative to the working directory, or relative to
+    /// the recordings directory (the audio endpoint accepts all three, but only
+    /// inside the recordings directory).
+    pub path: String,
+}
+
+/// One audit log row: who did what to which object, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub user: String,
+    pub action: String,
+    pub target: String,
+}
+
+/// The database: cheap to clone (an `Arc`), usable from any thread.
+#[derive(Clone)]
+pub struct Storage {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.backend {
+            Backend::Sqlite(_) => f.write_str("Storage(sqlite)"),
+        }
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) and migrates the database named by `database`:
+    /// a file path, `sqlite://PATH`, or `:memory:`. `postgres://` is refused for now.
+    pub fn open(database: &str) -> Result<Self, StorageError> {
+        let database = database.trim();
+        let lower = database.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Err(StorageError::PostgresNotBuilt);
+        }
+        let path = if let Some(rest) = database.strip_prefix("sqlite://") {
+            rest
+        } else if database.contains("://") {
+            return Err(StorageError::UnsupportedUrl(database.to_owned()));
+        } else {
+            database
+        };
+        if path.is_empty() {
+            return Err(StorageError::UnsupportedUrl(database.to_owned()));
+        }
+        let backend = Backend::Sqlite(sqlite::Sqlite::open(path)?);
+        Ok(Self {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// Runs a trivial query; `Ok` means the database answers (for `/healthz`).
+    pub fn ping(&self) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.ping(),
+        }
+    }
+
+    /// The patient whose phone matches `phone`, also after stripping `+86` / `0086`.
+    pub fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StorageError> {
+        let phone = phone.trim();
+        let national = phone
+            .strip_prefix("+86")
+            .or_else(|| phone.strip_prefix("0086"))
+            .unwrap_or(phone);
+        match &*self.backend {
+            Backend::Sqlite(db) => match db.patient(phone)? {
+                Some(p) => Ok(Some(p)),
+                None if national != phone => db.patient(national),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Inserts or replaces (by `call_id`) a call record.
+    pub fn upsert_call(&self, call: &CallRecord) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.upsert_call(call),
+        }
+    }
+
+    /// One call by id.
+    pub fn call(&self, call_id: &str) -> Result<Option<CallRecord>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.call(call_id),
+        }
+    }
+
+    /// Calls that started on `date` in the clinic's timezone `tz`, oldest first.
+    pub fn calls_on(&self, date: NaiveDate, tz: Tz) -> Result<Vec<CallRecord>, StorageError> {
+        let (from, to) = day_bounds(date, tz);
+        match &*self.backend {
+            Backend::Sqlite(db) => db.calls_between(&timestamp(from), &timestamp(to)),
+        }
+    }
+
+    /// Inserts a recording, or updates it if the id exists (e.g. the final duration).
+    pub fn insert_recording(&self, rec: &Recording) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.upsert_recording(rec),
+        }
+    }
+
+    /// Recordings that started on `date` in the clinic's timezone `tz`, oldest first.
+    pub fn recordings_on(&self, date: NaiveDate, tz: Tz) -> Result<Vec<Recording>, StorageError> {
+        let (from, to) = day_bounds(date, tz);
+        match &*self.backend {
+            Backend::Sqlite(db) => db.recordings_between(&timestamp(from), &timestamp(to)),
+        }
+    }
+
+    /// One recording by id.
+    pub fn recording(&self, id: &str) -> Result<Option<Recording>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.recording(id),
+        }
+    }
+
+    /// Appends an audit log row stamped now.
+    pub fn audit(&self, user: &str, action: &str, target: &str) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.audit(&timestamp(Utc::now()), user, action, target),
+        }
+    }
+
+    /// The newest `limit` audit log rows, newest first.
+    pub fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.audit_entries(limit),
+        }
+    }
+}
+
+/// The UTC instants where local day `date` starts and the next one starts.
+fn day_bounds(date: NaiveDate, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = local_day_start(date, tz);
+    let end = match date.succ_opt() {
+        Some(next) => local_day_start(next, tz),
+        None => DateTime::<Utc>::MAX_UTC,
+    };
+    (start, end)
+}
+
+/// The first instant of local day `date`, even where midnight is skipped by DST.
+fn local_day_start(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let midnight = date.and_time(chrono::NaiveTime::MIN);
+    // A DST gap never lasts a whole day; step through it a quarter-hour at a time.
+    for step in 0..96 {
+        let local = midnight + chrono::Duration::minutes(15 * step);
+        if let Some(t) = tz.from_local_datetime(&local).earliest() {
+            return t.with_timezone(&Utc);
+        }
+    }
+    Utc.from_utc_datetime(&midnight)
+}
+
+/// How timestamps are stored: UTC RFC 3339 with milliseconds (sorts as text).
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_timestamp(column: &'static str, s: &str) -> Result<DateTime<Utc>, StorageError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StorageError::Corrupt {
+            column,
+            value: s.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,515 @@
+//! The SQLite backend: every SQL statement of [`super::Storage`] lives here.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{Datelike, Duration, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{
+    AuditEntry, CallRecord, Outcome, Patient, Recording, StorageError, parse_timestamp, timestamp,
+};
+
+/// Schema migrations, applied in order; the database remembers how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE patients (
+        phone TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        age INTEGER NOT NULL,
+        next_appointment TEXT,
+        allergies TEXT,
+        notes TEXT
+    );
+    CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY,
+        caller TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ivr_path TEXT NOT NULL DEFAULT '[]',
+        queue TEXT,
+        wait_ms INTEGER,
+        agents_offered TEXT NOT NULL DEFAULT '[]',
+        agent TEXT,
+        answered_at TEXT,
+        ended_at TEXT,
+        outcome TEXT,
+        recording_id TEXT,
+        satisfaction INTEGER
+    );
+    CREATE INDEX calls_started_at ON calls (started_at);
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        channels INTEGER NOT NULL,
+        path TEXT NOT NULL
+    );
+    CREATE INDEX recordings_started_at ON recordings (started_at);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL
+    );",
+];
+
+/// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
+pub(super) struct Sqlite {
+    conn: Mutex<Connection>,
+}
+
+impl Sqlite {
+    pub(super) fn open(path: &str) -> Result<Self, StorageError> {
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            if let Some(dir) = Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            let conn = Connection::open(path)?;
+            let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut conn = conn;
+        migrate(&mut conn)?;
+        seed_demo_patients(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (every
+        // write is one statement or a transaction that rolls back on drop).
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn ping(&self) -> Result<(), StorageError> {
+        let one: i64 = self.lock().query_row("SELECT 1", [], |r| r.get(0))?;
+        debug_assert_eq!(one, 1);
+        Ok(())
+    }
+
+    pub(super) fn patient(&self, phone: &str) -> Result<Option<Patient>, StorageError> {
+        let conn = self.lock();
+        let p = conn
+            .query_row(
+                "SELECT phone, name, age, next_appointment, allergies, notes
+                 FROM patients WHERE phone = ?1",
+                [phone],
+                |r| {
+                    Ok(Patient {
+                        phone: r.get(0)?,
+                        name: r.get(1)?,
+                        age: r.get(2)?,
+                        next_appointment: r.get(3)?,
+                        allergies: r.get(4)?,
+                        notes: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(p)
+    }
+
+    pub(super) fn upsert_call(&self, c: &CallRecord) -> Result<(), StorageError> {
+        let ivr_path = json_list(&c.ivr_path);
+        let offered = json_list(&c.agents_offered);
+        self.lock().execute(
+            "INSERT INTO calls (call_id, caller, started_at, ivr_path, queue, wait_ms,
+                 agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (call_id) DO UPDATE SET
+                 caller = excluded.caller, started_at = excluded.started_at,
+                 ivr_path = excluded.ivr_path, queue = excluded.queue, wait_ms = excluded.wait_ms,
+                 agents_offered = excluded.agents_offered, agent = excluded.agent,
+                 answered_at = excluded.answered_at, ended_at = excluded.ended_at,
+                 outcome = excluded.outcome, recording_id = excluded.recording_id,
+                 satisfaction = excluded.satisfaction",
+            params![
+                c.call_id,
+                c.caller,
+                timestamp(c.started_at),
+                ivr_path,
+                c.queue,
+                c.wait_ms.map(to_i64),
+                offered,
+                c.agent,
+                c.answered_at.map(timestamp),
+                c.ended_at.map(timestamp),
+                c.outcome.map(Outcome::as_str),
+                c.recording_id,
+                c.satisfaction,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn call(&self, call_id: &str) -> Result<Option<CallRecord>, StorageError> {
+        let conn = self.lock();
+        let raw = conn
+            .query_row(
+                &format!("{CALL_COLUMNS} WHERE call_id = ?1"),
+                [call_id],
+                RawCall::from_row,
+            )
+            .optional()?;
+        raw.map(RawCall::decode).transpose()
+    }
+
+    pub(super) fn calls_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<CallRecord>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{CALL_COLUMNS} WHERE started_at >= ?1 AND started_at < ?2 ORDER BY started_at, call_id"
+        ))?;
+        let raws = stmt
+            .query_map([from, to], RawCall::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(RawCall::decode).collect()
+    }
+
+    pub(super) fn upsert_recording(&self, rec: &Recording) -> Result<(), StorageError> {
+        self.lock().execute(
+            "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET
+                 call_id = excluded.call_id, agent = excluded.agent,
+                 started_at = excluded.started_at, duration_ms = excluded.duration_ms,
+                 channels = excluded.channels, path = excluded.path",
+            params![
+                rec.id,
+                rec.call_id,
+                rec.agent,
+                timestamp(rec.started_at),
+                to_i64(rec.duration_ms),
+                rec.channels,
+                rec.path,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn recording(&self, id: &str) -> Result<Option<Recording>, StorageError> {
+        let conn = self.lock();
+        let raw = conn
+            .query_row(
+                &format!("{RECORDING_COLUMNS} WHERE id = ?1"),
+                [id],
+                RawRecording::from_row,
+            )
+            .optional()?;
+        raw.map(RawRecording::decode).transpose()
+    }
+
+    pub(super) fn recordings_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Recording>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{RECORDING_COLUMNS} WHERE started_at >= ?1 AND started_at < ?2 ORDER BY started_at, id"
+        ))?;
+        let raws = stmt
+            .query_map([from, to], RawRecording::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(RawRecording::decode).collect()
+    }
+
+    pub(super) fn audit(
+        &self,
+        at: &str,
+        user: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<(), StorageError> {
+        self.lock().execute(
+            "INSERT INTO audit_log (at, user, action, target) VALUES (?1, ?2, ?3, ?4)",
+            params![at, user, action, target],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, user, action, target FROM audit_log ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(at, user, action, target)| {
+                Ok(AuditEntry {
+                    at: parse_timestamp("audit_log.at", &at)?,
+                    user,
+                    action,
+                    target,
+                })
+            })
+            .collect()
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let tx = conn.transaction()?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: Option<i64> = tx
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()?;
+    let current = match current {
+        Some(v) => v,
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES (0)", [])?;
+            0
+        }
+    };
+    if current > known {
+        return Err(StorageError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "UPDATE schema_version SET version = ?1",
+            [i64::try_from(i + 1).unwrap_or(i64::MAX)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Five obviously made-up patients (their names read "demo", "sample", "test",
+/// "example", "fictional") for the demo callers 13800000001..5, added only to
+/// an empty patients table. Appointments are set relative to the seeding day.
+fn seed_demo_patients(conn: &Connection) -> Result<(), StorageError> {
+    let count: i64 = conn.query_row("SELECT COUNT(*) FROM patients", [], |r| r.get(0))?;
+    if count > 0 {
+        return Ok(());
+    }
+    let today = Utc::now().date_naive();
+    let day = |days: i64| {
+        let d = today + Duration::days(days);
+        format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    };
+    // (phone, name, age, next appointment, allergies, notes)
+    let demo: [DemoPatient; 5] = [
+        (
+            "13800000001",
+            "张演示",
+            34,
+            Some(format!("{} 09:30 洗牙", day(3))),
+            Some("青霉素"),
+            "演示数据，非真实患者。喜欢上午预约。",
+        ),
+        (
+            "13800000002",
+            "李样本",
+            61,
+            Some(format!("{} 14:00 种植复诊", day(7))),
+            None,
+            "演示数据，非真实患者。高血压，术前量血压。",
+        ),
+        (
+            "13800000003",
+            "王测试",
+            8,
+            Some(format!("{} 16:30 窝沟封闭", day(1))),
+            Some("乳胶"),
+            "演示数据，非真实患者。家长陪同，联系人为母亲。",
+        ),
+        (
+            "13800000004",
+            "赵示例",
+            45,
+            None,
+            None,
+            "演示数据，非真实患者。上次就诊后未再预约。",
+        ),
+        (
+            "13800000005",
+            "陈虚构",
+            27,
+            Some(format!("{} 10:00 正畸调整", day(14))),
+            Some("布洛芬"),
+            "演示数据，非真实患者。说普通话和粤语。",
+        ),
+    ];
+    for (phone, name, age, next, allergies, notes) in demo {
+        conn.execute(
+            "INSERT INTO patients (phone, name, age, next_appointment, allergies, notes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![phone, name, age, next, allergies, notes],
+        )?;
+    }
+    Ok(())
+}
+
+/// (phone, name, age, next appointment, allergies, notes).
+type DemoPatient = (
+    &'static str,
+    &'static str,
+    u32,
+    Option<String>,
+    Option<&'static str>,
+    &'static str,
+);
+
+const CALL_COLUMNS: &str = "SELECT call_id, caller, started_at, ivr_path, queue, wait_ms,
+    agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction FROM calls";
+
+const RECORDING_COLUMNS: &str =
+    "SELECT id, call_id, agent, started_at, duration_ms, channels, path FROM recordings";
+
+/// A calls row as SQLite returns it, before the text columns are decoded.
+struct RawCall {
+    call_id: String,
+    caller: String,
+    started_at: String,
+    ivr_path: String,
+    queue: Option<String>,
+    wait_ms: Option<i64>,
+    agents_offered: String,
+    agent: Option<String>,
+    answered_at: Option<String>,
+    ended_at: Option<String>,
+    outcome: Option<String>,
+    recording_id: Option<String>,
+    satisfaction: Option<i64>,
+}
+
+impl RawCall {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            call_id: r.get(0)?,
+            caller: r.get(1)?,
+            started_at: r.get(2)?,
+            ivr_path: r.get(3)?,
+            queue: r.get(4)?,
+            wait_ms: r.get(5)?,
+            agents_offered: r.get(6)?,
+            agent: r.get(7)?,
+            answered_at: r.get(8)?,
+            ended_at: r.get(9)?,
+            outcome: r.get(10)?,
+            recording_id: r.get(11)?,
+            satisfaction: r.get(12)?,
+        })
+    }
+
+    fn decode(self) -> Result<CallRecord, StorageError> {
+        let outcome = match self.outcome {
+            None => None,
+            Some(s) => Some(Outcome::parse(&s).ok_or(StorageError::Corrupt {
+                column: "calls.outcome",
+                value: s,
+            })?),
+        };
+        Ok(CallRecord {
+            call_id: self.call_id,
+            caller: self.caller,
+            started_at: parse_timestamp("calls.started_at", &self.started_at)?,
+            ivr_path: parse_list("calls.ivr_path", &self.ivr_path)?,
+            queue: self.queue,
+            wait_ms: self.wait_ms.map(|v| u64::try_from(v).unwrap_or(0)),
+            agents_offered: parse_list("calls.agents_offered", &self.agents_offered)?,
+            agent: self.agent,
+            answered_at: self
+                .answered_at
+                .map(|s| parse_timestamp("calls.answered_at", &s))
+                .transpose()?,
+            ended_at: self
+                .ended_at
+                .map(|s| parse_timestamp("calls.ended_at", &s))
+                .transpose()?,
+            outcome,
+            recording_id: self.recording_id,
+            satisfaction: self
+                .satisfaction
+                .map(|v| u8::try_from(v).unwrap_or(u8::MAX)),
+        })
+    }
+}
+
+/// A recordings row as SQLite returns it.
+struct RawRecording {
+    id: String,
+    call_id: String,
+    agent: String,
+    started_at: String,
+    duration_ms: i64,
+    channels: i64,
+    path: String,
+}
+
+impl RawRecording {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            call_id: r.get(1)?,
+            agent: r.get(2)?,
+            started_at: r.get(3)?,
+            duration_ms: r.get(4)?,
+            channels: r.get(5)?,
+            path: r.get(6)?,
+        })
+    }
+
+    fn decode(self) -> Result<Recording, StorageError> {
+        Ok(Recording {
+            started_at: parse_timestamp("recordings.started_at", &self.started_at)?,
+            id: self.id,
+            call_id: self.call_id,
+            agent: self.agent,
+            duration_ms: u64::try_from(self.duration_ms).unwrap_or(0),
+            channels: u16::try_from(self.channels).unwrap_or(0),
+            path: self.path,
+        })
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_list(column: &'static str, s: &str) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(s).map_err(|_| StorageError::Corrupt {
+        column,
+        value: s.to_owned(),
+    })
+}

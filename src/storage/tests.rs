@@ -1,0 +1,199 @@
+use chrono::{NaiveDate, TimeZone, Utc};
+
+use super::*;
+
+fn temp_db() -> (tempfile::TempDir, Storage) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("data").join("switchboard.db");
+    let storage = Storage::open(path.to_str().expect("utf-8 temp path")).expect("open");
+    (dir, storage)
+}
+
+fn call(id: &str, started: chrono::DateTime<Utc>) -> CallRecord {
+    let mut c = CallRecord::new(id, "13800000001", started);
+    c.ivr_path = vec!["main:1".into()];
+    c.queue = Some("appointments".into());
+    c.wait_ms = Some(4200);
+    c.agents_offered = vec!["1001".into(), "1002".into()];
+    c.agent = Some("1002".into());
+    c.answered_at = Some(started + chrono::Duration::seconds(5));
+    c.ended_at = Some(started + chrono::Duration::seconds(65));
+    c.outcome = Some(Outcome::Answered);
+    c.recording_id = Some(format!("rec-{id}"));
+    c.satisfaction = Some(5);
+    c
+}
+
+#[test]
+fn demo_patients_are_seeded_and_match_with_country_prefix() {
+    let (_dir, s) = temp_db();
+    for n in 1..=5 {
+        let phone = format!("1380000000{n}");
+        let p = s.patient_by_phone(&phone).expect("query").expect("seeded");
+        assert_eq!(p.phone, phone);
+        assert!(p.notes.as_deref().unwrap_or("").contains("演示"));
+    }
+    let plus = s
+        .patient_by_phone("+8613800000003")
+        .expect("query")
+        .expect("found");
+    let zeros = s
+        .patient_by_phone("008613800000003")
+        .expect("query")
+        .expect("found");
+    assert_eq!(plus, zeros);
+    assert_eq!(plus.name, "王测试");
+    assert_eq!(s.patient_by_phone("13900000000").expect("query"), None);
+}
+
+#[test]
+fn reopening_keeps_data_and_does_not_reseed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let t = Utc
+        .with_ymd_and_hms(2026, 11, 25, 2, 0, 0)
+        .single()
+        .expect("valid");
+    {
+        let s = Storage::open(&url).expect("open");
+        s.upsert_call(&call("a", t)).expect("insert");
+    }
+    let s = Storage::open(&url).expect("reopen");
+    assert_eq!(s.call("a").expect("query"), Some(call("a", t)));
+    assert!(s.patient_by_phone("13800000005").expect("query").is_some());
+}
+
+#[test]
+fn postgres_and_unknown_urls_are_refused_clearly() {
+    let err = Storage::open("postgres://clinic@db/switchboard").expect_err("not built");
+    assert!(matches!(err, StorageError::PostgresNotBuilt));
+    assert!(err.to_string().contains("not built yet"));
+    assert!(matches!(
+        Storage::open("mysql://x"),
+        Err(StorageError::UnsupportedUrl(_))
+    ));
+}
+
+#[test]
+fn upsert_replaces_and_round_trips_every_field() {
+    let (_dir, s) = temp_db();
+    let t = Utc
+        .with_ymd_and_hms(2026, 11, 25, 2, 0, 0)
+        .single()
+        .expect("valid");
+    let mut c = CallRecord::new("x", "13800000002", t);
+    s.upsert_call(&c).expect("insert in progress");
+    assert_eq!(s.call("x").expect("query").expect("row").outcome, None);
+    c = call("x", t);
+    s.upsert_call(&c).expect("update");
+    assert_eq!(s.call("x").expect("query"), Some(c));
+}
+
+#[test]
+fn calls_on_uses_the_clinic_local_day() {
+    let (_dir, s) = temp_db();
+    let tz: chrono_tz::Tz = "Asia/Shanghai".parse().expect("tz");
+    // 2026-11-24 23:30 Shanghai = 15:30 UTC: belongs to the 24th locally.
+    let late_24 = Utc
+        .with_ymd_and_hms(2026, 11, 24, 15, 30, 0)
+        .single()
+        .expect("valid");
+    // 2026-11-25 00:10 Shanghai = 2026-11-24 16:10 UTC: the 25th locally.
+    let early_25 = Utc
+        .with_ymd_and_hms(2026, 11, 24, 16, 10, 0)
+        .single()
+        .expect("valid");
+    let late_25 = Utc
+        .with_ymd_and_hms(2026, 11, 25, 15, 59, 0)
+        .single()
+        .expect("valid");
+    let next = Utc
+        .with_ymd_and_hms(2026, 11, 25, 16, 0, 0)
+        .single()
+        .expect("valid");
+    for (id, t) in [("a", late_24), ("b", early_25), ("c", late_25), ("d", next)] {
+        s.upsert_call(&call(id, t)).expect("insert");
+    }
+    let day = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
+    let ids: Vec<_> = s
+        .calls_on(day, tz)
+        .expect("query")
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
+    assert_eq!(ids, ["b", "c"]);
+    // The same day in UTC holds the 15:59 and 16:00 UTC calls.
+    let ids: Vec<_> = s
+        .calls_on(day, chrono_tz::UTC)
+        .expect("query")
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
+    assert_eq!(ids, ["c", "d"]);
+}
+
+#[test]
+fn recordings_by_day_and_id() {
+    let (_dir, s) = temp_db();
+    let tz: chrono_tz::Tz = "Asia/Shanghai".parse().expect("tz");
+    let t = Utc
+        .with_ymd_and_hms(2026, 11, 25, 3, 0, 0)
+        .single()
+        .expect("valid");
+    let mut rec = Recording {
+        id: "r1".into(),
+        call_id: "c1".into(),
+        agent: "1001".into(),
+        started_at: t,
+        duration_ms: 0,
+        channels: 2,
+        path: "data/recordings/r1.wav".into(),
+    };
+    s.insert_recording(&rec).expect("insert");
+    rec.duration_ms = 61_000;
+    s.insert_recording(&rec).expect("update duration");
+    assert_eq!(s.recording("r1").expect("query"), Some(rec.clone()));
+    assert_eq!(s.recording("nope").expect("query"), None);
+    let day = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
+    assert_eq!(s.recordings_on(day, tz).expect("query"), vec![rec]);
+    let other = NaiveDate::from_ymd_opt(2026, 11, 26).expect("date");
+    assert!(s.recordings_on(other, tz).expect("query").is_empty());
+}
+
+#[test]
+fn audit_entries_newest_first_with_limit() {
+    let (_dir, s) = temp_db();
+    s.audit("qa", "recording_audio", "r1").expect("audit");
+    s.audit("qa", "recording_audio", "r2").expect("audit");
+    s.audit("ops", "recording_audio_forbidden", "r3")
+        .expect("audit");
+    let rows = s.audit_entries(2).expect("query");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].user.as_str(), rows[0].target.as_str()),
+        ("ops", "r3")
+    );
+    assert_eq!(rows[1].target, "r2");
+    s.ping().expect("ping");
+}
+
+#[test]
+fn storage_is_shared_across_threads() {
+    let (_dir, s) = temp_db();
+    let t = Utc
+        .with_ymd_and_hms(2026, 11, 25, 3, 0, 0)
+        .single()
+        .expect("valid");
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || s.upsert_call(&call(&format!("t{i}"), t)))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread").expect("insert");
+    }
+    let tz: chrono_tz::Tz = "UTC".parse().expect("tz");
+    let day = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
+    assert_eq!(s.calls_on(day, tz).expect("query").len(), 4);
+}

@@ -1,0 +1,119 @@
+//! The `switchboard` binary's commands, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const DEMO: &str = include_str!("../config/demo.toml");
+
+fn switchboard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the switchboard binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write config");
+    path.display().to_string()
+}
+
+#[test]
+fn check_accepts_the_demo_config_with_a_summary() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(dir.path(), "clinic.toml", DEMO);
+    let out = switchboard(&["check", &path]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{path}: ok — 3 agents, 3 queues, 1 menu, 2 users\n")
+    );
+}
+
+#[test]
+fn check_reports_every_problem_and_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = DEMO
+        .replacen("start = \"main\"", "start = \"mian\"", 1)
+        .replacen("ring_cycle_ms = 5000 ", "ring_cycle_ms = 0    ", 1)
+        .replacen("password = \"demo-1003\"", "password = \"\"", 1);
+    let path = write(dir.path(), "clinic.toml", &bad);
+    let out = switchboard(&["check", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{path}:42:12: agent `1003` has an empty password"),
+            format!("{path}:49:17: ring_cycle_ms must be above 0"),
+            format!("{path}:67:9: ivr.start names unknown menu `mian`"),
+        ]
+    );
+}
+
+#[test]
+fn check_reports_syntax_errors_with_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(
+        dir.path(),
+        "broken.toml",
+        "[clinic]\nname = \"unterminated\n",
+    );
+    let out = switchboard(&["check", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with(&format!("{path}:2:")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn check_of_a_missing_file_fails_cleanly() {
+    let out = switchboard(&["check", "/nonexistent/clinic.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("switchboard: /nonexistent/clinic.toml: cannot read: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn default_config_prints_the_commented_demo_which_passes_check() {
+    let out = switchboard(&["default-config"]);
+    assert!(out.status.success());
+    let printed = text(&out.stdout);
+    assert_eq!(printed, DEMO);
+    assert!(printed.starts_with("# Switchboard configuration"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(dir.path(), "clinic.toml", &printed);
+    let out = switchboard(&["check", &path]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+}
+
+#[test]
+fn serve_refuses_a_bad_config_without_panicking() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(
+        dir.path(),
+        "clinic.toml",
+        &DEMO.replacen("[http]", "[web]", 1),
+    );
+    let out = switchboard(&["serve", "--config", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{path}:20:2: unknown section `web`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not starting"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
