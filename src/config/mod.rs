@@ -204,6 +204,24 @@ impl Codec {
     }
 }
 
+impl From<Codec> for media::Codec {
+    fn from(codec: Codec) -> Self {
+        match codec {
+            Codec::Pcmu => media::Codec::Pcmu,
+            Codec::Pcma => media::Codec::Pcma,
+        }
+    }
+}
+
+impl From<Codec> for sip::sdp::Codec {
+    fn from(codec: Codec) -> Self {
+        match codec {
+            Codec::Pcmu => sip::sdp::Codec::Pcmu,
+            Codec::Pcma => sip::sdp::Codec::Pcma,
+        }
+    }
+}
+
 /// `[http]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
