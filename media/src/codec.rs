@@ -79,14 +79,19 @@ mod tests {
 
     #[test]
     fn encode_then_decode_stays_close_and_respects_lengths() {
-        let pcm: Vec<i16> = (0..160).map(|i| ((i * 397) % 20000 - 10000) as i16).collect();
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| ((i * 397) % 20000 - 10000) as i16)
+            .collect();
         for codec in [Codec::Pcmu, Codec::Pcma] {
             let mut bytes = [0u8; 160];
             assert_eq!(codec.encode(&pcm, &mut bytes), 160);
             let mut back = [0i16; 160];
             assert_eq!(codec.decode(&bytes, &mut back), 160);
             for (a, b) in pcm.iter().zip(back.iter()) {
-                assert!((i32::from(*a) - i32::from(*b)).abs() <= 700, "{codec:?} {a} vs {b}");
+                assert!(
+                    (i32::from(*a) - i32::from(*b)).abs() <= 700,
+                    "{codec:?} {a} vs {b}"
+                );
             }
             // Short output buffer: only what fits.
             let mut small = [0u8; 10];

@@ -212,7 +212,11 @@ mod tests {
     fn one_digit_per_press_even_with_repeated_end_packets() {
         let mut rx = DtmfReceiver::new();
         assert_eq!(press(&mut rx, 1000, 1), vec!['1']);
-        assert_eq!(press(&mut rx, 5000, 1), vec!['1'], "same digit pressed again");
+        assert_eq!(
+            press(&mut rx, 5000, 1),
+            vec!['1'],
+            "same digit pressed again"
+        );
         assert_eq!(press(&mut rx, 9000, 11), vec!['#']);
     }
 
@@ -237,19 +241,28 @@ mod tests {
     #[test]
     fn long_event_segments_continue_the_press() {
         let mut rx = DtmfReceiver::new();
-        assert_eq!(rx.handle_event(1, 0, true, &ev(0, false, 0xFFFF)), Some('0'));
+        assert_eq!(
+            rx.handle_event(1, 0, true, &ev(0, false, 0xFFFF)),
+            Some('0')
+        );
         // Next segment: timestamp advanced by the previous duration, no marker.
         assert_eq!(rx.handle_event(1, 0xFFFF, false, &ev(0, false, 400)), None);
         assert_eq!(rx.handle_event(1, 0xFFFF, false, &ev(0, true, 800)), None);
         // A new press afterwards is reported.
-        assert_eq!(rx.handle_event(1, 0x2_0000, true, &ev(0, false, 160)), Some('0'));
+        assert_eq!(
+            rx.handle_event(1, 0x2_0000, true, &ev(0, false, 160)),
+            Some('0')
+        );
     }
 
     #[test]
     fn a_new_ssrc_with_the_same_timestamp_is_a_new_press() {
         let mut rx = DtmfReceiver::new();
         assert_eq!(press(&mut rx, 1000, 3), vec!['3']);
-        assert_eq!(rx.handle_event(2, 1000, true, &ev(3, false, 160)), Some('3'));
+        assert_eq!(
+            rx.handle_event(2, 1000, true, &ev(3, false, 160)),
+            Some('3')
+        );
     }
 
     #[test]
@@ -260,10 +273,22 @@ mod tests {
 
     #[test]
     fn sip_info_bodies() {
-        assert_eq!(sip_info_digit("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Some('5'));
-        assert_eq!(sip_info_digit("Application/DTMF-Relay; x=y", b"signal= #\r\nDuration=250"), Some('#'));
-        assert_eq!(sip_info_digit("application/dtmf-relay", b"Signal=10\r\nDuration=160"), Some('*'));
-        assert_eq!(sip_info_digit("application/dtmf-relay", b"Duration=160"), None);
+        assert_eq!(
+            sip_info_digit("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            sip_info_digit("Application/DTMF-Relay; x=y", b"signal= #\r\nDuration=250"),
+            Some('#')
+        );
+        assert_eq!(
+            sip_info_digit("application/dtmf-relay", b"Signal=10\r\nDuration=160"),
+            Some('*')
+        );
+        assert_eq!(
+            sip_info_digit("application/dtmf-relay", b"Duration=160"),
+            None
+        );
         assert_eq!(sip_info_digit("application/dtmf", b"5"), Some('5'));
         assert_eq!(sip_info_digit("application/dtmf", b" d\r\n"), Some('D'));
         assert_eq!(sip_info_digit("application/dtmf", b"11"), Some('#'));

@@ -48,8 +48,8 @@ impl LegMedia {
 
     /// Handles one received datagram; decoded audio goes to `pcm_out`.
     ///
-    /// Audio beyond 160 samples (ptime above 20 ms) is dropped; a short packet leaves the
-    /// rest of `pcm_out` untouched and reports how many samples it wrote.
+    /// Audio beyond 160 samples (ptime above 20 ms) is dropped; after a short packet the
+    /// rest of `pcm_out` is silence. Ignored packets leave `pcm_out` untouched.
     pub fn handle_rtp(&mut self, packet: &[u8], pcm_out: &mut [i16; FRAME_SAMPLES]) -> Received {
         let Ok(packet) = RtpPacket::parse(packet) else {
             return Received::Ignored;
@@ -60,13 +60,12 @@ impl LegMedia {
                 None => Received::Ignored,
             };
         }
-        if packet.payload_type == self.codec.payload_type() {
+        if packet.payload_type == self.codec.payload_type() && !packet.payload.is_empty() {
             let n = self.codec.decode(packet.payload, pcm_out);
-            return if n > 0 {
-                Received::Audio(n)
-            } else {
-                Received::Ignored
-            };
+            if let Some(rest) = pcm_out.get_mut(n..) {
+                rest.fill(0);
+            }
+            return Received::Audio(n);
         }
         // Comfort noise (PT 13) and anything not negotiated.
         Received::Ignored
@@ -127,13 +126,20 @@ mod tests {
         assert_eq!(n, 172);
         let p = RtpPacket::parse(&out[..n]).expect("valid");
         assert!(p.marker);
-        assert_eq!((p.payload_type, p.seq, p.timestamp, p.ssrc), (0, 65535, 1000, 0x1234));
+        assert_eq!(
+            (p.payload_type, p.seq, p.timestamp, p.ssrc),
+            (0, 65535, 1000, 0x1234)
+        );
         assert!(p.payload.iter().all(|&b| b == 0xFF), "µ-law silence");
         let n = leg.write_audio(&pcm, &mut out);
         let p = RtpPacket::parse(&out[..n]).expect("valid");
         assert!(!p.marker);
         assert_eq!((p.seq, p.timestamp), (0, 1160));
-        assert_eq!(leg.write_audio(&pcm, &mut [0u8; 100]), 0, "too small buffer");
+        assert_eq!(
+            leg.write_audio(&pcm, &mut [0u8; 100]),
+            0,
+            "too small buffer"
+        );
         assert_eq!(leg.sender().seq, 1, "a refused write does not advance");
     }
 
@@ -153,7 +159,10 @@ mod tests {
                 assert_eq!(b.handle_rtp(&wire[..n], &mut pcm), Received::Audio(160));
                 got.extend_from_slice(&pcm);
             }
-            assert_eq!(dominant_frequency(&got, &[350.0, 440.0, 480.0, 620.0], 8000), Some(440.0));
+            assert_eq!(
+                dominant_frequency(&got, &[350.0, 440.0, 480.0, 620.0], 8000),
+                Some(440.0)
+            );
         }
     }
 
@@ -180,21 +189,46 @@ mod tests {
     fn other_payloads_and_garbage_are_ignored() {
         let mut leg = LegMedia::new(Codec::Pcmu, None, 1, 0, 0);
         let mut pcm = [42i16; 160];
-        assert_eq!(leg.handle_rtp(&packet(13, false, 1, 0, &[40]), &mut pcm), Received::Ignored);
-        assert_eq!(leg.handle_rtp(&packet(8, false, 1, 0, &[0xD5; 160]), &mut pcm), Received::Ignored);
-        assert_eq!(leg.handle_rtp(&packet(101, false, 1, 0, &[1, 0x80, 0, 160]), &mut pcm), Received::Ignored, "no telephone-event negotiated");
+        assert_eq!(
+            leg.handle_rtp(&packet(13, false, 1, 0, &[40]), &mut pcm),
+            Received::Ignored
+        );
+        assert_eq!(
+            leg.handle_rtp(&packet(8, false, 1, 0, &[0xD5; 160]), &mut pcm),
+            Received::Ignored
+        );
+        assert_eq!(
+            leg.handle_rtp(&packet(101, false, 1, 0, &[1, 0x80, 0, 160]), &mut pcm),
+            Received::Ignored,
+            "no telephone-event negotiated"
+        );
         assert_eq!(leg.handle_rtp(&[1, 2, 3], &mut pcm), Received::Ignored);
-        assert_eq!(leg.handle_rtp(&packet(0, false, 1, 0, &[]), &mut pcm), Received::Ignored);
-        assert!(pcm.iter().all(|&s| s == 42), "ignored packets do not touch the frame");
+        assert_eq!(
+            leg.handle_rtp(&packet(0, false, 1, 0, &[]), &mut pcm),
+            Received::Ignored
+        );
+        assert!(
+            pcm.iter().all(|&s| s == 42),
+            "ignored packets do not touch the frame"
+        );
     }
 
     #[test]
     fn long_and_short_audio_payloads() {
         let mut leg = LegMedia::new(Codec::Pcmu, None, 1, 0, 0);
         let mut pcm = [0i16; 160];
-        assert_eq!(leg.handle_rtp(&packet(0, false, 1, 0, &[0x80; 240]), &mut pcm), Received::Audio(160));
-        assert_eq!(leg.handle_rtp(&packet(0, false, 2, 0, &[0x00; 80]), &mut pcm), Received::Audio(80));
+        assert_eq!(
+            leg.handle_rtp(&packet(0, false, 1, 0, &[0x80; 240]), &mut pcm),
+            Received::Audio(160)
+        );
+        assert_eq!(
+            leg.handle_rtp(&packet(0, false, 2, 0, &[0x00; 80]), &mut pcm),
+            Received::Audio(80)
+        );
         assert_eq!(pcm[79], -32124);
-        assert_eq!(pcm[80], 32124);
+        assert!(
+            pcm[80..].iter().all(|&s| s == 0),
+            "rest of a short frame is silence"
+        );
     }
 }

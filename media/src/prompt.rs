@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
+use rubato::{Async, Fft, FixedAsync, FixedSync, Resampler, SincInterpolationParameters};
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
@@ -26,6 +26,13 @@ pub const MAX_PROMPT_SECONDS: u32 = 3600;
 /// Input frames per resampler call (a hint; the FFT resampler rounds it to the ratio).
 const RESAMPLE_CHUNK: usize = 1024;
 
+/// Source sample rates accepted, in Hz.
+const RATE_RANGE: std::ops::RangeInclusive<u32> = 1000..=384_000;
+
+/// Largest reduced input rate (rate / gcd(rate, 8000)) given to the FFT resampler;
+/// above it the FFT sizes explode and the sinc resampler is used instead.
+const MAX_FFT_REDUCED_RATE: u32 = 2000;
+
 /// A named, immutable 8 kHz mono prompt, cheap to clone (samples are shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
@@ -41,7 +48,10 @@ impl Prompt {
             path: path.to_owned(),
             source,
         })?;
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -185,12 +195,50 @@ fn decode_stream(source: Box<dyn MediaSource>, ext: &str) -> Result<Arc<[i16]>, 
     Ok(samples.into())
 }
 
+/// A good-quality mono resampler from `rate` to 8 kHz: FFT for ratios of small
+/// integers (all common rates), windowed sinc for the rest.
+fn new_resampler(rate: u32) -> Result<Box<dyn Resampler<f32>>, Error> {
+    let reduced = rate / gcd(rate, SAMPLE_RATE);
+    let resampler: Box<dyn Resampler<f32>> = if reduced <= MAX_FFT_REDUCED_RATE {
+        Box::new(
+            Fft::<f32>::new(
+                rate as usize,
+                SAMPLE_RATE as usize,
+                RESAMPLE_CHUNK,
+                1,
+                FixedSync::Both,
+            )
+            .map_err(|e| Error::Decode(e.to_string()))?,
+        )
+    } else {
+        Box::new(
+            Async::<f32>::new_sinc(
+                f64::from(SAMPLE_RATE) / f64::from(rate),
+                1.0,
+                &SincInterpolationParameters::default(),
+                RESAMPLE_CHUNK,
+                1,
+                FixedAsync::Input,
+            )
+            .map_err(|e| Error::Decode(e.to_string()))?,
+        )
+    };
+    Ok(resampler)
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 /// Streaming downmix + resample to 8 kHz + conversion to i16, so only the 8 kHz
 /// result is ever held in full.
 #[derive(Default)]
 struct To8k {
     rate: Option<u32>,
-    resampler: Option<Fft<f32>>,
+    resampler: Option<Box<dyn Resampler<f32>>>,
     /// Mono input not yet given to the resampler.
     pending: Vec<f32>,
     /// Resampler output scratch.
@@ -219,21 +267,14 @@ impl To8k {
         }
         match self.rate {
             None => {
-                if rate == 0 {
-                    return Err(Error::Decode("sample rate is zero".into()));
+                if !RATE_RANGE.contains(&rate) {
+                    return Err(Error::UnsupportedFormat(format!("sample rate {rate} Hz")));
                 }
                 self.rate = Some(rate);
                 if rate != SAMPLE_RATE {
-                    let fft = Fft::<f32>::new(
-                        rate as usize,
-                        SAMPLE_RATE as usize,
-                        RESAMPLE_CHUNK,
-                        1,
-                        FixedSync::Both,
-                    )
-                    .map_err(|e| Error::Decode(e.to_string()))?;
-                    self.delay_left = fft.output_delay();
-                    self.resampler = Some(fft);
+                    let resampler = new_resampler(rate)?;
+                    self.delay_left = resampler.output_delay();
+                    self.resampler = Some(resampler);
                 }
             }
             Some(r) if r != rate => {
@@ -262,16 +303,22 @@ impl To8k {
 
     /// Resamples every full chunk in `pending`.
     fn run(&mut self) -> Result<(), Error> {
-        let Some(fft) = self.resampler.as_mut() else {
+        let Some(resampler) = self.resampler.as_mut() else {
             return Ok(());
         };
         let mut consumed = 0;
         loop {
-            let need = fft.input_frames_next();
+            let need = resampler.input_frames_next();
             let Some(chunk) = self.pending.get(consumed..consumed + need) else {
                 break;
             };
-            Self::process(fft, chunk, &mut self.scratch, &mut self.delay_left, &mut self.out)?;
+            Self::process(
+                resampler.as_mut(),
+                chunk,
+                &mut self.scratch,
+                &mut self.delay_left,
+                &mut self.out,
+            )?;
             consumed += need;
         }
         self.pending.drain(..consumed);
@@ -279,19 +326,19 @@ impl To8k {
     }
 
     fn process(
-        fft: &mut Fft<f32>,
+        resampler: &mut dyn Resampler<f32>,
         chunk: &[f32],
         scratch: &mut Vec<f32>,
         delay_left: &mut usize,
         out: &mut Vec<i16>,
     ) -> Result<(), Error> {
-        let cap = fft.output_frames_max();
+        let cap = resampler.output_frames_max();
         scratch.resize(cap, 0.0);
         let input = InterleavedSlice::new(chunk, 1, chunk.len())
             .map_err(|e| Error::Decode(e.to_string()))?;
         let mut output = InterleavedSlice::new_mut(scratch.as_mut_slice(), 1, cap)
             .map_err(|e| Error::Decode(e.to_string()))?;
-        let (_, produced) = fft
+        let (_, produced) = resampler
             .process_into_buffer(&input, &mut output, None)
             .map_err(|e| Error::Decode(e.to_string()))?;
         let produced = scratch.get(..produced).unwrap_or_default();
@@ -304,17 +351,24 @@ impl To8k {
     /// Flushes the resampler (zero-padding the tail) and returns exactly
     /// `ceil(input_frames * 8000 / rate)` samples.
     fn finish(mut self) -> Result<Vec<i16>, Error> {
-        let (Some(rate), Some(fft)) = (self.rate, self.resampler.as_mut()) else {
+        let (Some(rate), Some(resampler)) = (self.rate, self.resampler.as_mut()) else {
             return Ok(self.out);
         };
-        let expected = (self.input_frames as u64 * u64::from(SAMPLE_RATE)).div_ceil(u64::from(rate));
+        let expected =
+            (self.input_frames as u64 * u64::from(SAMPLE_RATE)).div_ceil(u64::from(rate));
         let expected = usize::try_from(expected).unwrap_or(usize::MAX);
         // Each zero-padded chunk yields output; bound the loop anyway.
         let mut rounds = 0;
         while self.out.len() < expected && rounds < 64 {
-            let need = fft.input_frames_next();
+            let need = resampler.input_frames_next();
             self.pending.resize(need, 0.0);
-            Self::process(fft, &self.pending, &mut self.scratch, &mut self.delay_left, &mut self.out)?;
+            Self::process(
+                resampler.as_mut(),
+                &self.pending,
+                &mut self.scratch,
+                &mut self.delay_left,
+                &mut self.out,
+            )?;
             self.pending.clear();
             rounds += 1;
         }

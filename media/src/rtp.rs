@@ -91,7 +91,9 @@ impl<'a> RtpPacket<'a> {
             if count == 0 || count > payload.len() {
                 return Err(Error::RtpPadding);
             }
-            payload = payload.get(..payload.len() - count).ok_or(Error::RtpPadding)?;
+            payload = payload
+                .get(..payload.len() - count)
+                .ok_or(Error::RtpPadding)?;
         }
 
         Ok(RtpPacket {
@@ -113,12 +115,10 @@ impl<'a> RtpPacket<'a> {
 
     /// The contributing sources in order.
     pub fn csrcs(&self) -> impl Iterator<Item = u32> + 'a {
-        self.csrc_bytes
-            .chunks_exact(4)
-            .filter_map(|c| match *c {
-                [a, b, c, d] => Some(u32::from_be_bytes([a, b, c, d])),
-                _ => None,
-            })
+        self.csrc_bytes.chunks_exact(4).filter_map(|c| match *c {
+            [a, b, c, d] => Some(u32::from_be_bytes([a, b, c, d])),
+            _ => None,
+        })
     }
 }
 
@@ -174,7 +174,9 @@ mod tests {
 
     fn full_packet() -> Vec<u8> {
         // V=2, P=1, X=1, CC=2; M=1, PT=8.
-        let mut p = vec![0xB2, 0x88, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xDE, 0xAD, 0xBE, 0xEF];
+        let mut p = vec![
+            0xB2, 0x88, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xDE, 0xAD, 0xBE, 0xEF,
+        ];
         p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2]); // CSRCs 1, 2
         p.extend_from_slice(&[0xBE, 0xDE, 0, 1, 9, 9, 9, 9]); // extension, 1 word
         p.extend_from_slice(&[1, 2, 3, 4, 5]); // payload
@@ -206,10 +208,16 @@ mod tests {
     #[test]
     fn rejects_bad_version_short_and_bad_padding() {
         let mut bytes = full_packet();
-        assert!(matches!(RtpPacket::parse(&bytes[..11]), Err(Error::RtpTooShort)));
+        assert!(matches!(
+            RtpPacket::parse(&bytes[..11]),
+            Err(Error::RtpTooShort)
+        ));
         assert!(matches!(RtpPacket::parse(&[]), Err(Error::RtpTooShort)));
         bytes[0] = 0x40 | (bytes[0] & 0x3F);
-        assert!(matches!(RtpPacket::parse(&bytes), Err(Error::RtpVersion(1))));
+        assert!(matches!(
+            RtpPacket::parse(&bytes),
+            Err(Error::RtpVersion(1))
+        ));
         let mut bytes = full_packet();
         let last = bytes.len() - 1;
         bytes[last] = 0;
@@ -249,7 +257,10 @@ mod tests {
                 }
             }
         }
-        assert!(parsed > 1000, "mutations should mostly still parse: {parsed}");
+        assert!(
+            parsed > 1000,
+            "mutations should mostly still parse: {parsed}"
+        );
     }
 
     #[test]
@@ -260,7 +271,10 @@ mod tests {
         assert_eq!(n, 172);
         let p = RtpPacket::parse(&buf[..n]).expect("own packet parses");
         assert!(p.marker);
-        assert_eq!((p.payload_type, p.seq, p.timestamp, p.ssrc), (8, u16::MAX, u32::MAX - 100, 0x0102_0304));
+        assert_eq!(
+            (p.payload_type, p.seq, p.timestamp, p.ssrc),
+            (8, u16::MAX, u32::MAX - 100, 0x0102_0304)
+        );
         assert_eq!(p.payload, &[7; 160]);
         // Wrap-around.
         assert_eq!(s.seq, 0);

@@ -58,8 +58,11 @@ pub fn dominant_frequency(samples: &[i16], candidates: &[f64], sample_rate: u32)
     if samples.is_empty() {
         return None;
     }
-    let mean_square =
-        samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / samples.len() as f64;
+    let mean_square = samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len() as f64;
     if mean_square <= 0.0 {
         return None;
     }
@@ -75,7 +78,9 @@ pub fn dominant_frequency(samples: &[i16], candidates: &[f64], sample_rate: u32)
 mod tests {
     use super::*;
 
-    const DTMF_AND_CALL_PROGRESS: [f64; 9] = [350.0, 440.0, 480.0, 620.0, 697.0, 770.0, 852.0, 941.0, 1209.0];
+    const DTMF_AND_CALL_PROGRESS: [f64; 9] = [
+        350.0, 440.0, 480.0, 620.0, 697.0, 770.0, 852.0, 941.0, 1209.0,
+    ];
 
     #[test]
     fn generator_is_continuous_across_frames() {
@@ -104,7 +109,10 @@ mod tests {
         let off = goertzel_power(&buf, 620.0, 8000);
         assert!((on - 10000.0f64.powi(2) / 4.0).abs() < 0.05 * on, "on {on}");
         assert!(off < on / 100.0, "off {off} vs on {on}");
-        assert_eq!(dominant_frequency(&buf, &DTMF_AND_CALL_PROGRESS, 8000), Some(440.0));
+        assert_eq!(
+            dominant_frequency(&buf, &DTMF_AND_CALL_PROGRESS, 8000),
+            Some(440.0)
+        );
     }
 
     #[test]
@@ -113,7 +121,10 @@ mod tests {
             let mut g = ToneGenerator::new(f, 5000);
             let mut buf = [0i16; 1600];
             g.fill(&mut buf);
-            assert_eq!(dominant_frequency(&buf, &DTMF_AND_CALL_PROGRESS, 8000), Some(f));
+            assert_eq!(
+                dominant_frequency(&buf, &DTMF_AND_CALL_PROGRESS, 8000),
+                Some(f)
+            );
         }
     }
 
@@ -133,7 +144,10 @@ mod tests {
                 ((x >> 16) as i16) / 4
             })
             .collect();
-        assert_eq!(dominant_frequency(&noise, &DTMF_AND_CALL_PROGRESS, 8000), None);
+        assert_eq!(
+            dominant_frequency(&noise, &DTMF_AND_CALL_PROGRESS, 8000),
+            None
+        );
         assert_eq!(goertzel_power(&[], 440.0, 8000), 0.0);
     }
 }

@@ -76,13 +76,23 @@ fn rms(samples: &[i16]) -> f64 {
 fn check_sine(p: &Prompt, seconds: f64, peak: f64, what: &str) {
     let expected = (8000.0 * seconds).round() as i64;
     let got = p.len() as i64;
-    assert!((got - expected).abs() <= 160, "{what}: {got} samples, expected {expected} ±160");
+    assert!(
+        (got - expected).abs() <= 160,
+        "{what}: {got} samples, expected {expected} ±160"
+    );
     // Skip the edges, where resampler filters and codec priming live.
     let body = &p.samples()[800..p.len() - 800];
-    assert_eq!(dominant_frequency(body, &CANDIDATES, 8000), Some(440.0), "{what}: dominant frequency");
+    assert_eq!(
+        dominant_frequency(body, &CANDIDATES, 8000),
+        Some(440.0),
+        "{what}: dominant frequency"
+    );
     let want_rms = peak * 32768.0 / 2f64.sqrt();
     let got_rms = rms(body);
-    assert!((got_rms - want_rms).abs() < 0.1 * want_rms, "{what}: rms {got_rms}, expected {want_rms}");
+    assert!(
+        (got_rms - want_rms).abs() < 0.1 * want_rms,
+        "{what}: rms {got_rms}, expected {want_rms}"
+    );
 }
 
 #[test]
@@ -95,6 +105,9 @@ fn wav_at_every_common_rate_becomes_8k_with_the_same_tone_and_length() {
         (48000, 2, Sample::I16, 2.07),
         (22050, 1, Sample::I24, 0.9),
         (32000, 2, Sample::F32, 1.1),
+        (96000, 1, Sample::I24, 0.5),
+        // Not a ratio of small integers: takes the sinc resampler.
+        (11111, 1, Sample::I16, 1.2),
     ];
     for (rate, channels, format, seconds) in cases {
         let path = dir.path(&format!("tone_{rate}_{channels}.wav"));
@@ -107,7 +120,11 @@ fn wav_at_every_common_rate_becomes_8k_with_the_same_tone_and_length() {
 
         let bytes = std::fs::read(&path).expect("read back");
         let q = Prompt::from_bytes(bytes, "wav").expect("same bytes load from memory");
-        assert_eq!(q.samples(), p.samples(), "{rate} Hz: file and memory decode alike");
+        assert_eq!(
+            q.samples(),
+            p.samples(),
+            "{rate} Hz: file and memory decode alike"
+        );
     }
 }
 
@@ -145,7 +162,7 @@ fn empty_and_truncated_wavs_do_not_panic() {
         // Either a shorter prompt or an error; never a panic.
         let _ = Prompt::from_bytes(bytes[..cut].to_vec(), "wav");
     }
-    // Flipped bytes in the header.
+    // Flipped bytes in the header (sample rate, channels, sizes, ...).
     for i in 0..44 {
         let mut b = bytes.clone();
         b[i] ^= 0xFF;
@@ -194,12 +211,23 @@ fn flac_ogg_and_mp3_made_by_sox_load() {
             "{ext}: {got} s, expected {seconds} s"
         );
         let body = &p.samples()[1200..p.len() - 1200];
-        assert_eq!(dominant_frequency(body, &CANDIDATES, 8000), Some(440.0), "{ext}");
+        assert_eq!(
+            dominant_frequency(body, &CANDIDATES, 8000),
+            Some(440.0),
+            "{ext}"
+        );
         let want_rms = AMPLITUDE * 32768.0 / 2f64.sqrt();
-        assert!((rms(body) - want_rms).abs() < 0.15 * want_rms, "{ext}: rms {}", rms(body));
+        assert!(
+            (rms(body) - want_rms).abs() < 0.15 * want_rms,
+            "{ext}: rms {}",
+            rms(body)
+        );
         // And from memory with the hint, as built-in prompts are loaded.
         let bytes = std::fs::read(&out).expect("read back");
-        assert_eq!(Prompt::from_bytes(bytes, ext).expect("from bytes").len(), p.len());
+        assert_eq!(
+            Prompt::from_bytes(bytes, ext).expect("from bytes").len(),
+            p.len()
+        );
         loaded += 1;
     }
     println!("note: loaded {loaded} of 3 sox-made formats");

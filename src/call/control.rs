@@ -95,6 +95,8 @@ pub(crate) struct Call {
     pub patient_dialog: Dialog,
     pub patient_peer: Peer,
     pub patient_sip_call_id: String,
+    /// The server transaction of the patient's INVITE (its 2xx waits for an ACK).
+    pub patient_invite: TransactionKey,
     pub media: mpsc::UnboundedSender<MediaCommand>,
     pub ivr: Option<IvrSession>,
     pub ivr_path: Vec<String>,

@@ -139,10 +139,12 @@ impl Controller {
 
     /// A server transaction gave up (our 200 was never ACKed): the patient is gone.
     pub(crate) async fn server_timeout(&mut self, now: Instant, key: &TransactionKey) {
-        let _ = key;
-        // Only a patient's INVITE is answered with a 2xx that waits for an ACK;
-        // find calls whose patient never confirmed and end them.
-        let _ = now;
+        // Only a patient's INVITE is answered with a 2xx that waits for an ACK:
+        // without one the patient's phone never took the call.
+        let unconfirmed = self.calls.values().find(|c| &c.patient_invite == key).map(|c| c.id);
+        if let Some(id) = unconfirmed {
+            self.hang_up(now, id, Side::System, "no_ack").await;
+        }
     }
 
     /// The INVITE of an offer we already moved on from, by the response's Call-ID.

@@ -153,6 +153,7 @@ impl Controller {
                 patient_dialog: dialog,
                 patient_peer: peer,
                 patient_sip_call_id: sip_call_id,
+                patient_invite: key.clone(),
                 media: media_tx,
                 ivr,
                 ivr_path: Vec::new(),

@@ -100,7 +100,7 @@ class FakeRegistrar:
         self.sock.sendto(("\r\n".join(out) + "\r\n\r\n").encode(), peer)
 
 
-FAKE_SWITCHBOARD = r'''
+FAKE_SWITCHBOARD = r"""
 import http.server, json, os, sys, tomllib
 DEMO = open(os.environ["FAKE_DEMO_CONFIG"]).read()
 if sys.argv[1:] == ["default-config"]:
@@ -135,4 +135,4 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.reply(200, {"token": "t-" + body["user"], "role": "agent"})
         self.reply(401, {"error": "bad login"})
 http.server.HTTPServer((host, int(port)), H).serve_forever()
-'''
+"""

@@ -157,7 +157,7 @@ class Switchboard:
     tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def configure(cls, workdir: Path, extra: dict[tuple[str, str], str] | None = None) -> "Switchboard":
+    def configure(cls, workdir: Path, extra: dict[tuple[str, str], str] | None = None) -> Switchboard:
         """Writes a test config from `switchboard default-config` with free ports and a tmp data dir."""
         exe = binary()
         if not exe.is_file() or not os.access(exe, os.X_OK):
@@ -313,7 +313,7 @@ class Switchboard:
         if result.status != 200:
             raise AssertionError(f"setting {agent} ready gave HTTP {result.status}: {result.body[:300]!r}")
 
-    def desk(self, agent: str) -> "DeskClient":
+    def desk(self, agent: str) -> DeskClient:
         """A desk WebSocket for `agent` (password demo-<id>), connected now."""
         token = self.login(agent, f"demo-{agent}")
         return DeskClient(f"ws://{LOOPBACK}:{self.http_port}/ws/desk?token={token}")

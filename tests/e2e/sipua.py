@@ -10,7 +10,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pjsua2 as pj
 
@@ -51,6 +51,7 @@ class Ua:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = 16  # the default 4 is tight with a patient and three agents
         cfg.uaConfig.userAgent = "switchboard-e2e pjsua2"
         cfg.logConfig.level = log_level
         cfg.logConfig.consoleLevel = 0
@@ -76,13 +77,19 @@ class Ua:
     # ---- transports and accounts -------------------------------------------------------
 
     def transport(self, name: str) -> tuple[int, int]:
-        """A UDP transport bound to and advertising 127.0.0.1 on a free port: (id, port)."""
+        """A UDP transport bound to and advertising 127.0.0.1 on a free port: (id, port).
+
+        Named by role ("agent-1001", "patients") and kept for the session: pjsua has at most 8.
+        """
         if name not in self.transports:
             tcfg = pj.TransportConfig()
             tcfg.port = 0
             tcfg.boundAddress = LOOPBACK
             tcfg.publicAddress = LOOPBACK
-            tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+            try:
+                tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+            except pj.Error as e:  # pjsua allows 8 transports per process: share them by role
+                raise AssertionError(f"could not create transport {name}: {describe(e)}") from None
             local = self.ep.transportGetInfo(tid).localName
             host, _, port = local.rpartition(":")
             if host != LOOPBACK:
@@ -99,7 +106,7 @@ class Ua:
         password: str | None = None,
         transport: str | None = None,
         auto_ring: bool = True,
-    ) -> "Phone":
+    ) -> Phone:
         """An account `sip:user@domain` on its own transport; registers when `registrar` is given."""
         tid, _port = self.transport(transport or f"phone-{user}")
         acfg = pj.AccountConfig()
@@ -216,6 +223,7 @@ class Phone(pj.Account):
 
     def wait_registered(self, timeout: float = 5.0) -> RegEvent:
         """Waits for a 2xx registration; raises with the codes seen otherwise."""
+
         def done():
             return next((e for e in self.reg_events if 200 <= e.code < 300 and e.expiration > 0), None)
 
@@ -248,7 +256,7 @@ class Phone(pj.Account):
 
     # ---- calls --------------------------------------------------------------------------
 
-    def call(self, uri: str) -> "PhoneCall":
+    def call(self, uri: str) -> PhoneCall:
         """Starts an outgoing call to `uri`."""
         call = PhoneCall(self)
         call.started_at = time.monotonic()
@@ -260,7 +268,7 @@ class Phone(pj.Account):
         self.outgoing.append(call)
         return call
 
-    def wait_incoming(self, timeout: float, after: int = 0) -> "PhoneCall":
+    def wait_incoming(self, timeout: float, after: int = 0) -> PhoneCall:
         """Waits for incoming call number `after` (0 = the first one)."""
         self.ua.wait(f"an incoming call on {self.user}", lambda: len(self.incoming) > after, timeout)
         return self.incoming[after]
@@ -362,6 +370,7 @@ class PhoneCall(pj.Call):
 
     def wait_confirmed(self, timeout: float) -> float:
         """Waits until the call is answered (CONFIRMED); fails early if it ends instead."""
+
         def done():
             if self.ended:
                 raise AssertionError(f"call ended with {self.end_code} {self.end_reason} before being answered")
@@ -422,7 +431,7 @@ class PhoneCall(pj.Call):
         for player in players:
             destroy(player)
 
-    def record(self, wav: Path) -> "Recording":
+    def record(self, wav: Path) -> Recording:
         """Starts writing what we receive on this call into `wav`."""
         recorder = pj.AudioMediaRecorder()
         recorder.createRecorder(str(wav))
@@ -479,8 +488,8 @@ def describe(error: pj.Error) -> str:
     return f"{error.title}: {error.reason} (status {error.status})"
 
 
-_CONNECTION = re.compile(r"^c=IN IP4 (\S+)", re.M)
-_ORIGIN = re.compile(r"^o=\S+ \S+ \S+ IN IP4 (\S+)", re.M)
+_CONNECTION = re.compile(r"^c=IN IP4 (\S+)", re.MULTILINE)
+_ORIGIN = re.compile(r"^o=\S+ \S+ \S+ IN IP4 (\S+)", re.MULTILINE)
 
 
 def sdp_addresses(sdp: str) -> set[str]:

@@ -20,9 +20,9 @@ from sipua import LOOPBACK, sdp_addresses
 
 def direct_call(ua, phones):
     """Patient 13800000001 calls agent 1001's phone directly; returns (patient call, agent call)."""
-    agent = phones("1001", transport="harness-agent", auto_ring=True)
-    patient = phones("13800000001", transport="harness-patient")
-    agent_port = ua.port_of("harness-agent")
+    agent = phones("1001", transport="agent-1001", auto_ring=True)
+    patient = phones("13800000001", transport="patients")
+    agent_port = ua.port_of("agent-1001")
     outgoing = patient.call(f"sip:1001@{LOOPBACK}:{agent_port}")
     incoming = agent.wait_incoming(timeout=3)
     ua.wait("the patient to hear ringing", lambda: outgoing.ever_ringing, 3)
@@ -102,9 +102,9 @@ def test_rfc4733_dtmf_is_sent_and_received(ua, phones):
 
 def test_unanswered_call_is_seen_as_cancelled(ua, phones):
     # The ring-out test relies on an unanswered phone seeing the CANCEL as 487.
-    agent = phones("1002", transport="harness-agent2", auto_ring=True)
-    patient = phones("13800000002", transport="harness-patient2")
-    outgoing = patient.call(f"sip:1002@{LOOPBACK}:{ua.port_of('harness-agent2')}")
+    agent = phones("1002", transport="agent-1002", auto_ring=True)
+    patient = phones("13800000002", transport="patients")
+    outgoing = patient.call(f"sip:1002@{LOOPBACK}:{ua.port_of('agent-1002')}")
     incoming = agent.wait_incoming(timeout=3)
     ua.wait("ringing", lambda: outgoing.ever_ringing, 3)
     outgoing.hangup_quietly()  # CANCEL
@@ -127,21 +127,27 @@ def registrar(ua):
 
 def test_registration_with_the_right_password_succeeds(ua, phones, registrar):
     phone = phones(
-        "1003", domain=f"{LOOPBACK}:{registrar.port}", registrar=f"sip:{LOOPBACK}:{registrar.port}",
-        password="demo-1003", transport="harness-reg-ok",
+        "1003",
+        domain=f"{LOOPBACK}:{registrar.port}",
+        registrar=f"sip:{LOOPBACK}:{registrar.port}",
+        password="demo-1003",
+        transport="agent-1003",
     )
     event = phone.wait_registered(timeout=3)
     assert event.code == 200
     assert [status for _, status in registrar.answers] == [401, 200]
-    assert f"@{LOOPBACK}:{ua.port_of('harness-reg-ok')}" in registrar.bindings["1003"]
+    assert f"@{LOOPBACK}:{ua.port_of('agent-1003')}" in registrar.bindings["1003"]
     phone.unregister()
     assert "1003" not in registrar.bindings
 
 
 def test_registration_with_a_wrong_password_reports_403(ua, phones, registrar):
     phone = phones(
-        "1003", domain=f"{LOOPBACK}:{registrar.port}", registrar=f"sip:{LOOPBACK}:{registrar.port}",
-        password="wrong", transport="harness-reg-bad",
+        "1003",
+        domain=f"{LOOPBACK}:{registrar.port}",
+        registrar=f"sip:{LOOPBACK}:{registrar.port}",
+        password="wrong",
+        transport="agent-1003",
     )
     final = phone.wait_reg_final(timeout=3)
     assert final.code == 403, phone.reg_codes()
