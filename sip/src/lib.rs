@@ -6,7 +6,10 @@
 //!
 //! Messages are our own types (`message`); rsip 0.4 is not used on the parse path
 //! because it rejects or mangles what real phones send (IPv6 and tel: request URIs,
-//! folded headers, compact names, ...; see `message::rsip_defects` tests).
+//! folded headers, compact names, ...; see `message::rsip_defects` tests). The
+//! maintained `ezk-sip-types` 0.6.5 was evaluated too and does not replace it either
+//! (no whole-message parser, tel: request URIs, escaped display names, method
+//! prefixes, ...; see `message::ezk_eval` tests).
 
 pub mod error;
 pub mod transport;

@@ -3,10 +3,14 @@
 //! Our own types; callers never see rsip. The wire text is parsed by `parse.rs`
 //! (a small tolerant tokenizer) because rsip 0.4 rejects or mangles messages that
 //! real phones send; the `rsip_defects` tests record each case with evidence.
+//! `ezk-sip-types` 0.6.5 was evaluated as a maintained alternative and falls short
+//! too; the `ezk_eval` tests record what it handles and where it fails.
 //! Header values are kept as raw text (folded lines joined, compact names
 //! expanded) and the pieces we need are read out of that text on demand.
 
 mod build;
+#[cfg(test)]
+mod ezk_eval;
 mod header;
 mod parse;
 #[cfg(test)]
