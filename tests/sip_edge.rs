@@ -1,0 +1,261 @@
+//! The SIP surface against raw messages: what a misbehaving or unusual phone
+//! meets. Each test runs the real server in-process on its own loopback ports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    sip: SocketAddr,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn free_port() -> u16 {
+    // Bind both UDP and TCP on the same port so SIP can use it for both.
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair on loopback");
+}
+
+async fn start(rtp_base: u16) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sip_port = free_port();
+    let http_port = free_port();
+    let text = switchboard::config::DEMO_CONFIG
+        .replace("127.0.0.1:5060", &format!("127.0.0.1:{sip_port}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{http_port}"))
+        .replace("[20000, 20999]", &format!("[{rtp_base}, {}]", rtp_base + 49))
+        .replace("data/switchboard.db", &dir.path().join("db.sqlite").to_string_lossy())
+        .replace("data/recordings", &dir.path().join("recordings").to_string_lossy());
+    let config = match Config::check_str(&text, "test.toml") {
+        Ok(c) => c,
+        Err(problems) => panic!("test config invalid: {problems:?}"),
+    };
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = switchboard::serve::run(config, token).await {
+            eprintln!("server stopped: {e:#}");
+        }
+    });
+    let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    let server = Server { sip, shutdown, _dir: dir };
+    // Ready once it answers OPTIONS (bounded).
+    let probe = UdpSocket::bind("127.0.0.1:0").await.expect("probe socket");
+    for _ in 0..100 {
+        let options = request("OPTIONS", "sip:clinic@127.0.0.1", &probe, "", "");
+        let _ = probe.send_to(options.as_bytes(), sip).await;
+        if let Some(r) = recv(&probe, 100).await {
+            if r.starts_with("SIP/2.0 200") {
+                return server;
+            }
+        }
+    }
+    panic!("server did not come up");
+}
+
+fn request(method: &str, uri: &str, from: &UdpSocket, extra: &str, body: &str) -> String {
+    let local = from.local_addr().expect("addr");
+    request_from(method, uri, "UDP", local, extra, body)
+}
+
+fn request_from(method: &str, uri: &str, transport: &str, local: SocketAddr, extra: &str, body: &str) -> String {
+    let branch = format!("z9hG4bK{}{}", method.to_lowercase(), local.port());
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:13800000002@127.0.0.1>;tag=edge{port}\r\n\
+         To: <{uri}>\r\n\
+         Call-ID: edge-{method}-{port}\r\n\
+         CSeq: 1 {method}\r\n\
+         Contact: <sip:13800000002@{local};transport={t}>\r\n\
+         {extra}\
+         Content-Length: {len}\r\n\r\n{body}",
+        port = local.port(),
+        t = transport.to_lowercase(),
+        len = body.len(),
+    )
+}
+
+async fn recv(socket: &UdpSocket, ms: u64) -> Option<String> {
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(Duration::from_millis(ms), socket.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// Responses until one with a final status (>= 200) or the time runs out.
+async fn final_response(socket: &UdpSocket, ms: u64) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    while tokio::time::Instant::now() < deadline {
+        let r = recv(socket, 200).await?;
+        if !r.starts_with("SIP/2.0 1") {
+            return Some(r);
+        }
+    }
+    None
+}
+
+fn sdp(codecs: &str, rtpmaps: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 4000 RTP/AVP {codecs}\r\n{rtpmaps}a=sendrecv\r\n"
+    )
+}
+
+#[tokio::test]
+async fn garbage_is_ignored_and_the_server_keeps_answering() {
+    let server = start(41000).await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let invite = request("INVITE", "sip:clinic@127.0.0.1", &s, "", "");
+    let junk: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02garbage".to_vec(),
+        b"INVITE sip:x SIP/2.0\r\n".to_vec(),
+        invite.as_bytes()[..invite.len() / 2].to_vec(),
+        b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
+        vec![0xFF; 4000],
+        "INVITE sip:clinic@127.0.0.1 SIP/2.0\r\nContent-Length: 99999999999999999999\r\n\r\n".into(),
+    ];
+    for j in &junk {
+        s.send_to(j, server.sip).await.expect("send");
+    }
+    let options = request("OPTIONS", "sip:clinic@127.0.0.1", &s, "", "");
+    s.send_to(options.as_bytes(), server.sip).await.expect("send");
+    let mut answered = false;
+    for _ in 0..10 {
+        match recv(&s, 500).await {
+            Some(r) if r.starts_with("SIP/2.0 200") && r.contains("OPTIONS") => {
+                answered = true;
+                break;
+            }
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    assert!(answered, "OPTIONS after garbage must still get 200 OK");
+}
+
+#[tokio::test]
+async fn an_offer_with_no_common_codec_gets_488() {
+    let server = start(41100).await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let body = sdp("111 9", "a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\n");
+    let invite = request("INVITE", "sip:clinic@127.0.0.1", &s, "Content-Type: application/sdp\r\n", &body);
+    s.send_to(invite.as_bytes(), server.sip).await.expect("send");
+    let response = final_response(&s, 3000).await.expect("a final response");
+    assert!(response.starts_with("SIP/2.0 488"), "got: {response}");
+}
+
+#[tokio::test]
+async fn a_call_over_tcp_is_answered_with_loopback_sdp_and_ends_with_bye() {
+    let server = start(41200).await;
+    let mut tcp = TcpStream::connect(server.sip).await.expect("connect");
+    let local = tcp.local_addr().expect("addr");
+    let body = sdp("8 101", "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n");
+    let invite = request_from(
+        "INVITE",
+        "sip:clinic@127.0.0.1",
+        "TCP",
+        local,
+        "Content-Type: application/sdp\r\n",
+        &body,
+    );
+    tcp.write_all(invite.as_bytes()).await.expect("write");
+    let mut got = String::new();
+    let mut buf = vec![0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !got.contains("SIP/2.0 200") || !got.contains("m=audio") {
+        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
+            .await
+            .expect("200 OK within 3 s")
+            .expect("read");
+        assert!(n > 0, "connection closed early; got: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let ok = &got[got.find("SIP/2.0 200").expect("200")..];
+    assert!(ok.contains("c=IN IP4 127.0.0.1"), "SDP must advertise loopback: {ok}");
+    assert!(ok.contains("RTP/AVP 8 101"), "answer keeps the offered PCMA and telephone-event: {ok}");
+    assert!(
+        ok.lines().any(|l| l.starts_with("Contact:") && l.contains("127.0.0.1") && l.contains("transport=tcp")),
+        "Contact advertises 127.0.0.1 over TCP: {ok}"
+    );
+    let to_line = ok.lines().find(|l| l.starts_with("To:")).expect("To header").to_owned();
+    let ack_and_bye = |method: &str, cseq: u32| {
+        format!(
+            "{method} sip:switchboard@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {local};branch=z9hG4bK{method}{cseq}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:13800000002@127.0.0.1>;tag=edge{port}\r\n\
+             {to_line}\r\n\
+             Call-ID: edge-INVITE-{port}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            port = local.port()
+        )
+    };
+    tcp.write_all(ack_and_bye("ACK", 1).as_bytes()).await.expect("ack");
+    tcp.write_all(ack_and_bye("BYE", 2).as_bytes()).await.expect("bye");
+    let mut after = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !after.contains("CSeq: 2 BYE") {
+        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
+            .await
+            .expect("BYE answered within 3 s")
+            .expect("read");
+        assert!(n > 0, "connection closed early");
+        after.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let bye_response = &after[..after.find("CSeq: 2 BYE").expect("bye response")];
+    let status = bye_response.rfind("SIP/2.0 ").map(|i| &bye_response[i..i + 11]);
+    assert_eq!(status, Some("SIP/2.0 200"), "BYE gets 200 OK: {after}");
+}
+
+#[tokio::test]
+async fn register_with_a_wrong_password_is_challenged_then_forbidden() {
+    let server = start(41300).await;
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let register = request("REGISTER", "sip:127.0.0.1", &s, "Expires: 300\r\n", "")
+        .replace("From: <sip:13800000002@127.0.0.1>", "From: <sip:1001@127.0.0.1>")
+        .replace("To: <sip:127.0.0.1>", "To: <sip:1001@127.0.0.1>");
+    s.send_to(register.as_bytes(), server.sip).await.expect("send");
+    let challenge = final_response(&s, 2000).await.expect("a challenge");
+    assert!(challenge.starts_with("SIP/2.0 401"), "got: {challenge}");
+    let www = challenge
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("MD5"))
+        .expect("an MD5 challenge");
+    let nonce = www.split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("nonce");
+    let auth = format!(
+        "Authorization: Digest username=\"1001\", realm=\"switchboard\", nonce=\"{nonce}\", \
+         uri=\"sip:127.0.0.1\", response=\"00000000000000000000000000000000\", algorithm=MD5\r\n"
+    );
+    let second = register
+        .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
+        .replace("branch=z9hG4bKregister", "branch=z9hG4bKregister2")
+        .replace("Expires: 300\r\n", &format!("Expires: 300\r\n{auth}"));
+    s.send_to(second.as_bytes(), server.sip).await.expect("send");
+    let verdict = final_response(&s, 2000).await.expect("a verdict");
+    assert!(
+        verdict.starts_with("SIP/2.0 403") || verdict.starts_with("SIP/2.0 401"),
+        "a wrong password is refused: {verdict}"
+    );
+    assert!(!verdict.starts_with("SIP/2.0 200"));
+}
