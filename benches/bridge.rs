@@ -66,7 +66,8 @@ async fn bench() {
     let patient_leg_addr = patient_leg.local_addr().expect("addr");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let writer = RecordingWriter::create(dir.path().join("bench.wav"), frames_in_ms(1000)).expect("recording");
+    let writer = RecordingWriter::create(dir.path().join("bench.wav"), frames_in_ms(1000))
+        .expect("recording");
 
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, _event_rx) = mpsc::unbounded_channel();
@@ -106,7 +107,12 @@ async fn bench() {
             .send_to(&packet[..len], patient_leg_addr)
             .await
             .expect("send");
-        match tokio::time::timeout(Duration::from_millis(100), agent_phone.recv_from(&mut received)).await {
+        match tokio::time::timeout(
+            Duration::from_millis(100),
+            agent_phone.recv_from(&mut received),
+        )
+        .await
+        {
             Ok(Ok(_)) if i >= WARMUP => latencies.push(sent.elapsed()),
             Ok(Ok(_)) => {}
             _ => lost += 1,

@@ -47,17 +47,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config
             .agents
             .iter()
-            .map(|a| acd::AgentConfig { id: a.id.clone(), queues: a.queues.clone() })
+            .map(|a| acd::AgentConfig {
+                id: a.id.clone(),
+                queues: a.queues.clone(),
+            })
             .collect(),
     )
     .context("building the queues")?;
 
     let udp = match config.sip.udp {
-        Some(addr) => Some(UdpSocket::bind(addr).await.with_context(|| format!("binding SIP UDP {addr}"))?),
+        Some(addr) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding SIP UDP {addr}"))?,
+        ),
         None => None,
     };
     let tcp = match config.sip.tcp {
-        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding SIP TCP {addr}"))?),
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding SIP TCP {addr}"))?,
+        ),
         None => None,
     };
     let udp_local = udp.as_ref().and_then(|s| s.local_addr().ok());
@@ -149,7 +160,9 @@ fn repair_recordings(config: &Config) {
         warn!(dir = %dir.display(), "cannot create the recordings directory");
         return;
     }
-    let Ok(days) = std::fs::read_dir(dir) else { return };
+    let Ok(days) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut dirs = vec![dir.clone()];
     dirs.extend(days.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
     for d in dirs {
@@ -157,7 +170,9 @@ fn repair_recordings(config: &Config) {
             match result {
                 Ok(recordings::repair::Repair::Intact { .. }) => {}
                 Ok(repair) => info!(file = %path.display(), ?repair, "recording repaired"),
-                Err(e) => warn!(file = %path.display(), error = %e, "recording could not be repaired"),
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "recording could not be repaired")
+                }
             }
         }
     }

@@ -164,7 +164,11 @@ impl SipIo {
     }
 }
 
-async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>, shutdown: CancellationToken) {
+async fn udp_reader(
+    socket: Arc<UdpSocket>,
+    inbound: mpsc::Sender<Inbound>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let received = tokio::select! {
@@ -182,7 +186,14 @@ async fn udp_reader(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>, shut
                     transport: Transport::Udp,
                     addr,
                 };
-                if inbound.send(Inbound { peer, bytes: bytes.to_vec() }).await.is_err() {
+                if inbound
+                    .send(Inbound {
+                        peer,
+                        bytes: bytes.to_vec(),
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

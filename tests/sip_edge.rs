@@ -40,9 +40,18 @@ async fn start(rtp_base: u16) -> Server {
     let text = switchboard::config::DEMO_CONFIG
         .replace("127.0.0.1:5060", &format!("127.0.0.1:{sip_port}"))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{http_port}"))
-        .replace("[20000, 20999]", &format!("[{rtp_base}, {}]", rtp_base + 49))
-        .replace("data/switchboard.db", &dir.path().join("db.sqlite").to_string_lossy())
-        .replace("data/recordings", &dir.path().join("recordings").to_string_lossy());
+        .replace(
+            "[20000, 20999]",
+            &format!("[{rtp_base}, {}]", rtp_base + 49),
+        )
+        .replace(
+            "data/switchboard.db",
+            &dir.path().join("db.sqlite").to_string_lossy(),
+        )
+        .replace(
+            "data/recordings",
+            &dir.path().join("recordings").to_string_lossy(),
+        );
     let config = match Config::check_str(&text, "test.toml") {
         Ok(c) => c,
         Err(problems) => panic!("test config invalid: {problems:?}"),
@@ -55,7 +64,11 @@ async fn start(rtp_base: u16) -> Server {
         }
     });
     let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
-    let server = Server { sip, shutdown, _dir: dir };
+    let server = Server {
+        sip,
+        shutdown,
+        _dir: dir,
+    };
     // Ready once it answers OPTIONS (bounded).
     let probe = UdpSocket::bind("127.0.0.1:0").await.expect("probe socket");
     for _ in 0..100 {
@@ -75,7 +88,14 @@ fn request(method: &str, uri: &str, from: &UdpSocket, extra: &str, body: &str) -
     request_from(method, uri, "UDP", local, extra, body)
 }
 
-fn request_from(method: &str, uri: &str, transport: &str, local: SocketAddr, extra: &str, body: &str) -> String {
+fn request_from(
+    method: &str,
+    uri: &str,
+    transport: &str,
+    local: SocketAddr,
+    extra: &str,
+    body: &str,
+) -> String {
     let branch = format!("z9hG4bK{}{}", method.to_lowercase(), local.port());
     format!(
         "{method} {uri} SIP/2.0\r\n\
@@ -132,13 +152,16 @@ async fn garbage_is_ignored_and_the_server_keeps_answering() {
         invite.as_bytes()[..invite.len() / 2].to_vec(),
         b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
         vec![0xFF; 4000],
-        "INVITE sip:clinic@127.0.0.1 SIP/2.0\r\nContent-Length: 99999999999999999999\r\n\r\n".into(),
+        "INVITE sip:clinic@127.0.0.1 SIP/2.0\r\nContent-Length: 99999999999999999999\r\n\r\n"
+            .into(),
     ];
     for j in &junk {
         s.send_to(j, server.sip).await.expect("send");
     }
     let options = request("OPTIONS", "sip:clinic@127.0.0.1", &s, "", "");
-    s.send_to(options.as_bytes(), server.sip).await.expect("send");
+    s.send_to(options.as_bytes(), server.sip)
+        .await
+        .expect("send");
     let mut answered = false;
     for _ in 0..10 {
         match recv(&s, 500).await {
@@ -157,9 +180,20 @@ async fn garbage_is_ignored_and_the_server_keeps_answering() {
 async fn an_offer_with_no_common_codec_gets_488() {
     let server = start(41100).await;
     let s = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
-    let body = sdp("111 9", "a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\n");
-    let invite = request("INVITE", "sip:clinic@127.0.0.1", &s, "Content-Type: application/sdp\r\n", &body);
-    s.send_to(invite.as_bytes(), server.sip).await.expect("send");
+    let body = sdp(
+        "111 9",
+        "a=rtpmap:111 opus/48000/2\r\na=rtpmap:9 G722/8000\r\n",
+    );
+    let invite = request(
+        "INVITE",
+        "sip:clinic@127.0.0.1",
+        &s,
+        "Content-Type: application/sdp\r\n",
+        &body,
+    );
+    s.send_to(invite.as_bytes(), server.sip)
+        .await
+        .expect("send");
     let response = final_response(&s, 3000).await.expect("a final response");
     assert!(response.starts_with("SIP/2.0 488"), "got: {response}");
 }
@@ -169,7 +203,10 @@ async fn a_call_over_tcp_is_answered_with_loopback_sdp_and_ends_with_bye() {
     let server = start(41200).await;
     let mut tcp = TcpStream::connect(server.sip).await.expect("connect");
     let local = tcp.local_addr().expect("addr");
-    let body = sdp("8 101", "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n");
+    let body = sdp(
+        "8 101",
+        "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
     let invite = request_from(
         "INVITE",
         "sip:clinic@127.0.0.1",
@@ -191,13 +228,25 @@ async fn a_call_over_tcp_is_answered_with_loopback_sdp_and_ends_with_bye() {
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     let ok = &got[got.find("SIP/2.0 200").expect("200")..];
-    assert!(ok.contains("c=IN IP4 127.0.0.1"), "SDP must advertise loopback: {ok}");
-    assert!(ok.contains("RTP/AVP 8 101"), "answer keeps the offered PCMA and telephone-event: {ok}");
     assert!(
-        ok.lines().any(|l| l.starts_with("Contact:") && l.contains("127.0.0.1") && l.contains("transport=tcp")),
+        ok.contains("c=IN IP4 127.0.0.1"),
+        "SDP must advertise loopback: {ok}"
+    );
+    assert!(
+        ok.contains("RTP/AVP 8 101"),
+        "answer keeps the offered PCMA and telephone-event: {ok}"
+    );
+    assert!(
+        ok.lines().any(|l| l.starts_with("Contact:")
+            && l.contains("127.0.0.1")
+            && l.contains("transport=tcp")),
         "Contact advertises 127.0.0.1 over TCP: {ok}"
     );
-    let to_line = ok.lines().find(|l| l.starts_with("To:")).expect("To header").to_owned();
+    let to_line = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .expect("To header")
+        .to_owned();
     let ack_and_bye = |method: &str, cseq: u32| {
         format!(
             "{method} sip:switchboard@127.0.0.1 SIP/2.0\r\n\
@@ -211,8 +260,12 @@ async fn a_call_over_tcp_is_answered_with_loopback_sdp_and_ends_with_bye() {
             port = local.port()
         )
     };
-    tcp.write_all(ack_and_bye("ACK", 1).as_bytes()).await.expect("ack");
-    tcp.write_all(ack_and_bye("BYE", 2).as_bytes()).await.expect("bye");
+    tcp.write_all(ack_and_bye("ACK", 1).as_bytes())
+        .await
+        .expect("ack");
+    tcp.write_all(ack_and_bye("BYE", 2).as_bytes())
+        .await
+        .expect("bye");
     let mut after = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while !after.contains("CSeq: 2 BYE") {
@@ -224,7 +277,9 @@ async fn a_call_over_tcp_is_answered_with_loopback_sdp_and_ends_with_bye() {
         after.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     let bye_response = &after[..after.find("CSeq: 2 BYE").expect("bye response")];
-    let status = bye_response.rfind("SIP/2.0 ").map(|i| &bye_response[i..i + 11]);
+    let status = bye_response
+        .rfind("SIP/2.0 ")
+        .map(|i| &bye_response[i..i + 11]);
     assert_eq!(status, Some("SIP/2.0 200"), "BYE gets 200 OK: {after}");
 }
 
@@ -233,16 +288,25 @@ async fn register_with_a_wrong_password_is_challenged_then_forbidden() {
     let server = start(41300).await;
     let s = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
     let register = request("REGISTER", "sip:127.0.0.1", &s, "Expires: 300\r\n", "")
-        .replace("From: <sip:13800000002@127.0.0.1>", "From: <sip:1001@127.0.0.1>")
+        .replace(
+            "From: <sip:13800000002@127.0.0.1>",
+            "From: <sip:1001@127.0.0.1>",
+        )
         .replace("To: <sip:127.0.0.1>", "To: <sip:1001@127.0.0.1>");
-    s.send_to(register.as_bytes(), server.sip).await.expect("send");
+    s.send_to(register.as_bytes(), server.sip)
+        .await
+        .expect("send");
     let challenge = final_response(&s, 2000).await.expect("a challenge");
     assert!(challenge.starts_with("SIP/2.0 401"), "got: {challenge}");
     let www = challenge
         .lines()
         .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("MD5"))
         .expect("an MD5 challenge");
-    let nonce = www.split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("nonce");
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce");
     let auth = format!(
         "Authorization: Digest username=\"1001\", realm=\"switchboard\", nonce=\"{nonce}\", \
          uri=\"sip:127.0.0.1\", response=\"00000000000000000000000000000000\", algorithm=MD5\r\n"
@@ -251,7 +315,9 @@ async fn register_with_a_wrong_password_is_challenged_then_forbidden() {
         .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
         .replace("branch=z9hG4bKregister", "branch=z9hG4bKregister2")
         .replace("Expires: 300\r\n", &format!("Expires: 300\r\n{auth}"));
-    s.send_to(second.as_bytes(), server.sip).await.expect("send");
+    s.send_to(second.as_bytes(), server.sip)
+        .await
+        .expect("send");
     let verdict = final_response(&s, 2000).await.expect("a verdict");
     assert!(
         verdict.starts_with("SIP/2.0 403") || verdict.starts_with("SIP/2.0 401"),

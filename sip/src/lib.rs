@@ -11,16 +11,16 @@
 //! (no whole-message parser, tel: request URIs, escaped display names, method
 //! prefixes, ...; see `message::ezk_eval` tests).
 
+pub mod auth;
+pub mod dialog;
 pub mod error;
-pub mod transport;
-pub mod message;
 pub mod framing;
 pub mod ids;
-pub mod transaction;
-pub mod dialog;
-pub mod sdp;
-pub mod auth;
+pub mod message;
 pub mod registrar;
+pub mod sdp;
+pub mod transaction;
+pub mod transport;
 
 pub use dialog::{Dialog, DialogState, LocalEndpoint};
 pub use error::Error;

@@ -72,22 +72,35 @@ impl Controller {
     }
 
     /// The desk has the screen-pop: ring the agent's phone.
-    pub(crate) async fn screen_pop_delivered(&mut self, now: Instant, call: CallId, seq: u64, desks: usize) {
-        let Some(c) = self.calls.get(&call) else { return };
-        let Some(offer) = c.offer.as_ref() else { return };
+    pub(crate) async fn screen_pop_delivered(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        seq: u64,
+        desks: usize,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(offer) = c.offer.as_ref() else {
+            return;
+        };
         if offer.seq != seq || offer.cancelled {
             return;
         }
         let agent = offer.agent.clone();
         let span = c.span.clone();
         let _ = desks;
-        self.metrics.observe_screen_pop(now.saturating_duration_since(offer.pop_started));
+        self.metrics
+            .observe_screen_pop(now.saturating_duration_since(offer.pop_started));
         let Some(binding) = self.registrar.lookup(&agent, now).cloned() else {
             info!(%agent, "agent not registered; next agent");
-                self.agent_unreachable(now, call, &agent);
+            self.agent_unreachable(now, call, &agent);
             return;
         };
-        let Some(local) = self.local_for(binding.peer.transport) else { return };
+        let Some(local) = self.local_for(binding.peer.transport) else {
+            return;
+        };
         let socket = match self.ports.bind().await {
             Ok(s) => s,
             Err(e) => {
@@ -96,7 +109,9 @@ impl Controller {
                 return;
             }
         };
-        let Ok(local_rtp) = socket.local_addr() else { return };
+        let Ok(local_rtp) = socket.local_addr() else {
+            return;
+        };
         let body = sdp::offer(
             &sdp_codecs(&self.config.sip.codecs),
             TELEPHONE_EVENT_PT,
@@ -108,7 +123,10 @@ impl Controller {
         let caller = c.caller.clone();
         let invite = RequestBuilder::new(Method::Invite, &binding.contact)
             .via(local.transport, local.sent_by, &self.ids.branch())
-            .from(&format!("\"{caller}\" <sip:{caller}@{advertise}>;tag={}", self.ids.tag()))
+            .from(&format!(
+                "\"{caller}\" <sip:{caller}@{advertise}>;tag={}",
+                self.ids.tag()
+            ))
             .to(&format!("<sip:{agent}@{advertise}>"))
             .call_id(&sip_call_id)
             .cseq(1)
@@ -118,8 +136,16 @@ impl Controller {
             .body("application/sdp", body.into_bytes())
             .build();
         span.in_scope(|| debug!(%agent, "ringing agent phone"));
-        let key = self.transactions.send_request(now, binding.peer, invite.clone());
-        self.client_tx.insert(key, ClientTx::AgentInvite { call, agent: agent.clone() });
+        let key = self
+            .transactions
+            .send_request(now, binding.peer, invite.clone());
+        self.client_tx.insert(
+            key,
+            ClientTx::AgentInvite {
+                call,
+                agent: agent.clone(),
+            },
+        );
         self.by_sip_call_id.insert(sip_call_id, call);
         if let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.offer.as_mut()) {
             offer.invite = Some(invite);
@@ -130,7 +156,9 @@ impl Controller {
 
     /// The ACD's ring timer ran out: cancel the agent's INVITE and count the miss.
     pub(crate) fn ring_out(&mut self, now: Instant, call: CallId, agent: &str) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let _entered = c.span.clone().entered();
         info!(%agent, "agent did not answer in time; moving on");
         let call_id = c.call_id.clone();
@@ -204,7 +232,9 @@ impl Controller {
             self.ack_and_bye_stale(now, &response).await;
             return;
         };
-        let Some(local) = self.local_for(peer.transport) else { return };
+        let Some(local) = self.local_for(peer.transport) else {
+            return;
+        };
         if let Some(dialog) = existing {
             // A retransmitted 200: send the ACK again.
             let ack = dialog.ack(1, &local, self.ids.branch());
@@ -234,14 +264,26 @@ impl Controller {
             }
         };
         let ssrc = self.ids.next_u32();
-        let Some(c) = self.calls.get_mut(&call) else { return };
-        let Some(offer) = c.offer.as_mut() else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(offer) = c.offer.as_mut() else {
+            return;
+        };
         offer.dialog = Some(dialog.clone());
-        let Some(socket) = offer.rtp.take() else { return };
+        let Some(socket) = offer.rtp.take() else {
+            return;
+        };
         let agent_leg = AgentLeg {
             socket,
             remote: negotiated.remote,
-            media: LegMedia::new(media_codec(negotiated.codec), negotiated.telephone_event, ssrc, 0, 0),
+            media: LegMedia::new(
+                media_codec(negotiated.codec),
+                negotiated.telephone_event,
+                ssrc,
+                0,
+                0,
+            ),
         };
         c.agent_sip_call_id = invite.call_id().ok();
         c.agent_dialog = Some(dialog);
@@ -253,9 +295,19 @@ impl Controller {
     }
 
     /// The ACD connected the call: bridge media, start recording, tell the desk.
-    pub(crate) async fn connected(&mut self, _now: Instant, call: CallId, agent: &str, waited: Duration) {
-        let Some(agent_leg) = self.pending_bridge.remove(&call) else { return };
-        let Some(c) = self.calls.get_mut(&call) else { return };
+    pub(crate) async fn connected(
+        &mut self,
+        _now: Instant,
+        call: CallId,
+        agent: &str,
+        waited: Duration,
+    ) {
+        let Some(agent_leg) = self.pending_bridge.remove(&call) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let _entered = c.span.clone().entered();
         c.phase = Phase::Connected;
         c.offer = None;
@@ -290,8 +342,16 @@ impl Controller {
         } else {
             None
         };
-        let _ = c.media.send(MediaCommand::Bridge { agent: agent_leg, recording });
-        self.hub.publish(agent, DeskEvent::Answered { call_id: c.call_id.clone() });
+        let _ = c.media.send(MediaCommand::Bridge {
+            agent: agent_leg,
+            recording,
+        });
+        self.hub.publish(
+            agent,
+            DeskEvent::Answered {
+                call_id: c.call_id.clone(),
+            },
+        );
         self.metrics.call_answered();
         let queue = c.queue.clone();
         drop(_entered);
@@ -304,9 +364,15 @@ impl Controller {
 
     /// A 200 from an agent phone for an offer we already gave up on.
     async fn ack_and_bye_stale(&mut self, now: Instant, response: &Response) {
-        let Some((invite, peer)) = self.find_stale_invite(response) else { return };
-        let Some(local) = self.local_for(peer.transport) else { return };
-        let Ok(mut dialog) = Dialog::uac(&invite, response, peer) else { return };
+        let Some((invite, peer)) = self.find_stale_invite(response) else {
+            return;
+        };
+        let Some(local) = self.local_for(peer.transport) else {
+            return;
+        };
+        let Ok(mut dialog) = Dialog::uac(&invite, response, peer) else {
+            return;
+        };
         let ack = dialog.ack(1, &local, self.ids.branch());
         self.send_stateless(peer, ack);
         let bye = dialog.request(Method::Bye, &local, self.ids.branch());

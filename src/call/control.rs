@@ -15,7 +15,7 @@ use ivr::{IvrSession, Menus};
 use sip::dialog::{Dialog, LocalEndpoint};
 use sip::ids::IdGen;
 use sip::message::{Method, Request, SipMessage, response_to};
-use sip::registrar::{RegistrationChange, Registrar};
+use sip::registrar::{Registrar, RegistrationChange};
 use sip::transaction::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer};
 use sip::transport::{Peer, Transport};
 use tokio::net::UdpSocket;
@@ -121,7 +121,11 @@ pub(crate) struct Call {
 #[derive(Debug)]
 pub(crate) enum Internal {
     /// The screen-pop for offer `seq` reached the agent's desk (or the cap passed).
-    ScreenPopDelivered { call: CallId, seq: u64, desks: usize },
+    ScreenPopDelivered {
+        call: CallId,
+        seq: u64,
+        desks: usize,
+    },
 }
 
 /// The call-control task's state.
@@ -275,7 +279,12 @@ impl Controller {
         let due: Vec<CallId> = self
             .calls
             .values()
-            .filter(|c| c.ivr.as_ref().and_then(IvrSession::poll_timeout).is_some_and(|t| t <= now))
+            .filter(|c| {
+                c.ivr
+                    .as_ref()
+                    .and_then(IvrSession::poll_timeout)
+                    .is_some_and(|t| t <= now)
+            })
             .map(|c| c.id)
             .collect();
         for id in due {
@@ -326,8 +335,11 @@ impl Controller {
                 debug!(call_id = ?request.call_id().ok(), "ack");
             }
             TransactionEvent::Response { key, response } => {
-                if let Some(ClientTx::AgentInvite { call, agent }) = self.client_tx.get(&key).cloned() {
-                    self.handle_agent_response(now, call, &agent, &key, response).await;
+                if let Some(ClientTx::AgentInvite { call, agent }) =
+                    self.client_tx.get(&key).cloned()
+                {
+                    self.handle_agent_response(now, call, &agent, &key, response)
+                        .await;
                 }
             }
             TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
@@ -340,12 +352,20 @@ impl Controller {
         }
     }
 
-    async fn handle_request(&mut self, now: Instant, key: TransactionKey, request: Request, peer: Peer) {
+    async fn handle_request(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        request: Request,
+        peer: Peer,
+    ) {
         match request.method() {
             Method::Register => {
                 let config = Arc::clone(&self.config);
                 let password_of = |user: &str| config.agent(user).map(|a| a.password.clone());
-                let (response, change) = self.registrar.handle_register(now, &request, peer, &password_of);
+                let (response, change) =
+                    self.registrar
+                        .handle_register(now, &request, peer, &password_of);
                 self.transactions.send_response(now, &key, response);
                 match change {
                     Some(RegistrationChange::Registered { user }) => {
@@ -372,7 +392,9 @@ impl Controller {
                     .with_header("Accept", "application/sdp");
                 self.transactions.send_response(now, &key, response);
             }
-            Method::Invite if request.to_tag().is_none() => self.handle_new_call(now, key, request, peer).await,
+            Method::Invite if request.to_tag().is_none() => {
+                self.handle_new_call(now, key, request, peer).await
+            }
             Method::Invite => self.handle_reinvite(now, key, request),
             Method::Bye => self.handle_bye(now, key, request).await,
             Method::Cancel => self.handle_cancel(now, key, request).await,
@@ -388,11 +410,19 @@ impl Controller {
 
     async fn handle_acd_event(&mut self, now: Instant, ev: AcdEvent) {
         match ev {
-            AcdEvent::Offer { call, agent, queue, waited, ring_timeout } => {
-                self.offer(now, call, agent, queue, waited, ring_timeout)
-            }
+            AcdEvent::Offer {
+                call,
+                agent,
+                queue,
+                waited,
+                ring_timeout,
+            } => self.offer(now, call, agent, queue, waited, ring_timeout),
             AcdEvent::RingOut { call, agent } => self.ring_out(now, call, &agent),
-            AcdEvent::Connected { call, agent, waited } => self.connected(now, call, &agent, waited).await,
+            AcdEvent::Connected {
+                call,
+                agent,
+                waited,
+            } => self.connected(now, call, &agent, waited).await,
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -410,7 +440,9 @@ impl Controller {
         match ev {
             MediaEvent::Dtmf { call, digit } => self.digit(now, call, digit).await,
             MediaEvent::PromptFinished { call, generation } => {
-                let Some(c) = self.calls.get_mut(&call) else { return };
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
                 if c.prompt_generation != generation {
                     return;
                 }
@@ -428,7 +460,12 @@ impl Controller {
             ControlCommand::Agents { reply } => {
                 let _ = reply.send(self.agent_views(now));
             }
-            ControlCommand::SetAgentState { agent, ready, reason, reply } => {
+            ControlCommand::SetAgentState {
+                agent,
+                ready,
+                reason,
+                reply,
+            } => {
                 let result = match self.acd.set_ready(now, &agent, ready, reason.as_deref()) {
                     Ok(_) => {
                         self.publish_state(&agent);
@@ -456,7 +493,11 @@ impl Controller {
                     .and_then(|id| self.calls.get(&id))
                     .map(|c| c.call_id.clone());
                 AgentView {
-                    name: self.config.agent(&a.id).map(|c| c.name.clone()).unwrap_or_default(),
+                    name: self
+                        .config
+                        .agent(&a.id)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
                     state: agent_state_name(a.state).to_owned(),
                     reason: a.not_ready_reason.clone(),
                     registered: self.registrar.lookup(&a.id, now).is_some(),
@@ -483,13 +524,15 @@ impl Controller {
 
     /// Sends a request outside any transaction's retransmission (ACK to a 2xx).
     pub(crate) fn send_stateless(&mut self, peer: Peer, request: Request) {
-        self.transactions.send_stateless(peer, SipMessage::Request(request));
+        self.transactions
+            .send_stateless(peer, SipMessage::Request(request));
     }
 
     async fn shutdown(&mut self, now: Instant) {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            self.hang_up(now, id, super::finish::Side::System, "shutdown").await;
+            self.hang_up(now, id, super::finish::Side::System, "shutdown")
+                .await;
         }
         self.drain(now).await;
     }

@@ -33,8 +33,13 @@ impl Controller {
     pub(crate) async fn hang_up(&mut self, now: Instant, id: CallId, side: Side, reason: &str) {
         let Some(c) = self.calls.get(&id) else { return };
         let patient_local = self.local_for(c.patient_peer.transport);
-        let agent_local = c.agent_dialog.as_ref().and_then(|d| self.local_for(d.peer.transport));
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let agent_local = c
+            .agent_dialog
+            .as_ref()
+            .and_then(|d| self.local_for(d.peer.transport));
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if c.phase == Phase::Ending {
             return;
         }
@@ -45,15 +50,17 @@ impl Controller {
         c.end_reason = Some(reason.to_owned());
         c.ivr = None;
         if was == Phase::Queued {
-            c.wait_ms = c
-                .enqueued_at
-                .map(|t| u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX));
+            c.wait_ms = c.enqueued_at.map(|t| {
+                u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX)
+            });
         }
         let mut to_send = Vec::new();
         // The patient's leg, unless the patient hung up.
         if side != Side::Patient {
             if let Some(local) = patient_local {
-                let bye = c.patient_dialog.request(Method::Bye, &local, self.ids.branch());
+                let bye = c
+                    .patient_dialog
+                    .request(Method::Bye, &local, self.ids.branch());
                 to_send.push((c.patient_peer, bye));
             }
         }
@@ -89,7 +96,13 @@ impl Controller {
                     if let Err(e) = self.acd.call_ended(now, agent) {
                         warn!(error = %e, "queue did not take the call end");
                     }
-                    self.hub.publish(agent, DeskEvent::Ended { call_id, reason: reason.to_owned() });
+                    self.hub.publish(
+                        agent,
+                        DeskEvent::Ended {
+                            call_id,
+                            reason: reason.to_owned(),
+                        },
+                    );
                 }
             }
             Phase::Queued => {
@@ -107,7 +120,11 @@ impl Controller {
     }
 
     /// The media task is done: the recording is final and the call can go.
-    pub(crate) fn media_stopped(&mut self, id: CallId, recording: Option<Result<RecordingInfo, String>>) {
+    pub(crate) fn media_stopped(
+        &mut self,
+        id: CallId,
+        recording: Option<Result<RecordingInfo, String>>,
+    ) {
         let duration_ms = match recording {
             Some(Ok(info)) => Some(info.duration_ms),
             Some(Err(e)) => {
@@ -141,14 +158,21 @@ impl Controller {
     pub(crate) async fn server_timeout(&mut self, now: Instant, key: &TransactionKey) {
         // Only a patient's INVITE is answered with a 2xx that waits for an ACK:
         // without one the patient's phone never took the call.
-        let unconfirmed = self.calls.values().find(|c| &c.patient_invite == key).map(|c| c.id);
+        let unconfirmed = self
+            .calls
+            .values()
+            .find(|c| &c.patient_invite == key)
+            .map(|c| c.id);
         if let Some(id) = unconfirmed {
             self.hang_up(now, id, Side::System, "no_ack").await;
         }
     }
 
     /// The INVITE of an offer we already moved on from, by the response's Call-ID.
-    pub(crate) fn find_stale_invite(&mut self, response: &Response) -> Option<(sip::message::Request, Peer)> {
+    pub(crate) fn find_stale_invite(
+        &mut self,
+        response: &Response,
+    ) -> Option<(sip::message::Request, Peer)> {
         let cid = response.call_id().ok()?;
         self.stale_invites.remove(&cid)
     }
@@ -168,9 +192,11 @@ impl Controller {
     /// Writes (or rewrites) the call's recording index row.
     pub(crate) fn save_recording_row(&self, id: CallId, duration_ms: u64) {
         let Some(c) = self.calls.get(&id) else { return };
-        let (Some(rec_id), Some(started_at), Some(path)) =
-            (c.recording_id.clone(), c.recording_started_at, self.recording_paths.get(&id))
-        else {
+        let (Some(rec_id), Some(started_at), Some(path)) = (
+            c.recording_id.clone(),
+            c.recording_started_at,
+            self.recording_paths.get(&id),
+        ) else {
             return;
         };
         let row = Recording {

@@ -56,8 +56,14 @@ pub struct AgentLeg {
 /// What a call's media reports back to call control.
 #[derive(Debug)]
 pub enum MediaEvent {
-    Dtmf { call: CallId, digit: char },
-    PromptFinished { call: CallId, generation: u64 },
+    Dtmf {
+        call: CallId,
+        digit: char,
+    },
+    PromptFinished {
+        call: CallId,
+        generation: u64,
+    },
     Stopped {
         call: CallId,
         recording: Option<Result<RecordingInfo, String>>,
@@ -114,7 +120,10 @@ impl FrameQueue {
 
 enum Playing {
     Nothing,
-    Prompt { player: PromptPlayer, generation: u64 },
+    Prompt {
+        player: PromptPlayer,
+        generation: u64,
+    },
     Hold(PromptPlayer),
 }
 

@@ -44,16 +44,30 @@ pub(crate) fn sdp_codecs(codecs: &[crate::config::Codec]) -> Vec<sdp::Codec> {
 
 impl Controller {
     /// A new INVITE from a patient: answer, start media and the IVR.
-    pub(crate) async fn handle_new_call(&mut self, now: Instant, key: TransactionKey, request: Request, peer: Peer) {
-        self.transactions.send_response(now, &key, response_to(&request, 100, "Trying", None));
+    pub(crate) async fn handle_new_call(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        request: Request,
+        peer: Peer,
+    ) {
+        self.transactions
+            .send_response(now, &key, response_to(&request, 100, "Trying", None));
         let Ok(sip_call_id) = request.call_id() else {
-            self.transactions.send_response(now, &key, response_to(&request, 400, "Bad Request", None));
+            self.transactions.send_response(
+                now,
+                &key,
+                response_to(&request, 400, "Bad Request", None),
+            );
             return;
         };
         if self.by_sip_call_id.contains_key(&sip_call_id) {
             // A forked or repeated INVITE for a call we already have.
-            self.transactions
-                .send_response(now, &key, response_to(&request, 482, "Loop Detected", None));
+            self.transactions.send_response(
+                now,
+                &key,
+                response_to(&request, 482, "Loop Detected", None),
+            );
             return;
         }
         let ours = sdp_codecs(&self.config.sip.codecs);
@@ -61,8 +75,11 @@ impl Controller {
             Ok(offer) => offer,
             Err(e) => {
                 info!(error = %e, "rejecting call: no usable SDP offer");
-                self.transactions
-                    .send_response(now, &key, response_to(&request, 488, "Not Acceptable Here", None));
+                self.transactions.send_response(
+                    now,
+                    &key,
+                    response_to(&request, 488, "Not Acceptable Here", None),
+                );
                 return;
             }
         };
@@ -70,28 +87,42 @@ impl Controller {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "rejecting call: no RTP port");
-                self.transactions
-                    .send_response(now, &key, response_to(&request, 503, "Service Unavailable", None));
+                self.transactions.send_response(
+                    now,
+                    &key,
+                    response_to(&request, 503, "Service Unavailable", None),
+                );
                 return;
             }
         };
-        let Ok(local_rtp) = socket.local_addr() else { return };
+        let Ok(local_rtp) = socket.local_addr() else {
+            return;
+        };
         let session_id = self.ids.next_u64() >> 1;
         let (answer, negotiated) = match sdp::answer(&offer, &ours, local_rtp, session_id) {
             Ok(a) => a,
             Err(_) => {
-                self.transactions
-                    .send_response(now, &key, response_to(&request, 488, "Not Acceptable Here", None));
+                self.transactions.send_response(
+                    now,
+                    &key,
+                    response_to(&request, 488, "Not Acceptable Here", None),
+                );
                 return;
             }
         };
-        let Some(local) = self.local_for(peer.transport) else { return };
+        let Some(local) = self.local_for(peer.transport) else {
+            return;
+        };
         let tag = self.ids.tag();
         let dialog = match Dialog::uas(&request, tag.clone(), peer) {
             Ok(d) => d,
             Err(e) => {
                 info!(error = %e, "rejecting call: bad dialog headers");
-                self.transactions.send_response(now, &key, response_to(&request, 400, "Bad Request", None));
+                self.transactions.send_response(
+                    now,
+                    &key,
+                    response_to(&request, 400, "Bad Request", None),
+                );
                 return;
             }
         };
@@ -104,7 +135,9 @@ impl Controller {
         let id = self.next_call;
         self.next_call += 1;
         let call_id = self.ids.call_id();
-        let caller = request.from_user().unwrap_or_else(|| "anonymous".to_owned());
+        let caller = request
+            .from_user()
+            .unwrap_or_else(|| "anonymous".to_owned());
         let span = info_span!("call", id = %call_id);
         let _entered = span.enter();
         info!(caller = %mask_phone(&caller), codec = ?negotiated.codec, "call answered by the IVR");
@@ -190,7 +223,9 @@ impl Controller {
 
     /// A digit from RTP (RFC 4733) or SIP INFO.
     pub(crate) async fn digit(&mut self, now: Instant, call: CallId, digit: char) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let _entered = c.span.clone().entered();
         tracing::debug!(%digit, "digit");
         if let Some(ivr) = c.ivr.as_mut() {
@@ -203,15 +238,22 @@ impl Controller {
     /// Carries out what the call's IVR session asks for.
     pub(crate) async fn drain_ivr(&mut self, now: Instant, id: CallId) {
         loop {
-            let Some(c) = self.calls.get_mut(&id) else { return };
+            let Some(c) = self.calls.get_mut(&id) else {
+                return;
+            };
             let Some(ivr) = c.ivr.as_mut() else { return };
-            let Some(output) = ivr.poll_output() else { return };
+            let Some(output) = ivr.poll_output() else {
+                return;
+            };
             let generation = ivr.prompt_generation();
             match output {
                 IvrOutput::Play { prompt } => match self.prompts.get(&prompt) {
                     Some(p) => {
                         c.prompt_generation = generation;
-                        let _ = c.media.send(MediaCommand::Play { prompt: p, generation });
+                        let _ = c.media.send(MediaCommand::Play {
+                            prompt: p,
+                            generation,
+                        });
                     }
                     None => {
                         warn!(%prompt, "prompt missing; skipping it");
@@ -238,7 +280,9 @@ impl Controller {
     }
 
     fn route_to_queue(&mut self, now: Instant, id: CallId, queue: String) {
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         let _entered = c.span.clone().entered();
         let hold = self
             .config
@@ -276,7 +320,12 @@ impl Controller {
     }
 
     /// SIP INFO: DTMF fallback for phones that don't send RFC 4733.
-    pub(crate) async fn handle_info(&mut self, now: Instant, key: TransactionKey, request: Request) {
+    pub(crate) async fn handle_info(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        request: Request,
+    ) {
         let call = request
             .call_id()
             .ok()
@@ -286,7 +335,8 @@ impl Controller {
             self.transactions.send_response(now, &key, r);
             return;
         };
-        self.transactions.send_response(now, &key, response_to(&request, 200, "OK", None));
+        self.transactions
+            .send_response(now, &key, response_to(&request, 200, "OK", None));
         let content_type = request.content_type().unwrap_or_default();
         if let Some(digit) = media::dtmf::sip_info_digit(&content_type, request.body()) {
             self.digit(now, call, digit).await;
@@ -295,15 +345,17 @@ impl Controller {
 
     /// BYE from either leg.
     pub(crate) async fn handle_bye(&mut self, now: Instant, key: TransactionKey, request: Request) {
-        let found = request.call_id().ok().and_then(|cid| {
-            self.by_sip_call_id.get(&cid).copied().map(|id| (id, cid))
-        });
+        let found = request
+            .call_id()
+            .ok()
+            .and_then(|cid| self.by_sip_call_id.get(&cid).copied().map(|id| (id, cid)));
         let Some((id, sip_call_id)) = found else {
             let r = response_to(&request, 481, "Call/Transaction Does Not Exist", None);
             self.transactions.send_response(now, &key, r);
             return;
         };
-        self.transactions.send_response(now, &key, response_to(&request, 200, "OK", None));
+        self.transactions
+            .send_response(now, &key, response_to(&request, 200, "OK", None));
         let side = match self.calls.get(&id) {
             Some(c) if c.patient_sip_call_id == sip_call_id => Side::Patient,
             Some(c) if c.agent_sip_call_id.as_deref() == Some(sip_call_id.as_str()) => Side::Agent,
@@ -317,11 +369,21 @@ impl Controller {
     }
 
     /// CANCEL of a patient's INVITE we have not answered yet.
-    pub(crate) async fn handle_cancel(&mut self, now: Instant, key: TransactionKey, request: Request) {
+    pub(crate) async fn handle_cancel(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        request: Request,
+    ) {
         let invite = self.transactions.matching_invite(&request);
         let status = if invite.is_some() { 200 } else { 481 };
-        let reason = if invite.is_some() { "OK" } else { "Call/Transaction Does Not Exist" };
-        self.transactions.send_response(now, &key, response_to(&request, status, reason, None));
+        let reason = if invite.is_some() {
+            "OK"
+        } else {
+            "Call/Transaction Does Not Exist"
+        };
+        self.transactions
+            .send_response(now, &key, response_to(&request, status, reason, None));
         // Calls are answered at once, so a CANCEL normally finds its INVITE
         // already answered: the patient's BYE follows and ends the call.
     }
