@@ -74,10 +74,10 @@ async fn start(rtp_base: u16) -> Server {
     for _ in 0..100 {
         let options = request("OPTIONS", "sip:clinic@127.0.0.1", &probe, "", "");
         let _ = probe.send_to(options.as_bytes(), sip).await;
-        if let Some(r) = recv(&probe, 100).await {
-            if r.starts_with("SIP/2.0 200") {
-                return server;
-            }
+        if let Some(r) = recv(&probe, 100).await
+            && r.starts_with("SIP/2.0 200")
+        {
+            return server;
         }
     }
     panic!("server did not come up");

@@ -4,7 +4,6 @@
 //! the other leg gets a BYE or a CANCEL, the ACD is told, the media task
 //! finishes the recording, and the call record is written with its outcome.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use recordings::writer::RecordingInfo;
@@ -56,31 +55,31 @@ impl Controller {
         }
         let mut to_send = Vec::new();
         // The patient's leg, unless the patient hung up.
-        if side != Side::Patient {
-            if let Some(local) = patient_local {
-                let bye = c
-                    .patient_dialog
-                    .request(Method::Bye, &local, self.ids.branch());
-                to_send.push((c.patient_peer, bye));
-            }
+        if side != Side::Patient
+            && let Some(local) = patient_local
+        {
+            let bye = c
+                .patient_dialog
+                .request(Method::Bye, &local, self.ids.branch());
+            to_send.push((c.patient_peer, bye));
         }
         // A ringing offer is cancelled.
-        if let Some(offer) = c.offer.take() {
-            if let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer) {
-                if !offer.cancelled {
-                    to_send.push((peer, cancel_for(invite)));
-                }
-                if let Ok(cid) = invite.call_id() {
-                    self.stale_invites.insert(cid, (invite.clone(), peer));
-                }
+        if let Some(offer) = c.offer.take()
+            && let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer)
+        {
+            if !offer.cancelled {
+                to_send.push((peer, cancel_for(invite)));
+            }
+            if let Ok(cid) = invite.call_id() {
+                self.stale_invites.insert(cid, (invite.clone(), peer));
             }
         }
         // The agent's leg, unless the agent hung up.
-        if side != Side::Agent {
-            if let (Some(dialog), Some(local)) = (c.agent_dialog.as_mut(), agent_local) {
-                let bye = dialog.request(Method::Bye, &local, self.ids.branch());
-                to_send.push((dialog.peer, bye));
-            }
+        if side != Side::Agent
+            && let (Some(dialog), Some(local)) = (c.agent_dialog.as_mut(), agent_local)
+        {
+            let bye = dialog.request(Method::Bye, &local, self.ids.branch());
+            to_send.push((dialog.peer, bye));
         }
         let _ = c.media.send(MediaCommand::Stop);
         let agent = c.agent.clone();
@@ -217,7 +216,7 @@ impl Controller {
     }
 }
 
-fn path_string(path: &PathBuf) -> String {
+fn path_string(path: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
 

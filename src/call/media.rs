@@ -28,6 +28,8 @@ const SILENCE: Frame = [0; FRAME_SAMPLES];
 const MAX_PACKET: usize = 1500;
 
 /// What call control asks of a call's media.
+// A handful of commands per call: the size of `Bridge` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum MediaCommand {
     /// Play a prompt once to the patient; `PromptFinished` with the same generation follows.
@@ -227,13 +229,12 @@ pub async fn run(
         }
     }
 
-    let recording = match bridge.and_then(|b| b.recording) {
-        Some(writer) => Some(match recording_error {
+    let recording = bridge
+        .and_then(|b| b.recording)
+        .map(|writer| match recording_error {
             Some(e) => Err(e),
             None => writer.finish().map_err(|e| e.to_string()),
-        }),
-        None => None,
-    };
+        });
     debug!("media stopped");
     let _ = events.send(MediaEvent::Stopped { call, recording });
 }
