@@ -65,8 +65,10 @@ impl Controller {
         };
         let hub = self.hub.clone();
         let internal = self.internal.clone();
+        // Queued to the desk sockets now, before anything else is published.
+        let delivered = hub.deliver(&agent, event);
         tokio::spawn(async move {
-            let desks = hub.deliver(&agent, event).await;
+            let desks = delivered.await;
             let _ = internal.send(Internal::ScreenPopDelivered { call, seq, desks });
         });
     }

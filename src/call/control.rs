@@ -409,23 +409,32 @@ impl Controller {
     }
 
     async fn handle_acd_event(&mut self, now: Instant, ev: AcdEvent) {
-        match ev {
+        // Every ACD event changes the agent's state: the desk shows it.
+        let agent = match ev {
             AcdEvent::Offer {
                 call,
                 agent,
                 queue,
                 waited,
                 ring_timeout,
-            } => self.offer(now, call, agent, queue, waited, ring_timeout),
-            AcdEvent::RingOut { call, agent } => self.ring_out(now, call, &agent),
+            } => {
+                self.offer(now, call, agent.clone(), queue, waited, ring_timeout);
+                agent
+            }
+            AcdEvent::RingOut { call, agent } => {
+                self.ring_out(now, call, &agent);
+                agent
+            }
             AcdEvent::Connected {
                 call,
                 agent,
                 waited,
-            } => self.connected(now, call, &agent, waited).await,
-            #[allow(unreachable_patterns)]
-            _ => {}
-        }
+            } => {
+                self.connected(now, call, &agent, waited).await;
+                agent
+            }
+        };
+        self.publish_state(&agent);
     }
 
     async fn handle_internal(&mut self, now: Instant, ev: Internal) {

@@ -102,6 +102,7 @@ impl Controller {
                             reason: reason.to_owned(),
                         },
                     );
+                    self.publish_state(agent);
                 }
             }
             Phase::Queued => {
