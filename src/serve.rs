@@ -88,14 +88,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .agents
             .iter()
             .map(|a| (a.id.clone(), a.password.clone(), Role::Agent))
-            .chain(config.users.iter().map(|u| {
-                let role = match u.role {
-                    crate::config::Role::Agent => Role::Agent,
-                    crate::config::Role::Qa => Role::Qa,
-                    crate::config::Role::Ops => Role::Ops,
-                };
-                (u.name.clone(), u.password.clone(), role)
-            })),
+            .chain(
+                config
+                    .users
+                    .iter()
+                    .map(|u| (u.name.clone(), u.password.clone(), u.role)),
+            ),
     );
     let site = SiteConfig {
         clinic_name: config.clinic.name.clone(),

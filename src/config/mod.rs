@@ -408,28 +408,8 @@ impl Default for Qa {
     }
 }
 
-/// Who a login is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// An `[[agents]]` entry: the desk.
-    Agent,
-    /// Quality assurance: recordings and samples.
-    Qa,
-    /// Operations: agents, calls, metrics.
-    Ops,
-}
-
-impl Role {
-    /// "agent", "qa" or "ops".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Qa => "qa",
-            Role::Ops => "ops",
-        }
-    }
-}
+/// Who a login is (`agent`, `qa` or `ops`): the same roles the API checks.
+pub use crate::auth::Role;
 
 /// One `[[users]]` entry: a QA or ops login (role is qa or ops).
 #[derive(Clone, Deserialize)]
