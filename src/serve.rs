@@ -33,6 +33,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let storage = Storage::open(&config.storage.database)
         .with_context(|| format!("opening the database {}", config.storage.database))?;
     repair_recordings(&config);
+    close_interrupted_calls(&storage);
     let prompts = Prompts::load(&config, &config.dir).context("loading prompts")?;
     let acd = acd::Acd::new(
         config
@@ -172,6 +173,63 @@ fn repair_recordings(config: &Config) {
                     warn!(file = %path.display(), error = %e, "recording could not be repaired")
                 }
             }
+        }
+    }
+}
+
+/// Calls the last run never finished (it was killed or crashed) get their end:
+/// each recording's duration is read from its (repaired) file, and each call
+/// is closed with the outcome it had reached, ending when its audio ends.
+fn close_interrupted_calls(storage: &Storage) {
+    let mut audio_end = std::collections::HashMap::new();
+    match storage.recordings_of_unfinished_calls() {
+        Ok(recordings) => {
+            for mut rec in recordings {
+                let frames = match recordings::repair::repair_file(&rec.path) {
+                    Ok(repair) => repair.frames(),
+                    Err(e) => {
+                        warn!(recording = %rec.id, error = %e, "interrupted recording unreadable");
+                        continue;
+                    }
+                };
+                rec.duration_ms =
+                    recordings::writer::RecordingInfo::from_frames(frames).duration_ms;
+                let ms = i64::try_from(rec.duration_ms).unwrap_or(i64::MAX);
+                audio_end.insert(
+                    rec.call_id.clone(),
+                    rec.started_at + chrono::Duration::milliseconds(ms),
+                );
+                if let Err(e) = storage.insert_recording(&rec) {
+                    warn!(recording = %rec.id, error = %e, "recording duration not saved");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot list interrupted recordings"),
+    }
+    let calls = match storage.unfinished_calls() {
+        Ok(calls) => calls,
+        Err(e) => {
+            warn!(error = %e, "cannot list interrupted calls");
+            return;
+        }
+    };
+    for mut call in calls {
+        let ended_at = audio_end
+            .get(&call.call_id)
+            .copied()
+            .or(call.answered_at)
+            .unwrap_or(call.started_at);
+        call.ended_at = Some(ended_at);
+        call.outcome = Some(if call.answered_at.is_some() {
+            crate::storage::Outcome::Answered
+        } else if call.queue.is_some() {
+            crate::storage::Outcome::Abandoned
+        } else {
+            crate::storage::Outcome::IvrOnly
+        });
+        match storage.upsert_call(&call) {
+            Ok(()) => info!(call = %call.call_id, "closed a call the last run left open"),
+            Err(e) => warn!(call = %call.call_id, error = %e, "interrupted call not closed"),
         }
     }
 }

@@ -483,7 +483,12 @@ impl Controller {
                             .find(|v| v.id == agent)
                             .ok_or(ControlError::UnknownAgent)
                     }
-                    Err(_) => Err(ControlError::UnknownAgent),
+                    Err(acd::Error::UnknownAgent(_)) => Err(ControlError::UnknownAgent),
+                    Err(acd::Error::AgentOffline(_)) => Err(ControlError::Rejected(
+                        "the agent's phone is not registered: register it, then set the state"
+                            .to_owned(),
+                    )),
+                    Err(e) => Err(ControlError::Rejected(e.to_string())),
                 };
                 let _ = reply.send(result);
             }

@@ -251,6 +251,20 @@ impl Storage {
         }
     }
 
+    /// Calls with no end: the process stopped (crashed or was killed) during them.
+    pub fn unfinished_calls(&self) -> Result<Vec<CallRecord>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.unfinished_calls(),
+        }
+    }
+
+    /// The recordings of calls with no end, whose durations were never written.
+    pub fn recordings_of_unfinished_calls(&self) -> Result<Vec<Recording>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.recordings_of_unfinished_calls(),
+        }
+    }
+
     /// One recording by id.
     pub fn recording(&self, id: &str) -> Result<Option<Recording>, StorageError> {
         match &*self.backend {

@@ -183,6 +183,33 @@ impl Sqlite {
         raws.into_iter().map(RawCall::decode).collect()
     }
 
+    pub(super) fn unfinished_calls(&self) -> Result<Vec<CallRecord>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{CALL_COLUMNS} WHERE ended_at IS NULL ORDER BY started_at, call_id"
+        ))?;
+        let raws = stmt
+            .query_map([], RawCall::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(RawCall::decode).collect()
+    }
+
+    pub(super) fn recordings_of_unfinished_calls(&self) -> Result<Vec<Recording>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{RECORDING_COLUMNS} WHERE call_id IN (SELECT call_id FROM calls WHERE ended_at IS NULL)
+             ORDER BY started_at, id"
+        ))?;
+        let raws = stmt
+            .query_map([], RawRecording::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(RawRecording::decode).collect()
+    }
+
     pub(super) fn upsert_recording(&self, rec: &Recording) -> Result<(), StorageError> {
         self.lock().execute(
             "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path)

@@ -132,6 +132,7 @@ def _comment_start(value: str) -> int | None:
 class HttpResult:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     def json(self):
         try:
@@ -196,12 +197,19 @@ class Switchboard:
         config_path.write_text(text)
         return cls(workdir, sip_port, http_port, rtp, config_path, workdir / "switchboard.log")
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Starts `switchboard serve --config FILE` and waits (bounded) for /healthz to say 200."""
+    def start(self, timeout: float = 20.0, append_log: bool = False) -> None:
+        """Starts `switchboard serve --config FILE` and waits (bounded) for /healthz to say 200.
+
+        `append_log` keeps the earlier run's log (a restart on the same data dir).
+        """
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info,switchboard=debug")
         env.setdefault("RUST_BACKTRACE", "1")
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab" if append_log else "wb")
+        if append_log:
+            log.write(b"\n==== restarted on the same config and data dir ====\n")
+            log.flush()
+        self.tokens.clear()  # a new process knows none of the old tokens
         self.proc = subprocess.Popen(
             [str(binary()), "serve", "--config", str(self.config_path)],
             cwd=self.workdir,
@@ -246,6 +254,15 @@ class Switchboard:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    def kill(self) -> int | None:
+        """SIGKILL (no clean shutdown, as in a crash); waits for the process and returns its code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        return self.proc.returncode
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -284,9 +301,9 @@ class Switchboard:
         req = urllib.request.Request(f"http://{LOOPBACK}:{self.http_port}{path}", data, headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return HttpResult(resp.status, resp.read())
+                return HttpResult(resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()})
         except urllib.error.HTTPError as e:
-            return HttpResult(e.code, e.read())
+            return HttpResult(e.code, e.read(), {k.lower(): v for k, v in e.headers.items()})
 
     def login(self, user: str, password: str) -> str:
         """POST /api/login; returns the token (cached per user)."""

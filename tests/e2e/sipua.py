@@ -61,9 +61,13 @@ class Ua:
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.noVad = True  # continuous RTP, no silence suppression
         cfg.medConfig.ecTailLen = 0  # no echo canceller shaping the tones
+        # Keep the null sound device (the clock that sends every call's RTP and RFC 4733 digits)
+        # running even when no call has audio connected; pjsua closes it after 1 s otherwise.
+        cfg.medConfig.sndAutoCloseTime = -1
         self.ep.libInit(cfg)
         self.ep.audDevManager().setNullDev()
         self.transports: dict[str, tuple[int, int]] = {}
+        self.transport_kinds: dict[str, str] = {}  # name -> "udp" or "tcp"
         self.accounts: list[Phone] = []
         # Called after every poll and at the start of every incoming-call callback
         # (the desk WebSocket is drained there, so its order against INVITEs is exact).
@@ -76,18 +80,24 @@ class Ua:
 
     # ---- transports and accounts -------------------------------------------------------
 
-    def transport(self, name: str) -> tuple[int, int]:
-        """A UDP transport bound to and advertising 127.0.0.1 on a free port: (id, port).
+    def transport(self, name: str, kind: str = "udp") -> tuple[int, int]:
+        """A UDP (or, with kind="tcp", TCP listening) transport bound to and advertising
+        127.0.0.1 on a free port: (id, port).
 
         Named by role ("agent-1001", "patients") and kept for the session: pjsua has at most 8.
         """
+        if name in self.transports and self.transport_kinds.get(name, "udp") != kind:
+            raise AssertionError(f"transport {name} is {self.transport_kinds.get(name, 'udp')}, not {kind}")
         if name not in self.transports:
             tcfg = pj.TransportConfig()
             tcfg.port = 0
             tcfg.boundAddress = LOOPBACK
             tcfg.publicAddress = LOOPBACK
+            types = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
+            if kind not in types:
+                raise AssertionError(f"unknown transport kind {kind!r}")
             try:
-                tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+                tid = self.ep.transportCreate(types[kind], tcfg)
             except pj.Error as e:  # pjsua allows 8 transports per process: share them by role
                 raise AssertionError(f"could not create transport {name}: {describe(e)}") from None
             local = self.ep.transportGetInfo(tid).localName
@@ -95,6 +105,7 @@ class Ua:
             if host != LOOPBACK:
                 raise AssertionError(f"transport {name} advertises {local}, not {LOOPBACK}")
             self.transports[name] = (tid, int(port))
+            self.transport_kinds[name] = kind
         return self.transports[name]
 
     def phone(
@@ -106,9 +117,13 @@ class Ua:
         password: str | None = None,
         transport: str | None = None,
         auto_ring: bool = True,
+        kind: str = "udp",
     ) -> Phone:
-        """An account `sip:user@domain` on its own transport; registers when `registrar` is given."""
-        tid, _port = self.transport(transport or f"phone-{user}")
+        """An account `sip:user@domain` on its own transport; registers when `registrar` is given.
+
+        `kind="tcp"` puts the account on a TCP transport (give the registrar `;transport=tcp`).
+        """
+        tid, _port = self.transport(transport or f"phone-{user}", kind)
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:{user}@{domain}"
         acfg.sipConfig.transportId = tid
@@ -215,6 +230,7 @@ class Phone(pj.Account):
         call = PhoneCall(self, prm.callId)
         call.incoming_at = at
         call.invite = prm.rdata.wholeMsg
+        call.invite_src = prm.rdata.srcAddress
         self.incoming.append(call)
         if self.auto_ring:
             call.answer(180)
@@ -313,6 +329,7 @@ class PhoneCall(pj.Call):
         self.started_at: float | None = None
         self.incoming_at: float | None = None
         self.invite: str | None = None
+        self.invite_src: str | None = None  # "host:port" the INVITE came from
         self.states: list[tuple[float, int, int]] = []  # (time, state, last status code)
         self.confirmed_at: float | None = None
         self.disconnected_at: float | None = None
@@ -439,16 +456,27 @@ class PhoneCall(pj.Call):
         self.media.recorders.append(recorder)
         return Recording(self, recorder, wav, time.monotonic())
 
-    def send_dtmf(self, digits: str) -> None:
-        """Sends digits as RFC 4733 telephone-events."""
+    def keep_clock_running(self) -> None:
+        """Connects the call's audio to the (null) sound device port for as long as the call lasts.
+
+        pjsua closes the (null) sound device once the conference bridge has had no connections
+        for sndAutoCloseTime (1 s). That stops the media clock driving every call's RTP: a call
+        with no player or recorder then sends nothing, and RFC 4733 digits sent on it never leave.
+        A connection keeps the clock (and so RTP and digits) going.
+        """
+        self.audio().startTransmit(self.ua.ep.audDevManager().getPlaybackDevMedia())
+
+    def send_dtmf(self, digits: str, method: int = pj.PJSUA_DTMF_METHOD_RFC2833) -> None:
+        """Sends digits as RFC 4733 telephone-events (or, with PJSUA_DTMF_METHOD_SIP_INFO, SIP INFO)."""
         prm = pj.CallSendDtmfParam()
         prm.digits = digits
-        prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+        prm.method = method
         prm.duration = 160
+        how = "SIP INFO" if method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "RFC 4733"
         try:
             self.sendDtmf(prm)
         except pj.Error as e:  # e.g. the far end's SDP has no telephone-event
-            raise AssertionError(f"could not send RFC 4733 DTMF {digits!r}: {describe(e)}") from None
+            raise AssertionError(f"could not send {how} DTMF {digits!r}: {describe(e)}") from None
 
 
 @dataclass
