@@ -465,3 +465,39 @@ def test_unregistered_agent_state_change_is_refused_with_409(switchboard):
     r = switchboard.http("POST", "/api/agents/me/state", {"state": "ready"}, token=token)
     assert r.status == 409, f"HTTP {r.status} {r.body[:200]!r}"
     assert "register" in r.json().get("error", ""), r.body[:200]
+
+
+# ---- 8. the caller hangs up while the agent's phone rings --------------------------------------
+
+
+def test_caller_hanging_up_while_agent_rings_stops_the_ringing(ua, switchboard, phones, desks):
+    """The agent's phone stops ringing (CANCEL, 487) at once, and the call is abandoned, not missed."""
+    sb = switchboard
+    agent = register(phones, sb, "1001")
+    set_state(sb, "1001", "ready")
+    desk = desks(sb, "1001")
+    before = call_ids(sb)
+
+    patient = dial(ua, sb, phones, "13800000004", "1")
+    ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT)
+    queued = poll(ua, "the call in /api/calls", lambda: new_call(sb, before, "0004", "appointments"), 5)
+    ua.sleep(1.0)  # the agent's phone rings for a second
+    hung_up_at = time.monotonic()
+    patient.hangup_quietly()
+    ringing.wait_ended(timeout=3)
+    stopped_after = ringing.disconnected_at - hung_up_at
+    assert ringing.end_code == 487, f"the agent's phone ended with {ringing.end_code}, not 487 (cancelled)"
+    assert stopped_after < 1.0, f"the agent's phone rang on {stopped_after:.2f} s after the caller hung up"
+
+    def finished():
+        c = record_of(sb, queued["call_id"])
+        return c if c and c.get("outcome") else None
+
+    record = poll(ua, "the call's outcome", finished, RECORD_TIMEOUT)
+    assert record.get("outcome") == "abandoned", record
+    assert record.get("agents_offered") == ["1001"] and record.get("agent") is None, record
+    agents = sb.get_json("/api/agents", sb.login("ops", "demo-ops"))
+    me = next(a for a in agents if a["id"] == "1001")
+    assert me["missed_rings"] == 0, f"a caller hanging up is not the agent's miss: {me}"
+    assert me["state"] == "ready", f"the agent is free again: {me}"
+    assert offers(desk), "the desk had the screen-pop while the phone rang"
