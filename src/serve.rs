@@ -220,13 +220,10 @@ fn close_interrupted_calls(storage: &Storage) {
             .or(call.answered_at)
             .unwrap_or(call.started_at);
         call.ended_at = Some(ended_at);
-        call.outcome = Some(if call.answered_at.is_some() {
-            crate::storage::Outcome::Answered
-        } else if call.queue.is_some() {
-            crate::storage::Outcome::Abandoned
-        } else {
-            crate::storage::Outcome::IvrOnly
-        });
+        call.outcome = Some(crate::storage::Outcome::of_ended_call(
+            call.answered_at.is_some(),
+            call.queue.is_some(),
+        ));
         match storage.upsert_call(&call) {
             Ok(()) => info!(call = %call.call_id, "closed a call the last run left open"),
             Err(e) => warn!(call = %call.call_id, error = %e, "interrupted call not closed"),

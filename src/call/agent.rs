@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 
 use super::CallId;
 use super::control::{ClientTx, Controller, Internal, Offer, Phase};
-use super::finish::Side;
 use super::media::{AgentLeg, MediaCommand};
 use super::patient::{media_codec, sdp_codecs};
 use crate::events::DeskEvent;
@@ -211,6 +210,10 @@ impl Controller {
         }
         if status >= 300 {
             self.client_tx.remove(key);
+            // The INVITE is over (487 after our CANCEL, or a refusal): no late 200 can follow.
+            if let Ok(cid) = response.call_id() {
+                self.stale_invites.remove(&cid);
+            }
             let cancelled = self
                 .calls
                 .get(&call)
@@ -380,6 +383,5 @@ impl Controller {
         let bye = dialog.request(Method::Bye, &local, self.ids.branch());
         let key = self.transactions.send_request(now, peer, bye);
         self.client_tx.insert(key, ClientTx::Fire);
-        let _ = Side::Agent;
     }
 }

@@ -112,7 +112,6 @@ pub(crate) struct Call {
     pub agent_sip_call_id: Option<String>,
     pub answered_at: Option<chrono::DateTime<chrono::Utc>>,
     pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub end_reason: Option<String>,
     pub recording_id: Option<String>,
     pub recording_started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -334,14 +333,18 @@ impl Controller {
             TransactionEvent::Ack { request, .. } => {
                 debug!(call_id = ?request.call_id().ok(), "ack");
             }
-            TransactionEvent::Response { key, response } => {
-                if let Some(ClientTx::AgentInvite { call, agent }) =
-                    self.client_tx.get(&key).cloned()
-                {
+            TransactionEvent::Response { key, response } => match self.client_tx.get(&key).cloned()
+            {
+                Some(ClientTx::AgentInvite { call, agent }) => {
                     self.handle_agent_response(now, call, &agent, &key, response)
                         .await;
                 }
-            }
+                // A CANCEL's or BYE's final answer: nothing more will come.
+                Some(ClientTx::Fire) if response.status() >= 200 => {
+                    self.client_tx.remove(&key);
+                }
+                _ => {}
+            },
             TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
                 Some(ClientTx::AgentInvite { call, agent }) => {
                     self.agent_unreachable(now, call, &agent);

@@ -46,7 +46,6 @@ impl Controller {
         info!(?side, %reason, "call ending");
         let was = std::mem::replace(&mut c.phase, Phase::Ending);
         c.ended_at = Some(chrono::Utc::now());
-        c.end_reason = Some(reason.to_owned());
         c.ivr = None;
         if was == Phase::Queued {
             c.wait_ms = c.enqueued_at.map(|t| {
@@ -137,14 +136,16 @@ impl Controller {
             self.save_recording_row(id, ms);
         }
         self.save_call_record(id);
-        if let Some(c) = self.calls.remove(&id) {
-            self.by_sip_call_id.remove(&c.patient_sip_call_id);
-            if let Some(cid) = c.agent_sip_call_id {
-                self.by_sip_call_id.remove(&cid);
-            }
-        }
+        self.calls.remove(&id);
         self.recording_paths.remove(&id);
+        // Every SIP Call-ID of the call: the patient's, the answering agent's, and
+        // those of offers that rang out; and the answered agent INVITE's transaction.
+        let by_sip_call_id = &self.by_sip_call_id;
+        self.stale_invites
+            .retain(|cid, _| by_sip_call_id.get(cid) != Some(&id));
         self.by_sip_call_id.retain(|_, call| *call != id);
+        self.client_tx
+            .retain(|_, tx| !matches!(tx, ClientTx::AgentInvite { call, .. } if *call == id));
     }
 
     /// Publishes how many callers wait in `queue`.
@@ -206,7 +207,7 @@ impl Controller {
             started_at,
             duration_ms,
             channels: 2,
-            path: path_string(path),
+            path: path.to_string_lossy().into_owned(),
         };
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {
@@ -217,21 +218,11 @@ impl Controller {
     }
 }
 
-fn path_string(path: &std::path::Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 /// The stored record of a call as it stands.
 fn call_record(c: &Call) -> CallRecord {
-    let outcome = c.ended_at.map(|_| {
-        if c.answered_at.is_some() {
-            Outcome::Answered
-        } else if c.queue.is_some() {
-            Outcome::Abandoned
-        } else {
-            Outcome::IvrOnly
-        }
-    });
+    let outcome = c
+        .ended_at
+        .map(|_| Outcome::of_ended_call(c.answered_at.is_some(), c.queue.is_some()));
     CallRecord {
         call_id: c.call_id.clone(),
         caller: c.caller.clone(),

@@ -202,7 +202,6 @@ impl Controller {
                 agent_sip_call_id: None,
                 answered_at: None,
                 ended_at: None,
-                end_reason: None,
                 recording_id: None,
                 recording_started_at: None,
             },

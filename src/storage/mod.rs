@@ -58,6 +58,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How an ended call ended: answered if an agent answered, abandoned if it
+    /// reached a queue, else it never left the IVR.
+    pub fn of_ended_call(answered: bool, queued: bool) -> Self {
+        if answered {
+            Outcome::Answered
+        } else if queued {
+            Outcome::Abandoned
+        } else {
+            Outcome::IvrOnly
+        }
+    }
+
     /// The name used in the database and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
