@@ -14,12 +14,64 @@ const POP_BUCKETS: [f64; 10] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5,
 ];
 
+/// Call control's live counts, published after every turn of its loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Calls in progress (every phase, until their media task finished).
+    pub calls_active: u64,
+    /// Live SIP transactions.
+    pub transactions: u64,
+    /// Entries in the transaction timer heap.
+    pub transaction_timers: u64,
+    /// RTP ports bound.
+    pub rtp_ports_in_use: u64,
+    /// Entries of call control's maps (SIP Call-IDs, client transactions, stale
+    /// INVITEs, pending bridges): they return to 0 when no call is up.
+    pub control_entries: u64,
+    /// How far behind call control was at its last message (µs from arrival to handling).
+    pub control_lag_micros: u64,
+    /// Messages waiting for call control.
+    pub inbound_queue: u64,
+    /// 1 while new calls are being refused for load.
+    pub shedding: u64,
+}
+
+const GAUGES: [(&str, &str); 8] = [
+    ("switchboard_calls_active", "Calls in progress."),
+    ("switchboard_sip_transactions", "Live SIP transactions."),
+    (
+        "switchboard_sip_transaction_timers",
+        "Entries in the SIP transaction timer heap.",
+    ),
+    ("switchboard_rtp_ports_in_use", "RTP ports bound."),
+    (
+        "switchboard_control_entries",
+        "Entries in call control's per-call maps.",
+    ),
+    (
+        "switchboard_control_lag_seconds",
+        "Arrival-to-handling delay of the last SIP message.",
+    ),
+    (
+        "switchboard_inbound_queue",
+        "SIP messages waiting for call control.",
+    ),
+    (
+        "switchboard_shedding",
+        "1 while new calls are refused for load.",
+    ),
+];
+
 #[derive(Default)]
 struct Inner {
     calls_total: AtomicU64,
     calls_answered_total: AtomicU64,
     calls_abandoned_total: AtomicU64,
     agent_missed_rings_total: AtomicU64,
+    media_timeouts_total: AtomicU64,
+    refused_capacity_total: AtomicU64,
+    refused_lag_total: AtomicU64,
+    gauges: [AtomicU64; GAUGES.len()],
     queue_waiting: Mutex<BTreeMap<String, u64>>,
     pop_buckets: [AtomicU64; POP_BUCKETS.len()],
     pop_count: AtomicU64,
@@ -75,6 +127,41 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A call was hung up because a phone stopped sending RTP.
+    pub fn media_timeout(&self) {
+        self.inner
+            .media_timeouts_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new call was refused with 503: `lag` when call control was behind,
+    /// else for capacity.
+    pub fn call_refused(&self, lag: bool) {
+        let counter = if lag {
+            &self.inner.refused_lag_total
+        } else {
+            &self.inner.refused_capacity_total
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes call control's live counts.
+    pub fn set_gauges(&self, g: Gauges) {
+        let values = [
+            g.calls_active,
+            g.transactions,
+            g.transaction_timers,
+            g.rtp_ports_in_use,
+            g.control_entries,
+            g.control_lag_micros,
+            g.inbound_queue,
+            g.shedding,
+        ];
+        for (slot, v) in self.inner.gauges.iter().zip(values) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
     /// How many callers are waiting in `queue` right now.
     pub fn set_queue_waiting(&self, queue: &str, waiting: usize) {
         let mut map = self
@@ -128,6 +215,28 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 value.load(Ordering::Relaxed)
             );
+        }
+        let name = "switchboard_media_timeouts_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Calls hung up because a phone sent no RTP.\n# TYPE {name} counter\n{name} {}",
+            i.media_timeouts_total.load(Ordering::Relaxed)
+        );
+        let name = "switchboard_calls_refused_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} New calls refused with 503.\n# TYPE {name} counter\n{name}{{reason=\"capacity\"}} {}\n{name}{{reason=\"lag\"}} {}",
+            i.refused_capacity_total.load(Ordering::Relaxed),
+            i.refused_lag_total.load(Ordering::Relaxed)
+        );
+        for ((name, help), value) in GAUGES.iter().zip(&i.gauges) {
+            let v = value.load(Ordering::Relaxed);
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} ");
+            if *name == "switchboard_control_lag_seconds" {
+                let _ = writeln!(out, "{}", v as f64 / 1e6);
+            } else {
+                let _ = writeln!(out, "{v}");
+            }
         }
         let _ = writeln!(
             out,
@@ -187,8 +296,27 @@ mod tests {
         m.set_queue_waiting("urgent", 2);
         m.observe_screen_pop(Duration::from_millis(3));
         m.observe_screen_pop(Duration::from_millis(200));
+        m.media_timeout();
+        m.call_refused(false);
+        m.call_refused(false);
+        m.call_refused(true);
+        m.set_gauges(Gauges {
+            calls_active: 7,
+            rtp_ports_in_use: 13,
+            control_lag_micros: 1500,
+            shedding: 1,
+            ..Gauges::default()
+        });
         let text = m.render();
         for line in [
+            "switchboard_media_timeouts_total 1",
+            "switchboard_calls_refused_total{reason=\"capacity\"} 2",
+            "switchboard_calls_refused_total{reason=\"lag\"} 1",
+            "switchboard_calls_active 7",
+            "switchboard_rtp_ports_in_use 13",
+            "switchboard_sip_transactions 0",
+            "switchboard_control_lag_seconds 0.0015",
+            "switchboard_shedding 1",
             "switchboard_calls_total 2",
             "switchboard_calls_answered_total 1",
             "switchboard_calls_abandoned_total 1",

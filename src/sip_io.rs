@@ -23,6 +23,8 @@ use tracing::{debug, warn};
 pub struct Inbound {
     pub peer: Peer,
     pub bytes: Vec<u8>,
+    /// When the reader took it off the socket (call control's lag is measured from here).
+    pub received_at: std::time::Instant,
 }
 
 type Connections = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
@@ -146,7 +148,16 @@ impl SipIo {
                 loop {
                     match framer.next_message() {
                         Ok(Some(bytes)) => {
-                            if io.inbound.send(Inbound { peer, bytes }).await.is_err() {
+                            if io
+                                .inbound
+                                .send(Inbound {
+                                    peer,
+                                    bytes,
+                                    received_at: tokio::time::Instant::now().into_std(),
+                                })
+                                .await
+                                .is_err()
+                            {
                                 break 'read;
                             }
                         }
@@ -190,6 +201,7 @@ async fn udp_reader(
                     .send(Inbound {
                         peer,
                         bytes: bytes.to_vec(),
+                        received_at: tokio::time::Instant::now().into_std(),
                     })
                     .await
                     .is_err()

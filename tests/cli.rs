@@ -51,9 +51,9 @@ fn check_reports_every_problem_and_fails() {
     assert_eq!(
         lines,
         [
-            format!("{path}:42:12: agent `1003` has an empty password"),
-            format!("{path}:49:17: ring_cycle_ms must be above 0"),
-            format!("{path}:67:9: ivr.start names unknown menu `mian`"),
+            format!("{path}:46:12: agent `1003` has an empty password"),
+            format!("{path}:53:17: ring_cycle_ms must be above 0"),
+            format!("{path}:71:9: ivr.start names unknown menu `mian`"),
         ]
     );
 }
@@ -111,7 +111,7 @@ fn serve_refuses_a_bad_config_without_panicking() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("{path}:20:2: unknown section `web`")),
+        stderr.contains(&format!("{path}:24:2: unknown section `web`")),
         "{stderr}"
     );
     assert!(stderr.contains("not starting"), "{stderr}");

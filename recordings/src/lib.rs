@@ -5,15 +5,19 @@
 //! - [`repair`]: [`repair_file`] / [`repair_dir`], run at start-up on the recordings folder.
 //! - [`sample`]: [`daily_sample`], the seeded, order-independent QA pick of the day.
 //! - [`score`]: [`double_blind_score`], drop one highest and one lowest, average the rest.
+//! - [`timeline`]: [`Timeline`], each channel placed by RTP timestamp so that no scheduling
+//!   delay loses audio; 20 ms frames out, silence (reported) only where packets were missing.
 
 pub mod repair;
 pub mod sample;
 pub mod score;
+pub mod timeline;
 pub mod writer;
 
 pub use repair::{Repair, repair_dir, repair_file};
 pub use sample::daily_sample;
 pub use score::double_blind_score;
+pub use timeline::{Channel, Timeline, TimelineConfig};
 pub use writer::{RecordingInfo, RecordingWriter};
 
 /// Errors from writing and repairing recordings.

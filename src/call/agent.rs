@@ -102,7 +102,7 @@ impl Controller {
         let Some(local) = self.local_for(binding.peer.transport) else {
             return;
         };
-        let socket = match self.ports.bind().await {
+        let (socket, lease) = match self.ports.bind().await {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no RTP port for the agent leg");
@@ -151,7 +151,7 @@ impl Controller {
         if let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.offer.as_mut()) {
             offer.invite = Some(invite);
             offer.peer = Some(binding.peer);
-            offer.rtp = Some(socket);
+            offer.rtp = Some((socket, lease));
         }
     }
 
@@ -276,11 +276,12 @@ impl Controller {
             return;
         };
         offer.dialog = Some(dialog.clone());
-        let Some(socket) = offer.rtp.take() else {
+        let Some((socket, lease)) = offer.rtp.take() else {
             return;
         };
         let agent_leg = AgentLeg {
             socket,
+            lease,
             remote: negotiated.remote,
             media: LegMedia::new(
                 media_codec(negotiated.codec),
@@ -295,7 +296,19 @@ impl Controller {
         c.agent = Some(agent.to_owned());
         self.pending_bridge.insert(call, agent_leg);
         if let Err(e) = self.acd.answered(now, call, agent) {
-            warn!(error = %e, "answer not accepted by the queue");
+            // The queue moved on (the offer ended as the phone answered): that
+            // leg is not this call's; hang it up and free what it holds.
+            warn!(error = %e, "answer not accepted by the queue; hanging up the agent leg");
+            self.pending_bridge.remove(&call);
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.agent = None;
+                c.agent_sip_call_id = None;
+                if let Some(mut dialog) = c.agent_dialog.take() {
+                    let bye = dialog.request(Method::Bye, &local, self.ids.branch());
+                    let key = self.transactions.send_request(now, peer, bye);
+                    self.client_tx.insert(key, ClientTx::Fire);
+                }
+            }
         }
     }
 

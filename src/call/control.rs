@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use acd::{Acd, AcdEvent};
 use ivr::{IvrSession, Menus};
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::CallId;
+use super::deadlines::Deadlines;
 use super::media::{MediaCommand, MediaEvent};
 use super::ports::PortPool;
 use crate::config::Config;
@@ -65,7 +66,7 @@ pub(crate) struct Offer {
     pub seq: u64,
     pub invite: Option<Request>,
     pub peer: Option<Peer>,
-    pub rtp: Option<UdpSocket>,
+    pub rtp: Option<(UdpSocket, super::ports::Lease)>,
     pub dialog: Option<Dialog>,
     pub cancelled: bool,
     pub pop_started: Instant,
@@ -157,6 +158,51 @@ pub struct Controller {
     pub(crate) next_offer: u64,
     pub(crate) media_events: mpsc::UnboundedSender<MediaEvent>,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
+    /// Every core's next deadline, one heap.
+    pub(crate) deadlines: Deadlines<Due>,
+    /// Arrival-to-handling delay of the last SIP message.
+    pub(crate) lag: Duration,
+    /// SIP messages waiting in the inbound queue at the last loop turn.
+    pub(crate) inbound_depth: usize,
+    /// Rate-limits the WARN about refused calls.
+    pub(crate) shed_log: ShedLog,
+}
+
+/// The owner of a deadline in [`Controller::deadlines`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Due {
+    Transactions,
+    Registrar,
+    Acd,
+    /// A call's IVR (digit timeout).
+    Ivr(CallId),
+}
+
+/// Inbound messages waiting beyond which new calls are refused.
+const INBOUND_SHED_DEPTH: usize = 512;
+/// At most one WARN about refused calls per this long.
+const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refused calls and says so at most once per [`SHED_LOG_EVERY`].
+#[derive(Debug, Default)]
+pub(crate) struct ShedLog {
+    last: Option<Instant>,
+    refused: u64,
+}
+
+impl ShedLog {
+    /// Counts one refusal; the WARN to write now, if it is time for one.
+    pub(crate) fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.refused += 1;
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= SHED_LOG_EVERY);
+        if !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.refused))
+    }
 }
 
 impl Controller {
@@ -170,26 +216,37 @@ impl Controller {
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
         let mut ctl = Self::new(parts, media_tx, internal_tx);
+        // One sleep, reset only when the soonest deadline changes.
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
-            let deadline = ctl.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let deadline = ctl.deadlines.next();
+            if deadline != armed {
+                let at = deadline.map_or_else(far, tokio::time::Instant::from_std);
+                sleep.as_mut().reset(at);
+                armed = deadline;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 msg = inbound.recv() => match msg {
-                    Some(msg) => ctl.handle_inbound(now(), msg).await,
+                    Some(msg) => {
+                        ctl.inbound_depth = inbound.len();
+                        ctl.handle_inbound(now(), msg).await
+                    }
                     None => break,
                 },
                 ev = media_rx.recv() => if let Some(ev) = ev { ctl.handle_media_event(now(), ev).await },
                 ev = internal_rx.recv() => if let Some(ev) = ev { ctl.handle_internal(now(), ev).await },
                 cmd = commands.recv() => if let Some(cmd) = cmd { ctl.handle_command(now(), cmd) },
-                _ = sleep => ctl.handle_timeout(now()).await,
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    ctl.handle_timeout(now()).await;
+                }
             }
             ctl.drain(now()).await;
+            ctl.publish_gauges();
         }
         ctl.shutdown(now()).await;
     }
@@ -239,6 +296,10 @@ impl Controller {
             media_events,
             internal,
             config,
+            deadlines: Deadlines::default(),
+            lag: Duration::ZERO,
+            inbound_depth: 0,
+            shed_log: ShedLog::default(),
         }
     }
 
@@ -250,51 +311,82 @@ impl Controller {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Instant> {
-        let calls = self
-            .calls
-            .values()
-            .filter_map(|c| c.ivr.as_ref().and_then(IvrSession::poll_timeout));
-        [
-            self.transactions.poll_timeout(),
-            self.registrar.poll_timeout(),
-            self.acd.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(calls)
-        .min()
+    /// Fires every deadline due at `now`, soonest first.
+    async fn handle_timeout(&mut self, now: Instant) {
+        // Bounded: each owner is disarmed when popped and re-armed only by
+        // handling it, so one pass pops each owner at most once or twice.
+        for _ in 0..self.deadlines.len() + 16 {
+            let Some(due) = self.deadlines.pop_due(now) else {
+                return;
+            };
+            tracing::trace!(?due, "timer");
+            match due {
+                Due::Transactions => self.transactions.handle_timeout(now),
+                Due::Registrar => {
+                    for user in self.registrar.handle_timeout(now) {
+                        info!(agent = %user, "registration expired");
+                        if let Err(e) = self.acd.agent_online(now, &user, false) {
+                            warn!(error = %e, "unknown agent");
+                        }
+                    }
+                }
+                Due::Acd => self.acd.handle_timeout(now),
+                Due::Ivr(id) => {
+                    if let Some(ivr) = self.calls.get_mut(&id).and_then(|c| c.ivr.as_mut()) {
+                        ivr.handle_timeout(now);
+                    }
+                    self.drain_ivr(now, id).await;
+                }
+            }
+            // The cores' next deadlines (the IVR re-arms itself in drain_ivr).
+            self.arm_cores();
+        }
     }
 
-    async fn handle_timeout(&mut self, now: Instant) {
-        self.transactions.handle_timeout(now);
-        for user in self.registrar.handle_timeout(now) {
-            info!(agent = %user, "registration expired");
-            if let Err(e) = self.acd.agent_online(now, &user, false) {
-                warn!(error = %e, "unknown agent");
-            }
+    /// Puts the transaction layer's, registrar's and ACD's next deadlines in the heap.
+    fn arm_cores(&mut self) {
+        self.deadlines
+            .set(Due::Transactions, self.transactions.poll_timeout());
+        self.deadlines
+            .set(Due::Registrar, self.registrar.poll_timeout());
+        self.deadlines.set(Due::Acd, self.acd.poll_timeout());
+    }
+
+    /// Publishes the live counts to `/metrics`.
+    fn publish_gauges(&self) {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        let entries = self.by_sip_call_id.len()
+            + self.client_tx.len()
+            + self.stale_invites.len()
+            + self.pending_bridge.len()
+            + self.recording_paths.len();
+        self.metrics.set_gauges(crate::metrics::Gauges {
+            calls_active: n(self.calls.len()),
+            transactions: n(self.transactions.transaction_count()),
+            transaction_timers: n(self.transactions.timer_count()),
+            rtp_ports_in_use: n(self.ports.in_use()),
+            control_entries: n(entries),
+            control_lag_micros: u64::try_from(self.lag.as_micros()).unwrap_or(u64::MAX),
+            inbound_queue: n(self.inbound_depth),
+            shedding: u64::from(self.overload().is_some()),
+        });
+    }
+
+    /// Why a new call cannot be carried now: `Some(true)` when call control is
+    /// behind, `Some(false)` at capacity, `None` when it can.
+    pub(crate) fn overload(&self) -> Option<bool> {
+        if self.calls.len() >= self.config.sip.call_capacity() {
+            return Some(false);
         }
-        self.acd.handle_timeout(now);
-        let due: Vec<CallId> = self
-            .calls
-            .values()
-            .filter(|c| {
-                c.ivr
-                    .as_ref()
-                    .and_then(IvrSession::poll_timeout)
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|c| c.id)
-            .collect();
-        for id in due {
-            if let Some(ivr) = self.calls.get_mut(&id).and_then(|c| c.ivr.as_mut()) {
-                ivr.handle_timeout(now);
-            }
-            self.drain_ivr(now, id).await;
+        let max_lag = Duration::from_millis(self.config.sip.max_lag_ms);
+        if self.lag > max_lag || self.inbound_depth > INBOUND_SHED_DEPTH {
+            return Some(true);
         }
+        None
     }
 
     async fn handle_inbound(&mut self, now: Instant, msg: Inbound) {
+        self.lag = now.saturating_duration_since(msg.received_at);
         match sip::message::parse(&msg.bytes) {
             Ok(parsed) => self.transactions.handle_message(now, msg.peer, parsed),
             Err(e) => debug!(error = %e, "dropping unparsable SIP message"),
@@ -319,9 +411,11 @@ impl Controller {
                 self.sip.send(t);
             }
             if !progressed {
+                self.arm_cores();
                 return;
             }
         }
+        self.arm_cores();
         warn!("call control drain did not settle");
     }
 
@@ -462,6 +556,15 @@ impl Controller {
                     ivr.handle_prompt_finished(now);
                 }
                 self.drain_ivr(now, call).await;
+            }
+            MediaEvent::MediaTimeout { call, leg } => {
+                self.metrics.media_timeout();
+                let reason = match leg {
+                    super::media::Leg::Patient => "caller_media_timeout",
+                    super::media::Leg::Agent => "agent_media_timeout",
+                };
+                self.hang_up(now, call, super::finish::Side::System, reason)
+                    .await;
             }
             MediaEvent::Stopped { call, recording } => self.media_stopped(call, recording),
         }

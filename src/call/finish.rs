@@ -47,6 +47,7 @@ impl Controller {
         let was = std::mem::replace(&mut c.phase, Phase::Ending);
         c.ended_at = Some(chrono::Utc::now());
         c.ivr = None;
+        self.deadlines.set(super::control::Due::Ivr(id), None);
         if was == Phase::Queued {
             c.wait_ms = c.enqueued_at.map(|t| {
                 u64::try_from(now.saturating_duration_since(t).as_millis()).unwrap_or(u64::MAX)
@@ -138,6 +139,8 @@ impl Controller {
         self.save_call_record(id);
         self.calls.remove(&id);
         self.recording_paths.remove(&id);
+        self.pending_bridge.remove(&id);
+        self.deadlines.set(super::control::Due::Ivr(id), None);
         // Every SIP Call-ID of the call: the patient's, the answering agent's, and
         // those of offers that rang out; and the answered agent INVITE's transaction.
         let by_sip_call_id = &self.by_sip_call_id;

@@ -8,7 +8,7 @@
 //! when the call starts.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use media::FRAME_SAMPLES;
 use media::leg::{LegMedia, Received};
@@ -21,6 +21,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 
 use super::CallId;
+use super::ports::Lease;
 
 type Frame = [i16; FRAME_SAMPLES];
 const SILENCE: Frame = [0; FRAME_SAMPLES];
@@ -51,6 +52,7 @@ pub enum MediaCommand {
 #[derive(Debug)]
 pub struct AgentLeg {
     pub socket: UdpSocket,
+    pub lease: Lease,
     pub remote: SocketAddr,
     pub media: LegMedia,
 }
@@ -66,6 +68,11 @@ pub enum MediaEvent {
         call: CallId,
         generation: u64,
     },
+    /// No RTP from this leg's phone for the configured media timeout (reported once).
+    MediaTimeout {
+        call: CallId,
+        leg: Leg,
+    },
     Stopped {
         call: CallId,
         recording: Option<Result<RecordingInfo, String>>,
@@ -76,8 +83,16 @@ pub enum MediaEvent {
 #[derive(Debug)]
 pub struct PatientLeg {
     pub socket: UdpSocket,
+    pub lease: Lease,
     pub remote: SocketAddr,
     pub media: LegMedia,
+}
+
+/// Which leg's phone went quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    Patient,
+    Agent,
 }
 
 /// A fixed-capacity queue of frames: absorbs arrival jitter between the two
@@ -136,13 +151,53 @@ struct Bridge {
     right: FrameQueue,
 }
 
+/// Tracks when a leg last sent RTP worth keeping a call up for (audio or DTMF,
+/// not junk or RTCP), to end calls whose phones vanished without a BYE.
+#[derive(Debug)]
+struct Liveness {
+    timeout: Option<Duration>,
+    patient: Instant,
+    agent: Option<Instant>,
+    reported: bool,
+}
+
+impl Liveness {
+    /// The leg that has been silent past the timeout, once.
+    fn check(&mut self, now: Instant) -> Option<Leg> {
+        let timeout = self.timeout?;
+        if self.reported {
+            return None;
+        }
+        let quiet = |last: Instant| now.saturating_duration_since(last) >= timeout;
+        let leg = if quiet(self.patient) {
+            Leg::Patient
+        } else if self.agent.is_some_and(quiet) {
+            Leg::Agent
+        } else {
+            return None;
+        };
+        self.reported = true;
+        Some(leg)
+    }
+}
+
 /// Runs one call's media until `Stop` or until call control goes away.
+///
+/// `media_timeout`: report [`MediaEvent::MediaTimeout`] once a leg has sent no
+/// RTP for that long.
 pub async fn run(
     call: CallId,
     mut patient: PatientLeg,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     events: mpsc::UnboundedSender<MediaEvent>,
+    media_timeout: Option<Duration>,
 ) {
+    let mut alive = Liveness {
+        timeout: media_timeout,
+        patient: super::control::now(),
+        agent: None,
+        reported: false,
+    };
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut playing = Playing::Nothing;
@@ -165,6 +220,7 @@ pub async fn run(
                     MediaCommand::Silence => playing = Playing::Nothing,
                     MediaCommand::Bridge { agent, recording } => {
                         playing = Playing::Nothing;
+                        alive.agent = Some(super::control::now());
                         bridge = Some(Bridge { agent, recording, left: FrameQueue::new(), right: FrameQueue::new() });
                     }
                     MediaCommand::Stop => break,
@@ -175,9 +231,11 @@ pub async fn run(
                 let Some(packet) = patient_buf.get(..n) else { continue };
                 match patient.media.handle_rtp(packet, &mut pcm) {
                     Received::Dtmf(digit) => {
+                        alive.patient = super::control::now();
                         let _ = events.send(MediaEvent::Dtmf { call, digit });
                     }
                     Received::Audio(_) => {
+                        alive.patient = super::control::now();
                         if let Some(b) = bridge.as_mut() {
                             let len = b.agent.media.write_audio(&pcm, &mut out);
                             if let Some(bytes) = out.get(..len) {
@@ -196,6 +254,7 @@ pub async fn run(
                 let Some(b) = bridge.as_mut() else { continue };
                 let Some(packet) = agent_buf.get(..n) else { continue };
                 if let Received::Audio(_) = b.agent.media.handle_rtp(packet, &mut pcm) {
+                    alive.agent = Some(super::control::now());
                     let len = patient.media.write_audio(&pcm, &mut out);
                     if let Some(bytes) = out.get(..len) {
                         let _ = patient.socket.try_send_to(bytes, patient.remote);
@@ -206,6 +265,10 @@ pub async fn run(
                 }
             }
             _ = ticker.tick() => {
+                if let Some(leg) = alive.check(super::control::now()) {
+                    warn!(?leg, "no RTP from the phone: ending the call");
+                    let _ = events.send(MediaEvent::MediaTimeout { call, leg });
+                }
                 if let Some(b) = bridge.as_mut() {
                     record_tick(b, &mut recording_error);
                     continue;

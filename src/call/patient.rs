@@ -51,6 +51,30 @@ impl Controller {
         request: Request,
         peer: Peer,
     ) {
+        // Refused before anything is allocated for it.
+        if let Some(lag) = self.overload() {
+            self.metrics.call_refused(lag);
+            if let Some(refused) = self.shed_log.refused(now) {
+                let why = if lag {
+                    "call control is behind"
+                } else {
+                    "at capacity"
+                };
+                warn!(
+                    refused,
+                    calls = self.calls.len(),
+                    capacity = self.config.sip.call_capacity(),
+                    lag_ms = self.lag.as_millis() as u64,
+                    queued = self.inbound_depth,
+                    "shedding load ({why}): new calls get 503"
+                );
+            }
+            let retry = self.config.sip.retry_after_s.to_string();
+            let busy = response_to(&request, 503, "Service Unavailable", None)
+                .with_header("Retry-After", &retry);
+            self.transactions.send_response(now, &key, busy);
+            return;
+        }
         self.transactions
             .send_response(now, &key, response_to(&request, 100, "Trying", None));
         let Ok(sip_call_id) = request.call_id() else {
@@ -83,7 +107,7 @@ impl Controller {
                 return;
             }
         };
-        let socket = match self.ports.bind().await {
+        let (socket, lease) = match self.ports.bind().await {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "rejecting call: no RTP port");
@@ -145,6 +169,7 @@ impl Controller {
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let leg = PatientLeg {
             socket,
+            lease,
             remote: negotiated.remote,
             media: LegMedia::new(
                 media_codec(negotiated.codec),
@@ -155,7 +180,14 @@ impl Controller {
             ),
         };
         tokio::spawn(
-            call_media::run(id, leg, media_rx, self.media_events.clone()).instrument(span.clone()),
+            call_media::run(
+                id,
+                leg,
+                media_rx,
+                self.media_events.clone(),
+                self.config.sip.media_timeout(),
+            )
+            .instrument(span.clone()),
         );
         let patient = match self.storage.patient_by_phone(&caller) {
             Ok(p) => p,
@@ -234,8 +266,18 @@ impl Controller {
         self.drain_ivr(now, call).await;
     }
 
-    /// Carries out what the call's IVR session asks for.
+    /// Carries out what the call's IVR session asks for, then re-arms its deadline.
     pub(crate) async fn drain_ivr(&mut self, now: Instant, id: CallId) {
+        self.drain_ivr_outputs(now, id).await;
+        let next = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.ivr.as_ref())
+            .and_then(IvrSession::poll_timeout);
+        self.deadlines.set(super::control::Due::Ivr(id), next);
+    }
+
+    async fn drain_ivr_outputs(&mut self, now: Instant, id: CallId) {
         loop {
             let Some(c) = self.calls.get_mut(&id) else {
                 return;

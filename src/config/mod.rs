@@ -118,6 +118,48 @@ pub struct Sip {
     /// Digest authentication realm for agents.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// A call whose phones send no RTP for this long is hung up (0: never).
+    #[serde(default = "default_media_timeout_ms")]
+    pub media_timeout_ms: u64,
+    /// Concurrent calls carried; a new call beyond it gets `503` with
+    /// `Retry-After` (0: as many as `rtp_ports` holds, two ports a call).
+    #[serde(default)]
+    pub max_calls: usize,
+    /// Call control further behind than this (ms from a message's arrival to
+    /// its handling) refuses new calls with `503` until it has caught up.
+    #[serde(default = "default_max_lag_ms")]
+    pub max_lag_ms: u64,
+    /// The `Retry-After` (seconds) a refused caller is given.
+    #[serde(default = "default_retry_after_s")]
+    pub retry_after_s: u32,
+}
+
+impl Sip {
+    /// How many calls may run at once: `max_calls`, or what the port range holds.
+    pub fn call_capacity(&self) -> usize {
+        let by_ports = self.rtp_ports.len() / 2;
+        match self.max_calls {
+            0 => by_ports,
+            n => n.min(by_ports),
+        }
+    }
+
+    /// The RTP inactivity limit, if any.
+    pub fn media_timeout(&self) -> Option<Duration> {
+        (self.media_timeout_ms > 0).then(|| Duration::from_millis(self.media_timeout_ms))
+    }
+}
+
+fn default_media_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_max_lag_ms() -> u64 {
+    250
+}
+
+fn default_retry_after_s() -> u32 {
+    5
 }
 
 fn default_codecs() -> Vec<Codec> {
@@ -162,7 +204,7 @@ impl Default for PortRange {
     fn default() -> Self {
         PortRange {
             first: 20000,
-            last: 20999,
+            last: 23999,
         }
     }
 }

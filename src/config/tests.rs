@@ -34,7 +34,7 @@ fn demo_parses_and_validates() {
     let sip_addr: SocketAddr = "127.0.0.1:5060".parse().expect("literal address");
     assert_eq!(config.sip.udp, Some(sip_addr));
     assert_eq!(config.sip.tcp, Some(sip_addr));
-    assert_eq!(config.sip.rtp_ports.range(), 20000..=20999);
+    assert_eq!(config.sip.rtp_ports.range(), 20000..=23999);
     assert_eq!(config.sip.codecs, [Codec::Pcmu, Codec::Pcma]);
     assert_eq!(config.http.listen.port(), 8080);
     let ids: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
@@ -153,9 +153,9 @@ fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
         found,
         [
             "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
-            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`",
-            "demo.toml:30:12: invalid type: integer `1001`, expected a string",
-            "demo.toml:42:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`",
+            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`",
+            "demo.toml:34:12: invalid type: integer `1001`, expected a string",
+            "demo.toml:46:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`",
         ]
     );
 }
@@ -176,11 +176,11 @@ fn bad_menu_and_other_ivr_keys_are_both_reported() {
     ]);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
-        found[0].starts_with("demo.toml:67:1: unknown field `begin`"),
+        found[0].starts_with("demo.toml:71:1: unknown field `begin`"),
         "{found:?}"
     );
     assert!(
-        found[1].starts_with("demo.toml:79:13: invalid type"),
+        found[1].starts_with("demo.toml:83:13: invalid type"),
         "{found:?}"
     );
 }
@@ -191,7 +191,7 @@ fn unknown_and_missing_sections_are_reported() {
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found[0].starts_with("demo.toml:20:2: unknown section `web`"),
+        found[0].starts_with("demo.toml:24:2: unknown section `web`"),
         "{found:?}"
     );
 
@@ -203,7 +203,7 @@ fn unknown_and_missing_sections_are_reported() {
 
 #[test]
 fn rtp_ports_must_be_two_ports_in_order() {
-    let at = "rtp_ports = [20000, 20999]";
+    let at = "rtp_ports = [20000, 23999]";
     assert_eq!(
         problems_with(&[(at, "rtp_ports = [20999, 20000]")]),
         ["demo.toml:16:13: rtp_ports [20999, 20000] is reversed: write [first, last]"]
@@ -231,8 +231,8 @@ fn ring_settings_must_be_positive() {
             ("answer_within_rings = 3\n", "answer_within_rings = 0\n"),
         ]),
         [
-            "demo.toml:49:17: ring_cycle_ms must be above 0",
-            "demo.toml:55:23: answer_within_rings must be at least 1",
+            "demo.toml:53:17: ring_cycle_ms must be above 0",
+            "demo.toml:59:23: answer_within_rings must be at least 1",
         ]
     );
 }
@@ -254,10 +254,10 @@ fn references_to_unknown_queues_and_menus_are_all_reported() {
     assert_eq!(
         found,
         [
-            "demo.toml:37:27: agent `1002` is in unknown queue `billing`",
-            "demo.toml:67:9: ivr.start names unknown menu `mian`",
-            "demo.toml:80:11: on_fail: unknown queue `nowhere`",
-            "demo.toml:85:7: option `9`: unknown menu `hours`",
+            "demo.toml:41:27: agent `1002` is in unknown queue `billing`",
+            "demo.toml:71:9: ivr.start names unknown menu `mian`",
+            "demo.toml:84:11: on_fail: unknown queue `nowhere`",
+            "demo.toml:89:7: option `9`: unknown menu `hours`",
         ]
     );
 }
@@ -270,15 +270,15 @@ fn duplicate_names_are_reported() {
         ("name = \"urgent\"", "name = \"enquiries\""),
     ]);
     assert!(
-        found.contains(&"demo.toml:34:6: duplicate agent id `1001`".to_owned()),
+        found.contains(&"demo.toml:38:6: duplicate agent id `1001`".to_owned()),
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:60:8: duplicate queue name `enquiries`".to_owned()),
+        found.contains(&"demo.toml:64:8: duplicate queue name `enquiries`".to_owned()),
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:103:8: duplicate user name `qa`".to_owned()),
+        found.contains(&"demo.toml:107:8: duplicate user name `qa`".to_owned()),
         "{found:?}"
     );
 }
@@ -292,9 +292,9 @@ fn users_and_agents_need_passwords_and_proper_roles() {
             ("name = \"ops\"", "name = \"1001\""),
         ]),
         [
-            "demo.toml:42:12: agent `1003` has an empty password",
-            "demo.toml:103:8: user name `1001` is also an agent id",
-            "demo.toml:105:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
+            "demo.toml:46:12: agent `1003` has an empty password",
+            "demo.toml:107:8: user name `1001` is also an agent id",
+            "demo.toml:109:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
         ]
     );
 }
@@ -316,7 +316,7 @@ fn prompt_files_must_exist_next_to_the_config() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{shown}:74:11: prompt `welcome`: file {} not found",
+            "{shown}:78:11: prompt `welcome`: file {} not found",
             missing.display()
         )
     );
@@ -345,8 +345,8 @@ fn prompt_names_must_be_built_in_or_configured() {
             ),
         ]),
         [
-            "demo.toml:50:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
-            "demo.toml:76:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:54:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:80:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
         ]
     );
 }
@@ -369,7 +369,7 @@ fn option_keys_must_be_one_dtmf_key() {
             "\"0\" = \"queue:enquiries\"",
             "\"00\" = \"queue:enquiries\""
         )]),
-        ["demo.toml:82:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
+        ["demo.toml:86:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
     );
 }
 
@@ -380,7 +380,7 @@ fn menus_whose_on_fail_loops_forever_are_reported_once() {
     assert_eq!(
         problems(&text),
         [
-            "demo.toml:109:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+            "demo.toml:113:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
         ]
     );
     let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");

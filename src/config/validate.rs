@@ -114,6 +114,23 @@ fn sip(config: &Config, issues: &mut Issues) {
     if sip.realm.trim().is_empty() {
         issues.at([k("sip"), k("realm")], "realm is empty".into());
     }
+    let room = ports.len() / 2;
+    if sip.max_calls > room && ports.len() >= 2 {
+        issues.at(
+            [k("sip"), k("max_calls")],
+            format!(
+                "max_calls {} is more than rtp_ports holds: {} ports carry {room} calls (two ports a call); widen rtp_ports or lower max_calls",
+                sip.max_calls,
+                ports.len()
+            ),
+        );
+    }
+    if sip.retry_after_s == 0 {
+        issues.at(
+            [k("sip"), k("retry_after_s")],
+            "retry_after_s is 0: a refused phone would retry at once; use 1 or more".into(),
+        );
+    }
 }
 
 /// Whether an agent id can be a SIP user and a login: letters, digits, `.`, `-`, `_`.

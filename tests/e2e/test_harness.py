@@ -177,7 +177,7 @@ def test_switchboard_gets_its_own_ports_and_data_dir(tmp_path, fake_binary):
         assert cfg["sip"]["udp"] == cfg["sip"]["tcp"] == f"{LOOPBACK}:{sb.sip_port}"
         assert cfg["http"]["listen"] == f"{LOOPBACK}:{sb.http_port}"
         assert sb.sip_port != 5060 and sb.http_port != 8080
-        assert cfg["sip"]["rtp_ports"] == list(sb.rtp_ports) and cfg["sip"]["rtp_ports"] != [20000, 20999]
+        assert cfg["sip"]["rtp_ports"] == list(sb.rtp_ports) and cfg["sip"]["rtp_ports"] != [20000, 23999]
         assert cfg["storage"]["database"].startswith(str(tmp_path))
         assert cfg["storage"]["recordings"].startswith(str(tmp_path))
         assert [q["ring_cycle_ms"] for q in cfg["queues"]] == [5000, 5000, 5000]

@@ -2,11 +2,12 @@
 //!
 //! Calling --1xx--> Proceeding --300-699--> Completed (ACK sent here, Timer D)
 //!    \__________________\______2xx_______> Accepted (Timer M; 2xx retransmissions go up)
+//! Proceeding without a final ends on Timer C (3 min, or 64*T1 after a CANCEL).
 
 use std::time::{Duration, Instant};
 
 use super::timer::{Timer, Timers};
-use super::{Ctx, Status, TransactionEvent};
+use super::{Ctx, Status, TimerConfig, TransactionEvent};
 use crate::message::{Request, Response, ack_for_non_2xx};
 use crate::transport::Peer;
 
@@ -26,6 +27,7 @@ pub(super) struct ClientInvite {
     peer: Peer,
     a_interval: Duration,
     ack: Option<Vec<u8>>,
+    cancelled: bool,
     pub(super) timers: Timers,
 }
 
@@ -46,7 +48,22 @@ impl ClientInvite {
             peer,
             a_interval: ctx.cfg.t1,
             ack: None,
+            cancelled: false,
             timers,
+        }
+    }
+
+    /// A CANCEL for this INVITE went out: without a final response within
+    /// 64*T1 the transaction is over (RFC 3261 §9.1).
+    pub(super) fn cancel_sent(&mut self, now: Instant, cfg: &TimerConfig) {
+        if matches!(self.state, State::Calling | State::Proceeding) {
+            self.cancelled = true;
+            let at = now + cfg.t1x64();
+            let sooner = self
+                .timers
+                .get(Timer::C)
+                .map_or(at, |existing| existing.min(at));
+            self.timers.set(Timer::C, sooner);
         }
     }
 
@@ -59,6 +76,9 @@ impl ClientInvite {
         let status = resp.status();
         match (self.state, status) {
             (State::Calling | State::Proceeding, 100..=199) => {
+                if !self.cancelled {
+                    self.timers.set_after(Timer::C, now, ctx.cfg.timer_c);
+                }
                 self.state = State::Proceeding;
                 self.timers.cancel(Timer::A);
                 self.timers.cancel(Timer::B);
@@ -68,6 +88,7 @@ impl ClientInvite {
                 self.state = State::Accepted;
                 self.timers.cancel(Timer::A);
                 self.timers.cancel(Timer::B);
+                self.timers.cancel(Timer::C);
                 self.timers.set_after(Timer::M, now, ctx.cfg.t1x64());
                 self.deliver(resp, ctx);
             }
@@ -76,6 +97,7 @@ impl ClientInvite {
                 self.state = State::Completed;
                 self.timers.cancel(Timer::A);
                 self.timers.cancel(Timer::B);
+                self.timers.cancel(Timer::C);
                 let ack = ack_for_non_2xx(&self.request, &resp).to_bytes();
                 ctx.out.send(self.peer, ack.clone());
                 self.ack = Some(ack);
@@ -113,6 +135,12 @@ impl ClientInvite {
                 Status::Alive
             }
             Timer::B if self.state == State::Calling => {
+                ctx.out.event(TransactionEvent::Timeout {
+                    key: ctx.key.clone(),
+                });
+                Status::Terminated
+            }
+            Timer::C if matches!(self.state, State::Calling | State::Proceeding) => {
                 ctx.out.event(TransactionEvent::Timeout {
                     key: ctx.key.clone(),
                 });

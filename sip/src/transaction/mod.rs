@@ -16,7 +16,8 @@ mod server_non_invite;
 mod tests;
 mod timer;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::message::{Method, Request, Response, SipMessage};
@@ -38,6 +39,12 @@ pub struct TimerConfig {
     pub t2: Duration,
     /// Longest time a message stays in the network (5 s).
     pub t4: Duration,
+    /// Timer C: how long a client INVITE waits for a final response once a
+    /// provisional came (3 min); 64*T1 once a CANCEL went out.
+    pub timer_c: Duration,
+    /// Timer N: how long a server INVITE waits for the transaction user's final
+    /// response before answering 408 itself (3 min). Server non-INVITEs wait 64*T1.
+    pub timer_n: Duration,
 }
 
 impl Default for TimerConfig {
@@ -46,6 +53,8 @@ impl Default for TimerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            timer_c: Duration::from_secs(180),
+            timer_n: Duration::from_secs(180),
         }
     }
 }
@@ -195,13 +204,35 @@ impl Tx {
     }
 }
 
+/// One live transaction and the deadline it has in the timer heap.
+#[derive(Debug)]
+struct Entry {
+    key: TransactionKey,
+    tx: Tx,
+    /// The deadline pushed to the heap for this transaction, and its generation:
+    /// a heap entry whose generation differs is stale and skipped.
+    armed: Option<Instant>,
+    generation: u64,
+    /// Call-ID and CSeq of an Accepted server INVITE awaiting its ACK.
+    ack_id: Option<(String, u32)>,
+}
+
 /// The endpoint's transaction layer: messages and time in, transmits and events out.
+///
+/// Lookups are O(1): by key (an index), by id, and the ACK to a 2xx by Call-ID and CSeq.
+/// Every transaction's soonest deadline sits in one binary heap (lazy deletion by
+/// generation), so `poll_timeout` is O(1) and each timer costs O(log n).
 #[derive(Debug)]
 pub struct TransactionLayer {
     config: TimerConfig,
-    /// Transactions with their creation number (deterministic tie-breaks).
-    txs: HashMap<TransactionKey, (u64, Tx)>,
-    next_seq: u64,
+    /// Transactions by id; ids grow with creation (deterministic tie-breaks).
+    txs: HashMap<u64, Entry>,
+    index: HashMap<TransactionKey, u64>,
+    /// Accepted server INVITEs by (Call-ID, CSeq): where an ACK to a 2xx goes.
+    awaiting_ack: HashMap<(String, u32), u64>,
+    /// (deadline, id, generation), soonest first.
+    heap: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    next_id: u64,
     out: Output,
     last_now: Option<Instant>,
 }
@@ -212,7 +243,10 @@ impl TransactionLayer {
         TransactionLayer {
             config,
             txs: HashMap::new(),
-            next_seq: 0,
+            index: HashMap::new(),
+            awaiting_ack: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 0,
             out: Output::default(),
             last_now: None,
         }
@@ -223,6 +257,11 @@ impl TransactionLayer {
         self.txs.len()
     }
 
+    /// Entries in the timer heap, stale ones included (for metrics and tests).
+    pub fn timer_count(&self) -> usize {
+        self.heap.len()
+    }
+
     /// Time never runs backwards inside the layer.
     fn clamp(&mut self, now: Instant) -> Instant {
         let now = self.last_now.map_or(now, |last| last.max(now));
@@ -230,10 +269,105 @@ impl TransactionLayer {
         now
     }
 
-    fn insert(&mut self, key: TransactionKey, tx: Tx) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.txs.insert(key, (seq, tx));
+    fn insert(&mut self, key: TransactionKey, tx: Tx) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.index.insert(key.clone(), id);
+        self.txs.insert(
+            id,
+            Entry {
+                key,
+                tx,
+                armed: None,
+                generation: 0,
+                ack_id: None,
+            },
+        );
+        self.rearm(id);
+        id
+    }
+
+    /// Brings the heap up to date with transaction `id`'s soonest timer, and
+    /// keeps the ACK index in step with its state.
+    fn rearm(&mut self, id: u64) {
+        let Some(entry) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let next = entry.tx.next_timer().map(|(_, at)| at);
+        if next != entry.armed {
+            entry.generation += 1;
+            entry.armed = next;
+            if let Some(at) = next {
+                self.heap.push(Reverse((at, id, entry.generation)));
+            }
+        }
+        let ack_id = match &entry.tx {
+            Tx::ServerInvite(t) => t.awaited_ack_id(),
+            _ => None,
+        };
+        if ack_id != entry.ack_id {
+            if let Some(old) = entry.ack_id.take() {
+                self.awaiting_ack.remove(&old);
+            }
+            if let Some(new) = ack_id.clone() {
+                self.awaiting_ack.insert(new, id);
+            }
+            entry.ack_id = ack_id;
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(entry) = self.txs.remove(&id) {
+            self.index.remove(&entry.key);
+            if let Some(ack_id) = entry.ack_id {
+                self.awaiting_ack.remove(&ack_id);
+            }
+        }
+    }
+
+    /// After a transaction handled an input: forget it, or re-arm its timer.
+    fn settle(&mut self, id: u64, status: Status) {
+        match status {
+            Status::Terminated => self.remove(id),
+            Status::Alive => self.rearm(id),
+        }
+        self.prune();
+    }
+
+    fn is_stale(&self, &(at, id, generation): &(Instant, u64, u64)) -> bool {
+        self.txs
+            .get(&id)
+            .is_none_or(|e| e.generation != generation || e.armed != Some(at))
+    }
+
+    /// Drops stale heap entries from the top (so `poll_timeout` is exact), and
+    /// rebuilds the heap when stale entries outnumber live ones.
+    fn prune(&mut self) {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if !self.is_stale(top) {
+                break;
+            }
+            self.heap.pop();
+        }
+        if self.heap.len() > 2 * self.txs.len() + 1024 {
+            self.heap = self
+                .txs
+                .iter()
+                .filter_map(|(id, e)| e.armed.map(|at| Reverse((at, *id, e.generation))))
+                .collect();
+        }
+    }
+
+    fn ctx_parts(&mut self, id: u64) -> Option<(&mut Tx, Ctx<'_>)> {
+        let entry = self.txs.get_mut(&id)?;
+        Some((
+            &mut entry.tx,
+            Ctx {
+                cfg: &self.config,
+                key: &entry.key,
+                out: &mut self.out,
+            },
+        ))
     }
 
     /// A received message: retransmissions are absorbed, stored responses re-sent.
@@ -250,57 +384,41 @@ impl TransactionLayer {
             tracing::debug!("request without usable top via dropped");
             return;
         };
-        let cfg = self.config;
         if req.method() == Method::Ack {
-            if let Some((_, Tx::ServerInvite(tx))) = self.txs.get_mut(&key) {
-                let mut ctx = Ctx {
-                    cfg: &cfg,
-                    key: &key,
-                    out: &mut self.out,
-                };
-                tx.on_ack(now, req, peer, &mut ctx);
-                return;
-            }
-            // An ACK to a 2xx has its own branch: match the Accepted INVITE by Call-ID and CSeq.
-            let id = (req.call_id().ok(), req.cseq().ok().map(|(n, _)| n));
-            let accepted = self.txs.iter_mut().find_map(|(k, (_, tx))| match tx {
-                Tx::ServerInvite(t) if t.awaits_2xx_ack(id.0.as_deref(), id.1) => {
-                    Some((k.clone(), t))
-                }
-                _ => None,
+            // An ACK to a non-2xx has the INVITE's branch; an ACK to a 2xx has its own
+            // and is matched to the Accepted INVITE by Call-ID and CSeq.
+            let target = self.index.get(&key).copied().or_else(|| {
+                let call_id = req.call_id().ok()?;
+                let (cseq, _) = req.cseq().ok()?;
+                self.awaiting_ack.get(&(call_id, cseq)).copied()
             });
-            match accepted {
-                Some((k, tx)) => {
-                    let mut ctx = Ctx {
-                        cfg: &cfg,
-                        key: &k,
-                        out: &mut self.out,
-                    };
-                    tx.on_ack(now, req, peer, &mut ctx);
+            let tx = target.and_then(|id| Some((id, self.ctx_parts(id)?)));
+            match tx {
+                Some((id, (Tx::ServerInvite(t), mut ctx))) => {
+                    t.on_ack(now, req, peer, &mut ctx);
+                    self.settle(id, Status::Alive);
                 }
-                None => self.out.event(TransactionEvent::Ack { request: req, peer }),
+                _ => self.out.event(TransactionEvent::Ack { request: req, peer }),
             }
             return;
         }
-        if let Some((_, tx)) = self.txs.get_mut(&key) {
-            let mut ctx = Ctx {
-                cfg: &cfg,
-                key: &key,
-                out: &mut self.out,
-            };
-            match tx {
-                Tx::ServerInvite(t) => t.on_retransmission(&mut ctx),
-                Tx::ServerNonInvite(t) => t.on_retransmission(&mut ctx),
-                _ => {}
+        if let Some(id) = self.index.get(&key).copied() {
+            if let Some((tx, mut ctx)) = self.ctx_parts(id) {
+                match tx {
+                    Tx::ServerInvite(t) => t.on_retransmission(&mut ctx),
+                    Tx::ServerNonInvite(t) => t.on_retransmission(&mut ctx),
+                    _ => {}
+                }
             }
             return;
         }
         let tx = if key.method == Method::Invite {
-            Tx::ServerInvite(ServerInvite::new(req.clone(), peer))
+            Tx::ServerInvite(ServerInvite::new(now, req.clone(), peer, &self.config))
         } else {
-            Tx::ServerNonInvite(ServerNonInvite::new(peer))
+            Tx::ServerNonInvite(ServerNonInvite::new(now, peer, &self.config))
         };
         self.insert(key.clone(), tx);
+        self.prune();
         self.out.event(TransactionEvent::Request {
             key,
             request: req,
@@ -314,74 +432,74 @@ impl TransactionLayer {
             return;
         };
         let key = TransactionKey::client(branch, method);
-        let cfg = self.config;
-        let status = match self.txs.get_mut(&key) {
-            Some((_, tx)) => {
-                let mut ctx = Ctx {
-                    cfg: &cfg,
-                    key: &key,
-                    out: &mut self.out,
-                };
-                match tx {
-                    Tx::ClientInvite(t) => t.on_response(now, resp, &mut ctx),
-                    Tx::ClientNonInvite(t) => t.on_response(now, resp, &mut ctx),
-                    _ => Status::Alive,
-                }
-            }
-            None => {
-                tracing::debug!(branch = key.branch(), "stray response dropped");
-                Status::Alive
-            }
+        let Some(id) = self.index.get(&key).copied() else {
+            tracing::debug!(branch = key.branch(), "stray response dropped");
+            return;
         };
-        if status == Status::Terminated {
-            self.txs.remove(&key);
-        }
+        let status = match self.ctx_parts(id) {
+            Some((Tx::ClientInvite(t), mut ctx)) => t.on_response(now, resp, &mut ctx),
+            Some((Tx::ClientNonInvite(t), mut ctx)) => t.on_response(now, resp, &mut ctx),
+            _ => Status::Alive,
+        };
+        self.settle(id, status);
     }
 
     /// Sends a request and starts its client transaction (an ACK is sent statelessly).
+    ///
+    /// A CANCEL also bounds the INVITE it cancels: without a final response
+    /// within 64*T1 that INVITE ends with a `Timeout` (RFC 3261 §9.1).
     pub fn send_request(&mut self, now: Instant, peer: Peer, request: Request) -> TransactionKey {
         let now = self.clamp(now);
         let branch = request.top_via_branch().unwrap_or_default();
-        let key = TransactionKey::client(branch, request.method());
-        let cfg = self.config;
+        let method = request.method();
+        let key = TransactionKey::client(branch, method.clone());
+        if method == Method::Ack {
+            self.out.send(peer, request.to_bytes());
+            return key;
+        }
+        if method == Method::Cancel {
+            let invite = TransactionKey::client(key.branch.clone(), Method::Invite);
+            if let Some(id) = self.index.get(&invite).copied() {
+                if let Some((Tx::ClientInvite(t), ctx)) = self.ctx_parts(id) {
+                    t.cancel_sent(now, ctx.cfg);
+                }
+                self.rearm(id);
+            }
+        }
         let mut ctx = Ctx {
-            cfg: &cfg,
+            cfg: &self.config,
             key: &key,
             out: &mut self.out,
         };
-        let tx = match request.method() {
-            Method::Ack => {
-                ctx.out.send(peer, request.to_bytes());
-                return key;
-            }
+        let tx = match method {
             Method::Invite => Tx::ClientInvite(ClientInvite::new(now, peer, request, &mut ctx)),
             _ => Tx::ClientNonInvite(ClientNonInvite::new(now, peer, request, &mut ctx)),
         };
+        if let Some(old) = self.index.get(&key).copied() {
+            // The same branch again replaces the old transaction.
+            self.remove(old);
+        }
         self.insert(key.clone(), tx);
+        self.prune();
         key
     }
 
     /// Sends a response on a server transaction (a 2xx to INVITE is re-sent over UDP until ACKed).
     pub fn send_response(&mut self, now: Instant, key: &TransactionKey, response: Response) {
         let now = self.clamp(now);
-        let cfg = self.config;
-        let Some((_, tx)) = self.txs.get_mut(key) else {
+        let Some(id) = self.index.get(key).copied() else {
             tracing::debug!(
                 branch = key.branch(),
                 "response for unknown transaction dropped"
             );
             return;
         };
-        let mut ctx = Ctx {
-            cfg: &cfg,
-            key,
-            out: &mut self.out,
-        };
-        match tx {
-            Tx::ServerInvite(t) => t.send_response(now, response, &mut ctx),
-            Tx::ServerNonInvite(t) => t.send_response(now, response, &mut ctx),
+        match self.ctx_parts(id) {
+            Some((Tx::ServerInvite(t), mut ctx)) => t.send_response(now, response, &mut ctx),
+            Some((Tx::ServerNonInvite(t), mut ctx)) => t.send_response(now, response, &mut ctx),
             _ => tracing::debug!("send_response on a client transaction ignored"),
         }
+        self.settle(id, Status::Alive);
     }
 
     /// Sends a message outside any transaction (the ACK for a 2xx).
@@ -393,37 +511,40 @@ impl TransactionLayer {
     pub fn matching_invite(&self, cancel: &Request) -> Option<TransactionKey> {
         let mut key = TransactionKey::server(cancel)?;
         key.method = Method::Invite;
-        self.txs.contains_key(&key).then_some(key)
+        self.index.contains_key(&key).then_some(key)
     }
 
-    /// Fires every timer due at or before `now`, soonest first.
+    /// Fires every timer due at or before `now`, soonest first (ties in creation order).
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
-        let cfg = self.config;
-        loop {
-            let due = self
-                .txs
-                .iter()
-                .filter_map(|(k, (seq, tx))| tx.next_timer().map(|(_, at)| (at, *seq, k)))
-                .filter(|(at, _, _)| *at <= now)
-                .min_by_key(|(at, seq, _)| (*at, *seq))
-                .map(|(_, _, k)| k.clone());
-            let Some(key) = due else { break };
-            let status = match self.txs.get_mut(&key) {
-                Some((_, tx)) => {
-                    let mut ctx = Ctx {
-                        cfg: &cfg,
-                        key: &key,
-                        out: &mut self.out,
-                    };
-                    tx.fire_due(now, &mut ctx)
-                }
+        // Bounded: each transaction fires at most a few timers per call; the
+        // bound only guards against a state machine that re-arms in the past.
+        let mut budget = 16 * self.txs.len() + 16;
+        while let Some(Reverse(top)) = self.heap.peek().copied() {
+            if self.is_stale(&top) {
+                self.heap.pop();
+                continue;
+            }
+            let (at, id, _) = top;
+            if at > now || budget == 0 {
+                break;
+            }
+            budget -= 1;
+            self.heap.pop();
+            if let Some(entry) = self.txs.get_mut(&id) {
+                // The heap no longer holds this deadline.
+                entry.armed = None;
+            }
+            let status = match self.ctx_parts(id) {
+                Some((tx, mut ctx)) => tx.fire_due(now, &mut ctx),
                 None => Status::Alive,
             };
-            if status == Status::Terminated {
-                self.txs.remove(&key);
+            match status {
+                Status::Terminated => self.remove(id),
+                Status::Alive => self.rearm(id),
             }
         }
+        self.prune();
     }
 
     /// The next message to send.
@@ -438,11 +559,8 @@ impl TransactionLayer {
         self.out.events.pop_front()
     }
 
-    /// When `handle_timeout` should next be called.
+    /// When `handle_timeout` should next be called: O(1), the top of the heap.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txs
-            .values()
-            .filter_map(|(_, tx)| tx.next_timer().map(|(_, at)| at))
-            .min()
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 }

@@ -3,12 +3,15 @@
 //! Proceeding --300-699--> Completed (Timers G, H) --ACK--> Confirmed (Timer I)
 //!      \--2xx--> Accepted (2xx re-sent on Timer G over UDP until the ACK; Timer L)
 //! 100 Trying is the TU's job; a retransmitted INVITE gets the last response again.
+//! Timer N: a TU that gives no final response in time gets a 408 sent for it.
+//! Once the 2xx is ACKed, the transaction lingers only T4 (UDP) to absorb strays.
 
 use std::time::{Duration, Instant};
 
+use super::TimerConfig;
 use super::timer::{Timer, Timers};
 use super::{Ctx, Status, TransactionEvent};
-use crate::message::{Request, Response};
+use crate::message::{Request, Response, response_to};
 use crate::transport::Peer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub(super) struct ServerInvite {
     call_id: Option<String>,
     cseq: Option<u32>,
     peer: Peer,
+    /// The INVITE, kept until a final response is sent (Timer N answers it).
+    invite: Option<Request>,
     last_response: Option<Vec<u8>>,
     g_interval: Duration,
     acked: bool,
@@ -32,26 +37,29 @@ pub(super) struct ServerInvite {
 }
 
 impl ServerInvite {
-    pub(super) fn new(invite: Request, peer: Peer) -> Self {
+    pub(super) fn new(now: Instant, invite: Request, peer: Peer, cfg: &TimerConfig) -> Self {
+        let mut timers = Timers::default();
+        timers.set_after(Timer::N, now, cfg.timer_n);
         ServerInvite {
             state: State::Proceeding,
             call_id: invite.call_id().ok(),
             cseq: invite.cseq().ok().map(|(n, _)| n),
             peer,
+            invite: Some(invite),
             last_response: None,
             g_interval: Duration::ZERO,
             acked: false,
-            timers: Timers::default(),
+            timers,
         }
     }
 
-    /// True when this transaction sent a 2xx, waits for its ACK, and the ACK's ids match.
-    pub(super) fn awaits_2xx_ack(&self, call_id: Option<&str>, cseq: Option<u32>) -> bool {
-        self.state == State::Accepted
-            && call_id.is_some()
-            && call_id == self.call_id.as_deref()
-            && cseq.is_some()
-            && cseq == self.cseq
+    /// (Call-ID, CSeq) while this transaction is Accepted: the ACK to its 2xx
+    /// goes up once, and its retransmissions are absorbed.
+    pub(super) fn awaited_ack_id(&self) -> Option<(String, u32)> {
+        if self.state != State::Accepted {
+            return None;
+        }
+        Some((self.call_id.clone()?, self.cseq?))
     }
 
     /// The INVITE came again: re-send the last provisional or final response
@@ -83,6 +91,8 @@ impl ServerInvite {
         if status < 200 || self.state == State::Accepted {
             return;
         }
+        self.invite = None;
+        self.timers.cancel(Timer::N);
         let udp = !self.peer.transport.is_reliable();
         if udp {
             self.g_interval = ctx.cfg.t1;
@@ -114,6 +124,13 @@ impl ServerInvite {
             State::Accepted if !self.acked => {
                 self.acked = true;
                 self.timers.cancel(Timer::G);
+                // Nothing more can come but strays: linger T4 on UDP, not 64*T1.
+                let linger = if self.peer.transport.is_reliable() {
+                    Duration::ZERO
+                } else {
+                    ctx.cfg.t4
+                };
+                self.timers.set_after(Timer::L, now, linger);
                 ctx.out.event(TransactionEvent::Ack { request, peer });
             }
             _ => {}
@@ -145,6 +162,21 @@ impl ServerInvite {
                 Status::Terminated
             }
             Timer::I => Status::Terminated,
+            Timer::N if self.state == State::Proceeding => {
+                tracing::warn!("no final response to an INVITE in time: answering 408");
+                if let Some(invite) = self.invite.take() {
+                    let timeout = response_to(&invite, 408, "Request Timeout", None);
+                    self.send_response(now, timeout, ctx);
+                }
+                ctx.out.event(TransactionEvent::Timeout {
+                    key: ctx.key.clone(),
+                });
+                if self.state == State::Proceeding {
+                    Status::Terminated
+                } else {
+                    Status::Alive
+                }
+            }
             _ => Status::Alive,
         }
     }

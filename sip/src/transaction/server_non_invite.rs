@@ -1,9 +1,10 @@
 //! Server non-INVITE transaction (RFC 3261 §17.2.2): Trying → Proceeding → Completed (Timer J).
+//! Timer N (64*T1, when the client has given up): a TU that never answered ends it.
 
 use std::time::{Duration, Instant};
 
 use super::timer::{Timer, Timers};
-use super::{Ctx, Status};
+use super::{Ctx, Status, TimerConfig, TransactionEvent};
 use crate::message::Response;
 use crate::transport::Peer;
 
@@ -23,12 +24,14 @@ pub(super) struct ServerNonInvite {
 }
 
 impl ServerNonInvite {
-    pub(super) fn new(peer: Peer) -> Self {
+    pub(super) fn new(now: Instant, peer: Peer, cfg: &TimerConfig) -> Self {
+        let mut timers = Timers::default();
+        timers.set_after(Timer::N, now, cfg.t1x64());
         ServerNonInvite {
             state: State::Trying,
             peer,
             last_response: None,
-            timers: Timers::default(),
+            timers,
         }
     }
 
@@ -52,6 +55,7 @@ impl ServerNonInvite {
             return;
         }
         self.state = State::Completed;
+        self.timers.cancel(Timer::N);
         let j = if self.peer.transport.is_reliable() {
             Duration::ZERO
         } else {
@@ -60,9 +64,15 @@ impl ServerNonInvite {
         self.timers.set_after(Timer::J, now, j);
     }
 
-    pub(super) fn on_timer(&mut self, timer: Timer, _now: Instant, _ctx: &mut Ctx<'_>) -> Status {
+    pub(super) fn on_timer(&mut self, timer: Timer, _now: Instant, ctx: &mut Ctx<'_>) -> Status {
         match timer {
             Timer::J => Status::Terminated,
+            Timer::N if self.state != State::Completed => {
+                ctx.out.event(TransactionEvent::Timeout {
+                    key: ctx.key.clone(),
+                });
+                Status::Terminated
+            }
             _ => Status::Alive,
         }
     }

@@ -79,6 +79,13 @@ fn as_request(bytes: &[u8]) -> Request {
     }
 }
 
+fn as_response_status(bytes: &[u8]) -> u16 {
+    match parse(bytes) {
+        Ok(SipMessage::Response(r)) => r.status(),
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
 fn layer() -> TransactionLayer {
     TransactionLayer::new(TimerConfig::default())
 }
@@ -131,8 +138,158 @@ fn provisional_stops_invite_retransmission_and_timer_b() {
     assert!(
         matches!(&events[..], [TransactionEvent::Response { key: k, response }] if *k == key && response.status() == 180)
     );
-    assert_eq!(l.poll_timeout(), None, "no A, no B in Proceeding");
+    assert_eq!(
+        l.poll_timeout(),
+        Some(t0 + Duration::from_millis(200) + Duration::from_secs(180)),
+        "no A, no B in Proceeding: only Timer C"
+    );
     assert_eq!(l.transaction_count(), 1);
+}
+
+#[test]
+fn ringing_phone_that_vanishes_ends_on_timer_c() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let invite = request(Method::Invite, "z9hG4bKgone", Transport::Udp);
+    let key = l.send_request(t0, Peer::udp(phone()), invite.clone());
+    l.handle_message(
+        t0,
+        Peer::udp(phone()),
+        response_to(&invite, 180, "Ringing", Some("tt")).into(),
+    );
+    let _ = drain(&mut l);
+    let (_, events) = run(&mut l, t0, Duration::from_secs(600));
+    assert_eq!(events, vec![(180_000, TransactionEvent::Timeout { key })]);
+    assert_eq!(l.transaction_count(), 0);
+    assert_eq!(l.poll_timeout(), None);
+}
+
+#[test]
+fn cancelled_invite_without_any_final_ends_64_t1_after_the_cancel() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let peer = Peer::udp(phone());
+    let invite = request(Method::Invite, "z9hG4bKcgone", Transport::Udp);
+    let ikey = l.send_request(t0, peer, invite.clone());
+    l.handle_message(
+        t0,
+        peer,
+        response_to(&invite, 180, "Ringing", Some("tt")).into(),
+    );
+    let t = t0 + Duration::from_secs(15);
+    let ckey = l.send_request(t, peer, cancel_for(&invite));
+    let _ = drain(&mut l);
+    // The phone is gone: neither the CANCEL nor the INVITE is ever answered.
+    let (_, events) = run(&mut l, t0, Duration::from_secs(600));
+    let mut events: Vec<(u128, TransactionEvent)> = events;
+    events.sort_by_key(|(t, _)| *t);
+    assert_eq!(
+        events,
+        vec![
+            (47_000, TransactionEvent::Timeout { key: ikey }),
+            (47_000, TransactionEvent::Timeout { key: ckey }),
+        ]
+    );
+    assert_eq!(l.transaction_count(), 0, "nothing leaks");
+}
+
+#[test]
+fn server_invite_the_tu_never_answers_gets_408_on_timer_n() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let peer = Peer::udp(phone());
+    let invite = request(Method::Invite, "z9hG4bKsilent", Transport::Udp);
+    l.handle_message(t0, peer, invite.clone().into());
+    let key = match drain(&mut l).1.as_slice() {
+        [TransactionEvent::Request { key, .. }] => key.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let (sent, events) = run(&mut l, t0, Duration::from_secs(181));
+    let first = sent
+        .first()
+        .map(|(t, m)| (*t, as_response_status(&m.bytes)));
+    assert_eq!(first, Some((180_000, 408)));
+    assert_eq!(
+        events.first(),
+        Some(&(180_000, TransactionEvent::Timeout { key }))
+    );
+    // Then it waits for the ACK to the 408 like any non-2xx, and ends.
+    let _ = run(&mut l, t0, Duration::from_secs(600));
+    assert_eq!(l.transaction_count(), 0);
+}
+
+#[test]
+fn server_non_invite_the_tu_never_answers_ends_after_64_t1() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let peer = Peer::udp(phone());
+    l.handle_message(
+        t0,
+        peer,
+        request(Method::Options, "z9hG4bKnoans", Transport::Udp).into(),
+    );
+    let _ = drain(&mut l);
+    let (_, events) = run(&mut l, t0, Duration::from_secs(100));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events.first().map(|(t, _)| *t), Some(32_000));
+    assert_eq!(l.transaction_count(), 0);
+}
+
+#[test]
+fn acked_2xx_lingers_only_t4_on_udp_and_not_at_all_on_tcp() {
+    for (transport, peer, linger) in [
+        (Transport::Udp, Peer::udp(phone()), 5_000),
+        (Transport::Tcp, Peer::tcp(phone()), 0),
+    ] {
+        let t0 = Instant::now();
+        let mut l = layer();
+        let invite = request(Method::Invite, "z9hG4bKlinger", transport);
+        l.handle_message(t0, peer, invite.clone().into());
+        let key = l.matching_invite(&cancel_for(&invite)).expect("invite tx");
+        l.send_response(t0, &key, response_to(&invite, 200, "OK", Some("lt")));
+        let t = t0 + Duration::from_millis(100);
+        l.handle_message(t, peer, ack_for_2xx(&invite, "z9hG4bKlack").into());
+        let _ = drain(&mut l);
+        assert_eq!(l.poll_timeout(), Some(t + Duration::from_millis(linger)));
+        l.handle_timeout(t + Duration::from_millis(linger));
+        assert_eq!(l.transaction_count(), 0);
+    }
+}
+
+#[test]
+fn thousands_of_transactions_keep_an_exact_soonest_deadline_and_all_end() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let peer = Peer::udp(phone());
+    let mut invites = Vec::new();
+    for i in 0..5000u64 {
+        let at = t0 + Duration::from_millis(i % 977);
+        let invite = request(Method::Invite, &format!("z9hG4bKmany{i}"), Transport::Udp);
+        l.handle_message(at, peer, invite.clone().into());
+        let key = l.matching_invite(&cancel_for(&invite)).expect("tx");
+        l.send_response(at, &key, response_to(&invite, 200, "OK", Some("lt")));
+        if i % 3 == 0 {
+            l.handle_message(
+                at,
+                peer,
+                ack_for_2xx(&invite, &format!("z9hG4bKmack{i}")).into(),
+            );
+        }
+        invites.push(invite);
+    }
+    let _ = drain(&mut l);
+    // The soonest deadline is the earliest retransmission of an un-ACKed 2xx
+    // (Timer G of transaction 1: transaction 0 was ACKed).
+    assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_millis(501)));
+    let (_, events) = run(&mut l, t0, Duration::from_secs(100));
+    let timeouts = events
+        .iter()
+        .filter(|(_, e)| matches!(e, TransactionEvent::Timeout { .. }))
+        .count();
+    assert_eq!(timeouts, 5000 - 1667, "every un-ACKed 2xx times out once");
+    assert_eq!(l.transaction_count(), 0);
+    assert_eq!(l.poll_timeout(), None);
+    assert!(l.timer_count() == 0, "no stale timer left behind");
 }
 
 #[test]
@@ -673,6 +830,7 @@ fn timers_scale_with_config() {
         t1: Duration::from_millis(100),
         t2: Duration::from_millis(400),
         t4: Duration::from_secs(1),
+        ..TimerConfig::default()
     };
     let mut l = TransactionLayer::new(cfg);
     l.send_request(

@@ -30,9 +30,16 @@ pub enum Timer {
     L,
     /// Client INVITE Accepted: keep accepting 2xx retransmissions (64*T1).
     M,
+    /// Client INVITE Proceeding: give up when no final response comes (RFC 3261
+    /// §16.6's Timer C, > 3 min), or 64*T1 after a CANCEL went out (§9.1): a phone
+    /// unplugged while ringing never answers the CANCEL nor the INVITE.
+    C,
+    /// Server transaction: the transaction user gave no final response in time
+    /// (a safety net: the transaction answers for it and ends).
+    N,
 }
 
-const ALL: [Timer; 12] = [
+const ALL: [Timer; 14] = [
     Timer::A,
     Timer::B,
     Timer::D,
@@ -45,12 +52,14 @@ const ALL: [Timer; 12] = [
     Timer::J,
     Timer::L,
     Timer::M,
+    Timer::C,
+    Timer::N,
 ];
 
 /// Deadlines of one transaction, one slot per timer.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Timers {
-    slots: [Option<Instant>; 12],
+    slots: [Option<Instant>; 14],
 }
 
 impl Timers {
@@ -66,6 +75,10 @@ impl Timers {
 
     pub(super) fn set_after(&mut self, timer: Timer, now: Instant, after: Duration) {
         self.set(timer, now + after);
+    }
+
+    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.slots.get(Self::slot(timer)).copied().flatten()
     }
 
     pub(super) fn cancel(&mut self, timer: Timer) {

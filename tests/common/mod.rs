@@ -1,0 +1,152 @@
+//! Shared by the integration tests: the real server in-process on its own
+//! loopback ports, and raw SIP messages to drive it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard::config::Config;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+pub struct Server {
+    pub sip: SocketAddr,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn free_port() -> u16 {
+    // Bind both UDP and TCP on the same port so SIP can use it for both.
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair on loopback");
+}
+
+pub async fn start(rtp_base: u16) -> Server {
+    start_with(rtp_base, &[]).await
+}
+
+/// The demo config on free ports, with `(demo line, replacement)` edits.
+pub async fn start_with(rtp_base: u16, edits: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sip_port = free_port();
+    let http_port = free_port();
+    let text = switchboard::config::DEMO_CONFIG
+        .replace("127.0.0.1:5060", &format!("127.0.0.1:{sip_port}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{http_port}"))
+        .replace(
+            "[20000, 23999]",
+            &format!("[{rtp_base}, {}]", rtp_base + 49),
+        )
+        .replace(
+            "data/switchboard.db",
+            &dir.path().join("db.sqlite").to_string_lossy(),
+        )
+        .replace(
+            "data/recordings",
+            &dir.path().join("recordings").to_string_lossy(),
+        );
+    let mut text = text;
+    for (from, to) in edits {
+        assert!(text.contains(from), "demo config has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let config = match Config::check_str(&text, "test.toml") {
+        Ok(c) => c,
+        Err(problems) => panic!("test config invalid: {problems:?}"),
+    };
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = switchboard::serve::run(config, token).await {
+            eprintln!("server stopped: {e:#}");
+        }
+    });
+    let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    let server = Server {
+        sip,
+        shutdown,
+        _dir: dir,
+    };
+    // Ready once it answers OPTIONS (bounded).
+    let probe = UdpSocket::bind("127.0.0.1:0").await.expect("probe socket");
+    for _ in 0..100 {
+        let options = request("OPTIONS", "sip:clinic@127.0.0.1", &probe, "", "");
+        let _ = probe.send_to(options.as_bytes(), sip).await;
+        if let Some(r) = recv(&probe, 100).await
+            && r.starts_with("SIP/2.0 200")
+        {
+            return server;
+        }
+    }
+    panic!("server did not come up");
+}
+
+pub fn request(method: &str, uri: &str, from: &UdpSocket, extra: &str, body: &str) -> String {
+    let local = from.local_addr().expect("addr");
+    request_from(method, uri, "UDP", local, extra, body)
+}
+
+pub fn request_from(
+    method: &str,
+    uri: &str,
+    transport: &str,
+    local: SocketAddr,
+    extra: &str,
+    body: &str,
+) -> String {
+    let branch = format!("z9hG4bK{}{}", method.to_lowercase(), local.port());
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:13800000002@127.0.0.1>;tag=edge{port}\r\n\
+         To: <{uri}>\r\n\
+         Call-ID: edge-{method}-{port}\r\n\
+         CSeq: 1 {method}\r\n\
+         Contact: <sip:13800000002@{local};transport={t}>\r\n\
+         {extra}\
+         Content-Length: {len}\r\n\r\n{body}",
+        port = local.port(),
+        t = transport.to_lowercase(),
+        len = body.len(),
+    )
+}
+
+pub async fn recv(socket: &UdpSocket, ms: u64) -> Option<String> {
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(Duration::from_millis(ms), socket.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// Responses until one with a final status (>= 200) or the time runs out.
+pub async fn final_response(socket: &UdpSocket, ms: u64) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    while tokio::time::Instant::now() < deadline {
+        let r = recv(socket, 200).await?;
+        if !r.starts_with("SIP/2.0 1") {
+            return Some(r);
+        }
+    }
+    None
+}
+
+pub fn sdp(codecs: &str, rtpmaps: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 4000 RTP/AVP {codecs}\r\n{rtpmaps}a=sendrecv\r\n"
+    )
+}
