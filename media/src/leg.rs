@@ -10,7 +10,7 @@ use crate::rtp::{HEADER_LEN, RtpPacket, RtpSender};
 /// What an incoming RTP packet turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// This many samples of decoded audio were written to the frame (at most 160).
+    /// This many samples of decoded audio were written to the buffer (at most its length).
     Audio(usize),
     /// A new DTMF digit (reported once per key press).
     Dtmf(char),
@@ -26,6 +26,8 @@ pub struct LegMedia {
     sender: RtpSender,
     dtmf: DtmfReceiver,
     sent_first: bool,
+    /// SSRC and RTP timestamp of the last audio packet received.
+    last_audio: (u32, u32),
 }
 
 impl LegMedia {
@@ -43,14 +45,16 @@ impl LegMedia {
             sender: RtpSender::new(ssrc, initial_seq, initial_ts),
             dtmf: DtmfReceiver::new(),
             sent_first: false,
+            last_audio: (0, 0),
         }
     }
 
     /// Handles one received datagram; decoded audio goes to `pcm_out`.
     ///
-    /// Audio beyond 160 samples (ptime above 20 ms) is dropped; after a short packet the
-    /// rest of `pcm_out` is silence. Ignored packets leave `pcm_out` untouched.
-    pub fn handle_rtp(&mut self, packet: &[u8], pcm_out: &mut [i16; FRAME_SAMPLES]) -> Received {
+    /// Audio beyond `pcm_out.len()` samples is dropped (a 160-sample frame keeps
+    /// 20 ms; 480 holds any ptime up to 60 ms); after a short packet the rest of
+    /// `pcm_out` is silence. Ignored packets leave `pcm_out` untouched.
+    pub fn handle_rtp(&mut self, packet: &[u8], pcm_out: &mut [i16]) -> Received {
         let Ok(packet) = RtpPacket::parse(packet) else {
             return Received::Ignored;
         };
@@ -65,6 +69,7 @@ impl LegMedia {
             if let Some(rest) = pcm_out.get_mut(n..) {
                 rest.fill(0);
             }
+            self.last_audio = (packet.ssrc, packet.timestamp);
             return Received::Audio(n);
         }
         // Comfort noise (PT 13) and anything not negotiated.
@@ -91,6 +96,12 @@ impl LegMedia {
             self.sent_first = true;
         }
         n
+    }
+
+    /// SSRC and RTP timestamp of the last [`Received::Audio`] packet: where a
+    /// recording places it.
+    pub fn last_audio(&self) -> (u32, u32) {
+        self.last_audio
     }
 
     /// The negotiated codec.

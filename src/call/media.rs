@@ -1,7 +1,8 @@
 //! The media driver: one task per call owning the call's RTP sockets.
 //!
 //! It plays prompts and hold music to the patient, reports DTMF, bridges the
-//! patient and the agent, and records the bridged call. Packets are relayed
+//! patient and the agent, and records the bridged call (each side placed by its
+//! RTP timestamps on a [`Timeline`], written on the tick). Packets are relayed
 //! the moment they arrive (no jitter buffer on the path), so the bridge adds
 //! at most the 20 ms frame the phone already packed. Nothing is allocated per
 //! packet: every buffer lives on the task's stack frame or in the state built
@@ -14,6 +15,7 @@ use media::FRAME_SAMPLES;
 use media::leg::{LegMedia, Received};
 use media::player::PromptPlayer;
 use media::prompt::Prompt;
+use recordings::timeline::{Channel, Timeline, TimelineConfig};
 use recordings::writer::{RecordingInfo, RecordingWriter};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -27,6 +29,8 @@ type Frame = [i16; FRAME_SAMPLES];
 const SILENCE: Frame = [0; FRAME_SAMPLES];
 /// Largest RTP datagram we accept; G.711 at 20 ms is 172 bytes.
 const MAX_PACKET: usize = 1500;
+/// Decoded samples of the longest packet we place whole (60 ms).
+const MAX_PACKET_SAMPLES: usize = 480;
 
 /// What call control asks of a call's media.
 // A handful of commands per call: the size of `Bridge` costs nothing worth a Box.
@@ -95,46 +99,6 @@ pub enum Leg {
     Agent,
 }
 
-/// A fixed-capacity queue of frames: absorbs arrival jitter between the two
-/// legs so that the recording's channels stay aligned.
-struct FrameQueue {
-    frames: [Frame; 4],
-    head: usize,
-    len: usize,
-}
-
-impl FrameQueue {
-    const fn new() -> Self {
-        Self {
-            frames: [SILENCE; 4],
-            head: 0,
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, frame: &Frame) {
-        let cap = self.frames.len();
-        if self.len == cap {
-            // Full: the oldest frame is dropped (the phone sent faster than the clock).
-            self.head = (self.head + 1) % cap;
-            self.len -= 1;
-        }
-        let tail = (self.head + self.len) % cap;
-        self.frames[tail] = *frame;
-        self.len += 1;
-    }
-
-    fn pop_into(&mut self, out: &mut Frame) {
-        if self.len == 0 {
-            *out = SILENCE;
-            return;
-        }
-        *out = self.frames[self.head];
-        self.head = (self.head + 1) % self.frames.len();
-        self.len -= 1;
-    }
-}
-
 enum Playing {
     Nothing,
     Prompt {
@@ -146,9 +110,69 @@ enum Playing {
 
 struct Bridge {
     agent: AgentLeg,
-    recording: Option<RecordingWriter>,
-    left: FrameQueue,
-    right: FrameQueue,
+    recording: Option<Recorder>,
+}
+
+/// A bridged call's recording: each side placed on one timeline by its RTP
+/// timestamps, written out in 20 ms frames on the tick, off the relay path.
+/// A late tick writes more frames, never fewer; hang-up writes the tail.
+struct Recorder {
+    writer: RecordingWriter,
+    timeline: Timeline,
+    error: Option<String>,
+    /// Frames where a side had no audio at all (the phone sent nothing then).
+    gap_frames: [u64; 2],
+}
+
+impl Recorder {
+    fn new(writer: RecordingWriter, start: Instant) -> Self {
+        Self {
+            writer,
+            timeline: Timeline::new(start, TimelineConfig::default()),
+            error: None,
+            gap_frames: [0; 2],
+        }
+    }
+
+    /// Writes every frame that is final at `now`.
+    fn write_due(&mut self, now: Instant) {
+        let mut left = SILENCE;
+        let mut right = SILENCE;
+        while let Some(frame) = self.timeline.poll_frame(now, &mut left, &mut right) {
+            for (n, ch) in [Channel::Left, Channel::Right].into_iter().enumerate() {
+                if usize::from(frame.missing(ch)) == FRAME_SAMPLES
+                    && let Some(g) = self.gap_frames.get_mut(n)
+                {
+                    *g += 1;
+                }
+            }
+            if self.error.is_some() {
+                continue;
+            }
+            if let Err(e) = self.writer.write_frame(&left, &right) {
+                warn!(error = %e, "recording stopped: write failed");
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Hang-up at `now`: the tail is written, the file finished.
+    fn finish(mut self, now: Instant) -> Result<RecordingInfo, String> {
+        self.timeline.finish(now);
+        self.write_due(now);
+        let stats = self.timeline.stats();
+        debug!(
+            frames = stats.frames_final,
+            caller_gap_frames = self.gap_frames[0],
+            agent_gap_frames = self.gap_frames[1],
+            late_packets = stats.left.late_packets + stats.right.late_packets,
+            "recording finished"
+        );
+        match self.error {
+            Some(e) => Err(e),
+            None => self.writer.finish().map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// Tracks when a leg last sent RTP worth keeping a call up for (audio or DTMF,
@@ -206,7 +230,7 @@ pub async fn run(
     let mut agent_buf = [0u8; MAX_PACKET];
     let mut out = [0u8; MAX_PACKET];
     let mut pcm: Frame = SILENCE;
-    let mut recording_error: Option<String> = None;
+    let mut decoded = [0i16; MAX_PACKET_SAMPLES];
 
     loop {
         tokio::select! {
@@ -220,8 +244,10 @@ pub async fn run(
                     MediaCommand::Silence => playing = Playing::Nothing,
                     MediaCommand::Bridge { agent, recording } => {
                         playing = Playing::Nothing;
-                        alive.agent = Some(super::control::now());
-                        bridge = Some(Bridge { agent, recording, left: FrameQueue::new(), right: FrameQueue::new() });
+                        let now = super::control::now();
+                        alive.agent = Some(now);
+                        let recording = recording.map(|w| Recorder::new(w, now));
+                        bridge = Some(Bridge { agent, recording });
                     }
                     MediaCommand::Stop => break,
                 }
@@ -229,20 +255,24 @@ pub async fn run(
             received = patient.socket.recv_from(&mut patient_buf) => {
                 let Ok((n, _from)) = received else { continue };
                 let Some(packet) = patient_buf.get(..n) else { continue };
-                match patient.media.handle_rtp(packet, &mut pcm) {
+                match patient.media.handle_rtp(packet, &mut decoded) {
                     Received::Dtmf(digit) => {
                         alive.patient = super::control::now();
                         let _ = events.send(MediaEvent::Dtmf { call, digit });
                     }
-                    Received::Audio(_) => {
-                        alive.patient = super::control::now();
+                    Received::Audio(n) => {
+                        let now = super::control::now();
+                        alive.patient = now;
                         if let Some(b) = bridge.as_mut() {
+                            copy_frame(&decoded, &mut pcm);
                             let len = b.agent.media.write_audio(&pcm, &mut out);
                             if let Some(bytes) = out.get(..len) {
                                 let _ = b.agent.socket.try_send_to(bytes, b.agent.remote);
                             }
-                            if b.recording.is_some() {
-                                b.left.push(&pcm);
+                            if let Some(r) = b.recording.as_mut() {
+                                let (ssrc, ts) = patient.media.last_audio();
+                                let samples = decoded.get(..n).unwrap_or_default();
+                                r.timeline.push(now, Channel::Left, ssrc, ts, samples);
                             }
                         }
                     }
@@ -253,14 +283,18 @@ pub async fn run(
                 let Ok(n) = received else { continue };
                 let Some(b) = bridge.as_mut() else { continue };
                 let Some(packet) = agent_buf.get(..n) else { continue };
-                if let Received::Audio(_) = b.agent.media.handle_rtp(packet, &mut pcm) {
-                    alive.agent = Some(super::control::now());
+                if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
+                    let now = super::control::now();
+                    alive.agent = Some(now);
+                    copy_frame(&decoded, &mut pcm);
                     let len = patient.media.write_audio(&pcm, &mut out);
                     if let Some(bytes) = out.get(..len) {
                         let _ = patient.socket.try_send_to(bytes, patient.remote);
                     }
-                    if b.recording.is_some() {
-                        b.right.push(&pcm);
+                    if let Some(r) = b.recording.as_mut() {
+                        let (ssrc, ts) = b.agent.media.last_audio();
+                        let samples = decoded.get(..n).unwrap_or_default();
+                        r.timeline.push(now, Channel::Right, ssrc, ts, samples);
                     }
                 }
             }
@@ -270,7 +304,9 @@ pub async fn run(
                     let _ = events.send(MediaEvent::MediaTimeout { call, leg });
                 }
                 if let Some(b) = bridge.as_mut() {
-                    record_tick(b, &mut recording_error);
+                    if let Some(r) = b.recording.as_mut() {
+                        r.write_due(super::control::now());
+                    }
                     continue;
                 }
                 let finished = match &mut playing {
@@ -292,31 +328,16 @@ pub async fn run(
         }
     }
 
-    let recording = bridge
-        .and_then(|b| b.recording)
-        .map(|writer| match recording_error {
-            Some(e) => Err(e),
-            None => writer.finish().map_err(|e| e.to_string()),
-        });
+    let ended = super::control::now();
+    let recording = bridge.and_then(|b| b.recording).map(|r| r.finish(ended));
     debug!("media stopped");
     let _ = events.send(MediaEvent::Stopped { call, recording });
 }
 
-/// One 20 ms step of the recording: a frame from each side (silence if none came).
-fn record_tick(b: &mut Bridge, error: &mut Option<String>) {
-    let Some(writer) = b.recording.as_mut() else {
-        return;
-    };
-    if error.is_some() {
-        return;
-    }
-    let mut left = SILENCE;
-    let mut right = SILENCE;
-    b.left.pop_into(&mut left);
-    b.right.pop_into(&mut right);
-    if let Err(e) = writer.write_frame(&left, &right) {
-        warn!(error = %e, "recording stopped: write failed");
-        *error = Some(e.to_string());
+/// The first 20 ms of a decoded packet, for the relay (which sends 20 ms frames).
+fn copy_frame(decoded: &[i16; MAX_PACKET_SAMPLES], frame: &mut Frame) {
+    if let Some(head) = decoded.get(..FRAME_SAMPLES) {
+        frame.copy_from_slice(head);
     }
 }
 
@@ -324,28 +345,5 @@ async fn recv_agent(bridge: Option<&Bridge>, buf: &mut [u8]) -> std::io::Result<
     match bridge {
         Some(b) => b.agent.socket.recv_from(buf).await.map(|(n, _)| n),
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_queue_keeps_order_drops_oldest_and_pads_with_silence() {
-        let mut q = FrameQueue::new();
-        let mut out = SILENCE;
-        q.pop_into(&mut out);
-        assert_eq!(out, SILENCE, "empty queue gives silence");
-        for v in 1..=5i16 {
-            q.push(&[v; FRAME_SAMPLES]);
-        }
-        // Capacity 4: frame 1 was dropped.
-        for v in 2..=5i16 {
-            q.pop_into(&mut out);
-            assert_eq!(out[0], v);
-        }
-        q.pop_into(&mut out);
-        assert_eq!(out, SILENCE);
     }
 }
