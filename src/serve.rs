@@ -121,10 +121,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
 
     let seed = config.qa.seed ^ u64::from(std::process::id()) ^ clock_seed();
+    let (store, store_thread) = crate::storage::writer::StoreWriter::start(storage.clone())
+        .context("starting the store writer")?;
     let parts = ControllerParts {
         config: Arc::clone(&config),
         prompts: Arc::new(prompts),
         storage,
+        store,
         hub,
         metrics,
         sip,
@@ -149,6 +152,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    // Every call record call control handed over is written before exit.
+    let _ = tokio::task::spawn_blocking(move || store_thread.close()).await;
     Ok(())
 }
 

@@ -38,6 +38,16 @@ impl Controller {
             self.acd.abandon(now, call);
             return;
         };
+        if !c.patient_loaded {
+            // The pop carries the record: wait for the lookup (it started at the INVITE).
+            c.deferred_offer = Some(super::control::DeferredOffer {
+                agent,
+                queue,
+                waited,
+                ring_timeout,
+            });
+            return;
+        }
         let _entered = c.span.clone().entered();
         let seq = self.next_offer;
         self.next_offer += 1;
@@ -163,6 +173,9 @@ impl Controller {
         let _entered = c.span.clone().entered();
         info!(%agent, "agent did not answer in time; moving on");
         let call_id = c.call_id.clone();
+        if c.deferred_offer.as_ref().is_some_and(|d| d.agent == agent) {
+            c.deferred_offer = None;
+        }
         if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
             offer.cancelled = true;
             if let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer) {

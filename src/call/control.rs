@@ -40,6 +40,8 @@ pub struct ControllerParts {
     pub config: Arc<Config>,
     pub prompts: Arc<Prompts>,
     pub storage: Storage,
+    /// Where call records and recording rows go (written off this task).
+    pub store: crate::storage::writer::StoreWriter,
     pub hub: DeskHub,
     pub metrics: Metrics,
     pub sip: SipIo,
@@ -72,6 +74,15 @@ pub(crate) struct Offer {
     pub pop_started: Instant,
 }
 
+/// An ACD offer waiting for the caller's patient record.
+#[derive(Debug, Clone)]
+pub(crate) struct DeferredOffer {
+    pub agent: String,
+    pub queue: String,
+    pub waited: Duration,
+    pub ring_timeout: Duration,
+}
+
 /// Where a call is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -92,6 +103,10 @@ pub(crate) struct Call {
     pub span: tracing::Span,
     pub caller: String,
     pub patient: Option<crate::storage::Patient>,
+    /// The patient lookup has answered (`patient` is final).
+    pub patient_loaded: bool,
+    /// An offer the ACD made before the patient lookup answered.
+    pub deferred_offer: Option<DeferredOffer>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub patient_dialog: Dialog,
     pub patient_peer: Peer,
@@ -126,6 +141,11 @@ pub(crate) enum Internal {
         seq: u64,
         desks: usize,
     },
+    /// The caller's patient record was looked up (off this task).
+    PatientLoaded {
+        call: CallId,
+        patient: Option<crate::storage::Patient>,
+    },
 }
 
 /// The call-control task's state.
@@ -134,6 +154,7 @@ pub struct Controller {
     pub(crate) prompts: Arc<Prompts>,
     pub(crate) menus: Arc<Menus>,
     pub(crate) storage: Storage,
+    pub(crate) store: crate::storage::writer::StoreWriter,
     pub(crate) hub: DeskHub,
     pub(crate) metrics: Metrics,
     pub(crate) sip: SipIo,
@@ -275,6 +296,7 @@ impl Controller {
             menus: Arc::new(config.menus()),
             prompts: parts.prompts,
             storage: parts.storage,
+            store: parts.store,
             hub: parts.hub,
             metrics: parts.metrics,
             sip: parts.sip,
@@ -538,6 +560,16 @@ impl Controller {
         match ev {
             Internal::ScreenPopDelivered { call, seq, desks } => {
                 self.screen_pop_delivered(now, call, seq, desks).await
+            }
+            Internal::PatientLoaded { call, patient } => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.patient = patient;
+                c.patient_loaded = true;
+                if let Some(d) = c.deferred_offer.take() {
+                    self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);
+                }
             }
         }
     }

@@ -47,6 +47,7 @@ impl Controller {
         let was = std::mem::replace(&mut c.phase, Phase::Ending);
         c.ended_at = Some(chrono::Utc::now());
         c.ivr = None;
+        c.deferred_offer = None;
         self.deadlines.set(super::control::Due::Ivr(id), None);
         if was == Phase::Queued {
             c.wait_ms = c.enqueued_at.map(|t| {
@@ -184,13 +185,7 @@ impl Controller {
     /// Writes (or rewrites) the call's record.
     pub(crate) fn save_call_record(&self, id: CallId) {
         let Some(c) = self.calls.get(&id) else { return };
-        let record = call_record(c);
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = storage.upsert_call(&record) {
-                warn!(error = %e, "call record not saved");
-            }
-        });
+        self.store.call(call_record(c));
     }
 
     /// Writes (or rewrites) the call's recording index row.
@@ -212,12 +207,7 @@ impl Controller {
             channels: 2,
             path: path.to_string_lossy().into_owned(),
         };
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = storage.insert_recording(&row) {
-                warn!(error = %e, "recording index not saved");
-            }
-        });
+        self.store.recording(row);
     }
 }
 

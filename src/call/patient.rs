@@ -189,13 +189,21 @@ impl Controller {
             )
             .instrument(span.clone()),
         );
-        let patient = match self.storage.patient_by_phone(&caller) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "patient lookup failed");
-                None
-            }
-        };
+        // The patient record is read on the blocking pool while the greeting
+        // plays; an offer made before it arrives waits for it.
+        let storage = self.storage.clone();
+        let internal = self.internal.clone();
+        let phone = caller.clone();
+        tokio::task::spawn_blocking(move || {
+            let patient = match storage.patient_by_phone(&phone) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %e, "patient lookup failed");
+                    None
+                }
+            };
+            let _ = internal.send(super::control::Internal::PatientLoaded { call: id, patient });
+        });
         let ivr = match IvrSession::new(Arc::clone(&self.menus), &self.config.ivr.start) {
             Ok(ivr) => Some(ivr),
             Err(e) => {
@@ -213,7 +221,9 @@ impl Controller {
                 call_id,
                 span,
                 caller,
-                patient,
+                patient: None,
+                patient_loaded: false,
+                deferred_offer: None,
                 started_at: chrono::Utc::now(),
                 patient_dialog: dialog,
                 patient_peer: peer,

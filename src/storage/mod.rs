@@ -5,11 +5,14 @@
 //! can stand beside it later without touching callers.
 //!
 //! The methods are synchronous and short (primary-key lookups, one-row writes,
-//! one day's rows). Call control may call them directly; HTTP handlers that list
-//! a whole day run them on `tokio::task::spawn_blocking` so a busy day never
-//! stalls a runtime worker.
+//! one day's rows). Call control never calls them: its writes go through the
+//! [`writer::StoreWriter`] (one thread, newest snapshot per row, batched), and its
+//! patient lookups run on the blocking pool. HTTP handlers that list a whole
+//! day run them on `tokio::task::spawn_blocking` so a busy day never stalls a
+//! runtime worker.
 
 mod sqlite;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -230,6 +233,17 @@ impl Storage {
     pub fn upsert_call(&self, call: &CallRecord) -> Result<(), StorageError> {
         match &*self.backend {
             Backend::Sqlite(db) => db.upsert_call(call),
+        }
+    }
+
+    /// Call records and recording rows written in one transaction.
+    pub fn write_batch(
+        &self,
+        calls: &[CallRecord],
+        recordings: &[Recording],
+    ) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.write_batch(calls, recordings),
         }
     }
 

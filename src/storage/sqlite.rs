@@ -122,35 +122,24 @@ impl Sqlite {
     }
 
     pub(super) fn upsert_call(&self, c: &CallRecord) -> Result<(), StorageError> {
-        let ivr_path = json_list(&c.ivr_path);
-        let offered = json_list(&c.agents_offered);
-        self.lock().execute(
-            "INSERT INTO calls (call_id, caller, started_at, ivr_path, queue, wait_ms,
-                 agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT (call_id) DO UPDATE SET
-                 caller = excluded.caller, started_at = excluded.started_at,
-                 ivr_path = excluded.ivr_path, queue = excluded.queue, wait_ms = excluded.wait_ms,
-                 agents_offered = excluded.agents_offered, agent = excluded.agent,
-                 answered_at = excluded.answered_at, ended_at = excluded.ended_at,
-                 outcome = excluded.outcome, recording_id = excluded.recording_id,
-                 satisfaction = excluded.satisfaction",
-            params![
-                c.call_id,
-                c.caller,
-                timestamp(c.started_at),
-                ivr_path,
-                c.queue,
-                c.wait_ms.map(to_i64),
-                offered,
-                c.agent,
-                c.answered_at.map(timestamp),
-                c.ended_at.map(timestamp),
-                c.outcome.map(Outcome::as_str),
-                c.recording_id,
-                c.satisfaction,
-            ],
-        )?;
+        upsert_call_on(&self.lock(), c)
+    }
+
+    /// Call records and recording rows in one transaction (all or nothing).
+    pub(super) fn write_batch(
+        &self,
+        calls: &[CallRecord],
+        recordings: &[Recording],
+    ) -> Result<(), StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for c in calls {
+            upsert_call_on(&tx, c)?;
+        }
+        for r in recordings {
+            upsert_recording_on(&tx, r)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -211,24 +200,7 @@ impl Sqlite {
     }
 
     pub(super) fn upsert_recording(&self, rec: &Recording) -> Result<(), StorageError> {
-        self.lock().execute(
-            "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (id) DO UPDATE SET
-                 call_id = excluded.call_id, agent = excluded.agent,
-                 started_at = excluded.started_at, duration_ms = excluded.duration_ms,
-                 channels = excluded.channels, path = excluded.path",
-            params![
-                rec.id,
-                rec.call_id,
-                rec.agent,
-                timestamp(rec.started_at),
-                to_i64(rec.duration_ms),
-                rec.channels,
-                rec.path,
-            ],
-        )?;
-        Ok(())
+        upsert_recording_on(&self.lock(), rec)
     }
 
     pub(super) fn recording(&self, id: &str) -> Result<Option<Recording>, StorageError> {
@@ -539,4 +511,58 @@ fn parse_list(column: &'static str, s: &str) -> Result<Vec<String>, StorageError
         column,
         value: s.to_owned(),
     })
+}
+
+fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError> {
+    let ivr_path = json_list(&c.ivr_path);
+    let offered = json_list(&c.agents_offered);
+    conn.execute(
+        "INSERT INTO calls (call_id, caller, started_at, ivr_path, queue, wait_ms,
+             agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (call_id) DO UPDATE SET
+             caller = excluded.caller, started_at = excluded.started_at,
+             ivr_path = excluded.ivr_path, queue = excluded.queue, wait_ms = excluded.wait_ms,
+             agents_offered = excluded.agents_offered, agent = excluded.agent,
+             answered_at = excluded.answered_at, ended_at = excluded.ended_at,
+             outcome = excluded.outcome, recording_id = excluded.recording_id,
+             satisfaction = excluded.satisfaction",
+        params![
+            c.call_id,
+            c.caller,
+            timestamp(c.started_at),
+            ivr_path,
+            c.queue,
+            c.wait_ms.map(to_i64),
+            offered,
+            c.agent,
+            c.answered_at.map(timestamp),
+            c.ended_at.map(timestamp),
+            c.outcome.map(Outcome::as_str),
+            c.recording_id,
+            c.satisfaction,
+        ],
+    )?;
+    Ok(())
+}
+
+fn upsert_recording_on(conn: &Connection, rec: &Recording) -> Result<(), StorageError> {
+    conn.execute(
+        "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET
+             call_id = excluded.call_id, agent = excluded.agent,
+             started_at = excluded.started_at, duration_ms = excluded.duration_ms,
+             channels = excluded.channels, path = excluded.path",
+        params![
+            rec.id,
+            rec.call_id,
+            rec.agent,
+            timestamp(rec.started_at),
+            to_i64(rec.duration_ms),
+            rec.channels,
+            rec.path,
+        ],
+    )?;
+    Ok(())
 }
