@@ -101,19 +101,6 @@ async fn connect_inner(
     }
 }
 
-/// The next read from any open desk (pending while none has anything). Every desk is
-/// polled with the calling task's waker, so none is ever left unwatched.
-pub fn read_any(desks: &mut [DeskStream]) -> impl Future<Output = (usize, DeskRead)> + '_ {
-    std::future::poll_fn(move |cx| {
-        for d in desks.iter_mut() {
-            if let Poll::Ready(Some(item)) = Pin::new(d).poll_next(cx) {
-                return Poll::Ready(item);
-            }
-        }
-        Poll::Pending
-    })
-}
-
 /// What `desk` already holds, without waiting (the task's waker stays registered).
 pub async fn read_now(desk: &mut DeskStream) -> Option<(usize, DeskRead)> {
     std::future::poll_fn(|cx| match Pin::new(&mut *desk).poll_next(cx) {

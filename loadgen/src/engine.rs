@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use futures_util::stream::SelectAll;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sip::dialog::LocalEndpoint;
@@ -269,7 +271,7 @@ impl Engine {
                 self.desk_tx.clone(),
             ));
         }
-        let mut desks: Vec<DeskStream> = Vec::with_capacity(self.agents.len());
+        let mut desks: SelectAll<DeskStream> = SelectAll::new();
         self.sample_procs(true);
         let sip_socket = self.sip_socket.clone();
         let patient_rtp = self.patient_rtp.clone();
@@ -317,7 +319,7 @@ impl Engine {
                         self.on_desk(msg, &mut desks);
                     }
                 }
-                (agent, read) = desk::read_any(&mut desks) => self.on_desk_read(agent, read),
+                Some((agent, read)) = desks.next(), if !desks.is_empty() => self.on_desk_read(agent, read),
                 scheduled = ticker.tick() => {
                     let now = Instant::now();
                     self.tick_lag.push_us(i64::try_from(now.saturating_duration_since(scheduled.into_std()).as_micros()).unwrap_or(i64::MAX));
@@ -514,7 +516,7 @@ impl Engine {
         }
     }
 
-    fn on_desk(&mut self, msg: DeskMsg, desks: &mut Vec<DeskStream>) {
+    fn on_desk(&mut self, msg: DeskMsg, desks: &mut SelectAll<DeskStream>) {
         let a = msg.agent;
         match msg.note {
             DeskNote::Connected { token, ws } => {
@@ -567,7 +569,7 @@ impl Engine {
     /// For each agent whose INVITE was read before its screen-pop: read what its desk
     /// socket already holds. A pop found now was there when the INVITE was read (lead
     /// ~0, recorded as 0); a pop still missing arrived after the INVITE, for certain.
-    async fn check_pops(&mut self, desks: &mut [DeskStream]) {
+    async fn check_pops(&mut self, desks: &mut SelectAll<DeskStream>) {
         if self.pop_checks.is_empty() {
             return;
         }
@@ -607,6 +609,10 @@ impl Engine {
                 ));
             }
         }
+        // Reading a desk directly moved its socket's wake-up from the set to this task:
+        // put every desk back so the set polls each of them again.
+        let all: Vec<DeskStream> = std::mem::take(desks).into_iter().collect();
+        desks.extend(all);
     }
 
     /// Sets an agent ready over HTTP (in its own task); the result comes back as a desk note.

@@ -155,6 +155,7 @@ impl Controller {
             ClientTx::AgentInvite {
                 call,
                 agent: agent.clone(),
+                seq,
             },
         );
         self.by_sip_call_id.insert(sip_call_id, call);
@@ -214,6 +215,7 @@ impl Controller {
         now: Instant,
         call: CallId,
         agent: &str,
+        seq: u64,
         key: &TransactionKey,
         response: Response,
     ) {
@@ -231,7 +233,7 @@ impl Controller {
                 .calls
                 .get(&call)
                 .and_then(|c| c.offer.as_ref())
-                .is_none_or(|o| o.agent != agent || o.cancelled);
+                .is_none_or(|o| o.seq != seq || o.cancelled);
             if !cancelled {
                 info!(%agent, status, "agent phone refused the call");
                 self.agent_unreachable(now, call, agent);
@@ -243,7 +245,7 @@ impl Controller {
             .calls
             .get(&call)
             .and_then(|c| c.offer.as_ref())
-            .filter(|o| o.agent == agent && !o.cancelled)
+            .filter(|o| o.seq == seq && !o.cancelled)
             .and_then(|o| Some((o.invite.clone()?, o.peer?, o.dialog.clone())));
         let Some((invite, peer, existing)) = live else {
             // Answered after we moved on (the CANCEL crossed the 200): ACK and hang up.

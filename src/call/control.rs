@@ -56,7 +56,13 @@ pub struct ControllerParts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientTx {
     /// The INVITE to an agent's phone for an offer of `call`.
-    AgentInvite { call: CallId, agent: String },
+    /// `seq` is the offer's: a late answer to an earlier offer of the same
+    /// call to the same agent (re-offered after a ring-out) is not this one's.
+    AgentInvite {
+        call: CallId,
+        agent: String,
+        seq: u64,
+    },
     /// A CANCEL or BYE whose answer changes nothing.
     Fire,
 }
@@ -451,8 +457,8 @@ impl Controller {
             }
             TransactionEvent::Response { key, response } => match self.client_tx.get(&key).cloned()
             {
-                Some(ClientTx::AgentInvite { call, agent }) => {
-                    self.handle_agent_response(now, call, &agent, &key, response)
+                Some(ClientTx::AgentInvite { call, agent, seq }) => {
+                    self.handle_agent_response(now, call, &agent, seq, &key, response)
                         .await;
                 }
                 // A CANCEL's or BYE's final answer: nothing more will come.
@@ -462,8 +468,15 @@ impl Controller {
                 _ => {}
             },
             TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
-                Some(ClientTx::AgentInvite { call, agent }) => {
-                    self.agent_unreachable(now, call, &agent);
+                Some(ClientTx::AgentInvite { call, agent, seq }) => {
+                    let current = self
+                        .calls
+                        .get(&call)
+                        .and_then(|c| c.offer.as_ref())
+                        .is_some_and(|o| o.seq == seq);
+                    if current {
+                        self.agent_unreachable(now, call, &agent);
+                    }
                 }
                 Some(ClientTx::Fire) => {}
                 None => self.server_timeout(now, &key).await,
