@@ -36,31 +36,72 @@ pub struct Gauges {
     pub shedding: u64,
 }
 
-const GAUGES: [(&str, &str); 8] = [
-    ("switchboard_calls_active", "Calls in progress."),
-    ("switchboard_sip_transactions", "Live SIP transactions."),
-    (
-        "switchboard_sip_transaction_timers",
-        "Entries in the SIP transaction timer heap.",
-    ),
-    ("switchboard_rtp_ports_in_use", "RTP ports bound."),
-    (
-        "switchboard_control_entries",
-        "Entries in call control's per-call maps.",
-    ),
-    (
-        "switchboard_control_lag_seconds",
-        "Arrival-to-handling delay of the last SIP message.",
-    ),
-    (
-        "switchboard_inbound_queue",
-        "SIP messages waiting for call control.",
-    ),
-    (
-        "switchboard_shedding",
-        "1 while new calls are refused for load.",
-    ),
-];
+impl Gauges {
+    /// (name, help, value) of each gauge, in the units Prometheus expects.
+    fn rows(&self) -> [(&'static str, &'static str, f64); 8] {
+        [
+            (
+                "switchboard_calls_active",
+                "Calls in progress.",
+                self.calls_active as f64,
+            ),
+            (
+                "switchboard_sip_transactions",
+                "Live SIP transactions.",
+                self.transactions as f64,
+            ),
+            (
+                "switchboard_sip_transaction_timers",
+                "Entries in the SIP transaction timer heap.",
+                self.transaction_timers as f64,
+            ),
+            (
+                "switchboard_rtp_ports_in_use",
+                "RTP ports bound.",
+                self.rtp_ports_in_use as f64,
+            ),
+            (
+                "switchboard_control_entries",
+                "Entries in call control's per-call maps.",
+                self.control_entries as f64,
+            ),
+            (
+                "switchboard_control_lag_seconds",
+                "Arrival-to-handling delay of the last SIP message.",
+                self.control_lag_micros as f64 / 1e6,
+            ),
+            (
+                "switchboard_inbound_queue",
+                "SIP messages waiting for call control.",
+                self.inbound_queue as f64,
+            ),
+            (
+                "switchboard_shedding",
+                "1 while new calls are refused for load.",
+                self.shedding as f64,
+            ),
+        ]
+    }
+}
+
+/// Why a new call was refused with 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_calls` calls are up (or the RTP range is full).
+    Capacity,
+    /// Call control is behind (lag or queue depth).
+    Lag,
+}
+
+impl Refusal {
+    /// The reason as logged and as the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Capacity => "capacity",
+            Refusal::Lag => "lag",
+        }
+    }
+}
 
 #[derive(Default)]
 struct Inner {
@@ -71,7 +112,7 @@ struct Inner {
     media_timeouts_total: AtomicU64,
     refused_capacity_total: AtomicU64,
     refused_lag_total: AtomicU64,
-    gauges: [AtomicU64; GAUGES.len()],
+    gauges: Mutex<Gauges>,
     queue_waiting: Mutex<BTreeMap<String, u64>>,
     pop_buckets: [AtomicU64; POP_BUCKETS.len()],
     pop_count: AtomicU64,
@@ -134,32 +175,18 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A new call was refused with 503: `lag` when call control was behind,
-    /// else for capacity.
-    pub fn call_refused(&self, lag: bool) {
-        let counter = if lag {
-            &self.inner.refused_lag_total
-        } else {
-            &self.inner.refused_capacity_total
+    /// A new call was refused with 503.
+    pub fn call_refused(&self, why: Refusal) {
+        let counter = match why {
+            Refusal::Capacity => &self.inner.refused_capacity_total,
+            Refusal::Lag => &self.inner.refused_lag_total,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Publishes call control's live counts.
     pub fn set_gauges(&self, g: Gauges) {
-        let values = [
-            g.calls_active,
-            g.transactions,
-            g.transaction_timers,
-            g.rtp_ports_in_use,
-            g.control_entries,
-            g.control_lag_micros,
-            g.inbound_queue,
-            g.shedding,
-        ];
-        for (slot, v) in self.inner.gauges.iter().zip(values) {
-            slot.store(v, Ordering::Relaxed);
-        }
+        *self.inner.gauges.lock().unwrap_or_else(|p| p.into_inner()) = g;
     }
 
     /// How many callers are waiting in `queue` right now.
@@ -208,6 +235,11 @@ impl Metrics {
                 "Offers that rang out at an agent.",
                 &i.agent_missed_rings_total,
             ),
+            (
+                "switchboard_media_timeouts_total",
+                "Calls hung up because a phone sent no RTP.",
+                &i.media_timeouts_total,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -216,27 +248,28 @@ impl Metrics {
                 value.load(Ordering::Relaxed)
             );
         }
-        let name = "switchboard_media_timeouts_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Calls hung up because a phone sent no RTP.\n# TYPE {name} counter\n{name} {}",
-            i.media_timeouts_total.load(Ordering::Relaxed)
-        );
         let name = "switchboard_calls_refused_total";
         let _ = writeln!(
             out,
-            "# HELP {name} New calls refused with 503.\n# TYPE {name} counter\n{name}{{reason=\"capacity\"}} {}\n{name}{{reason=\"lag\"}} {}",
-            i.refused_capacity_total.load(Ordering::Relaxed),
-            i.refused_lag_total.load(Ordering::Relaxed)
+            "# HELP {name} New calls refused with 503.\n# TYPE {name} counter"
         );
-        for ((name, help), value) in GAUGES.iter().zip(&i.gauges) {
-            let v = value.load(Ordering::Relaxed);
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} ");
-            if *name == "switchboard_control_lag_seconds" {
-                let _ = writeln!(out, "{}", v as f64 / 1e6);
-            } else {
-                let _ = writeln!(out, "{v}");
-            }
+        for (why, value) in [
+            (Refusal::Capacity, &i.refused_capacity_total),
+            (Refusal::Lag, &i.refused_lag_total),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{}\"}} {}",
+                why.as_str(),
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let gauges = *i.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, help, value) in gauges.rows() {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         let _ = writeln!(
             out,
@@ -297,9 +330,9 @@ mod tests {
         m.observe_screen_pop(Duration::from_millis(3));
         m.observe_screen_pop(Duration::from_millis(200));
         m.media_timeout();
-        m.call_refused(false);
-        m.call_refused(false);
-        m.call_refused(true);
+        m.call_refused(Refusal::Capacity);
+        m.call_refused(Refusal::Capacity);
+        m.call_refused(Refusal::Lag);
         m.set_gauges(Gauges {
             calls_active: 7,
             rtp_ports_in_use: 13,

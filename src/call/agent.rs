@@ -15,7 +15,7 @@ use sip::transaction::TransactionKey;
 use tracing::{debug, info, warn};
 
 use super::CallId;
-use super::control::{ClientTx, Controller, Internal, Offer, Phase};
+use super::control::{ClientTx, Controller, DeferredOffer, Internal, Offer, PatientLookup, Phase};
 use super::media::{AgentLeg, MediaCommand};
 use super::patient::{media_codec, sdp_codecs};
 use crate::events::DeskEvent;
@@ -38,16 +38,19 @@ impl Controller {
             self.acd.abandon(now, call);
             return;
         };
-        if !c.patient_loaded {
-            // The pop carries the record: wait for the lookup (it started at the INVITE).
-            c.deferred_offer = Some(super::control::DeferredOffer {
-                agent,
-                queue,
-                waited,
-                ring_timeout,
-            });
-            return;
-        }
+        let patient = match &mut c.patient {
+            PatientLookup::Pending(deferred) => {
+                // The pop carries the record: wait for the lookup (it started at the INVITE).
+                *deferred = Some(DeferredOffer {
+                    agent,
+                    queue,
+                    waited,
+                    ring_timeout,
+                });
+                return;
+            }
+            PatientLookup::Done(patient) => patient.clone(),
+        };
         let _entered = c.span.clone().entered();
         let seq = self.next_offer;
         self.next_offer += 1;
@@ -66,7 +69,7 @@ impl Controller {
         let event = DeskEvent::Offer {
             call_id: c.call_id.clone(),
             caller: c.caller.clone(),
-            patient: c.patient.clone(),
+            patient,
             ivr_path: c.ivr_path.clone(),
             queue,
             waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
@@ -106,7 +109,7 @@ impl Controller {
             .observe_screen_pop(now.saturating_duration_since(offer.pop_started));
         let Some(binding) = self.registrar.lookup(&agent, now).cloned() else {
             info!(%agent, "agent not registered; next agent");
-            self.agent_unreachable(now, call, &agent);
+            self.agent_unreachable(now, call, &agent, seq);
             return;
         };
         let Some(local) = self.local_for(binding.peer.transport) else {
@@ -116,7 +119,7 @@ impl Controller {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no RTP port for the agent leg");
-                self.agent_unreachable(now, call, &agent);
+                self.agent_unreachable(now, call, &agent, seq);
                 return;
             }
         };
@@ -174,8 +177,10 @@ impl Controller {
         let _entered = c.span.clone().entered();
         info!(%agent, "agent did not answer in time; moving on");
         let call_id = c.call_id.clone();
-        if c.deferred_offer.as_ref().is_some_and(|d| d.agent == agent) {
-            c.deferred_offer = None;
+        if let PatientLookup::Pending(deferred) = &mut c.patient
+            && deferred.as_ref().is_some_and(|d| d.agent == agent)
+        {
+            *deferred = None;
         }
         if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
             offer.cancelled = true;
@@ -193,20 +198,30 @@ impl Controller {
     }
 
     /// The agent's phone could not be reached or refused: the ACD tries the next agent.
-    pub(crate) fn agent_unreachable(&mut self, now: Instant, call: CallId, agent: &str) {
-        let current = self
+    ///
+    /// Only offer `seq` of the call is declined: an answer or timeout of an
+    /// earlier offer (the same agent may be offered the call again after a
+    /// ring-out) changes nothing. Returns whether the offer was still live.
+    pub(crate) fn agent_unreachable(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        agent: &str,
+        seq: u64,
+    ) -> bool {
+        let Some(offer) = self
             .calls
-            .get(&call)
-            .and_then(|c| c.offer.as_ref())
-            .is_some_and(|o| o.agent == agent && !o.cancelled);
-        if current {
-            if let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.offer.as_mut()) {
-                offer.cancelled = true;
-            }
-            if let Err(e) = self.acd.declined(now, call, agent) {
-                debug!(error = %e, "decline not applied");
-            }
+            .get_mut(&call)
+            .and_then(|c| c.offer.as_mut())
+            .filter(|o| o.seq == seq && !o.cancelled)
+        else {
+            return false;
+        };
+        offer.cancelled = true;
+        if let Err(e) = self.acd.declined(now, call, agent) {
+            debug!(error = %e, "decline not applied");
         }
+        true
     }
 
     /// A response on the INVITE to an agent's phone.
@@ -229,14 +244,8 @@ impl Controller {
             if let Ok(cid) = response.call_id() {
                 self.stale_invites.remove(&cid);
             }
-            let cancelled = self
-                .calls
-                .get(&call)
-                .and_then(|c| c.offer.as_ref())
-                .is_none_or(|o| o.seq != seq || o.cancelled);
-            if !cancelled {
+            if self.agent_unreachable(now, call, agent, seq) {
                 info!(%agent, status, "agent phone refused the call");
-                self.agent_unreachable(now, call, agent);
             }
             return;
         }
@@ -279,7 +288,7 @@ impl Controller {
                 let bye = dialog.request(Method::Bye, &local, self.ids.branch());
                 let key = self.transactions.send_request(now, peer, bye);
                 self.client_tx.insert(key, ClientTx::Fire);
-                self.agent_unreachable(now, call, agent);
+                self.agent_unreachable(now, call, agent, seq);
                 return;
             }
         };

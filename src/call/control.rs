@@ -24,16 +24,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::CallId;
-use super::deadlines::Deadlines;
 use super::media::{MediaCommand, MediaEvent};
 use super::ports::PortPool;
 use crate::config::Config;
 use crate::control::{AgentView, ControlCommand, ControlError};
 use crate::events::{DeskEvent, DeskHub};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 use crate::prompts::Prompts;
 use crate::sip_io::{Inbound, SipIo};
 use crate::storage::Storage;
+use deadlines::Deadlines;
 
 /// Everything the controller is built from.
 pub struct ControllerParts {
@@ -89,6 +89,15 @@ pub(crate) struct DeferredOffer {
     pub ring_timeout: Duration,
 }
 
+/// The caller's patient record: still being read, or read.
+#[derive(Debug, Clone)]
+pub(crate) enum PatientLookup {
+    /// The lookup runs; an offer the ACD made meanwhile waits here for it.
+    Pending(Option<DeferredOffer>),
+    /// The record (`None`: no patient has this number).
+    Done(Option<crate::storage::Patient>),
+}
+
 /// Where a call is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -108,11 +117,8 @@ pub(crate) struct Call {
     pub call_id: String,
     pub span: tracing::Span,
     pub caller: String,
-    pub patient: Option<crate::storage::Patient>,
-    /// The patient lookup has answered (`patient` is final).
-    pub patient_loaded: bool,
-    /// An offer the ACD made before the patient lookup answered.
-    pub deferred_offer: Option<DeferredOffer>,
+    /// The caller's patient record, looked up off this task.
+    pub patient: PatientLookup,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub patient_dialog: Dialog,
     pub patient_peer: Peer,
@@ -341,8 +347,9 @@ impl Controller {
 
     /// Fires every deadline due at `now`, soonest first.
     async fn handle_timeout(&mut self, now: Instant) {
-        // Bounded: each owner is disarmed when popped and re-armed only by
-        // handling it, so one pass pops each owner at most once or twice.
+        // Bounded: each owner is disarmed when popped; the cores are re-armed
+        // by the drain that follows (an IVR re-arms itself in drain_ivr, later
+        // than now), so one pass pops each owner at most once.
         for _ in 0..self.deadlines.len() + 16 {
             let Some(due) = self.deadlines.pop_due(now) else {
                 return;
@@ -366,8 +373,6 @@ impl Controller {
                     self.drain_ivr(now, id).await;
                 }
             }
-            // The cores' next deadlines (the IVR re-arms itself in drain_ivr).
-            self.arm_cores();
         }
     }
 
@@ -400,15 +405,14 @@ impl Controller {
         });
     }
 
-    /// Why a new call cannot be carried now: `Some(true)` when call control is
-    /// behind, `Some(false)` at capacity, `None` when it can.
-    pub(crate) fn overload(&self) -> Option<bool> {
+    /// Why a new call cannot be carried now, if it cannot.
+    pub(crate) fn overload(&self) -> Option<Refusal> {
         if self.calls.len() >= self.config.sip.call_capacity() {
-            return Some(false);
+            return Some(Refusal::Capacity);
         }
         let max_lag = Duration::from_millis(self.config.sip.max_lag_ms);
         if self.lag > max_lag || self.inbound_depth > INBOUND_SHED_DEPTH {
-            return Some(true);
+            return Some(Refusal::Lag);
         }
         None
     }
@@ -469,14 +473,7 @@ impl Controller {
             },
             TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
                 Some(ClientTx::AgentInvite { call, agent, seq }) => {
-                    let current = self
-                        .calls
-                        .get(&call)
-                        .and_then(|c| c.offer.as_ref())
-                        .is_some_and(|o| o.seq == seq);
-                    if current {
-                        self.agent_unreachable(now, call, &agent);
-                    }
+                    self.agent_unreachable(now, call, &agent, seq);
                 }
                 Some(ClientTx::Fire) => {}
                 None => self.server_timeout(now, &key).await,
@@ -578,9 +575,8 @@ impl Controller {
                 let Some(c) = self.calls.get_mut(&call) else {
                     return;
                 };
-                c.patient = patient;
-                c.patient_loaded = true;
-                if let Some(d) = c.deferred_offer.take() {
+                let before = std::mem::replace(&mut c.patient, PatientLookup::Done(patient));
+                if let PatientLookup::Pending(Some(d)) = before {
                     self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);
                 }
             }

@@ -47,7 +47,9 @@ impl Controller {
         let was = std::mem::replace(&mut c.phase, Phase::Ending);
         c.ended_at = Some(chrono::Utc::now());
         c.ivr = None;
-        c.deferred_offer = None;
+        if let super::control::PatientLookup::Pending(deferred) = &mut c.patient {
+            *deferred = None;
+        }
         self.deadlines.set(super::control::Due::Ivr(id), None);
         if was == Phase::Queued {
             c.wait_ms = c.enqueued_at.map(|t| {

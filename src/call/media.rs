@@ -120,8 +120,6 @@ struct Recorder {
     writer: RecordingWriter,
     timeline: Timeline,
     error: Option<String>,
-    /// Frames where a side had no audio at all (the phone sent nothing then).
-    gap_frames: [u64; 2],
 }
 
 impl Recorder {
@@ -130,7 +128,6 @@ impl Recorder {
             writer,
             timeline: Timeline::new(start, TimelineConfig::default()),
             error: None,
-            gap_frames: [0; 2],
         }
     }
 
@@ -138,14 +135,11 @@ impl Recorder {
     fn write_due(&mut self, now: Instant) {
         let mut left = SILENCE;
         let mut right = SILENCE;
-        while let Some(frame) = self.timeline.poll_frame(now, &mut left, &mut right) {
-            for (n, ch) in [Channel::Left, Channel::Right].into_iter().enumerate() {
-                if usize::from(frame.missing(ch)) == FRAME_SAMPLES
-                    && let Some(g) = self.gap_frames.get_mut(n)
-                {
-                    *g += 1;
-                }
-            }
+        while self
+            .timeline
+            .poll_frame(now, &mut left, &mut right)
+            .is_some()
+        {
             if self.error.is_some() {
                 continue;
             }
@@ -163,8 +157,8 @@ impl Recorder {
         let stats = self.timeline.stats();
         debug!(
             frames = stats.frames_final,
-            caller_gap_frames = self.gap_frames[0],
-            agent_gap_frames = self.gap_frames[1],
+            caller_gap_frames = stats.left.missing_frames,
+            agent_gap_frames = stats.right.missing_frames,
             late_packets = stats.left.late_packets + stats.right.late_packets,
             "recording finished"
         );

@@ -11,11 +11,9 @@
 //! - [`finish`]: hanging up and writing the call record.
 //! - [`media`]: the per-call media task (prompts, DTMF, bridge, recording).
 //! - [`ports`]: RTP port allocation.
-//! - [`deadlines`]: one heap holding every core's next deadline.
 
 pub mod agent;
 pub mod control;
-pub mod deadlines;
 pub mod finish;
 pub mod media;
 pub mod patient;

@@ -52,21 +52,17 @@ impl Controller {
         peer: Peer,
     ) {
         // Refused before anything is allocated for it.
-        if let Some(lag) = self.overload() {
-            self.metrics.call_refused(lag);
+        if let Some(why) = self.overload() {
+            self.metrics.call_refused(why);
             if let Some(refused) = self.shed_log.refused(now) {
-                let why = if lag {
-                    "call control is behind"
-                } else {
-                    "at capacity"
-                };
                 warn!(
+                    reason = why.as_str(),
                     refused,
                     calls = self.calls.len(),
                     capacity = self.config.sip.call_capacity(),
                     lag_ms = self.lag.as_millis() as u64,
                     queued = self.inbound_depth,
-                    "shedding load ({why}): new calls get 503"
+                    "shedding load: new calls get 503"
                 );
             }
             let retry = self.config.sip.retry_after_s.to_string();
@@ -221,9 +217,7 @@ impl Controller {
                 call_id,
                 span,
                 caller,
-                patient: None,
-                patient_loaded: false,
-                deferred_offer: None,
+                patient: super::control::PatientLookup::Pending(None),
                 started_at: chrono::Utc::now(),
                 patient_dialog: dialog,
                 patient_peer: peer,

@@ -137,7 +137,7 @@ pub struct Sip {
 impl Sip {
     /// How many calls may run at once: `max_calls`, or what the port range holds.
     pub fn call_capacity(&self) -> usize {
-        let by_ports = self.rtp_ports.len() / 2;
+        let by_ports = self.rtp_ports.calls();
         match self.max_calls {
             0 => by_ports,
             n => n.min(by_ports),
@@ -192,6 +192,11 @@ impl PortRange {
         } else {
             usize::from(self.last - self.first) + 1
         }
+    }
+
+    /// How many calls the range carries: two ports a call, one per leg.
+    pub fn calls(self) -> usize {
+        self.len() / 2
     }
 
     /// Whether the range holds no port (reversed).

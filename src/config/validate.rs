@@ -114,7 +114,7 @@ fn sip(config: &Config, issues: &mut Issues) {
     if sip.realm.trim().is_empty() {
         issues.at([k("sip"), k("realm")], "realm is empty".into());
     }
-    let room = ports.len() / 2;
+    let room = ports.calls();
     if sip.max_calls > room && ports.len() >= 2 {
         issues.at(
             [k("sip"), k("max_calls")],

@@ -16,8 +16,9 @@ mod server_non_invite;
 mod tests;
 mod timer;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use deadlines::Deadlines;
 use std::time::{Duration, Instant};
 
 use crate::message::{Method, Request, Response, SipMessage};
@@ -204,15 +205,11 @@ impl Tx {
     }
 }
 
-/// One live transaction and the deadline it has in the timer heap.
+/// One live transaction.
 #[derive(Debug)]
 struct Entry {
     key: TransactionKey,
     tx: Tx,
-    /// The deadline pushed to the heap for this transaction, and its generation:
-    /// a heap entry whose generation differs is stale and skipped.
-    armed: Option<Instant>,
-    generation: u64,
     /// Call-ID and CSeq of an Accepted server INVITE awaiting its ACK.
     ack_id: Option<(String, u32)>,
 }
@@ -220,8 +217,8 @@ struct Entry {
 /// The endpoint's transaction layer: messages and time in, transmits and events out.
 ///
 /// Lookups are O(1): by key (an index), by id, and the ACK to a 2xx by Call-ID and CSeq.
-/// Every transaction's soonest deadline sits in one binary heap (lazy deletion by
-/// generation), so `poll_timeout` is O(1) and each timer costs O(log n).
+/// Every transaction's soonest deadline sits in one [`Deadlines`] heap, so
+/// `poll_timeout` is O(1) and each timer costs O(log n).
 #[derive(Debug)]
 pub struct TransactionLayer {
     config: TimerConfig,
@@ -230,8 +227,8 @@ pub struct TransactionLayer {
     index: HashMap<TransactionKey, u64>,
     /// Accepted server INVITEs by (Call-ID, CSeq): where an ACK to a 2xx goes.
     awaiting_ack: HashMap<(String, u32), u64>,
-    /// (deadline, id, generation), soonest first.
-    heap: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    /// Each transaction's soonest timer, by id.
+    deadlines: Deadlines<u64>,
     next_id: u64,
     out: Output,
     last_now: Option<Instant>,
@@ -245,7 +242,7 @@ impl TransactionLayer {
             txs: HashMap::new(),
             index: HashMap::new(),
             awaiting_ack: HashMap::new(),
-            heap: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             next_id: 0,
             out: Output::default(),
             last_now: None,
@@ -259,7 +256,7 @@ impl TransactionLayer {
 
     /// Entries in the timer heap, stale ones included (for metrics and tests).
     pub fn timer_count(&self) -> usize {
-        self.heap.len()
+        self.deadlines.entries()
     }
 
     /// Time never runs backwards inside the layer.
@@ -278,8 +275,6 @@ impl TransactionLayer {
             Entry {
                 key,
                 tx,
-                armed: None,
-                generation: 0,
                 ack_id: None,
             },
         );
@@ -293,14 +288,8 @@ impl TransactionLayer {
         let Some(entry) = self.txs.get_mut(&id) else {
             return;
         };
-        let next = entry.tx.next_timer().map(|(_, at)| at);
-        if next != entry.armed {
-            entry.generation += 1;
-            entry.armed = next;
-            if let Some(at) = next {
-                self.heap.push(Reverse((at, id, entry.generation)));
-            }
-        }
+        self.deadlines
+            .set(id, entry.tx.next_timer().map(|(_, at)| at));
         let ack_id = match &entry.tx {
             Tx::ServerInvite(t) => t.awaited_ack_id(),
             _ => None,
@@ -317,6 +306,7 @@ impl TransactionLayer {
     }
 
     fn remove(&mut self, id: u64) {
+        self.deadlines.set(id, None);
         if let Some(entry) = self.txs.remove(&id) {
             self.index.remove(&entry.key);
             if let Some(ack_id) = entry.ack_id {
@@ -330,31 +320,6 @@ impl TransactionLayer {
         match status {
             Status::Terminated => self.remove(id),
             Status::Alive => self.rearm(id),
-        }
-        self.prune();
-    }
-
-    fn is_stale(&self, &(at, id, generation): &(Instant, u64, u64)) -> bool {
-        self.txs
-            .get(&id)
-            .is_none_or(|e| e.generation != generation || e.armed != Some(at))
-    }
-
-    /// Drops stale heap entries from the top (so `poll_timeout` is exact), and
-    /// rebuilds the heap when stale entries outnumber live ones.
-    fn prune(&mut self) {
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if !self.is_stale(top) {
-                break;
-            }
-            self.heap.pop();
-        }
-        if self.heap.len() > 2 * self.txs.len() + 1024 {
-            self.heap = self
-                .txs
-                .iter()
-                .filter_map(|(id, e)| e.armed.map(|at| Reverse((at, *id, e.generation))))
-                .collect();
         }
     }
 
@@ -418,7 +383,6 @@ impl TransactionLayer {
             Tx::ServerNonInvite(ServerNonInvite::new(now, peer, &self.config))
         };
         self.insert(key.clone(), tx);
-        self.prune();
         self.out.event(TransactionEvent::Request {
             key,
             request: req,
@@ -480,7 +444,6 @@ impl TransactionLayer {
             self.remove(old);
         }
         self.insert(key.clone(), tx);
-        self.prune();
         key
     }
 
@@ -519,32 +482,16 @@ impl TransactionLayer {
         let now = self.clamp(now);
         // Bounded: each transaction fires at most a few timers per call; the
         // bound only guards against a state machine that re-arms in the past.
-        let mut budget = 16 * self.txs.len() + 16;
-        while let Some(Reverse(top)) = self.heap.peek().copied() {
-            if self.is_stale(&top) {
-                self.heap.pop();
-                continue;
-            }
-            let (at, id, _) = top;
-            if at > now || budget == 0 {
+        for _ in 0..16 * self.txs.len() + 16 {
+            let Some(id) = self.deadlines.pop_due(now) else {
                 break;
-            }
-            budget -= 1;
-            self.heap.pop();
-            if let Some(entry) = self.txs.get_mut(&id) {
-                // The heap no longer holds this deadline.
-                entry.armed = None;
-            }
+            };
             let status = match self.ctx_parts(id) {
                 Some((tx, mut ctx)) => tx.fire_due(now, &mut ctx),
                 None => Status::Alive,
             };
-            match status {
-                Status::Terminated => self.remove(id),
-                Status::Alive => self.rearm(id),
-            }
+            self.settle(id, status);
         }
-        self.prune();
     }
 
     /// The next message to send.
@@ -561,6 +508,6 @@ impl TransactionLayer {
 
     /// When `handle_timeout` should next be called: O(1), the top of the heap.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        self.deadlines.next()
     }
 }

@@ -1,7 +1,8 @@
-//! One timer structure for call control: every core's next deadline, in one heap.
+//! One timer structure: every owner's next deadline, in one heap.
 //!
-//! Each owner (the transaction layer, the registrar, the ACD, each call's IVR)
-//! has at most one armed deadline. Re-arming pushes a new heap entry; an entry
+//! Used by the SIP transaction layer (owners: transactions) and by call control
+//! (owners: the transaction layer, the registrar, the ACD, each call's IVR).
+//! Each owner has at most one armed deadline. Re-arming pushes a new heap entry; an entry
 //! whose deadline no longer matches its owner's is stale and skipped (lazy
 //! deletion), so `set` is O(log n) and `next` is O(1) after pruning.
 
@@ -67,6 +68,11 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         self.armed.len()
     }
 
+    /// Heap entries, stale ones included (for gauges and leak checks).
+    pub fn entries(&self) -> usize {
+        self.heap.len()
+    }
+
     /// Whether nothing is armed.
     pub fn is_empty(&self) -> bool {
         self.armed.is_empty()
@@ -123,7 +129,7 @@ mod tests {
             d.set(i % 10, Some(t0 + Duration::from_millis(i)));
         }
         assert_eq!(d.len(), 10);
-        assert!(d.heap.len() <= 2 * 10 + 1024 + 1, "heap {}", d.heap.len());
+        assert!(d.entries() <= 2 * 10 + 1024 + 1, "heap {}", d.entries());
         assert_eq!(d.next(), Some(t0 + Duration::from_millis(99_990)));
     }
 }
