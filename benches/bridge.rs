@@ -13,7 +13,6 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,6 @@ use media::leg::LegMedia;
 use media::rtp::RtpSender;
 use recordings::writer::{RecordingWriter, frames_in_ms};
 use switchboard::call::media::{AgentLeg, MediaCommand, PatientLeg, run};
-use switchboard::call::ports::PortPool;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -63,9 +61,8 @@ async fn bench() {
     let bind = || UdpSocket::bind("127.0.0.1:0");
     let patient_phone = bind().await.expect("patient phone socket");
     let agent_phone = bind().await.expect("agent phone socket");
-    let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 39_000, 39_999);
-    let (patient_leg, patient_lease) = pool.bind().await.expect("patient leg socket");
-    let (agent_leg, agent_lease) = pool.bind().await.expect("agent leg socket");
+    let patient_leg = bind().await.expect("patient leg socket");
+    let agent_leg = bind().await.expect("agent leg socket");
     let patient_leg_addr = patient_leg.local_addr().expect("addr");
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -76,7 +73,6 @@ async fn bench() {
     let (events, _event_rx) = mpsc::unbounded_channel();
     let patient = PatientLeg {
         socket: patient_leg,
-        lease: patient_lease,
         remote: patient_phone.local_addr().expect("addr"),
         media: LegMedia::new(Codec::Pcmu, Some(101), 1, 0, 0),
     };
@@ -85,12 +81,14 @@ async fn bench() {
         .send(MediaCommand::Bridge {
             agent: AgentLeg {
                 socket: agent_leg,
-                lease: agent_lease,
                 remote: agent_phone.local_addr().expect("addr"),
                 media: LegMedia::new(Codec::Pcma, Some(101), 2, 0, 0),
             },
-            recording: Some(writer),
+            recording: true,
         })
+        .expect("media task running");
+    commands
+        .send(MediaCommand::Record(Some(writer)))
         .expect("media task running");
 
     let mut sender = RtpSender::new(0x5EED, 0, 0);

@@ -3,33 +3,9 @@
 //! Call control owns the ACD; HTTP handlers never touch it directly. They send a
 //! [`ControlCommand`] through a [`ControlHandle`] and await the reply.
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-/// One agent as ops and QA see it (`GET /api/agents`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AgentView {
-    pub id: String,
-    pub name: String,
-    /// "offline", "not_ready", "ready", "ringing" or "talking".
-    pub state: String,
-    pub reason: Option<String>,
-    pub registered: bool,
-    pub current_call: Option<String>,
-    pub missed_rings: u32,
-}
-
-/// Why a command failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ControlError {
-    #[error("no such agent")]
-    UnknownAgent,
-    #[error("{0}")]
-    Rejected(String),
-    #[error("call control is not running")]
-    Unavailable,
-}
+pub use callcore::desk::{AgentView, ControlError};
 
 /// A request to call control, with where to send the answer.
 #[derive(Debug)]

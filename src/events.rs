@@ -14,11 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-
-use crate::pii::Pii;
-use crate::storage::Patient;
 
 /// How long [`DeskHub::deliver`] waits for desks to confirm, by default.
 pub const DEFAULT_DELIVER_CAP: Duration = Duration::from_millis(150);
@@ -26,77 +22,7 @@ pub const DEFAULT_DELIVER_CAP: Duration = Duration::from_millis(150);
 /// Events queued per desk socket before new ones are dropped for it.
 const SOCKET_QUEUE: usize = 64;
 
-/// One message on the desk WebSocket (SPEC.md "Desk events").
-///
-/// `Debug` masks the caller's number and hides the patient record, so events
-/// can be logged; the JSON sent to the agent's own desk carries them in full.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum DeskEvent {
-    /// The screen-pop: this agent is being offered the call.
-    Offer {
-        call_id: String,
-        caller: String,
-        patient: Option<Patient>,
-        ivr_path: Vec<String>,
-        queue: String,
-        waited_ms: u64,
-        ring_timeout_ms: u64,
-    },
-    /// The agent answered the call.
-    Answered { call_id: String },
-    /// The call is over.
-    Ended { call_id: String, reason: String },
-    /// The agent's phone rang out; the call goes to someone else.
-    Missed { call_id: String },
-    /// The agent's state changed ("offline", "not_ready", "ready", "ringing", "talking").
-    State {
-        state: String,
-        reason: Option<String>,
-    },
-}
-
-impl fmt::Debug for DeskEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeskEvent::Offer {
-                call_id,
-                caller,
-                patient,
-                ivr_path,
-                queue,
-                waited_ms,
-                ring_timeout_ms,
-            } => f
-                .debug_struct("Offer")
-                .field("call_id", call_id)
-                .field("caller", &Pii(caller))
-                .field("patient", &patient.as_ref().map(|_| "<matched>"))
-                .field("ivr_path", ivr_path)
-                .field("queue", queue)
-                .field("waited_ms", waited_ms)
-                .field("ring_timeout_ms", ring_timeout_ms)
-                .finish(),
-            DeskEvent::Answered { call_id } => f
-                .debug_struct("Answered")
-                .field("call_id", call_id)
-                .finish(),
-            DeskEvent::Ended { call_id, reason } => f
-                .debug_struct("Ended")
-                .field("call_id", call_id)
-                .field("reason", reason)
-                .finish(),
-            DeskEvent::Missed { call_id } => {
-                f.debug_struct("Missed").field("call_id", call_id).finish()
-            }
-            DeskEvent::State { state, reason } => f
-                .debug_struct("State")
-                .field("state", state)
-                .field("reason", reason)
-                .finish(),
-        }
-    }
-}
+pub use callcore::desk::DeskEvent;
 
 /// One event on its way to one desk socket.
 pub struct Delivery {

@@ -6,7 +6,8 @@
 //! - [`auth`], [`http`], [`events`], [`metrics`]: users and tokens, the HTTP API,
 //!   desk pages and WebSocket, the desk event hub, Prometheus metrics.
 //! - [`control`]: the commands HTTP sends to call control.
-//! - [`sip_io`], [`call`]: sockets around the sans-IO SIP stack, and the B2BUA.
+//! - [`sip_io`], [`call`]: sockets around the sans-IO SIP stack, and the async
+//!   driver around call control's sans-IO core (the `callcore` crate).
 //! - [`prompts`], [`pii`]: built-in prompts, masking of personal data in logs.
 
 pub mod auth;
@@ -16,7 +17,7 @@ pub mod control;
 pub mod events;
 pub mod http;
 pub mod metrics;
-pub mod pii;
+pub use callcore::pii;
 pub mod prompts;
 pub mod serve;
 pub mod sip_io;

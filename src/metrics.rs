@@ -84,24 +84,7 @@ impl Gauges {
     }
 }
 
-/// Why a new call was refused with 503.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max_calls` calls are up (or the RTP range is full).
-    Capacity,
-    /// Call control is behind (lag or queue depth).
-    Lag,
-}
-
-impl Refusal {
-    /// The reason as logged and as the metric's label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Capacity => "capacity",
-            Refusal::Lag => "lag",
-        }
-    }
-}
+pub use callcore::Refusal;
 
 #[derive(Default)]
 struct Inner {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::{Role, Users};
-use crate::call::{Controller, ControllerParts};
+use crate::call::{Driver, DriverParts};
 use crate::config::Config;
 use crate::control::ControlHandle;
 use crate::events::DeskHub;
@@ -123,7 +123,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let seed = config.qa.seed ^ u64::from(std::process::id()) ^ clock_seed();
     let (store, store_thread) = crate::storage::writer::StoreWriter::start(storage.clone())
         .context("starting the store writer")?;
-    let parts = ControllerParts {
+    let parts = DriverParts {
         config: Arc::clone(&config),
         prompts: Arc::new(prompts),
         storage,
@@ -137,7 +137,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         acd,
     };
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(Controller::run(parts, inbound, commands, shutdown.clone()));
+    tasks.spawn(Driver::run(parts, inbound, commands, shutdown.clone()));
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = crate::http::serve(http, state, http_shutdown).await {

@@ -11,19 +11,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use callcore::{CallId, Leg, MediaEvent};
 use media::FRAME_SAMPLES;
 use media::leg::{LegMedia, Received};
 use media::player::PromptPlayer;
 use media::prompt::Prompt;
 use recordings::timeline::{Channel, Timeline, TimelineConfig};
-use recordings::writer::{RecordingInfo, RecordingWriter};
+use recordings::writer::RecordingWriter;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
-
-use super::CallId;
-use super::ports::Lease;
 
 type Frame = [i16; FRAME_SAMPLES];
 const SILENCE: Frame = [0; FRAME_SAMPLES];
@@ -32,7 +30,8 @@ const MAX_PACKET: usize = 1500;
 /// Decoded samples of the longest packet we place whole (60 ms).
 const MAX_PACKET_SAMPLES: usize = 480;
 
-/// What call control asks of a call's media.
+/// What the driver asks of a call's media (call control's
+/// [`callcore::MediaCommand`] with its prompts and sockets resolved).
 // A handful of commands per call: the size of `Bridge` costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -43,11 +42,11 @@ pub enum MediaCommand {
     Hold { prompt: Prompt },
     /// Stop whatever plays; the patient hears silence.
     Silence,
-    /// The agent's leg has answered: bridge it with the patient, recording if given a writer.
-    Bridge {
-        agent: AgentLeg,
-        recording: Option<RecordingWriter>,
-    },
+    /// The agent's leg has answered: bridge it with the patient. `recording`:
+    /// place both sides on a timeline from now on, for the file a `Record` brings.
+    Bridge { agent: AgentLeg, recording: bool },
+    /// The recording's file (`None`: it could not be created; nothing is recorded).
+    Record(Option<RecordingWriter>),
     /// The call is over: finish the recording and stop.
     Stop,
 }
@@ -56,47 +55,16 @@ pub enum MediaCommand {
 #[derive(Debug)]
 pub struct AgentLeg {
     pub socket: UdpSocket,
-    pub lease: Lease,
     pub remote: SocketAddr,
     pub media: LegMedia,
-}
-
-/// What a call's media reports back to call control.
-#[derive(Debug)]
-pub enum MediaEvent {
-    Dtmf {
-        call: CallId,
-        digit: char,
-    },
-    PromptFinished {
-        call: CallId,
-        generation: u64,
-    },
-    /// No RTP from this leg's phone for the configured media timeout (reported once).
-    MediaTimeout {
-        call: CallId,
-        leg: Leg,
-    },
-    Stopped {
-        call: CallId,
-        recording: Option<Result<RecordingInfo, String>>,
-    },
 }
 
 /// The patient's side, known once the INVITE has been answered.
 #[derive(Debug)]
 pub struct PatientLeg {
     pub socket: UdpSocket,
-    pub lease: Lease,
     pub remote: SocketAddr,
     pub media: LegMedia,
-}
-
-/// Which leg's phone went quiet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leg {
-    Patient,
-    Agent,
 }
 
 enum Playing {
@@ -115,24 +83,32 @@ struct Bridge {
 
 /// A bridged call's recording: each side placed on one timeline by its RTP
 /// timestamps, written out in 20 ms frames on the tick, off the relay path.
-/// A late tick writes more frames, never fewer; hang-up writes the tail.
+/// A late tick writes more frames, never fewer; hang-up writes the tail. The
+/// file arrives a moment after the bridge (it is created off this task): until
+/// then the timeline holds the audio.
 struct Recorder {
-    writer: RecordingWriter,
+    writer: Option<RecordingWriter>,
     timeline: Timeline,
     error: Option<String>,
 }
 
+/// How long a hung-up call's media waits for a recording file still being created.
+const RECORDING_FILE_WAIT: Duration = Duration::from_secs(2);
+
 impl Recorder {
-    fn new(writer: RecordingWriter, start: Instant) -> Self {
+    fn new(start: Instant) -> Self {
         Self {
-            writer,
+            writer: None,
             timeline: Timeline::new(start, TimelineConfig::default()),
             error: None,
         }
     }
 
-    /// Writes every frame that is final at `now`.
+    /// Writes every frame that is final at `now` (once the file is there).
     fn write_due(&mut self, now: Instant) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
         let mut left = SILENCE;
         let mut right = SILENCE;
         while self
@@ -143,17 +119,17 @@ impl Recorder {
             if self.error.is_some() {
                 continue;
             }
-            if let Err(e) = self.writer.write_frame(&left, &right) {
+            if let Err(e) = writer.write_frame(&left, &right) {
                 warn!(error = %e, "recording stopped: write failed");
                 self.error = Some(e.to_string());
             }
         }
     }
 
-    /// Hang-up at `now`: the tail is written, the file finished.
-    fn finish(mut self, now: Instant) -> Result<RecordingInfo, String> {
-        self.timeline.finish(now);
-        self.write_due(now);
+    /// Hang-up at `ended`: the tail is written, the file finished; its length in ms.
+    fn finish(mut self, ended: Instant) -> Result<u64, String> {
+        self.timeline.finish(ended);
+        self.write_due(ended);
         let stats = self.timeline.stats();
         debug!(
             frames = stats.frames_final,
@@ -162,9 +138,13 @@ impl Recorder {
             late_packets = stats.left.late_packets + stats.right.late_packets,
             "recording finished"
         );
+        let writer = self.writer.ok_or("the recording file was never created")?;
         match self.error {
             Some(e) => Err(e),
-            None => self.writer.finish().map_err(|e| e.to_string()),
+            None => writer
+                .finish()
+                .map(|info| info.duration_ms)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -212,7 +192,7 @@ pub async fn run(
 ) {
     let mut alive = Liveness {
         timeout: media_timeout,
-        patient: super::control::now(),
+        patient: now(),
         agent: None,
         reported: false,
     };
@@ -238,11 +218,12 @@ pub async fn run(
                     MediaCommand::Silence => playing = Playing::Nothing,
                     MediaCommand::Bridge { agent, recording } => {
                         playing = Playing::Nothing;
-                        let now = super::control::now();
+                        let now = now();
                         alive.agent = Some(now);
-                        let recording = recording.map(|w| Recorder::new(w, now));
+                        let recording = recording.then(|| Recorder::new(now));
                         bridge = Some(Bridge { agent, recording });
                     }
+                    MediaCommand::Record(writer) => record_to(bridge.as_mut(), writer),
                     MediaCommand::Stop => break,
                 }
             }
@@ -251,11 +232,11 @@ pub async fn run(
                 let Some(packet) = patient_buf.get(..n) else { continue };
                 match patient.media.handle_rtp(packet, &mut decoded) {
                     Received::Dtmf(digit) => {
-                        alive.patient = super::control::now();
+                        alive.patient = now();
                         let _ = events.send(MediaEvent::Dtmf { call, digit });
                     }
                     Received::Audio(n) => {
-                        let now = super::control::now();
+                        let now = now();
                         alive.patient = now;
                         if let Some(b) = bridge.as_mut() {
                             copy_frame(&decoded, &mut pcm);
@@ -278,7 +259,7 @@ pub async fn run(
                 let Some(b) = bridge.as_mut() else { continue };
                 let Some(packet) = agent_buf.get(..n) else { continue };
                 if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
-                    let now = super::control::now();
+                    let now = now();
                     alive.agent = Some(now);
                     copy_frame(&decoded, &mut pcm);
                     let len = patient.media.write_audio(&pcm, &mut out);
@@ -293,13 +274,13 @@ pub async fn run(
                 }
             }
             _ = ticker.tick() => {
-                if let Some(leg) = alive.check(super::control::now()) {
+                if let Some(leg) = alive.check(now()) {
                     warn!(?leg, "no RTP from the phone: ending the call");
                     let _ = events.send(MediaEvent::MediaTimeout { call, leg });
                 }
                 if let Some(b) = bridge.as_mut() {
                     if let Some(r) = b.recording.as_mut() {
-                        r.write_due(super::control::now());
+                        r.write_due(now());
                     }
                     continue;
                 }
@@ -322,10 +303,57 @@ pub async fn run(
         }
     }
 
-    let ended = super::control::now();
-    let recording = bridge.and_then(|b| b.recording).map(|r| r.finish(ended));
+    let ended = now();
+    let mut recording = bridge.and_then(|b| b.recording);
+    if recording.as_ref().is_some_and(|r| r.writer.is_none()) {
+        // The file is still being created: wait for it (bounded), then finish.
+        recording = wait_for_file(recording, &mut commands).await;
+    }
+    let recording = recording.map(|r| r.finish(ended));
     debug!("media stopped");
     let _ = events.send(MediaEvent::Stopped { call, recording });
+}
+
+/// The driver's answer to the recording's file: the file, or none at all.
+fn record_to(bridge: Option<&mut Bridge>, writer: Option<RecordingWriter>) {
+    let Some(b) = bridge else { return };
+    match writer {
+        Some(w) => {
+            if let Some(r) = b.recording.as_mut() {
+                r.writer = Some(w);
+            }
+        }
+        None => b.recording = None,
+    }
+}
+
+/// After `Stop`, waits up to [`RECORDING_FILE_WAIT`] for the recording's file.
+async fn wait_for_file(
+    mut recording: Option<Recorder>,
+    commands: &mut mpsc::UnboundedReceiver<MediaCommand>,
+) -> Option<Recorder> {
+    let deadline = tokio::time::sleep(RECORDING_FILE_WAIT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => return recording,
+            command = commands.recv() => match command {
+                Some(MediaCommand::Record(Some(w))) => {
+                    if let Some(r) = recording.as_mut() {
+                        r.writer = Some(w);
+                    }
+                    return recording;
+                }
+                Some(MediaCommand::Record(None)) | None => return None,
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// The media's clock: tokio's, so tests can pause and advance it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// The first 20 ms of a decoded packet, for the relay (which sends 20 ms frames).

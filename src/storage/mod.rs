@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,121 +37,7 @@ pub enum StorageError {
     Corrupt { column: &'static str, value: String },
 }
 
-/// A patient record, shown on the agent's desk when the caller's number matches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Patient {
-    pub phone: String,
-    pub name: String,
-    pub age: u32,
-    /// Local date and time of the next appointment, e.g. "2026-12-01 09:30".
-    pub next_appointment: Option<String>,
-    pub allergies: Option<String>,
-    pub notes: Option<String>,
-}
-
-/// How a call ended (SPEC: answered/abandoned/overflow/ivr_only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Answered,
-    Abandoned,
-    Overflow,
-    IvrOnly,
-}
-
-impl Outcome {
-    /// How an ended call ended: answered if an agent answered, abandoned if it
-    /// reached a queue, else it never left the IVR.
-    pub fn of_ended_call(answered: bool, queued: bool) -> Self {
-        if answered {
-            Outcome::Answered
-        } else if queued {
-            Outcome::Abandoned
-        } else {
-            Outcome::IvrOnly
-        }
-    }
-
-    /// The name used in the database and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Answered => "answered",
-            Outcome::Abandoned => "abandoned",
-            Outcome::Overflow => "overflow",
-            Outcome::IvrOnly => "ivr_only",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "answered" => Outcome::Answered,
-            "abandoned" => Outcome::Abandoned,
-            "overflow" => Outcome::Overflow,
-            "ivr_only" => Outcome::IvrOnly,
-            _ => return None,
-        })
-    }
-}
-
-/// One call as stored (the caller in full; mask it before showing it to anyone
-/// but the agent taking the call).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecord {
-    pub call_id: String,
-    pub caller: String,
-    pub started_at: DateTime<Utc>,
-    pub ivr_path: Vec<String>,
-    pub queue: Option<String>,
-    pub wait_ms: Option<u64>,
-    pub agents_offered: Vec<String>,
-    pub agent: Option<String>,
-    pub answered_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    /// `None` while the call is still in progress.
-    pub outcome: Option<Outcome>,
-    pub recording_id: Option<String>,
-    pub satisfaction: Option<u8>,
-}
-
-impl CallRecord {
-    /// A fresh record for a call that just arrived; fill the rest as it goes.
-    pub fn new(
-        call_id: impl Into<String>,
-        caller: impl Into<String>,
-        started_at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            call_id: call_id.into(),
-            caller: caller.into(),
-            started_at,
-            ivr_path: Vec::new(),
-            queue: None,
-            wait_ms: None,
-            agents_offered: Vec::new(),
-            agent: None,
-            answered_at: None,
-            ended_at: None,
-            outcome: None,
-            recording_id: None,
-            satisfaction: None,
-        }
-    }
-}
-
-/// One recorded call (a stereo WAV file on disk).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recording {
-    pub id: String,
-    pub call_id: String,
-    pub agent: String,
-    pub started_at: DateTime<Utc>,
-    pub duration_ms: u64,
-    pub channels: u16,
-    /// The WAV file: absolute, relative to the working directory, or relative to
-    /// the recordings directory (the audio endpoint accepts all three, but only
-    /// inside the recordings directory).
-    pub path: String,
-}
+pub use callcore::records::{CallRecord, Outcome, Patient, Recording};
 
 /// One audit log row: who did what to which object, when.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -430,7 +430,7 @@ impl RawCall {
     fn decode(self) -> Result<CallRecord, StorageError> {
         let outcome = match self.outcome {
             None => None,
-            Some(s) => Some(Outcome::parse(&s).ok_or(StorageError::Corrupt {
+            Some(s) => Some(Outcome::from_name(&s).ok_or(StorageError::Corrupt {
                 column: "calls.outcome",
                 value: s,
             })?),

@@ -1,29 +1,30 @@
 //! Offers: the screen-pop, the INVITE to the agent's phone, ring-out and answer.
 //!
-//! Order matters to the agent: the `offer` desk event is written to the
-//! agent's desk sockets first, and only then is the phone's INVITE sent, so
-//! the caller's record is on screen no later than the phone rings.
+//! Order matters to the agent: the `offer` desk event is queued to the agent's
+//! desks first ([`Output::ScreenPop`]), and only when the shell says they have
+//! it is the phone's INVITE sent, so the caller's record is on screen no later
+//! than the phone rings.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use media::leg::LegMedia;
-use recordings::writer::{RecordingWriter, frames_in_ms};
 use sip::dialog::Dialog;
 use sip::message::{Method, RequestBuilder, Response, cancel_for};
 use sip::sdp;
 use sip::transaction::TransactionKey;
 use tracing::{debug, info, warn};
 
-use super::CallId;
-use super::control::{ClientTx, Controller, DeferredOffer, Internal, Offer, PatientLookup, Phase};
-use super::media::{AgentLeg, MediaCommand};
-use super::patient::{media_codec, sdp_codecs};
-use crate::events::DeskEvent;
+use crate::CallId;
+use crate::call::{CallRecording, DeferredOffer, Offer, PatientLookup, Phase, millis};
+use crate::control::{BindFor, ClientTx, Core};
+use crate::desk::DeskEvent;
+use crate::io::{LegSpec, MediaCommand, Metric, Output, PortToken};
+use crate::patient::media_codec;
 
 /// RTP payload type we offer for telephone-event.
 const TELEPHONE_EVENT_PT: u8 = 101;
 
-impl Controller {
+impl Core {
     /// The ACD picked `agent` for `call`: screen-pop first.
     pub(crate) fn offer(
         &mut self,
@@ -51,10 +52,10 @@ impl Controller {
             }
             PatientLookup::Done(patient) => patient.clone(),
         };
-        let _entered = c.span.clone().entered();
         let seq = self.next_offer;
         self.next_offer += 1;
-        info!(%agent, waited_ms = waited.as_millis() as u64, "offering to agent");
+        c.span
+            .in_scope(|| info!(%agent, waited_ms = millis(waited), "offering to agent"));
         c.agents_offered.push(agent.clone());
         c.offer = Some(Offer {
             agent: agent.clone(),
@@ -72,74 +73,82 @@ impl Controller {
             patient,
             ivr_path: c.ivr_path.clone(),
             queue,
-            waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-            ring_timeout_ms: u64::try_from(ring_timeout.as_millis()).unwrap_or(u64::MAX),
+            waited_ms: millis(waited),
+            ring_timeout_ms: millis(ring_timeout),
         };
-        let hub = self.hub.clone();
-        let internal = self.internal.clone();
-        // Queued to the desk sockets now, before anything else is published.
-        let delivered = hub.deliver(&agent, event);
-        tokio::spawn(async move {
-            let desks = delivered.await;
-            let _ = internal.send(Internal::ScreenPopDelivered { call, seq, desks });
+        self.emit(Output::ScreenPop {
+            agent,
+            call,
+            seq,
+            event,
         });
     }
 
-    /// The desk has the screen-pop: ring the agent's phone.
-    pub(crate) async fn screen_pop_delivered(
+    /// The desk has the screen-pop: bind the agent leg's port.
+    pub(crate) fn screen_pop_delivered(&mut self, now: Instant, call: CallId, seq: u64) {
+        let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.live_offer(seq)) else {
+            return;
+        };
+        let agent = offer.agent.clone();
+        let latency = now.saturating_duration_since(offer.pop_started);
+        self.emit(Output::Metric(Metric::ScreenPop(latency)));
+        if self.registrar.lookup(&agent, now).is_none() {
+            info!(%agent, "agent not registered; next agent");
+            self.agent_unreachable(now, call, &agent, seq);
+            return;
+        }
+        if self.bind_port(BindFor::Agent { call, seq }, 0).is_err() {
+            warn!("no RTP port for the agent leg");
+            self.agent_unreachable(now, call, &agent, seq);
+        }
+    }
+
+    /// The agent leg's port is bound: ring the agent's phone.
+    pub(crate) fn ring_agent(
         &mut self,
         now: Instant,
         call: CallId,
         seq: u64,
-        desks: usize,
+        token: PortToken,
+        local_rtp: SocketAddr,
     ) {
-        let Some(c) = self.calls.get(&call) else {
+        let Some(agent) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.live_offer(seq))
+            .map(|o| o.agent.clone())
+        else {
+            // The offer ended while the port was being bound.
+            self.release_socket(token);
             return;
         };
-        let Some(offer) = c.offer.as_ref() else {
-            return;
-        };
-        if offer.seq != seq || offer.cancelled {
-            return;
-        }
-        let agent = offer.agent.clone();
-        let span = c.span.clone();
-        let _ = desks;
-        self.metrics
-            .observe_screen_pop(now.saturating_duration_since(offer.pop_started));
-        let Some(binding) = self.registrar.lookup(&agent, now).cloned() else {
-            info!(%agent, "agent not registered; next agent");
+        let binding = self.registrar.lookup(&agent, now).cloned();
+        let local = binding
+            .as_ref()
+            .and_then(|b| self.local_for(b.peer.transport));
+        let (Some(binding), Some(local)) = (binding, local) else {
+            self.release_socket(token);
             self.agent_unreachable(now, call, &agent, seq);
             return;
         };
-        let Some(local) = self.local_for(binding.peer.transport) else {
-            return;
-        };
-        let (socket, lease) = match self.ports.bind().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "no RTP port for the agent leg");
-                self.agent_unreachable(now, call, &agent, seq);
-                return;
-            }
-        };
-        let Ok(local_rtp) = socket.local_addr() else {
-            return;
-        };
         let body = sdp::offer(
-            &sdp_codecs(&self.config.sip.codecs),
+            &self.config.codecs,
             TELEPHONE_EVENT_PT,
             local_rtp,
             self.ids.next_u64() >> 1,
         );
-        let advertise = self.config.sip.advertise;
+        let advertise = self.config.advertise;
         let sip_call_id = self.ids.call_id();
+        let from_tag = self.ids.tag();
+        let branch = self.ids.branch();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let caller = c.caller.clone();
         let invite = RequestBuilder::new(Method::Invite, &binding.contact)
-            .via(local.transport, local.sent_by, &self.ids.branch())
+            .via(local.transport, local.sent_by, &branch)
             .from(&format!(
-                "\"{caller}\" <sip:{caller}@{advertise}>;tag={}",
-                self.ids.tag()
+                "\"{caller}\" <sip:{caller}@{advertise}>;tag={from_tag}"
             ))
             .to(&format!("<sip:{agent}@{advertise}>"))
             .call_id(&sip_call_id)
@@ -149,24 +158,16 @@ impl Controller {
             .header("Subject", "Switchboard queue call")
             .body("application/sdp", body.into_bytes())
             .build();
-        span.in_scope(|| debug!(%agent, "ringing agent phone"));
-        let key = self
-            .transactions
-            .send_request(now, binding.peer, invite.clone());
-        self.client_tx.insert(
-            key,
-            ClientTx::AgentInvite {
-                call,
-                agent: agent.clone(),
-                seq,
-            },
-        );
-        self.by_sip_call_id.insert(sip_call_id, call);
-        if let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.offer.as_mut()) {
-            offer.invite = Some(invite);
+        c.span.in_scope(|| debug!(%agent, "ringing agent phone"));
+        if let Some(offer) = c.live_offer(seq) {
+            offer.invite = Some(invite.clone());
             offer.peer = Some(binding.peer);
-            offer.rtp = Some((socket, lease));
+            offer.rtp = Some(token);
         }
+        let key = self.transactions.send_request(now, binding.peer, invite);
+        self.client_tx
+            .insert(key, ClientTx::AgentInvite { call, agent, seq });
+        self.by_sip_call_id.insert(sip_call_id, call);
     }
 
     /// The ACD's ring timer ran out: cancel the agent's INVITE and count the miss.
@@ -174,27 +175,37 @@ impl Controller {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let _entered = c.span.clone().entered();
-        info!(%agent, "agent did not answer in time; moving on");
+        c.span
+            .in_scope(|| info!(%agent, "agent did not answer in time; moving on"));
         let call_id = c.call_id.clone();
         if let PatientLookup::Pending(deferred) = &mut c.patient
             && deferred.as_ref().is_some_and(|d| d.agent == agent)
         {
             *deferred = None;
         }
+        let mut cancel = None;
+        let mut port = None;
         if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
             offer.cancelled = true;
+            port = offer.rtp.take();
             if let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer) {
                 if let Ok(cid) = invite.call_id() {
                     self.stale_invites.insert(cid, (invite.clone(), peer));
                 }
-                let cancel = cancel_for(invite);
-                let key = self.transactions.send_request(now, peer, cancel);
-                self.client_tx.insert(key, ClientTx::Fire);
+                cancel = Some((peer, cancel_for(invite)));
             }
         }
-        self.metrics.agent_missed_ring();
-        self.hub.publish(agent, DeskEvent::Missed { call_id });
+        if let Some(token) = port {
+            self.release_socket(token);
+        }
+        if let Some((peer, cancel)) = cancel {
+            self.fire(now, peer, cancel);
+        }
+        self.emit(Output::Metric(Metric::AgentMissedRing));
+        self.emit(Output::Desk {
+            agent: agent.to_owned(),
+            event: DeskEvent::Missed { call_id },
+        });
     }
 
     /// The agent's phone could not be reached or refused: the ACD tries the next agent.
@@ -209,15 +220,14 @@ impl Controller {
         agent: &str,
         seq: u64,
     ) -> bool {
-        let Some(offer) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.offer.as_mut())
-            .filter(|o| o.seq == seq && !o.cancelled)
-        else {
+        let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.live_offer(seq)) else {
             return false;
         };
         offer.cancelled = true;
+        let port = offer.rtp.take();
+        if let Some(token) = port {
+            self.release_socket(token);
+        }
         if let Err(e) = self.acd.declined(now, call, agent) {
             debug!(error = %e, "decline not applied");
         }
@@ -225,7 +235,7 @@ impl Controller {
     }
 
     /// A response on the INVITE to an agent's phone.
-    pub(crate) async fn handle_agent_response(
+    pub(crate) fn handle_agent_response(
         &mut self,
         now: Instant,
         call: CallId,
@@ -252,13 +262,12 @@ impl Controller {
         // 2xx: first or retransmitted.
         let live = self
             .calls
-            .get(&call)
-            .and_then(|c| c.offer.as_ref())
-            .filter(|o| o.seq == seq && !o.cancelled)
+            .get_mut(&call)
+            .and_then(|c| c.live_offer(seq))
             .and_then(|o| Some((o.invite.clone()?, o.peer?, o.dialog.clone())));
         let Some((invite, peer, existing)) = live else {
             // Answered after we moved on (the CANCEL crossed the 200): ACK and hang up.
-            self.ack_and_bye_stale(now, &response).await;
+            self.ack_and_bye_stale(now, &response);
             return;
         };
         let Some(local) = self.local_for(peer.transport) else {
@@ -280,14 +289,13 @@ impl Controller {
         let ack = dialog.ack(1, &local, self.ids.branch());
         self.send_stateless(peer, ack);
         let negotiated = sdp::parse(response.body())
-            .and_then(|answer| sdp::accept_answer(&answer, &sdp_codecs(&self.config.sip.codecs)));
+            .and_then(|answer| sdp::accept_answer(&answer, &self.config.codecs));
         let negotiated = match negotiated {
             Ok(n) => n,
             Err(e) => {
                 warn!(error = %e, "agent phone answered with unusable SDP; hanging up that leg");
                 let bye = dialog.request(Method::Bye, &local, self.ids.branch());
-                let key = self.transactions.send_request(now, peer, bye);
-                self.client_tx.insert(key, ClientTx::Fire);
+                self.fire(now, peer, bye);
                 self.agent_unreachable(now, call, agent, seq);
                 return;
             }
@@ -300,113 +308,125 @@ impl Controller {
             return;
         };
         offer.dialog = Some(dialog.clone());
-        let Some((socket, lease)) = offer.rtp.take() else {
+        let Some(token) = offer.rtp.take() else {
             return;
         };
-        let agent_leg = AgentLeg {
-            socket,
-            lease,
+        c.bridge_pending = Some(LegSpec {
+            token,
             remote: negotiated.remote,
-            media: LegMedia::new(
-                media_codec(negotiated.codec),
-                negotiated.telephone_event,
-                ssrc,
-                0,
-                0,
-            ),
-        };
+            codec: media_codec(negotiated.codec),
+            telephone_event: negotiated.telephone_event,
+            ssrc,
+        });
         c.agent_sip_call_id = invite.call_id().ok();
         c.agent_dialog = Some(dialog);
         c.agent = Some(agent.to_owned());
-        self.pending_bridge.insert(call, agent_leg);
         if let Err(e) = self.acd.answered(now, call, agent) {
             // The queue moved on (the offer ended as the phone answered): that
             // leg is not this call's; hang it up and free what it holds.
             warn!(error = %e, "answer not accepted by the queue; hanging up the agent leg");
-            self.pending_bridge.remove(&call);
-            if let Some(c) = self.calls.get_mut(&call) {
-                c.agent = None;
-                c.agent_sip_call_id = None;
-                if let Some(mut dialog) = c.agent_dialog.take() {
-                    let bye = dialog.request(Method::Bye, &local, self.ids.branch());
-                    let key = self.transactions.send_request(now, peer, bye);
-                    self.client_tx.insert(key, ClientTx::Fire);
-                }
+            let branch = self.ids.branch();
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            c.agent = None;
+            c.agent_sip_call_id = None;
+            let leg = c.bridge_pending.take();
+            let bye = c
+                .agent_dialog
+                .take()
+                .map(|mut d| (d.peer, d.request(Method::Bye, &local, branch)));
+            if let Some(leg) = leg {
+                self.release_socket(leg.token);
+            }
+            if let Some((peer, bye)) = bye {
+                self.fire(now, peer, bye);
             }
         }
     }
 
     /// The ACD connected the call: bridge media, start recording, tell the desk.
-    pub(crate) async fn connected(
-        &mut self,
-        _now: Instant,
-        call: CallId,
-        agent: &str,
-        waited: Duration,
-    ) {
-        let Some(agent_leg) = self.pending_bridge.remove(&call) else {
+    pub(crate) fn connected(&mut self, now: Instant, call: CallId, agent: &str, waited: Duration) {
+        let answered_at = self.wall(now);
+        let recording = self.config.recording.clone();
+        let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let Some(c) = self.calls.get_mut(&call) else {
+        let Some(leg) = c.bridge_pending.take() else {
             return;
         };
         let _entered = c.span.clone().entered();
         c.phase = Phase::Connected;
         c.offer = None;
-        c.wait_ms = Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
-        let answered_at = chrono::Utc::now();
+        c.wait_ms = Some(millis(waited));
         c.answered_at = Some(answered_at);
+        c.agent_port = Some(leg.token);
         info!(%agent, waited_ms = c.wait_ms, "agent answered; bridged");
-        let recording = if self.config.recording.enabled {
-            let id = format!("r-{}", c.call_id);
-            let dir = self
-                .config
-                .storage
-                .recordings
-                .join(answered_at.format("%Y-%m-%d").to_string());
-            let path = dir.join(format!("{id}.wav"));
-            let interval = frames_in_ms(self.config.recording.header_interval_ms);
-            let created = std::fs::create_dir_all(&dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| RecordingWriter::create(&path, interval).map_err(|e| e.to_string()));
-            match created {
-                Ok(writer) => {
-                    c.recording_id = Some(id.clone());
-                    c.recording_started_at = Some(answered_at);
-                    self.recording_paths.insert(call, path);
-                    Some(writer)
-                }
-                Err(e) => {
-                    warn!(error = %e, "recording could not start; the call goes on unrecorded");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let _ = c.media.send(MediaCommand::Bridge {
-            agent: agent_leg,
-            recording,
+        let call_id = c.call_id.clone();
+        let open = recording.map(|r| {
+            let id = format!("r-{call_id}");
+            let path = r
+                .dir
+                .join(answered_at.format("%Y-%m-%d").to_string())
+                .join(format!("{id}.wav"));
+            c.recording = Some(CallRecording {
+                id,
+                path: path.clone(),
+                started_at: answered_at,
+            });
+            (path, r.header_interval_ms)
         });
-        self.hub.publish(
-            agent,
-            DeskEvent::Answered {
-                call_id: c.call_id.clone(),
-            },
-        );
-        self.metrics.call_answered();
         let queue = c.queue.clone();
         drop(_entered);
+        self.emit(Output::Media {
+            call,
+            command: MediaCommand::Bridge {
+                agent: leg,
+                recording: open.is_some(),
+            },
+        });
+        if let Some((path, header_interval_ms)) = open {
+            self.emit(Output::OpenRecording {
+                call,
+                path,
+                header_interval_ms,
+            });
+        }
+        self.emit(Output::Desk {
+            agent: agent.to_owned(),
+            event: DeskEvent::Answered { call_id },
+        });
+        self.emit(Output::Metric(Metric::CallAnswered));
         if let Some(queue) = queue {
             self.update_queue_gauge(&queue);
         }
         self.save_call_record(call);
-        self.save_recording_row(call, 0);
+    }
+
+    /// The recording's file exists (its row is written) or could not be created.
+    pub(crate) fn recording_opened(&mut self, call: CallId, result: Result<(), String>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match result {
+            Ok(()) => self.save_recording_row(call, 0),
+            Err(e) => {
+                c.span.in_scope(
+                    || warn!(error = %e, "recording could not start; the call goes on unrecorded"),
+                );
+                c.recording = None;
+                self.save_call_record(call);
+            }
+        }
     }
 
     /// A 200 from an agent phone for an offer we already gave up on.
-    async fn ack_and_bye_stale(&mut self, now: Instant, response: &Response) {
-        let Some((invite, peer)) = self.find_stale_invite(response) else {
+    fn ack_and_bye_stale(&mut self, now: Instant, response: &Response) {
+        let Some((invite, peer)) = response
+            .call_id()
+            .ok()
+            .and_then(|cid| self.stale_invites.remove(&cid))
+        else {
             return;
         };
         let Some(local) = self.local_for(peer.transport) else {
@@ -418,7 +438,6 @@ impl Controller {
         let ack = dialog.ack(1, &local, self.ids.branch());
         self.send_stateless(peer, ack);
         let bye = dialog.request(Method::Bye, &local, self.ids.branch());
-        let key = self.transactions.send_request(now, peer, bye);
-        self.client_tx.insert(key, ClientTx::Fire);
+        self.fire(now, peer, bye);
     }
 }

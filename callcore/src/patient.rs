@@ -2,26 +2,35 @@
 //!
 //! The call is answered with 200 OK before the greeting so that the patient
 //! hears it from the first moment; the IVR then routes the call into a queue,
-//! where hold music plays until an agent answers.
+//! where hold music plays until an agent answers. Nothing is allocated for a
+//! call that overload control refuses: the 503 goes out before a port is taken.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use ivr::{IvrOutput, IvrSession};
-use media::leg::LegMedia;
 use sip::dialog::Dialog;
 use sip::message::{Request, response_to};
 use sip::sdp;
 use sip::transaction::TransactionKey;
 use sip::transport::Peer;
-use tokio::sync::mpsc;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
-use super::CallId;
-use super::control::{Call, Controller, Phase};
-use super::finish::Side;
-use super::media::{self as call_media, MediaCommand, PatientLeg};
+use crate::CallId;
+use crate::call::{Call, PatientLookup, Phase, Side};
+use crate::control::{BindFor, Core, Due};
+use crate::io::{LegSpec, MediaCommand, Metric, Output, PortToken};
 use crate::pii::mask_phone;
+
+/// A new call's INVITE, accepted so far, waiting for its RTP port.
+#[derive(Debug)]
+pub(crate) struct PendingInvite {
+    key: TransactionKey,
+    request: Request,
+    peer: Peer,
+    sip_call_id: String,
+    offer: sdp::MediaDescription,
+}
 
 /// Maps the SDP codec onto the media crate's.
 pub(crate) fn media_codec(codec: sdp::Codec) -> media::codec::Codec {
@@ -31,20 +40,9 @@ pub(crate) fn media_codec(codec: sdp::Codec) -> media::codec::Codec {
     }
 }
 
-/// The configured codecs in the SDP crate's terms.
-pub(crate) fn sdp_codecs(codecs: &[crate::config::Codec]) -> Vec<sdp::Codec> {
-    codecs
-        .iter()
-        .map(|c| match c {
-            crate::config::Codec::Pcmu => sdp::Codec::Pcmu,
-            crate::config::Codec::Pcma => sdp::Codec::Pcma,
-        })
-        .collect()
-}
-
-impl Controller {
-    /// A new INVITE from a patient: answer, start media and the IVR.
-    pub(crate) async fn handle_new_call(
+impl Core {
+    /// A new INVITE from a patient: refuse it under overload, else bind its port.
+    pub(crate) fn handle_new_call(
         &mut self,
         now: Instant,
         key: TransactionKey,
@@ -53,84 +51,118 @@ impl Controller {
     ) {
         // Refused before anything is allocated for it.
         if let Some(why) = self.overload() {
-            self.metrics.call_refused(why);
+            self.emit(Output::Metric(Metric::CallRefused(why)));
             if let Some(refused) = self.shed_log.refused(now) {
                 warn!(
                     reason = why.as_str(),
                     refused,
                     calls = self.calls.len(),
-                    capacity = self.config.sip.call_capacity(),
+                    capacity = self.config.capacity,
                     lag_ms = self.lag.as_millis() as u64,
                     queued = self.inbound_depth,
                     "shedding load: new calls get 503"
                 );
             }
-            let retry = self.config.sip.retry_after_s.to_string();
-            let busy = response_to(&request, 503, "Service Unavailable", None)
-                .with_header("Retry-After", &retry);
-            self.transactions.send_response(now, &key, busy);
+            self.refuse(now, &key, &request, 503, "Service Unavailable");
             return;
         }
         self.transactions
             .send_response(now, &key, response_to(&request, 100, "Trying", None));
         let Ok(sip_call_id) = request.call_id() else {
-            self.transactions.send_response(
-                now,
-                &key,
-                response_to(&request, 400, "Bad Request", None),
-            );
+            self.refuse(now, &key, &request, 400, "Bad Request");
             return;
         };
         if self.by_sip_call_id.contains_key(&sip_call_id) {
             // A forked or repeated INVITE for a call we already have.
-            self.transactions.send_response(
-                now,
-                &key,
-                response_to(&request, 482, "Loop Detected", None),
-            );
+            self.refuse(now, &key, &request, 482, "Loop Detected");
             return;
         }
-        let ours = sdp_codecs(&self.config.sip.codecs);
         let offer = match sdp::parse(request.body()) {
-            Ok(offer) => offer,
+            Ok(offer) if offer.codecs.iter().any(|c| self.config.codecs.contains(c)) => offer,
+            Ok(_) => {
+                info!("rejecting call: no codec in common");
+                self.refuse(now, &key, &request, 488, "Not Acceptable Here");
+                return;
+            }
             Err(e) => {
                 info!(error = %e, "rejecting call: no usable SDP offer");
-                self.transactions.send_response(
-                    now,
-                    &key,
-                    response_to(&request, 488, "Not Acceptable Here", None),
-                );
+                self.refuse(now, &key, &request, 488, "Not Acceptable Here");
                 return;
             }
         };
-        let (socket, lease) = match self.ports.bind().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "rejecting call: no RTP port");
-                self.transactions.send_response(
-                    now,
-                    &key,
-                    response_to(&request, 503, "Service Unavailable", None),
-                );
-                return;
-            }
+        let pending = PendingInvite {
+            key,
+            request,
+            peer,
+            sip_call_id,
+            offer,
         };
-        let Ok(local_rtp) = socket.local_addr() else {
-            return;
-        };
+        if let Err(BindFor::Patient(pending)) =
+            self.bind_port(BindFor::Patient(Box::new(pending)), 0)
+        {
+            self.refuse_unbound(now, *pending);
+        }
+    }
+
+    /// No RTP port for a new call: 503.
+    pub(crate) fn refuse_unbound(&mut self, now: Instant, pending: PendingInvite) {
+        warn!("rejecting call: no RTP port");
+        self.emit(Output::Metric(Metric::CallRefused(
+            crate::io::Refusal::Capacity,
+        )));
+        self.refuse(
+            now,
+            &pending.key,
+            &pending.request,
+            503,
+            "Service Unavailable",
+        );
+    }
+
+    /// A final refusal of an INVITE (503 carries Retry-After).
+    fn refuse(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        request: &Request,
+        status: u16,
+        reason: &str,
+    ) {
+        let mut response = response_to(request, status, reason, None);
+        if status == 503 {
+            response = response.with_header("Retry-After", &self.config.retry_after_s.to_string());
+        }
+        self.transactions.send_response(now, key, response);
+    }
+
+    /// The new call's port is bound: answer it, start its media, the IVR and the lookup.
+    pub(crate) fn answer_call(
+        &mut self,
+        now: Instant,
+        pending: PendingInvite,
+        token: PortToken,
+        local_rtp: SocketAddr,
+    ) {
+        let PendingInvite {
+            key,
+            request,
+            peer,
+            sip_call_id,
+            offer,
+        } = pending;
         let session_id = self.ids.next_u64() >> 1;
-        let (answer, negotiated) = match sdp::answer(&offer, &ours, local_rtp, session_id) {
-            Ok(a) => a,
-            Err(_) => {
-                self.transactions.send_response(
-                    now,
-                    &key,
-                    response_to(&request, 488, "Not Acceptable Here", None),
-                );
-                return;
-            }
-        };
+        let (answer, negotiated) =
+            match sdp::answer(&offer, &self.config.codecs, local_rtp, session_id) {
+                Ok(a) => a,
+                Err(_) => {
+                    self.release_socket(token);
+                    self.refuse(now, &key, &request, 488, "Not Acceptable Here");
+                    return;
+                }
+            };
         let Some(local) = self.local_for(peer.transport) else {
+            self.release_socket(token);
+            self.refuse(now, &key, &request, 503, "Service Unavailable");
             return;
         };
         let tag = self.ids.tag();
@@ -138,11 +170,8 @@ impl Controller {
             Ok(d) => d,
             Err(e) => {
                 info!(error = %e, "rejecting call: bad dialog headers");
-                self.transactions.send_response(
-                    now,
-                    &key,
-                    response_to(&request, 400, "Bad Request", None),
-                );
+                self.release_socket(token);
+                self.refuse(now, &key, &request, 400, "Bad Request");
                 return;
             }
         };
@@ -159,71 +188,55 @@ impl Controller {
             .from_user()
             .unwrap_or_else(|| "anonymous".to_owned());
         let span = info_span!("call", id = %call_id);
-        let _entered = span.enter();
-        info!(caller = %mask_phone(&caller), codec = ?negotiated.codec, "call answered by the IVR");
-
-        let (media_tx, media_rx) = mpsc::unbounded_channel();
-        let leg = PatientLeg {
-            socket,
-            lease,
-            remote: negotiated.remote,
-            media: LegMedia::new(
-                media_codec(negotiated.codec),
-                negotiated.telephone_event,
-                self.ids.next_u32(),
-                0,
-                0,
-            ),
-        };
-        tokio::spawn(
-            call_media::run(
-                id,
-                leg,
-                media_rx,
-                self.media_events.clone(),
-                self.config.sip.media_timeout(),
-            )
-            .instrument(span.clone()),
-        );
-        // The patient record is read on the blocking pool while the greeting
-        // plays; an offer made before it arrives waits for it.
-        let storage = self.storage.clone();
-        let internal = self.internal.clone();
-        let phone = caller.clone();
-        tokio::task::spawn_blocking(move || {
-            let patient = match storage.patient_by_phone(&phone) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(error = %e, "patient lookup failed");
-                    None
-                }
-            };
-            let _ = internal.send(super::control::Internal::PatientLoaded { call: id, patient });
+        span.in_scope(|| {
+            info!(caller = %mask_phone(&caller), codec = ?negotiated.codec, "call answered by the IVR")
         });
-        let ivr = match IvrSession::new(Arc::clone(&self.menus), &self.config.ivr.start) {
+        let patient_leg = LegSpec {
+            token,
+            remote: negotiated.remote,
+            codec: media_codec(negotiated.codec),
+            telephone_event: negotiated.telephone_event,
+            ssrc: self.ids.next_u32(),
+        };
+        self.emit(Output::Media {
+            call: id,
+            command: MediaCommand::Start {
+                call_id: call_id.clone(),
+                patient: patient_leg,
+                media_timeout: self.config.media_timeout,
+            },
+        });
+        // The patient record is read while the greeting plays; an offer made
+        // before it arrives waits for it.
+        self.emit(Output::LookupPatient {
+            call: id,
+            phone: caller.clone(),
+        });
+        let ivr = match IvrSession::new(std::sync::Arc::clone(&self.menus), &self.config.ivr_start)
+        {
             Ok(ivr) => Some(ivr),
             Err(e) => {
                 warn!(error = %e, "IVR could not start");
                 None
             }
         };
-        drop(_entered);
-        self.metrics.call_started();
+        self.emit(Output::Metric(Metric::CallStarted));
         self.by_sip_call_id.insert(sip_call_id.clone(), id);
+        self.patient_invites.insert(key.clone(), id);
+        let started_at = self.wall(now);
         self.calls.insert(
             id,
             Call {
-                id,
                 call_id,
                 span,
                 caller,
-                patient: super::control::PatientLookup::Pending(None),
-                started_at: chrono::Utc::now(),
+                patient: PatientLookup::Pending(None),
+                started_at,
                 patient_dialog: dialog,
                 patient_peer: peer,
                 patient_sip_call_id: sip_call_id,
-                patient_invite: key.clone(),
-                media: media_tx,
+                patient_invite: key,
+                patient_port: token,
                 ivr,
                 ivr_path: Vec::new(),
                 prompt_generation: 0,
@@ -236,10 +249,11 @@ impl Controller {
                 agent: None,
                 agent_dialog: None,
                 agent_sip_call_id: None,
+                bridge_pending: None,
+                agent_port: None,
                 answered_at: None,
                 ended_at: None,
-                recording_id: None,
-                recording_started_at: None,
+                recording: None,
             },
         );
         self.save_call_record(id);
@@ -247,42 +261,78 @@ impl Controller {
             Some(ivr) => ivr.start(now),
             None => {
                 // Without a working IVR the caller still reaches a person.
-                let fallback = self.config.queues.first().map(|q| q.name.clone());
-                if let Some(queue) = fallback {
+                if let Some(queue) = self.config.fallback_queue.clone() {
                     self.route_to_queue(now, id, queue);
                 }
             }
         }
-        self.drain_ivr(now, id).await;
+        self.drain_ivr(now, id);
     }
 
-    /// A digit from RTP (RFC 4733) or SIP INFO.
-    pub(crate) async fn digit(&mut self, now: Instant, call: CallId, digit: char) {
+    /// The caller's record arrived: an offer waiting for it goes ahead.
+    pub(crate) fn patient_loaded(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        patient: Option<crate::records::Patient>,
+    ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let _entered = c.span.clone().entered();
-        tracing::debug!(%digit, "digit");
+        let before = std::mem::replace(&mut c.patient, PatientLookup::Done(patient));
+        if let PatientLookup::Pending(Some(d)) = before {
+            self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);
+        }
+    }
+
+    /// A digit from RTP (RFC 4733) or SIP INFO.
+    pub(crate) fn digit(&mut self, now: Instant, call: CallId, digit: char) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.span.in_scope(|| tracing::debug!(%digit, "digit"));
         if let Some(ivr) = c.ivr.as_mut() {
             ivr.handle_digit(now, digit);
         }
-        drop(_entered);
-        self.drain_ivr(now, call).await;
+        self.drain_ivr(now, call);
+    }
+
+    /// The media finished playing prompt `generation`.
+    pub(crate) fn prompt_finished(&mut self, now: Instant, call: CallId, generation: u64) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.prompt_generation != generation {
+            return;
+        }
+        if let Some(ivr) = c.ivr.as_mut() {
+            ivr.handle_prompt_finished(now);
+        }
+        self.drain_ivr(now, call);
+    }
+
+    /// The call's IVR deadline (a digit timeout) passed.
+    pub(crate) fn ivr_timeout(&mut self, now: Instant, call: CallId) {
+        if let Some(ivr) = self.calls.get_mut(&call).and_then(|c| c.ivr.as_mut()) {
+            ivr.handle_timeout(now);
+        }
+        self.drain_ivr(now, call);
     }
 
     /// Carries out what the call's IVR session asks for, then re-arms its deadline.
-    pub(crate) async fn drain_ivr(&mut self, now: Instant, id: CallId) {
-        self.drain_ivr_outputs(now, id).await;
+    pub(crate) fn drain_ivr(&mut self, now: Instant, id: CallId) {
+        self.drain_ivr_outputs(now, id);
         let next = self
             .calls
             .get(&id)
             .and_then(|c| c.ivr.as_ref())
             .and_then(IvrSession::poll_timeout);
-        self.deadlines.set(super::control::Due::Ivr(id), next);
+        self.deadlines.set(Due::Ivr(id), next);
     }
 
-    async fn drain_ivr_outputs(&mut self, now: Instant, id: CallId) {
-        loop {
+    fn drain_ivr_outputs(&mut self, now: Instant, id: CallId) {
+        // Bounded: an IVR that keeps asking without an input is a bug.
+        for _ in 0..1000 {
             let Some(c) = self.calls.get_mut(&id) else {
                 return;
             };
@@ -292,22 +342,22 @@ impl Controller {
             };
             let generation = ivr.prompt_generation();
             match output {
-                IvrOutput::Play { prompt } => match self.prompts.get(&prompt) {
-                    Some(p) => {
+                IvrOutput::Play { prompt } => {
+                    if self.config.prompts.contains(&prompt) {
                         c.prompt_generation = generation;
-                        let _ = c.media.send(MediaCommand::Play {
-                            prompt: p,
-                            generation,
+                        self.emit(Output::Media {
+                            call: id,
+                            command: MediaCommand::Play { prompt, generation },
                         });
-                    }
-                    None => {
+                    } else {
                         warn!(%prompt, "prompt missing; skipping it");
                         ivr.handle_prompt_finished_of(now, generation);
                     }
-                },
-                IvrOutput::StopPrompt => {
-                    let _ = c.media.send(MediaCommand::Silence);
                 }
+                IvrOutput::StopPrompt => self.emit(Output::Media {
+                    call: id,
+                    command: MediaCommand::Silence,
+                }),
                 IvrOutput::Route { queue } => {
                     c.ivr_path = ivr.path().to_vec();
                     c.ivr = None;
@@ -317,7 +367,7 @@ impl Controller {
                 IvrOutput::Hangup => {
                     c.ivr_path = ivr.path().to_vec();
                     c.ivr = None;
-                    self.hang_up(now, id, Side::System, "ivr_hangup").await;
+                    self.hang_up(now, id, Side::System, "ivr_hangup");
                     return;
                 }
             }
@@ -325,22 +375,21 @@ impl Controller {
     }
 
     fn route_to_queue(&mut self, now: Instant, id: CallId, queue: String) {
+        let hold = self.config.hold_prompts.get(&queue).cloned();
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let _entered = c.span.clone().entered();
-        let hold = self
-            .config
-            .queue(&queue)
-            .map(|q| q.hold_prompt.clone())
-            .and_then(|name| self.prompts.get(&name));
-        if let Some(prompt) = hold {
-            let _ = c.media.send(MediaCommand::Hold { prompt });
-        }
         c.phase = Phase::Queued;
         c.queue = Some(queue.clone());
         c.enqueued_at = Some(now);
         info!(%queue, path = ?c.ivr_path, "queued");
+        if let Some(prompt) = hold.filter(|p| self.config.prompts.contains(p)) {
+            self.emit(Output::Media {
+                call: id,
+                command: MediaCommand::Hold { prompt },
+            });
+        }
         if let Err(e) = self.acd.enqueue(now, id, &queue) {
             warn!(error = %e, %queue, "could not queue the call");
         }
@@ -349,7 +398,7 @@ impl Controller {
         self.save_call_record(id);
     }
 
-    /// A re-INVITE: keep the session as negotiated and answer with our SDP again.
+    /// A re-INVITE: keep the session as negotiated.
     pub(crate) fn handle_reinvite(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let known = request
             .call_id()
@@ -365,12 +414,7 @@ impl Controller {
     }
 
     /// SIP INFO: DTMF fallback for phones that don't send RFC 4733.
-    pub(crate) async fn handle_info(
-        &mut self,
-        now: Instant,
-        key: TransactionKey,
-        request: Request,
-    ) {
+    pub(crate) fn handle_info(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let call = request
             .call_id()
             .ok()
@@ -384,12 +428,12 @@ impl Controller {
             .send_response(now, &key, response_to(&request, 200, "OK", None));
         let content_type = request.content_type().unwrap_or_default();
         if let Some(digit) = media::dtmf::sip_info_digit(&content_type, request.body()) {
-            self.digit(now, call, digit).await;
+            self.digit(now, call, digit);
         }
     }
 
     /// BYE from either leg.
-    pub(crate) async fn handle_bye(&mut self, now: Instant, key: TransactionKey, request: Request) {
+    pub(crate) fn handle_bye(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let found = request
             .call_id()
             .ok()
@@ -401,31 +445,23 @@ impl Controller {
         };
         self.transactions
             .send_response(now, &key, response_to(&request, 200, "OK", None));
-        let side = match self.calls.get(&id) {
-            Some(c) if c.patient_sip_call_id == sip_call_id => Side::Patient,
-            Some(c) if c.agent_sip_call_id.as_deref() == Some(sip_call_id.as_str()) => Side::Agent,
-            _ => return,
+        let side = self.calls.get(&id).and_then(|c| c.side_of(&sip_call_id));
+        let Some(side) = side else {
+            return;
         };
         let reason = match side {
             Side::Patient => "caller_hangup",
             _ => "agent_hangup",
         };
-        self.hang_up(now, id, side, reason).await;
+        self.hang_up(now, id, side, reason);
     }
 
-    /// CANCEL of a patient's INVITE we have not answered yet.
-    pub(crate) async fn handle_cancel(
-        &mut self,
-        now: Instant,
-        key: TransactionKey,
-        request: Request,
-    ) {
+    /// CANCEL of a patient's INVITE.
+    pub(crate) fn handle_cancel(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let invite = self.transactions.matching_invite(&request);
-        let status = if invite.is_some() { 200 } else { 481 };
-        let reason = if invite.is_some() {
-            "OK"
-        } else {
-            "Call/Transaction Does Not Exist"
+        let (status, reason) = match invite {
+            Some(_) => (200, "OK"),
+            None => (481, "Call/Transaction Does Not Exist"),
         };
         self.transactions
             .send_response(now, &key, response_to(&request, status, reason, None));

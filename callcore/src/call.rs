@@ -1,0 +1,195 @@
+//! One patient call: its legs, where it is in its life, and what it owns.
+//!
+//! Everything a call holds is reachable from its [`Call`]: the RTP ports of
+//! both legs, the offer ringing now, the agent leg waiting to be bridged, the
+//! recording. When the call goes, each of them is given back from here.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ivr::IvrSession;
+use sip::dialog::Dialog;
+use sip::message::Request;
+use sip::transaction::TransactionKey;
+use sip::transport::Peer;
+
+use crate::io::{LegSpec, PortToken};
+use crate::records::{CallRecord, Outcome, Patient, Recording};
+
+/// Which side ended the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Patient,
+    Agent,
+    /// The IVR, a timeout, overload of the agent side, or shutdown.
+    System,
+}
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// In the IVR menus.
+    Ivr,
+    /// Waiting in a queue (an offer may be ringing).
+    Queued,
+    /// Bridged with an agent.
+    Connected,
+    /// Hung up; waiting for the media task to finish the recording.
+    Ending,
+}
+
+/// One offer of a call to an agent: the screen-pop, then the INVITE.
+#[derive(Debug)]
+pub(crate) struct Offer {
+    pub agent: String,
+    pub seq: u64,
+    pub invite: Option<Request>,
+    pub peer: Option<Peer>,
+    /// The agent leg's port, bound before the INVITE names it.
+    pub rtp: Option<PortToken>,
+    pub dialog: Option<Dialog>,
+    pub cancelled: bool,
+    pub pop_started: Instant,
+}
+
+/// An ACD offer waiting for the caller's patient record.
+#[derive(Debug, Clone)]
+pub(crate) struct DeferredOffer {
+    pub agent: String,
+    pub queue: String,
+    pub waited: Duration,
+    pub ring_timeout: Duration,
+}
+
+/// The caller's patient record: still being read, or read.
+#[derive(Debug, Clone)]
+pub(crate) enum PatientLookup {
+    /// The lookup runs; an offer the ACD made meanwhile waits here for it.
+    Pending(Option<DeferredOffer>),
+    /// The record (`None`: no patient has this number).
+    Done(Option<Patient>),
+}
+
+/// The call's recording, once the agent answered.
+#[derive(Debug, Clone)]
+pub(crate) struct CallRecording {
+    pub id: String,
+    pub path: PathBuf,
+    pub started_at: DateTime<Utc>,
+}
+
+/// One patient call and, once answered, its agent leg.
+pub(crate) struct Call {
+    /// Our id of the call (records, desk events, recordings).
+    pub call_id: String,
+    pub span: tracing::Span,
+    pub caller: String,
+    pub patient: PatientLookup,
+    pub started_at: DateTime<Utc>,
+    pub patient_dialog: Dialog,
+    pub patient_peer: Peer,
+    pub patient_sip_call_id: String,
+    /// The server transaction of the patient's INVITE (its 2xx waits for an ACK).
+    pub patient_invite: TransactionKey,
+    /// The patient leg's port (the media task holds its socket).
+    pub patient_port: PortToken,
+    pub ivr: Option<IvrSession>,
+    pub ivr_path: Vec<String>,
+    pub prompt_generation: u64,
+    pub phase: Phase,
+    pub queue: Option<String>,
+    pub enqueued_at: Option<Instant>,
+    pub wait_ms: Option<u64>,
+    pub offer: Option<Offer>,
+    pub agents_offered: Vec<String>,
+    pub agent: Option<String>,
+    pub agent_dialog: Option<Dialog>,
+    pub agent_sip_call_id: Option<String>,
+    /// The answered agent leg, waiting for the ACD's `Connected` to be bridged.
+    pub bridge_pending: Option<LegSpec>,
+    /// The agent leg's port once it is bridged (the media task holds its socket).
+    pub agent_port: Option<PortToken>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub recording: Option<CallRecording>,
+}
+
+impl Call {
+    /// Which leg a SIP Call-ID belongs to.
+    pub fn side_of(&self, sip_call_id: &str) -> Option<Side> {
+        if self.patient_sip_call_id == sip_call_id {
+            Some(Side::Patient)
+        } else if self.agent_sip_call_id.as_deref() == Some(sip_call_id) {
+            Some(Side::Agent)
+        } else {
+            None
+        }
+    }
+
+    /// The offer with this sequence, if it is still live (not given up on).
+    pub fn live_offer(&mut self, seq: u64) -> Option<&mut Offer> {
+        self.offer.as_mut().filter(|o| o.seq == seq && !o.cancelled)
+    }
+
+    /// The caller's wait so far, if queued.
+    pub fn waited_ms(&self, now: Instant) -> Option<u64> {
+        self.enqueued_at
+            .map(|t| millis(now.saturating_duration_since(t)))
+    }
+
+    /// The stored record of the call as it stands.
+    pub fn record(&self) -> CallRecord {
+        let outcome = self
+            .ended_at
+            .map(|_| Outcome::of_ended_call(self.answered_at.is_some(), self.queue.is_some()));
+        CallRecord {
+            call_id: self.call_id.clone(),
+            caller: self.caller.clone(),
+            started_at: self.started_at,
+            ivr_path: self.ivr_path.clone(),
+            queue: self.queue.clone(),
+            wait_ms: self.wait_ms,
+            agents_offered: self.agents_offered.clone(),
+            agent: self.agent.clone(),
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+            outcome,
+            recording_id: self.recording.as_ref().map(|r| r.id.clone()),
+            satisfaction: None,
+        }
+    }
+
+    /// The recording's index row with this length, if the call is recorded.
+    pub fn recording_row(&self, duration_ms: u64) -> Option<Recording> {
+        let r = self.recording.as_ref()?;
+        Some(Recording {
+            id: r.id.clone(),
+            call_id: self.call_id.clone(),
+            agent: self.agent.clone().unwrap_or_default(),
+            started_at: r.started_at,
+            duration_ms,
+            channels: 2,
+            path: r.path.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// Every port the call holds that no media task holds: the ringing
+    /// offer's and the answered-but-unbridged agent leg's. Taken out, so each
+    /// is given back once.
+    pub fn take_unbridged_ports(&mut self) -> Vec<PortToken> {
+        let mut tokens = Vec::new();
+        if let Some(token) = self.offer.as_mut().and_then(|o| o.rtp.take()) {
+            tokens.push(token);
+        }
+        if let Some(leg) = self.bridge_pending.take() {
+            tokens.push(leg.token);
+        }
+        tokens
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,70 @@
+//! What call control needs to know of the clinic's configuration.
+//!
+//! The binary builds a [`CoreConfig`] from its TOML config (which it has
+//! already checked); the core never reads a file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sip::sdp::Codec;
+use sip::transaction::TimerConfig;
+
+/// Call control's settings.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The address written into Via, Contact and SDP.
+    pub advertise: IpAddr,
+    /// Our SIP sockets (none: that transport is off).
+    pub udp_local: Option<SocketAddr>,
+    pub tcp_local: Option<SocketAddr>,
+    /// The digest realm.
+    pub realm: String,
+    /// Codecs we accept and offer, in order of preference.
+    pub codecs: Vec<Codec>,
+    /// Calls carried at once; the next INVITE gets 503.
+    pub capacity: usize,
+    /// Handling delay of a SIP message beyond which new calls get 503.
+    pub max_lag: Duration,
+    /// Inbound SIP messages queued beyond which new calls get 503.
+    pub max_inbound_depth: usize,
+    /// The `Retry-After` of a 503, in seconds.
+    pub retry_after_s: u32,
+    /// A leg silent this long is hung up (`None`: never).
+    pub media_timeout: Option<Duration>,
+    /// Inclusive RTP port range.
+    pub rtp_ports: (u16, u16),
+    /// SIP timers.
+    pub timers: TimerConfig,
+    /// The agents who may register, by id.
+    pub agents: HashMap<String, AgentSpec>,
+    /// Each queue's hold prompt, by queue name.
+    pub hold_prompts: HashMap<String, String>,
+    /// The queue a caller goes to when the IVR cannot run.
+    pub fallback_queue: Option<String>,
+    /// The IVR's first menu.
+    pub ivr_start: String,
+    /// Prompt names the media side can play (a missing one is skipped).
+    pub prompts: BTreeSet<String>,
+    /// Answered calls are recorded here (`None`: recording is off).
+    pub recording: Option<RecordingConfig>,
+    /// Seeds tags, Call-IDs, branches and SSRCs.
+    pub seed: u64,
+}
+
+/// One agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub name: String,
+    pub password: String,
+}
+
+/// Where and how recordings are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingConfig {
+    /// Recordings go to `dir/YYYY-MM-DD/r-CALLID.wav`.
+    pub dir: PathBuf,
+    /// How often the WAV header is brought up to date while recording.
+    pub header_interval_ms: u64,
+}

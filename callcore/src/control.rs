@@ -1,0 +1,673 @@
+//! The core: every call's signalling state and every sans-IO part under it.
+//!
+//! Inputs (SIP bytes, media events, ports bound, patient records read,
+//! screen-pops delivered, commands) and deadlines are handled one at a time;
+//! after each, the outputs of the transaction layer, the registrar, the ACD and
+//! the IVR sessions are drained into one queue of [`Output`]s. Every deadline
+//! of the core is in one heap; [`Core::poll_timeout`] is its top.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acd::{Acd, AcdEvent};
+use chrono::{DateTime, Utc};
+use deadlines::Deadlines;
+use ivr::Menus;
+use sip::dialog::LocalEndpoint;
+use sip::ids::IdGen;
+use sip::message::{Method, Request, SipMessage, response_to};
+use sip::registrar::{Registrar, RegistrationChange};
+use sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer};
+use sip::transport::{Peer, Transport};
+use tracing::{debug, info, warn};
+
+use crate::CallId;
+use crate::call::{Call, Side};
+use crate::config::CoreConfig;
+use crate::desk::{AgentView, ControlError, DeskEvent, agent_state_name};
+use crate::io::{Live, MediaEvent, Metric, Output, PortToken, Refusal};
+use crate::patient::PendingInvite;
+use crate::ports::Ports;
+use crate::records::Patient;
+
+/// Why a client transaction was started, so its responses reach the right place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientTx {
+    /// The INVITE to an agent's phone for offer `seq` of `call`: a late answer
+    /// to an earlier offer of the same call to the same agent is not this one's.
+    AgentInvite {
+        call: CallId,
+        agent: String,
+        seq: u64,
+    },
+    /// A CANCEL or BYE whose answer changes nothing.
+    Fire,
+}
+
+/// What an RTP port is being bound for.
+#[derive(Debug)]
+pub(crate) enum BindFor {
+    /// A new call's patient leg: its INVITE is answered once the port is bound.
+    Patient(Box<PendingInvite>),
+    /// Offer `seq` of `call`: its INVITE goes out once the port is bound.
+    Agent { call: CallId, seq: u64 },
+}
+
+/// The owner of a deadline in the core's heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Due {
+    Transactions,
+    Registrar,
+    Acd,
+    /// A call's IVR (digit timeout).
+    Ivr(CallId),
+}
+
+/// At most one WARN about refused calls per this long.
+const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Ports tried for one leg before the call is refused.
+pub(crate) const BIND_ATTEMPTS: u32 = 8;
+
+/// Counts refused calls and says so at most once per [`SHED_LOG_EVERY`].
+#[derive(Debug, Default)]
+pub(crate) struct ShedLog {
+    last: Option<Instant>,
+    refused: u64,
+}
+
+impl ShedLog {
+    /// Counts one refusal; the WARN to write now, if it is time for one.
+    pub(crate) fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.refused += 1;
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= SHED_LOG_EVERY);
+        if !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.refused))
+    }
+}
+
+/// Call control, sans IO. See the crate's documentation.
+pub struct Core {
+    pub(crate) config: CoreConfig,
+    pub(crate) menus: Arc<Menus>,
+    pub(crate) udp_local: Option<LocalEndpoint>,
+    pub(crate) tcp_local: Option<LocalEndpoint>,
+    pub(crate) transactions: TransactionLayer,
+    pub(crate) registrar: Registrar,
+    pub(crate) acd: Acd,
+    pub(crate) ids: IdGen,
+    pub(crate) ports: Ports,
+    /// Every bound socket not yet closed: token → port number.
+    pub(crate) sockets: HashMap<PortToken, u16>,
+    /// Binds asked of the shell and not answered yet.
+    pub(crate) binding: HashMap<PortToken, (BindFor, u32)>,
+    pub(crate) calls: HashMap<CallId, Call>,
+    /// SIP Call-ID of either leg (and of offers that rang out) → the call.
+    pub(crate) by_sip_call_id: HashMap<String, CallId>,
+    /// The server transaction of each call's INVITE → the call.
+    pub(crate) patient_invites: HashMap<TransactionKey, CallId>,
+    pub(crate) client_tx: HashMap<TransactionKey, ClientTx>,
+    /// INVITEs of offers we gave up on, by SIP Call-ID, to hang up a late answer.
+    pub(crate) stale_invites: HashMap<String, (Request, Peer)>,
+    pub(crate) next_call: CallId,
+    pub(crate) next_offer: u64,
+    pub(crate) next_token: u64,
+    pub(crate) deadlines: Deadlines<Due>,
+    /// Arrival-to-handling delay of the last SIP message.
+    pub(crate) lag: Duration,
+    /// SIP messages waiting in the shell's inbound queue.
+    pub(crate) inbound_depth: usize,
+    pub(crate) shed_log: ShedLog,
+    pub(crate) outputs: VecDeque<Output>,
+    /// The wall clock at one instant: record times are derived from it.
+    pub(crate) clock: (Instant, DateTime<Utc>),
+}
+
+impl Core {
+    /// A core for `config`, with the IVR's menus and the ACD built from the
+    /// same config; `now`/`wall`: the clock at this moment.
+    pub fn new(
+        config: CoreConfig,
+        menus: Menus,
+        acd: Acd,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Self {
+        let advertise = config.advertise;
+        let local = |transport: Transport, addr: SocketAddr| {
+            let sent_by = SocketAddr::new(advertise, addr.port());
+            let name = match transport {
+                Transport::Udp => "udp",
+                Transport::Tcp => "tcp",
+            };
+            LocalEndpoint {
+                transport,
+                sent_by,
+                contact: format!("sip:switchboard@{sent_by};transport={name}"),
+            }
+        };
+        let (first, last) = config.rtp_ports;
+        Self {
+            menus: Arc::new(menus),
+            udp_local: config.udp_local.map(|a| local(Transport::Udp, a)),
+            tcp_local: config.tcp_local.map(|a| local(Transport::Tcp, a)),
+            transactions: TransactionLayer::new(config.timers),
+            registrar: Registrar::new(config.realm.clone(), config.seed),
+            acd,
+            ids: IdGen::new(config.seed.wrapping_add(1)),
+            ports: Ports::new(first, last),
+            sockets: HashMap::new(),
+            binding: HashMap::new(),
+            calls: HashMap::new(),
+            by_sip_call_id: HashMap::new(),
+            patient_invites: HashMap::new(),
+            client_tx: HashMap::new(),
+            stale_invites: HashMap::new(),
+            next_call: 1,
+            next_offer: 1,
+            next_token: 1,
+            deadlines: Deadlines::default(),
+            lag: Duration::ZERO,
+            inbound_depth: 0,
+            shed_log: ShedLog::default(),
+            outputs: VecDeque::new(),
+            clock: (now, wall),
+            config,
+        }
+    }
+
+    // ---- inputs ----------------------------------------------------------------------
+
+    /// Re-reads the wall clock (record times follow it from here on).
+    pub fn set_wall_clock(&mut self, now: Instant, wall: DateTime<Utc>) {
+        self.clock = (now, wall);
+    }
+
+    /// How many SIP messages wait in the shell's inbound queue (for overload control).
+    pub fn set_inbound_depth(&mut self, depth: usize) {
+        self.inbound_depth = depth;
+    }
+
+    /// A SIP message from `peer`, taken off the socket at `received_at`.
+    pub fn handle_sip(&mut self, now: Instant, received_at: Instant, peer: Peer, bytes: &[u8]) {
+        self.lag = now.saturating_duration_since(received_at);
+        match sip::message::parse(bytes) {
+            Ok(parsed) => self.transactions.handle_message(now, peer, parsed),
+            Err(e) => debug!(error = %e, "dropping unparsable SIP message"),
+        }
+        self.drain(now);
+    }
+
+    /// An event from a call's media task.
+    pub fn handle_media(&mut self, now: Instant, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Dtmf { call, digit } => self.digit(now, call, digit),
+            MediaEvent::PromptFinished { call, generation } => {
+                self.prompt_finished(now, call, generation)
+            }
+            MediaEvent::MediaTimeout { call, leg } => {
+                self.emit(Output::Metric(Metric::MediaTimeout));
+                let reason = match leg {
+                    crate::io::Leg::Patient => "caller_media_timeout",
+                    crate::io::Leg::Agent => "agent_media_timeout",
+                };
+                self.hang_up(now, call, Side::System, reason);
+            }
+            MediaEvent::Stopped { call, recording } => self.media_stopped(call, recording),
+        }
+        self.drain(now);
+    }
+
+    /// The socket for `token` was bound (its local address), or could not be.
+    pub fn handle_port_bound(
+        &mut self,
+        now: Instant,
+        token: PortToken,
+        result: Result<SocketAddr, String>,
+    ) {
+        self.port_bound(now, token, result);
+        self.drain(now);
+    }
+
+    /// The caller's patient record was read (`None`: no record, or the read failed).
+    pub fn handle_patient_loaded(&mut self, now: Instant, call: CallId, patient: Option<Patient>) {
+        self.patient_loaded(now, call, patient);
+        self.drain(now);
+    }
+
+    /// The screen-pop of offer `seq` reached the agent's desks (or the cap passed).
+    pub fn handle_pop_delivered(&mut self, now: Instant, call: CallId, seq: u64) {
+        self.screen_pop_delivered(now, call, seq);
+        self.drain(now);
+    }
+
+    /// The recording's file was created, or could not be.
+    pub fn handle_recording_opened(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        result: Result<(), String>,
+    ) {
+        self.recording_opened(call, result);
+        self.drain(now);
+    }
+
+    /// Every agent as ops see it.
+    pub fn agents(&self, now: Instant) -> Vec<AgentView> {
+        self.acd
+            .agents()
+            .into_iter()
+            .map(|a| self.agent_view(now, a))
+            .collect()
+    }
+
+    /// An agent sets themselves ready or not ready (with a reason).
+    pub fn set_agent_state(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        ready: bool,
+        reason: Option<&str>,
+    ) -> Result<AgentView, ControlError> {
+        let result = match self.acd.set_ready(now, agent, ready, reason) {
+            Ok(_) => {
+                self.publish_state(agent);
+                self.acd
+                    .agent(agent)
+                    .map(|a| self.agent_view(now, a))
+                    .map_err(|_| ControlError::UnknownAgent)
+            }
+            Err(acd::Error::UnknownAgent(_)) => Err(ControlError::UnknownAgent),
+            Err(acd::Error::AgentOffline(_)) => Err(ControlError::Rejected(
+                "the agent's phone is not registered: register it, then set the state".to_owned(),
+            )),
+            Err(e) => Err(ControlError::Rejected(e.to_string())),
+        };
+        self.drain(now);
+        result
+    }
+
+    /// Hangs up every call (the process is stopping).
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            self.hang_up(now, id, Side::System, "shutdown");
+        }
+        self.drain(now);
+    }
+
+    // ---- time ------------------------------------------------------------------------
+
+    /// The soonest deadline of anything in the core.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    /// Fires every deadline due at `now`, soonest first.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Bounded: each owner is disarmed when popped and re-armed by the drain
+        // (an IVR later than now), so one pass pops each owner at most once.
+        for _ in 0..self.deadlines.len() + 16 {
+            let Some(due) = self.deadlines.pop_due(now) else {
+                break;
+            };
+            tracing::trace!(?due, "timer");
+            match due {
+                Due::Transactions => self.transactions.handle_timeout(now),
+                Due::Registrar => {
+                    for user in self.registrar.handle_timeout(now) {
+                        info!(agent = %user, "registration expired");
+                        if let Err(e) = self.acd.agent_online(now, &user, false) {
+                            warn!(error = %e, "unknown agent");
+                        }
+                        self.publish_state(&user);
+                    }
+                }
+                Due::Acd => self.acd.handle_timeout(now),
+                Due::Ivr(id) => self.ivr_timeout(now, id),
+            }
+        }
+        self.drain(now);
+    }
+
+    // ---- outputs ---------------------------------------------------------------------
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The live counts (gauges; all zero once every call ended and timers ran out).
+    pub fn live(&self) -> Live {
+        Live {
+            calls: self.calls.len(),
+            transactions: self.transactions.transaction_count(),
+            transaction_timers: self.transactions.timer_count(),
+            rtp_ports: self.ports.in_use(),
+            entries: self.by_sip_call_id.len()
+                + self.patient_invites.len()
+                + self.client_tx.len()
+                + self.stale_invites.len()
+                + self.sockets.len()
+                + self.binding.len(),
+            timers: self.deadlines.len(),
+        }
+    }
+
+    /// The arrival-to-handling delay of the last SIP message.
+    pub fn lag(&self) -> Duration {
+        self.lag
+    }
+
+    /// Why a new call cannot be carried now, if it cannot.
+    pub fn overload(&self) -> Option<Refusal> {
+        let starting = self
+            .binding
+            .values()
+            .filter(|(b, _)| matches!(b, BindFor::Patient(_)))
+            .count();
+        if self.calls.len() + starting >= self.config.capacity {
+            return Some(Refusal::Capacity);
+        }
+        if self.lag > self.config.max_lag || self.inbound_depth > self.config.max_inbound_depth {
+            return Some(Refusal::Lag);
+        }
+        None
+    }
+
+    // ---- inside ----------------------------------------------------------------------
+
+    pub(crate) fn emit(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    /// The wall-clock time at `now`.
+    pub(crate) fn wall(&self, now: Instant) -> DateTime<Utc> {
+        let (at, wall) = self.clock;
+        let since = now.saturating_duration_since(at);
+        wall + chrono::Duration::from_std(since).unwrap_or(chrono::Duration::zero())
+    }
+
+    /// Our endpoint for a transport (the one a peer reached us on).
+    pub(crate) fn local_for(&self, transport: Transport) -> Option<LocalEndpoint> {
+        match transport {
+            Transport::Udp => self.udp_local.clone().or_else(|| self.tcp_local.clone()),
+            Transport::Tcp => self.tcp_local.clone().or_else(|| self.udp_local.clone()),
+        }
+    }
+
+    /// A fresh token for a socket.
+    pub(crate) fn token(&mut self) -> PortToken {
+        let t = PortToken(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    /// Closes a socket no media task holds: the shell drops it, the port is free.
+    pub(crate) fn release_socket(&mut self, token: PortToken) {
+        if let Some(port) = self.sockets.remove(&token) {
+            self.ports.put(port);
+            self.emit(Output::ReleaseRtp { token });
+        }
+    }
+
+    /// A media task closed this socket: its port is free.
+    pub(crate) fn socket_closed(&mut self, token: PortToken) {
+        if let Some(port) = self.sockets.remove(&token) {
+            self.ports.put(port);
+        }
+    }
+
+    /// Asks the shell to bind the next free port for `purpose` (the
+    /// `attempt`-th try); gives `purpose` back if no port is free.
+    pub(crate) fn bind_port(&mut self, purpose: BindFor, attempt: u32) -> Result<(), BindFor> {
+        let Some(port) = self.ports.take() else {
+            return Err(purpose);
+        };
+        let token = self.token();
+        self.sockets.insert(token, port);
+        self.binding.insert(token, (purpose, attempt));
+        self.emit(Output::BindRtp { token, port });
+        Ok(())
+    }
+
+    fn port_bound(&mut self, now: Instant, token: PortToken, result: Result<SocketAddr, String>) {
+        let Some((purpose, attempt)) = self.binding.remove(&token) else {
+            return;
+        };
+        let error = match result {
+            Ok(local) => {
+                match purpose {
+                    BindFor::Patient(pending) => self.answer_call(now, *pending, token, local),
+                    BindFor::Agent { call, seq } => self.ring_agent(now, call, seq, token, local),
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        // Taken by another program: that port goes to the back of the line; try the next.
+        debug!(error = %error, "RTP port could not be bound; trying another");
+        self.socket_closed(token);
+        let purpose = if attempt + 1 < BIND_ATTEMPTS {
+            match self.bind_port(purpose, attempt + 1) {
+                Ok(()) => return,
+                Err(purpose) => purpose,
+            }
+        } else {
+            purpose
+        };
+        warn!(error = %error, "no RTP port could be bound");
+        match purpose {
+            BindFor::Patient(pending) => self.refuse_unbound(now, *pending),
+            BindFor::Agent { call, seq } => {
+                let agent = self
+                    .calls
+                    .get(&call)
+                    .and_then(|c| c.offer.as_ref())
+                    .filter(|o| o.seq == seq)
+                    .map(|o| o.agent.clone());
+                if let Some(agent) = agent {
+                    self.agent_unreachable(now, call, &agent, seq);
+                }
+            }
+        }
+    }
+
+    /// Drains every part's outputs until nothing is left to do.
+    pub(crate) fn drain(&mut self, now: Instant) {
+        // Bounded: each pass handles what the previous one produced; a runaway
+        // would be a bug, so stop after many passes rather than spin.
+        for _ in 0..1000 {
+            let mut progressed = false;
+            while let Some(ev) = self.transactions.poll_event() {
+                progressed = true;
+                self.handle_transaction_event(now, ev);
+            }
+            while let Some(ev) = self.acd.poll_event() {
+                progressed = true;
+                self.handle_acd_event(now, ev);
+            }
+            while let Some(t) = self.transactions.poll_transmit() {
+                self.outputs.push_back(Output::Transmit(t));
+            }
+            if !progressed {
+                self.arm_cores();
+                return;
+            }
+        }
+        self.arm_cores();
+        warn!("call control drain did not settle");
+    }
+
+    /// Puts the transaction layer's, registrar's and ACD's next deadlines in the heap.
+    fn arm_cores(&mut self) {
+        self.deadlines
+            .set(Due::Transactions, self.transactions.poll_timeout());
+        self.deadlines
+            .set(Due::Registrar, self.registrar.poll_timeout());
+        self.deadlines.set(Due::Acd, self.acd.poll_timeout());
+    }
+
+    fn handle_transaction_event(&mut self, now: Instant, ev: TransactionEvent) {
+        match ev {
+            TransactionEvent::Request { key, request, peer } => {
+                self.handle_request(now, key, request, peer)
+            }
+            TransactionEvent::Ack { request, .. } => {
+                debug!(call_id = ?request.call_id().ok(), "ack");
+            }
+            TransactionEvent::Response { key, response } => match self.client_tx.get(&key).cloned()
+            {
+                Some(ClientTx::AgentInvite { call, agent, seq }) => {
+                    self.handle_agent_response(now, call, &agent, seq, &key, response);
+                }
+                // A CANCEL's or BYE's final answer: nothing more will come.
+                Some(ClientTx::Fire) if response.status() >= 200 => {
+                    self.client_tx.remove(&key);
+                }
+                _ => {}
+            },
+            TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
+                Some(ClientTx::AgentInvite { call, agent, seq }) => {
+                    self.agent_unreachable(now, call, &agent, seq);
+                }
+                Some(ClientTx::Fire) => {}
+                None => self.server_timeout(now, &key),
+            },
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, key: TransactionKey, request: Request, peer: Peer) {
+        match request.method() {
+            Method::Register => self.handle_register(now, key, request, peer),
+            Method::Options => {
+                let response = response_to(&request, 200, "OK", None)
+                    .with_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO")
+                    .with_header("Accept", "application/sdp");
+                self.transactions.send_response(now, &key, response);
+            }
+            Method::Invite if request.to_tag().is_none() => {
+                self.handle_new_call(now, key, request, peer)
+            }
+            Method::Invite => self.handle_reinvite(now, key, request),
+            Method::Bye => self.handle_bye(now, key, request),
+            Method::Cancel => self.handle_cancel(now, key, request),
+            Method::Info => self.handle_info(now, key, request),
+            Method::Ack => {}
+            _ => {
+                let response = response_to(&request, 405, "Method Not Allowed", None)
+                    .with_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO");
+                self.transactions.send_response(now, &key, response);
+            }
+        }
+    }
+
+    fn handle_register(&mut self, now: Instant, key: TransactionKey, request: Request, peer: Peer) {
+        let agents = &self.config.agents;
+        let password_of = |user: &str| agents.get(user).map(|a| a.password.clone());
+        let (response, change) = self
+            .registrar
+            .handle_register(now, &request, peer, &password_of);
+        self.transactions.send_response(now, &key, response);
+        match change {
+            Some(RegistrationChange::Registered { user }) => {
+                info!(agent = %user, transport = ?peer.transport, "agent registered");
+                if let Err(e) = self.acd.agent_online(now, &user, true) {
+                    warn!(error = %e, agent = %user, "registered user is not an agent");
+                }
+                self.publish_state(&user);
+            }
+            Some(RegistrationChange::Unregistered { user }) => {
+                info!(agent = %user, "agent unregistered");
+                let _ = self.acd.agent_online(now, &user, false);
+                self.publish_state(&user);
+            }
+            Some(RegistrationChange::Rejected { user, status }) => {
+                warn!(user = ?user, status, "registration rejected");
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_acd_event(&mut self, now: Instant, ev: AcdEvent) {
+        // Every ACD event changes the agent's state: the desk shows it.
+        let agent = match ev {
+            AcdEvent::Offer {
+                call,
+                agent,
+                queue,
+                waited,
+                ring_timeout,
+            } => {
+                self.offer(now, call, agent.clone(), queue, waited, ring_timeout);
+                agent
+            }
+            AcdEvent::RingOut { call, agent } => {
+                self.ring_out(now, call, &agent);
+                agent
+            }
+            AcdEvent::Connected {
+                call,
+                agent,
+                waited,
+            } => {
+                self.connected(now, call, &agent, waited);
+                agent
+            }
+        };
+        self.publish_state(&agent);
+    }
+
+    fn agent_view(&self, now: Instant, a: acd::AgentView) -> AgentView {
+        let current_call = a
+            .current_call
+            .and_then(|id| self.calls.get(&id))
+            .map(|c| c.call_id.clone());
+        AgentView {
+            name: self
+                .config
+                .agents
+                .get(&a.id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            state: agent_state_name(a.state).to_owned(),
+            reason: a.not_ready_reason.clone(),
+            registered: self.registrar.lookup(&a.id, now).is_some(),
+            current_call,
+            missed_rings: a.missed_rings,
+            id: a.id,
+        }
+    }
+
+    /// Tells the agent's desks the agent's state.
+    pub(crate) fn publish_state(&mut self, agent: &str) {
+        let Ok(view) = self.acd.agent(agent) else {
+            return;
+        };
+        self.emit(Output::Desk {
+            agent: agent.to_owned(),
+            event: DeskEvent::State {
+                state: agent_state_name(view.state).to_owned(),
+                reason: view.not_ready_reason.clone(),
+            },
+        });
+    }
+
+    /// Sends a request outside any transaction's retransmission (ACK to a 2xx).
+    pub(crate) fn send_stateless(&mut self, peer: Peer, request: Request) {
+        self.transactions
+            .send_stateless(peer, SipMessage::Request(request));
+    }
+
+    /// Sends a request whose answer changes nothing (CANCEL, BYE).
+    pub(crate) fn fire(&mut self, now: Instant, peer: Peer, request: Request) {
+        let key = self.transactions.send_request(now, peer, request);
+        self.client_tx.insert(key, ClientTx::Fire);
+    }
+}

@@ -1,0 +1,191 @@
+//! Hanging up, and writing what happened down.
+//!
+//! A call ends when either leg hangs up (or the IVR, a timeout, or shutdown
+//! ends it): the other leg gets a BYE or a CANCEL, the ACD is told, the media
+//! task finishes the recording, and the call record is written with its
+//! outcome. When the media task reports `Stopped`, everything the call held
+//! is given back.
+
+use std::time::Instant;
+
+use sip::message::{Method, cancel_for};
+use sip::transaction::TransactionKey;
+use tracing::{info, warn};
+
+use crate::CallId;
+use crate::call::{PatientLookup, Phase, Side};
+use crate::control::{ClientTx, Core, Due};
+use crate::desk::DeskEvent;
+use crate::io::{MediaCommand, Metric, Output};
+
+impl Core {
+    /// Ends a call from `side`: the other legs are released, the record is written.
+    pub(crate) fn hang_up(&mut self, now: Instant, id: CallId, side: Side, reason: &str) {
+        let ended_at = self.wall(now);
+        let Some(c) = self.calls.get(&id) else { return };
+        let patient_local = self.local_for(c.patient_peer.transport);
+        let agent_local = c
+            .agent_dialog
+            .as_ref()
+            .and_then(|d| self.local_for(d.peer.transport));
+        let patient_branch = self.ids.branch();
+        let agent_branch = self.ids.branch();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.phase == Phase::Ending {
+            return;
+        }
+        let _entered = c.span.clone().entered();
+        info!(?side, %reason, "call ending");
+        let was = std::mem::replace(&mut c.phase, Phase::Ending);
+        c.ended_at = Some(ended_at);
+        c.ivr = None;
+        if let PatientLookup::Pending(deferred) = &mut c.patient {
+            *deferred = None;
+        }
+        if was == Phase::Queued {
+            c.wait_ms = c.waited_ms(now);
+        }
+        let mut to_send = Vec::new();
+        // The patient's leg, unless the patient hung up.
+        if side != Side::Patient
+            && let Some(local) = patient_local
+        {
+            let bye = c
+                .patient_dialog
+                .request(Method::Bye, &local, patient_branch);
+            to_send.push((c.patient_peer, bye));
+        }
+        // A ringing offer is cancelled.
+        if let Some(offer) = c.offer.as_ref()
+            && let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer)
+        {
+            if !offer.cancelled {
+                to_send.push((peer, cancel_for(invite)));
+            }
+            if let Ok(cid) = invite.call_id() {
+                self.stale_invites.insert(cid, (invite.clone(), peer));
+            }
+        }
+        // The agent's leg, unless the agent hung up.
+        if side != Side::Agent
+            && let (Some(dialog), Some(local)) = (c.agent_dialog.as_mut(), agent_local)
+        {
+            let bye = dialog.request(Method::Bye, &local, agent_branch);
+            to_send.push((dialog.peer, bye));
+        }
+        let unbridged = c.take_unbridged_ports();
+        c.offer = None;
+        let agent = c.agent.clone();
+        let call_id = c.call_id.clone();
+        let queue = c.queue.clone();
+        drop(_entered);
+        self.deadlines.set(Due::Ivr(id), None);
+        for token in unbridged {
+            self.release_socket(token);
+        }
+        self.emit(Output::Media {
+            call: id,
+            command: MediaCommand::Stop,
+        });
+        for (peer, request) in to_send {
+            self.fire(now, peer, request);
+        }
+        match was {
+            Phase::Connected => {
+                if let Some(agent) = agent.as_deref() {
+                    if let Err(e) = self.acd.call_ended(now, agent) {
+                        warn!(error = %e, "queue did not take the call end");
+                    }
+                    self.emit(Output::Desk {
+                        agent: agent.to_owned(),
+                        event: DeskEvent::Ended {
+                            call_id,
+                            reason: reason.to_owned(),
+                        },
+                    });
+                    self.publish_state(agent);
+                }
+            }
+            Phase::Queued => {
+                self.acd.abandon(now, id);
+                if let Some(queue) = queue {
+                    self.update_queue_gauge(&queue);
+                }
+                if side == Side::Patient {
+                    self.emit(Output::Metric(Metric::CallAbandoned));
+                }
+            }
+            Phase::Ivr | Phase::Ending => {}
+        }
+        self.save_call_record(id);
+    }
+
+    /// The media task is done: the recording is final and the call can go.
+    pub(crate) fn media_stopped(&mut self, id: CallId, recording: Option<Result<u64, String>>) {
+        match recording {
+            Some(Ok(ms)) => self.save_recording_row(id, ms),
+            Some(Err(e)) => warn!(error = %e, "recording ended with an error"),
+            None => {}
+        }
+        self.save_call_record(id);
+        let Some(mut c) = self.calls.remove(&id) else {
+            return;
+        };
+        self.socket_closed(c.patient_port);
+        if let Some(token) = c.agent_port {
+            self.socket_closed(token);
+        }
+        for token in c.take_unbridged_ports() {
+            self.release_socket(token);
+        }
+        self.patient_invites.remove(&c.patient_invite);
+        self.deadlines.set(Due::Ivr(id), None);
+        // Every SIP Call-ID of the call: the patient's, the answering agent's, and
+        // those of offers that rang out; and the agent INVITEs' client transactions.
+        let by_sip_call_id = &self.by_sip_call_id;
+        self.stale_invites
+            .retain(|cid, _| by_sip_call_id.get(cid) != Some(&id));
+        self.by_sip_call_id.retain(|_, call| *call != id);
+        self.client_tx
+            .retain(|_, tx| !matches!(tx, ClientTx::AgentInvite { call, .. } if *call == id));
+    }
+
+    /// Publishes how many callers wait in `queue`.
+    pub(crate) fn update_queue_gauge(&mut self, queue: &str) {
+        if let Ok(waiting) = self.acd.waiting(queue) {
+            self.emit(Output::Metric(Metric::QueueWaiting {
+                queue: queue.to_owned(),
+                waiting,
+            }));
+        }
+    }
+
+    /// A server transaction gave up (our 200 was never ACKed): the patient is gone.
+    pub(crate) fn server_timeout(&mut self, now: Instant, key: &TransactionKey) {
+        // Only a patient's INVITE is answered with a 2xx that waits for an ACK:
+        // without one the patient's phone never took the call.
+        if let Some(id) = self.patient_invites.get(key).copied() {
+            self.hang_up(now, id, Side::System, "no_ack");
+        }
+    }
+
+    /// Writes (or rewrites) the call's record.
+    pub(crate) fn save_call_record(&mut self, id: CallId) {
+        if let Some(record) = self.calls.get(&id).map(|c| c.record()) {
+            self.emit(Output::StoreCall(record));
+        }
+    }
+
+    /// Writes (or rewrites) the call's recording index row.
+    pub(crate) fn save_recording_row(&mut self, id: CallId, duration_ms: u64) {
+        if let Some(row) = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.recording_row(duration_ms))
+        {
+            self.emit(Output::StoreRecording(row));
+        }
+    }
+}

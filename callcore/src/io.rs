@@ -1,0 +1,180 @@
+//! What goes into the core besides SIP, and everything that comes out.
+//!
+//! The shell applies [`Output`]s in the order [`crate::Core::poll_output`]
+//! gives them: a screen-pop before the INVITE that follows it, a port bound
+//! before the SDP that names it, a record written after the change it records.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sip::transport::Transmit;
+
+use crate::CallId;
+use crate::desk::DeskEvent;
+use crate::records::{CallRecord, Recording};
+
+/// One RTP socket the shell bound for the core; it holds the socket until a
+/// media command names the token, or [`Output::ReleaseRtp`] gives it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortToken(pub u64);
+
+/// Something for the shell to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Put this SIP message on the wire.
+    Transmit(Transmit),
+    /// Bind an RTP socket on `port` of the advertised address, then call
+    /// [`crate::Core::handle_port_bound`] with the token.
+    BindRtp { token: PortToken, port: u16 },
+    /// Close the socket bound for `token` (it was never handed to media).
+    ReleaseRtp { token: PortToken },
+    /// Tell a call's media task something (the first command is `Start`).
+    Media { call: CallId, command: MediaCommand },
+    /// Queue the screen-pop to the agent's desks now, then call
+    /// [`crate::Core::handle_pop_delivered`] once they have it (or a cap passed).
+    ScreenPop {
+        agent: String,
+        call: CallId,
+        seq: u64,
+        event: DeskEvent,
+    },
+    /// Publish an event to the agent's desks.
+    Desk { agent: String, event: DeskEvent },
+    /// Read the caller's patient record, then call
+    /// [`crate::Core::handle_patient_loaded`].
+    LookupPatient { call: CallId, phone: String },
+    /// Create the recording's file, then call [`crate::Core::handle_recording_opened`]
+    /// and hand the file to the call's media (which already buffers the bridge's audio).
+    OpenRecording {
+        call: CallId,
+        path: PathBuf,
+        header_interval_ms: u64,
+    },
+    /// Write (or rewrite) a call record.
+    StoreCall(CallRecord),
+    /// Write (or rewrite) a recording's index row.
+    StoreRecording(Recording),
+    /// Count or observe something on `/metrics`.
+    Metric(Metric),
+}
+
+/// One leg's media as negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegSpec {
+    /// The socket the shell bound (see [`Output::BindRtp`]).
+    pub token: PortToken,
+    /// Where the phone wants its RTP.
+    pub remote: SocketAddr,
+    pub codec: media::codec::Codec,
+    /// The phone's telephone-event payload type, if it offered one.
+    pub telephone_event: Option<u8>,
+    /// Our SSRC towards the phone.
+    pub ssrc: u32,
+}
+
+/// What call control asks of a call's media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// The call was answered: start its media with the patient's leg.
+    /// `media_timeout`: report [`MediaEvent::MediaTimeout`] after that much silence.
+    Start {
+        /// Our id of the call, for the media task's log span.
+        call_id: String,
+        patient: LegSpec,
+        media_timeout: Option<Duration>,
+    },
+    /// Play a prompt once; [`MediaEvent::PromptFinished`] with the generation follows.
+    Play { prompt: String, generation: u64 },
+    /// Loop a prompt until told otherwise (hold music).
+    Hold { prompt: String },
+    /// Stop whatever plays.
+    Silence,
+    /// The agent answered: bridge the legs. `recording`: buffer both sides for
+    /// the file that [`Output::OpenRecording`] opens.
+    Bridge { agent: LegSpec, recording: bool },
+    /// The call is over: finish the recording, release the sockets, report `Stopped`.
+    Stop,
+}
+
+/// Which leg's phone went quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    Patient,
+    Agent,
+}
+
+/// What a call's media reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    Dtmf {
+        call: CallId,
+        digit: char,
+    },
+    PromptFinished {
+        call: CallId,
+        generation: u64,
+    },
+    /// No RTP from this leg's phone for the media timeout (reported once).
+    MediaTimeout {
+        call: CallId,
+        leg: Leg,
+    },
+    /// The media task ended; its sockets are closed. `recording`: the
+    /// recording's length, or why it failed (`None`: nothing was recorded).
+    Stopped {
+        call: CallId,
+        recording: Option<Result<u64, String>>,
+    },
+}
+
+/// Why a new call was refused with 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The configured number of calls is up (or the RTP range is full).
+    Capacity,
+    /// Call control is behind (lag or inbound queue depth).
+    Lag,
+}
+
+impl Refusal {
+    /// The reason as logged and as the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Capacity => "capacity",
+            Refusal::Lag => "lag",
+        }
+    }
+}
+
+/// A counter or an observation for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    CallStarted,
+    CallAnswered,
+    CallAbandoned,
+    CallRefused(Refusal),
+    AgentMissedRing,
+    MediaTimeout,
+    /// Offer made → the desks have the pop.
+    ScreenPop(Duration),
+    /// Callers waiting in a queue now.
+    QueueWaiting {
+        queue: String,
+        waiting: usize,
+    },
+}
+
+/// The core's live counts (gauges on `/metrics`; all zero when idle).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Live {
+    pub calls: usize,
+    pub transactions: usize,
+    pub transaction_timers: usize,
+    pub rtp_ports: usize,
+    /// Entries of the core's maps beyond one per call (SIP Call-IDs, client
+    /// transactions, stale INVITEs, pending binds), to see a leak.
+    pub entries: usize,
+    /// Deadlines in the one timer heap.
+    pub timers: usize,
+}

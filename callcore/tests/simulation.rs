@@ -1,0 +1,1194 @@
+//! Call control driven in simulated time through thousands of seeded calls.
+//!
+//! A world of phones (each with its own SIP transaction layer, over a network
+//! that loses and delays datagrams) and a shell that answers the core the way
+//! the real one does (ports bound, records read, pops delivered, media that
+//! plays prompts and reports DTMF, silence and its end). Patients arrive at
+//! random, press digits or not, hang up at every phase, vanish without a BYE
+//! or never ACK; agents answer late, never, refuse, or vanish mid-ring or
+//! mid-call. After every step the core's audit must be clean (no agent booked
+//! twice, ACD and calls agree); at the end every call has an outcome, every
+//! patient who was answered had the call ended, and nothing is left: no
+//! call, transaction, port, timer or map entry.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use callcore::records::CallRecord;
+use callcore::{CallId, Core, CoreConfig, Leg, MediaCommand, MediaEvent, Output, PortToken};
+use deadlines::Deadlines;
+use ivr::{Action, Menu, Menus};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use sip::auth::{Algorithm, Credentials, compute_response};
+use sip::dialog::{Dialog, LocalEndpoint};
+use sip::message::{Method, Request, RequestBuilder, Response, SipMessage, response_to};
+use sip::transaction::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer};
+use sip::transport::{Peer, Transport};
+
+const CORE_SIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5060);
+const REALM: &str = "sim.clinic";
+const AGENTS: usize = 8;
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
+const RING_TIMEOUT: Duration = Duration::from_secs(10);
+const PROMPT: Duration = Duration::from_millis(1500);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+// ---- the world ----------------------------------------------------------------------
+
+#[derive(Debug)]
+enum Event {
+    /// A datagram arrives at the core from `from`.
+    ToCore {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// A datagram from the core arrives at a phone.
+    ToPhone {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// A phone does its next planned thing.
+    Phone {
+        addr: SocketAddr,
+        act: Act,
+    },
+    /// The shell's answers.
+    PortBound {
+        token: PortToken,
+        ok: bool,
+    },
+    PatientLoaded {
+        call: CallId,
+    },
+    PopDelivered {
+        call: CallId,
+        seq: u64,
+    },
+    RecordingOpened {
+        call: CallId,
+        ok: bool,
+    },
+    Media(MediaEvent),
+    /// An agent toggles ready / not ready from the desk.
+    Desk {
+        agent: usize,
+        ready: bool,
+    },
+    /// A new patient calls.
+    Arrival,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    /// Patient: press the menu digit (or a wrong one).
+    Digit(char),
+    /// Patient: hang up (BYE, or CANCEL if not answered yet).
+    HangUp,
+    /// Patient or agent: stop sending anything, answer nothing, from now on.
+    Vanish,
+    /// Agent: answer the ringing call.
+    Answer,
+    /// Agent: refuse the ringing call.
+    Busy,
+}
+
+/// How a patient behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patient {
+    /// Hangs up after this long from the answer.
+    HangsUpAfter(Duration),
+    /// Vanishes (no BYE, no RTP) after this long from the answer.
+    VanishesAfter(Duration),
+    /// Never ACKs the 200.
+    NoAck,
+    /// Sends CANCEL right after the INVITE (crossing the 200), then BYE.
+    Cancels,
+}
+
+#[derive(Debug)]
+struct PatientPhone {
+    behaviour: Patient,
+    invite: Request,
+    invite_key: TransactionKey,
+    dialog: Option<Dialog>,
+    /// 200 received (the patient was answered).
+    answered: bool,
+    /// The call ended for the patient (BYE either way, or a final refusal).
+    ended: bool,
+    refused: Option<u16>,
+    call: Option<CallId>,
+}
+
+#[derive(Debug, Default)]
+struct AgentPhone {
+    id: String,
+    registered: bool,
+    /// INVITEs received and their server transactions, by Call-ID.
+    ringing: HashMap<String, (TransactionKey, Request)>,
+    /// Answered dialogs, by Call-ID.
+    talking: HashMap<String, Dialog>,
+    /// Call-IDs this phone vanished for (it answers nothing for them).
+    vanished: HashSet<String>,
+    /// Answered calls this phone took (for the summary).
+    answered: u64,
+}
+
+#[derive(Debug)]
+enum Phone {
+    Patient(Box<PatientPhone>),
+    Agent(Box<AgentPhone>),
+}
+
+struct SimMedia {
+    recording: bool,
+    opened: Option<bool>,
+    stopping: bool,
+    timeout_sent: bool,
+}
+
+struct World {
+    rng: StdRng,
+    now: Instant,
+    start: Instant,
+    seq: u64,
+    events: BTreeMap<(Instant, u64), Event>,
+    core: Core,
+    phones: HashMap<SocketAddr, Phone>,
+    layers: HashMap<SocketAddr, TransactionLayer>,
+    layer_timers: Deadlines<SocketAddr>,
+    /// Patient media address → patient SIP address.
+    media_owner: HashMap<SocketAddr, SocketAddr>,
+    /// The shell's sockets: bound and not yet handed to media or released.
+    sockets: HashSet<PortToken>,
+    media: HashMap<CallId, SimMedia>,
+    records: HashMap<String, CallRecord>,
+    agents: Vec<SocketAddr>,
+    arrivals_left: u64,
+    next_patient: u32,
+    loss: f64,
+    stats: Stats,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    arrivals: u64,
+    refused_503: u64,
+    answered_by_ivr: u64,
+    bridged: u64,
+    steps: u64,
+}
+
+fn menus() -> Menus {
+    let mut options = BTreeMap::new();
+    options.insert("1".to_owned(), Action::Queue("general".to_owned()));
+    options.insert("9".to_owned(), Action::Hangup);
+    let main = Menu {
+        prompt: "greeting".to_owned(),
+        invalid_prompt: Some("invalid".to_owned()),
+        timeout_ms: 3000,
+        max_tries: 2,
+        on_fail: Action::Queue("general".to_owned()),
+        options,
+    };
+    Menus(BTreeMap::from([("main".to_owned(), main)]))
+}
+
+fn agent_id(i: usize) -> String {
+    format!("{}", 3000 + i)
+}
+
+fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
+    let agents = (0..AGENTS)
+        .map(|i| {
+            let spec = callcore::AgentSpec {
+                name: format!("Agent {i}"),
+                password: format!("pw-{i}"),
+            };
+            (agent_id(i), spec)
+        })
+        .collect();
+    let config = CoreConfig {
+        advertise: CORE_SIP.ip(),
+        udp_local: Some(CORE_SIP),
+        tcp_local: None,
+        realm: REALM.to_owned(),
+        codecs: vec![sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma],
+        capacity,
+        max_lag: ms(250),
+        max_inbound_depth: 512,
+        retry_after_s: 5,
+        media_timeout: Some(MEDIA_TIMEOUT),
+        // Enough ports for every call's two legs, and a few to spare.
+        rtp_ports: (
+            20000,
+            20000 + u16::try_from(capacity * 2 + 8).expect("ports"),
+        ),
+        timers: TimerConfig::default(),
+        agents,
+        hold_prompts: HashMap::from([("general".to_owned(), "hold".to_owned())]),
+        fallback_queue: Some("general".to_owned()),
+        ivr_start: "main".to_owned(),
+        prompts: ["greeting", "invalid", "hold"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        recording: Some(callcore::RecordingConfig {
+            dir: "/sim/recordings".into(),
+            header_interval_ms: 1000,
+        }),
+        seed,
+    };
+    let acd = acd::Acd::new(
+        vec![acd::QueueConfig {
+            name: "general".to_owned(),
+            priority: 0,
+            ring_timeout: RING_TIMEOUT,
+        }],
+        (0..AGENTS)
+            .map(|i| acd::AgentConfig {
+                id: agent_id(i),
+                queues: vec!["general".to_owned()],
+            })
+            .collect(),
+    )
+    .expect("acd");
+    Core::new(config, menus(), acd, now, chrono::Utc::now())
+}
+
+fn local(addr: SocketAddr) -> LocalEndpoint {
+    LocalEndpoint {
+        transport: Transport::Udp,
+        sent_by: addr,
+        contact: format!("sip:phone@{addr}"),
+    }
+}
+
+fn sdp(media: SocketAddr) -> Vec<u8> {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        ip = media.ip(),
+        port = media.port()
+    )
+    .into_bytes()
+}
+
+impl World {
+    fn new(seed: u64, calls: u64, capacity: usize, loss: f64) -> Self {
+        let start = Instant::now();
+        let mut w = World {
+            rng: StdRng::seed_from_u64(seed),
+            now: start,
+            start,
+            seq: 0,
+            events: BTreeMap::new(),
+            core: core_for(seed, capacity, start),
+            phones: HashMap::new(),
+            layers: HashMap::new(),
+            layer_timers: Deadlines::default(),
+            media_owner: HashMap::new(),
+            sockets: HashSet::new(),
+            media: HashMap::new(),
+            records: HashMap::new(),
+            agents: Vec::new(),
+            arrivals_left: calls,
+            next_patient: 0,
+            loss,
+            stats: Stats::default(),
+        };
+        for i in 0..AGENTS {
+            let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10 + i as u8)), 5060);
+            w.agents.push(addr);
+            w.phones.insert(
+                addr,
+                Phone::Agent(Box::new(AgentPhone {
+                    id: agent_id(i),
+                    ..AgentPhone::default()
+                })),
+            );
+            w.layers
+                .insert(addr, TransactionLayer::new(TimerConfig::default()));
+            w.register(addr, None);
+        }
+        w.at(ms(2000), Event::Arrival);
+        w
+    }
+
+    fn at(&mut self, after: Duration, ev: Event) {
+        self.seq += 1;
+        self.events.insert((self.now + after, self.seq), ev);
+    }
+
+    fn jitter(&mut self) -> Duration {
+        ms(self.rng.random_range(1..20))
+    }
+
+    // ---- the network -------------------------------------------------------------
+
+    fn lost(&mut self) -> bool {
+        self.rng.random_bool(self.loss)
+    }
+
+    /// Everything a phone's transaction layer wants to send, onto the network.
+    fn flush_phone(&mut self, addr: SocketAddr) {
+        let Some(layer) = self.layers.get_mut(&addr) else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(t) = layer.poll_transmit() {
+            out.push(t.bytes);
+        }
+        let next = layer.poll_timeout();
+        self.layer_timers.set(addr, next);
+        for bytes in out {
+            if !self.lost() {
+                let d = self.jitter();
+                self.at(d, Event::ToCore { from: addr, bytes });
+            }
+        }
+    }
+
+    // ---- phones ------------------------------------------------------------------
+
+    fn register(&mut self, addr: SocketAddr, challenge: Option<&Response>) {
+        let Some(Phone::Agent(agent)) = self.phones.get(&addr) else {
+            return;
+        };
+        let id = agent.id.clone();
+        let index: usize = id.parse::<usize>().map_or(0, |n| n - 3000);
+        let uri = format!("sip:{}", CORE_SIP);
+        let mut builder = RequestBuilder::new(Method::Register, &uri)
+            .via(Transport::Udp, addr, &format!("z9hG4bK-reg-{}", self.seq))
+            .from(&format!("<sip:{id}@{}>;tag=r{id}", CORE_SIP.ip()))
+            .to(&format!("<sip:{id}@{}>", CORE_SIP.ip()))
+            .call_id(&format!("reg-{id}"))
+            .cseq(if challenge.is_some() { 2 } else { 1 })
+            .contact(&format!("sip:{id}@{addr}"))
+            .max_forwards(70)
+            .header("Expires", "3600");
+        self.seq += 1;
+        if let Some(nonce) = challenge.and_then(md5_nonce) {
+            let mut creds = Credentials {
+                username: id.clone(),
+                realm: REALM.to_owned(),
+                nonce,
+                uri: uri.clone(),
+                response: String::new(),
+                algorithm: Algorithm::Md5,
+                qop: Some("auth".to_owned()),
+                nc: Some("00000001".to_owned()),
+                cnonce: Some("simcnonce".to_owned()),
+                opaque: None,
+            };
+            creds.response =
+                compute_response(&creds, "REGISTER", &format!("pw-{index}")).unwrap_or_default();
+            builder = builder.header("Authorization", &creds.to_header());
+        }
+        let request = builder.build();
+        let now = self.now;
+        if let Some(layer) = self.layers.get_mut(&addr) {
+            layer.send_request(now, Peer::udp(CORE_SIP), request);
+        }
+        self.flush_phone(addr);
+    }
+
+    fn arrival(&mut self) {
+        if self.arrivals_left == 0 {
+            return;
+        }
+        self.arrivals_left -= 1;
+        self.stats.arrivals += 1;
+        let n = self.next_patient;
+        self.next_patient += 1;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 2, (n >> 8) as u8, n as u8));
+        let port = 5060 + u16::try_from(n >> 16).unwrap_or(0);
+        let addr = SocketAddr::new(ip, port);
+        let media = SocketAddr::new(ip, 4000 + u16::try_from(n >> 16).unwrap_or(0));
+        let r: f64 = self.rng.random();
+        let behaviour = if r < 0.04 {
+            Patient::NoAck
+        } else if r < 0.07 {
+            Patient::Cancels
+        } else if r < 0.17 {
+            Patient::VanishesAfter(ms(self.rng.random_range(500..90_000)))
+        } else if r < 0.30 {
+            // Early: in the IVR.
+            Patient::HangsUpAfter(ms(self.rng.random_range(100..4_000)))
+        } else {
+            Patient::HangsUpAfter(ms(self.rng.random_range(4_000..120_000)))
+        };
+        let caller = format!("138{:08}", n);
+        let invite = RequestBuilder::new(Method::Invite, &format!("sip:clinic@{}", CORE_SIP))
+            .via(Transport::Udp, addr, &format!("z9hG4bK-inv-{n}"))
+            .from(&format!("<sip:{caller}@{ip}>;tag=p{n}"))
+            .to(&format!("<sip:clinic@{}>", CORE_SIP.ip()))
+            .call_id(&format!("patient-{n}"))
+            .cseq(1)
+            .contact(&format!("sip:{caller}@{addr}"))
+            .max_forwards(70)
+            .body("application/sdp", sdp(media))
+            .build();
+        let mut layer = TransactionLayer::new(TimerConfig::default());
+        let key = layer.send_request(self.now, Peer::udp(CORE_SIP), invite.clone());
+        self.layers.insert(addr, layer);
+        self.media_owner.insert(media, addr);
+        self.phones.insert(
+            addr,
+            Phone::Patient(Box::new(PatientPhone {
+                behaviour,
+                invite,
+                invite_key: key,
+                dialog: None,
+                answered: false,
+                ended: false,
+                refused: None,
+                call: None,
+            })),
+        );
+        self.flush_phone(addr);
+        if behaviour == Patient::Cancels {
+            let cancel = sip::message::cancel_for(&self.patient(addr).invite.clone());
+            let now = self.now;
+            if let Some(layer) = self.layers.get_mut(&addr) {
+                layer.send_request(now, Peer::udp(CORE_SIP), cancel);
+            }
+            self.flush_phone(addr);
+        }
+        // Mean 1 s apart: about 60 calls up at once against a capacity of 40,
+        // so some are refused, most reach the IVR, many an agent.
+        let gap = ms(self.rng.random_range(0..2_000));
+        self.at(gap, Event::Arrival);
+    }
+
+    fn patient(&mut self, addr: SocketAddr) -> &mut PatientPhone {
+        match self.phones.get_mut(&addr) {
+            Some(Phone::Patient(p)) => p,
+            _ => panic!("no patient phone at {addr}"),
+        }
+    }
+
+    fn phone_act(&mut self, addr: SocketAddr, act: Act) {
+        let now = self.now;
+        match self.phones.get_mut(&addr) {
+            Some(Phone::Patient(p)) => {
+                if p.ended {
+                    return;
+                }
+                match act {
+                    Act::Digit(digit) => {
+                        if let Some(call) = p.call {
+                            self.core
+                                .handle_media(now, MediaEvent::Dtmf { call, digit });
+                        }
+                    }
+                    Act::HangUp => {
+                        let Some(dialog) = p.dialog.as_mut() else {
+                            return;
+                        };
+                        let bye = dialog.request(
+                            Method::Bye,
+                            &local(addr),
+                            format!("z9hG4bK-bye-{}", self.seq),
+                        );
+                        self.seq += 1;
+                        p.ended = true;
+                        if let Some(layer) = self.layers.get_mut(&addr) {
+                            layer.send_request(now, Peer::udp(CORE_SIP), bye);
+                        }
+                        self.flush_phone(addr);
+                    }
+                    Act::Vanish => {
+                        p.ended = true;
+                        // Its media goes quiet: the media task notices after the timeout.
+                        if let Some(call) = p.call {
+                            self.quiet(call, Leg::Patient);
+                        }
+                        self.layers.remove(&addr);
+                        self.layer_timers.set(addr, None);
+                    }
+                    _ => {}
+                }
+            }
+            Some(Phone::Agent(a)) => {
+                // The agent acts on the call ringing longest (there is at most one).
+                let Some(cid) = a.ringing.keys().next().cloned() else {
+                    return;
+                };
+                match act {
+                    Act::Answer | Act::Busy => {
+                        let Some((key, invite)) = a.ringing.remove(&cid) else {
+                            return;
+                        };
+                        let response = if matches!(act, Act::Answer) {
+                            let tag = format!("a{}", self.seq);
+                            self.seq += 1;
+                            let Ok(dialog) = Dialog::uas(&invite, tag.clone(), Peer::udp(CORE_SIP))
+                            else {
+                                return;
+                            };
+                            a.talking.insert(cid.clone(), dialog);
+                            a.answered += 1;
+                            response_to(&invite, 200, "OK", Some(&tag))
+                                .with_header("Contact", &format!("<sip:{}@{addr}>", a.id))
+                                .with_body("application/sdp", sdp(SocketAddr::new(addr.ip(), 4000)))
+                        } else {
+                            response_to(&invite, 486, "Busy Here", Some("busy"))
+                        };
+                        if let Some(layer) = self.layers.get_mut(&addr) {
+                            layer.send_response(now, &key, response);
+                        }
+                        self.flush_phone(addr);
+                        if matches!(act, Act::Answer) {
+                            // Sometimes the agent hangs up first.
+                            if self.rng.random_bool(0.3) {
+                                let after = ms(self.rng.random_range(1_000..60_000));
+                                self.at(
+                                    after,
+                                    Event::Phone {
+                                        addr,
+                                        act: Act::HangUp,
+                                    },
+                                );
+                            } else if self.rng.random_bool(0.04) {
+                                let after = ms(self.rng.random_range(1_000..30_000));
+                                self.at(
+                                    after,
+                                    Event::Phone {
+                                        addr,
+                                        act: Act::Vanish,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    Act::Vanish => {
+                        a.ringing.remove(&cid);
+                        a.vanished.insert(cid);
+                    }
+                    _ => {}
+                }
+            }
+            None => {}
+        }
+        // An agent's hang-up or vanish mid-call applies to its talking call.
+        if let Some(Phone::Agent(a)) = self.phones.get_mut(&addr)
+            && a.ringing.is_empty()
+            && matches!(act, Act::HangUp | Act::Vanish)
+            && let Some(cid) = a.talking.keys().next().cloned()
+        {
+            let Some(mut dialog) = a.talking.remove(&cid) else {
+                return;
+            };
+            if matches!(act, Act::Vanish) {
+                a.vanished.insert(cid);
+                if let Some(call) = self.call_of_agent_dialog(&dialog) {
+                    self.quiet(call, Leg::Agent);
+                }
+                return;
+            }
+            let bye = dialog.request(
+                Method::Bye,
+                &local(addr),
+                format!("z9hG4bK-abye-{}", self.seq),
+            );
+            self.seq += 1;
+            if let Some(layer) = self.layers.get_mut(&addr) {
+                layer.send_request(now, Peer::udp(CORE_SIP), bye);
+            }
+            self.flush_phone(addr);
+        }
+    }
+
+    /// The core's call an agent dialog belongs to (through the agents' view).
+    fn call_of_agent_dialog(&self, dialog: &Dialog) -> Option<CallId> {
+        // The agent INVITE's From carries the caller: find the patient by it.
+        let caller = dialog
+            .remote_uri
+            .split('@')
+            .next()
+            .and_then(|s| s.strip_prefix("sip:"))?
+            .to_owned();
+        let n: u32 = caller.strip_prefix("138")?.parse().ok()?;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 2, (n >> 8) as u8, n as u8));
+        let addr = SocketAddr::new(ip, 5060 + u16::try_from(n >> 16).unwrap_or(0));
+        match self.phones.get(&addr) {
+            Some(Phone::Patient(p)) => p.call,
+            _ => None,
+        }
+    }
+
+    /// A leg's phone stopped sending RTP: the media reports it after the timeout.
+    fn quiet(&mut self, call: CallId, leg: Leg) {
+        if let Some(m) = self.media.get_mut(&call)
+            && !m.timeout_sent
+        {
+            m.timeout_sent = true;
+            self.at(
+                MEDIA_TIMEOUT,
+                Event::Media(MediaEvent::MediaTimeout { call, leg }),
+            );
+        }
+    }
+
+    /// A datagram from the core reaches a phone.
+    fn deliver(&mut self, to: SocketAddr, bytes: &[u8]) {
+        let Some(layer) = self.layers.get_mut(&to) else {
+            return; // vanished, or gone
+        };
+        let Ok(msg) = sip::message::parse(bytes) else {
+            panic!("the core sent an unparsable message");
+        };
+        layer.handle_message(self.now, Peer::udp(CORE_SIP), msg);
+        self.phone_events(to);
+    }
+
+    fn phone_events(&mut self, addr: SocketAddr) {
+        while let Some(ev) = self.layers.get_mut(&addr).and_then(|l| l.poll_event()) {
+            self.phone_event(addr, ev);
+        }
+        self.flush_phone(addr);
+    }
+
+    fn phone_event(&mut self, addr: SocketAddr, ev: TransactionEvent) {
+        let now = self.now;
+        let is_agent = matches!(self.phones.get(&addr), Some(Phone::Agent(_)));
+        if is_agent {
+            self.agent_event(addr, ev);
+            return;
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        let p = self.patient(addr);
+        match ev {
+            TransactionEvent::Response { key, response } if key == p.invite_key => {
+                let status = response.status();
+                if status < 200 {
+                    return;
+                }
+                if status >= 300 {
+                    p.refused = Some(status);
+                    p.ended = true;
+                    return;
+                }
+                let behaviour = p.behaviour;
+                if p.dialog.is_none() {
+                    let Ok(dialog) = Dialog::uac(&p.invite, &response, Peer::udp(CORE_SIP)) else {
+                        panic!("bad 200 from the core");
+                    };
+                    p.dialog = Some(dialog);
+                    p.answered = true;
+                    self.stats.answered_by_ivr += 1;
+                    match behaviour {
+                        Patient::HangsUpAfter(d) => self.at(
+                            d,
+                            Event::Phone {
+                                addr,
+                                act: Act::HangUp,
+                            },
+                        ),
+                        Patient::VanishesAfter(d) => self.at(
+                            d,
+                            Event::Phone {
+                                addr,
+                                act: Act::Vanish,
+                            },
+                        ),
+                        Patient::Cancels => self.at(
+                            ms(300),
+                            Event::Phone {
+                                addr,
+                                act: Act::HangUp,
+                            },
+                        ),
+                        Patient::NoAck => {}
+                    }
+                    let r: f64 = self.rng.random();
+                    let press = if r < 0.8 {
+                        Some('1')
+                    } else if r < 0.9 {
+                        Some('7')
+                    } else {
+                        None
+                    };
+                    if let Some(digit) = press {
+                        let after = PROMPT + ms(self.rng.random_range(0..2_500));
+                        self.at(
+                            after,
+                            Event::Phone {
+                                addr,
+                                act: Act::Digit(digit),
+                            },
+                        );
+                    }
+                }
+                let p = self.patient(addr);
+                if p.behaviour == Patient::NoAck {
+                    return;
+                }
+                if let Some(dialog) = p.dialog.as_ref() {
+                    let ack = dialog.ack(1, &local(addr), format!("z9hG4bK-ack-{seq}"));
+                    if let Some(layer) = self.layers.get_mut(&addr) {
+                        layer.send_stateless(Peer::udp(CORE_SIP), SipMessage::Request(ack));
+                    }
+                }
+            }
+            TransactionEvent::Request { key, request, .. } => {
+                let status = if request.method() == Method::Bye {
+                    200
+                } else {
+                    481
+                };
+                if request.method() == Method::Bye {
+                    p.ended = true;
+                }
+                let r = response_to(&request, status, "OK", None);
+                if let Some(layer) = self.layers.get_mut(&addr) {
+                    layer.send_response(now, &key, r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn agent_event(&mut self, addr: SocketAddr, ev: TransactionEvent) {
+        let now = self.now;
+        let Some(Phone::Agent(a)) = self.phones.get_mut(&addr) else {
+            return;
+        };
+        match ev {
+            TransactionEvent::Response { response, .. } => {
+                if response.status() == 401 && !a.registered {
+                    self.register(addr, Some(&response));
+                } else if response.status() == 200 && !a.registered {
+                    a.registered = true;
+                    let index = self.agents.iter().position(|x| *x == addr).unwrap_or(0);
+                    self.at(
+                        ms(10),
+                        Event::Desk {
+                            agent: index,
+                            ready: true,
+                        },
+                    );
+                }
+            }
+            TransactionEvent::Request { key, request, .. } => {
+                let cid = request.call_id().unwrap_or_default();
+                if a.vanished.contains(&cid) {
+                    return;
+                }
+                let respond = |w: &mut World, r: Response| {
+                    if let Some(layer) = w.layers.get_mut(&addr) {
+                        layer.send_response(now, &key, r);
+                    }
+                };
+                match request.method() {
+                    Method::Invite => {
+                        a.ringing.insert(cid, (key.clone(), request.clone()));
+                        let r: f64 = self.rng.random();
+                        let ringing = response_to(&request, 180, "Ringing", Some("ring"));
+                        if r < 0.06 {
+                            // Unplugged: not even a 180, nothing from now on.
+                            self.at(
+                                ms(0),
+                                Event::Phone {
+                                    addr,
+                                    act: Act::Vanish,
+                                },
+                            );
+                            return;
+                        }
+                        respond(self, ringing);
+                        let (act, after) = if r < 0.14 {
+                            (Act::Vanish, self.rng.random_range(100..8_000))
+                        } else if r < 0.24 {
+                            (Act::Busy, self.rng.random_range(100..3_000))
+                        } else if r < 0.36 {
+                            // Never answers: rings out.
+                            return;
+                        } else {
+                            // Answers, sometimes just as the ring-out fires.
+                            (Act::Answer, self.rng.random_range(200..11_000))
+                        };
+                        self.at(ms(after), Event::Phone { addr, act });
+                    }
+                    Method::Cancel => {
+                        respond(self, response_to(&request, 200, "OK", None));
+                        let Some(Phone::Agent(a)) = self.phones.get_mut(&addr) else {
+                            return;
+                        };
+                        if let Some((ikey, invite)) = a.ringing.remove(&cid) {
+                            let r = response_to(&invite, 487, "Request Terminated", Some("ring"));
+                            if let Some(layer) = self.layers.get_mut(&addr) {
+                                layer.send_response(now, &ikey, r);
+                            }
+                        }
+                    }
+                    Method::Bye => {
+                        a.talking.remove(&cid);
+                        respond(self, response_to(&request, 200, "OK", None));
+                    }
+                    _ => respond(self, response_to(&request, 200, "OK", None)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- the shell ---------------------------------------------------------------
+
+    fn apply(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Transmit(t) => {
+                    assert_eq!(t.peer.transport, Transport::Udp);
+                    if !self.lost() {
+                        let d = self.jitter();
+                        self.at(
+                            d,
+                            Event::ToPhone {
+                                to: t.peer.addr,
+                                bytes: t.bytes,
+                            },
+                        );
+                    }
+                }
+                Output::BindRtp { token, .. } => {
+                    // Now and then another program holds the port.
+                    let ok = !self.rng.random_bool(0.03);
+                    if ok {
+                        assert!(self.sockets.insert(token), "token {token:?} bound twice");
+                    }
+                    self.at(Duration::ZERO, Event::PortBound { token, ok });
+                }
+                Output::ReleaseRtp { token } => {
+                    assert!(
+                        self.sockets.remove(&token),
+                        "released {token:?}, never bound or already handed over"
+                    );
+                }
+                Output::Media { call, command } => self.media_command(call, command),
+                Output::ScreenPop { call, seq, .. } => {
+                    let d = ms(self.rng.random_range(0..150));
+                    self.at(d, Event::PopDelivered { call, seq });
+                }
+                Output::LookupPatient { call, .. } => {
+                    let d = ms(self.rng.random_range(0..60));
+                    self.at(d, Event::PatientLoaded { call });
+                }
+                Output::OpenRecording { call, .. } => {
+                    let ok = !self.rng.random_bool(0.02);
+                    let d = ms(self.rng.random_range(0..30));
+                    self.at(d, Event::RecordingOpened { call, ok });
+                }
+                Output::StoreCall(record) => {
+                    self.records.insert(record.call_id.clone(), record);
+                }
+                Output::StoreRecording(_) | Output::Desk { .. } | Output::Metric(_) => {}
+            }
+        }
+    }
+
+    fn media_command(&mut self, call: CallId, command: MediaCommand) {
+        match command {
+            MediaCommand::Start { patient, .. } => {
+                assert!(
+                    self.sockets.remove(&patient.token),
+                    "patient leg's socket unknown"
+                );
+                let owner = self.media_owner.get(&patient.remote).copied();
+                let Some(addr) = owner else {
+                    panic!("media for an unknown patient {}", patient.remote);
+                };
+                let p = self.patient(addr);
+                p.call = Some(call);
+                let gone = p.ended && p.dialog.is_some();
+                assert!(
+                    self.media
+                        .insert(
+                            call,
+                            SimMedia {
+                                recording: false,
+                                opened: None,
+                                stopping: false,
+                                timeout_sent: false,
+                            },
+                        )
+                        .is_none(),
+                    "call {call} started twice"
+                );
+                if gone {
+                    self.quiet(call, Leg::Patient);
+                }
+            }
+            MediaCommand::Play { generation, .. } => {
+                if self.media.contains_key(&call) {
+                    self.at(
+                        PROMPT,
+                        Event::Media(MediaEvent::PromptFinished { call, generation }),
+                    );
+                }
+            }
+            MediaCommand::Hold { .. } | MediaCommand::Silence => {}
+            MediaCommand::Bridge { agent, recording } => {
+                assert!(
+                    self.sockets.remove(&agent.token),
+                    "agent leg's socket unknown"
+                );
+                self.stats.bridged += 1;
+                if let Some(m) = self.media.get_mut(&call) {
+                    m.recording = recording;
+                }
+            }
+            MediaCommand::Stop => {
+                let Some(m) = self.media.get_mut(&call) else {
+                    panic!("Stop for call {call} without media");
+                };
+                if m.stopping {
+                    return;
+                }
+                m.stopping = true;
+                let recording = match (m.recording, m.opened) {
+                    (true, Some(true)) => Some(Ok(12_340)),
+                    (true, None) => Some(Err("the file never came".to_owned())),
+                    _ => None,
+                };
+                let d = ms(self.rng.random_range(0..40));
+                self.at(d, Event::Media(MediaEvent::Stopped { call, recording }));
+            }
+        }
+    }
+
+    // ---- the loop ----------------------------------------------------------------
+
+    fn step(&mut self) -> bool {
+        let next_event = self.events.keys().next().map(|(t, _)| *t);
+        let candidates = [
+            next_event,
+            self.core.poll_timeout(),
+            self.layer_timers.next(),
+        ];
+        let Some(at) = candidates.into_iter().flatten().min() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        let now = self.now;
+        self.stats.steps += 1;
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        } else if self.layer_timers.next().is_some_and(|t| t <= now) {
+            while let Some(addr) = self.layer_timers.pop_due(now) {
+                if let Some(layer) = self.layers.get_mut(&addr) {
+                    layer.handle_timeout(now);
+                }
+                self.phone_events(addr);
+            }
+        } else if let Some((_, ev)) = self.events.pop_first() {
+            self.event(ev);
+        }
+        self.apply();
+        let findings = self.core.audit();
+        assert!(
+            findings.is_empty(),
+            "after step {} at {:?}: {findings:#?}",
+            self.stats.steps,
+            now - self.start
+        );
+        true
+    }
+
+    fn event(&mut self, ev: Event) {
+        let now = self.now;
+        match ev {
+            Event::ToCore { from, bytes } => {
+                self.core.handle_sip(now, now, Peer::udp(from), &bytes)
+            }
+            Event::ToPhone { to, bytes } => self.deliver(to, &bytes),
+            Event::Phone { addr, act } => self.phone_act(addr, act),
+            Event::PortBound { token, ok } => {
+                let result = if ok {
+                    Ok(SocketAddr::new(CORE_SIP.ip(), 20000))
+                } else {
+                    Err("address in use".to_owned())
+                };
+                self.core.handle_port_bound(now, token, result);
+            }
+            Event::PatientLoaded { call } => self.core.handle_patient_loaded(now, call, None),
+            Event::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
+            Event::RecordingOpened { call, ok } => {
+                if let Some(m) = self.media.get_mut(&call)
+                    && !m.stopping
+                {
+                    m.opened = Some(ok);
+                    let result = if ok {
+                        Ok(())
+                    } else {
+                        Err("disk full".to_owned())
+                    };
+                    self.core.handle_recording_opened(now, call, result);
+                }
+            }
+            Event::Media(ev) => {
+                let call = match &ev {
+                    MediaEvent::Dtmf { call, .. }
+                    | MediaEvent::PromptFinished { call, .. }
+                    | MediaEvent::MediaTimeout { call, .. }
+                    | MediaEvent::Stopped { call, .. } => *call,
+                };
+                let Some(m) = self.media.get(&call) else {
+                    return;
+                };
+                if matches!(ev, MediaEvent::Stopped { .. }) {
+                    self.media.remove(&call);
+                } else if m.stopping {
+                    return; // a stopping task reports nothing more
+                }
+                self.core.handle_media(now, ev);
+            }
+            Event::Desk { agent, ready } => {
+                let id = agent_id(agent);
+                let _ = self
+                    .core
+                    .set_agent_state(now, &id, ready, (!ready).then_some("break"));
+                // Now and then an agent takes a short break.
+                if ready && self.rng.random_bool(0.5) {
+                    let after = ms(self.rng.random_range(20_000..200_000));
+                    self.at(
+                        after,
+                        Event::Desk {
+                            agent,
+                            ready: false,
+                        },
+                    );
+                } else if !ready {
+                    let after = ms(self.rng.random_range(5_000..30_000));
+                    self.at(after, Event::Desk { agent, ready: true });
+                }
+            }
+            Event::Arrival => self.arrival(),
+        }
+    }
+}
+
+fn md5_nonce(challenge: &Response) -> Option<String> {
+    challenge
+        .header_values("WWW-Authenticate")
+        .into_iter()
+        .find(|v| v.contains("algorithm=MD5"))
+        .and_then(|v| {
+            let start = v.find("nonce=\"")? + 7;
+            let end = v[start..].find('"')? + start;
+            Some(v[start..end].to_owned())
+        })
+}
+
+/// Runs one seeded world to the end and checks everything.
+fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
+    let mut w = World::new(seed, calls, capacity, loss);
+    // Bounded: every call ends within minutes of simulated time; registrations
+    // expire an hour after the last refresh; stop well after that.
+    let mut steps = 0u64;
+    while w.step() {
+        steps += 1;
+        assert!(steps < 50_000_000, "the simulation did not settle");
+        if w.arrivals_left == 0 && w.now - w.start > Duration::from_secs(6 * 3600) {
+            break;
+        }
+    }
+    // Every patient answered had the call ended; every refusal was a 503 or 488-class answer.
+    let mut refused = 0;
+    for phone in w.phones.values() {
+        if let Phone::Patient(p) = phone {
+            if let Some(status) = p.refused {
+                assert!(
+                    status == 503 || p.behaviour == Patient::Cancels,
+                    "patient refused with {status}"
+                );
+                refused += 1;
+                continue;
+            }
+            let vanished_or_noack =
+                matches!(p.behaviour, Patient::VanishesAfter(_) | Patient::NoAck);
+            assert!(
+                p.answered,
+                "a patient ({:?}) got no final answer to the INVITE",
+                p.behaviour
+            );
+            assert!(
+                p.ended || vanished_or_noack,
+                "an answered patient ({:?}, call {:?}) never had the call ended",
+                p.behaviour,
+                p.call
+            );
+        }
+    }
+    let mut stats = w.stats;
+    stats.refused_503 = refused;
+    // Every call has an outcome.
+    for (id, r) in &w.records {
+        assert!(
+            r.ended_at.is_some() && r.outcome.is_some(),
+            "call {id} has no outcome: {r:?}"
+        );
+    }
+    let live = w.core.live();
+    assert_eq!(
+        live,
+        callcore::Live::default(),
+        "seed {seed}: something is left after every call ended"
+    );
+    assert!(
+        w.sockets.is_empty(),
+        "the shell still holds sockets {:?}",
+        w.sockets
+    );
+    assert!(w.media.is_empty(), "media tasks still running");
+    let agents_answered: u64 = w
+        .phones
+        .values()
+        .map(|p| match p {
+            Phone::Agent(a) => a.answered,
+            _ => 0,
+        })
+        .sum();
+    assert!(agents_answered > 0);
+    stats
+}
+
+#[test]
+fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
+    let calls: u64 = std::env::var("SIM_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut total = Stats::default();
+    for seed in [1, 2, 3] {
+        let s = run(seed, calls, 40, 0.02);
+        assert!(
+            s.bridged > calls / 10,
+            "seed {seed}: too few calls reached an agent: {s:?}"
+        );
+        assert!(
+            s.refused_503 > 0,
+            "seed {seed}: the load never reached capacity: {s:?}"
+        );
+        total.arrivals += s.arrivals;
+        total.answered_by_ivr += s.answered_by_ivr;
+        total.bridged += s.bridged;
+        total.refused_503 += s.refused_503;
+        total.steps += s.steps;
+    }
+    eprintln!("simulated: {total:?}");
+}
+
+#[test]
+fn a_lossless_network_at_low_load_refuses_nobody() {
+    let s = run(7, 300, 200, 0.0);
+    assert_eq!(s.refused_503, 0, "{s:?}");
+    assert!(s.bridged > 30, "{s:?}");
+}

@@ -1,0 +1,504 @@
+//! The driver: the async shell around call control's sans-IO core.
+//!
+//! One task owns the [`Core`]. It feeds it SIP messages, media events, HTTP
+//! commands and the answers to what it asked for (a port bound, a patient
+//! record read, a screen-pop delivered, a recording file created), sleeps
+//! until the core's next deadline, and applies the core's outputs in order:
+//! bytes onto sockets, commands to media tasks, rows to the store writer,
+//! events to desks. Nothing here decides anything about a call.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callcore::{CallId, Core, LegSpec, MediaEvent, Metric, Output, PortToken};
+use media::leg::LegMedia;
+use recordings::writer::{RecordingWriter, frames_in_ms};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, trace, warn};
+
+use super::media::{self as call_media, AgentLeg, MediaCommand, PatientLeg, now};
+use crate::config::Config;
+use crate::control::ControlCommand;
+use crate::events::DeskHub;
+use crate::metrics::Metrics;
+use crate::prompts::Prompts;
+use crate::sip_io::{Inbound, SipIo};
+use crate::storage::Storage;
+use crate::storage::writer::StoreWriter;
+
+/// Everything the driver is built from.
+pub struct DriverParts {
+    pub config: Arc<Config>,
+    pub prompts: Arc<Prompts>,
+    pub storage: Storage,
+    /// Where call records and recording rows go (written off this task).
+    pub store: StoreWriter,
+    pub hub: DeskHub,
+    pub metrics: Metrics,
+    pub sip: SipIo,
+    pub udp_local: Option<SocketAddr>,
+    pub tcp_local: Option<SocketAddr>,
+    pub seed: u64,
+    /// The ACD, built from the config's queues and agents.
+    pub acd: acd::Acd,
+}
+
+/// Answers from helper tasks to what the core asked for.
+#[derive(Debug)]
+enum Answer {
+    PopDelivered {
+        call: CallId,
+        seq: u64,
+    },
+    PatientLoaded {
+        call: CallId,
+        patient: Option<crate::storage::Patient>,
+    },
+    RecordingOpened {
+        call: CallId,
+        file: Result<RecordingWriter, String>,
+    },
+}
+
+/// Inbound SIP messages queued beyond which new calls are refused.
+const INBOUND_SHED_DEPTH: usize = 512;
+/// How long shutdown waits for media tasks to finish their recordings.
+const SHUTDOWN_MEDIA_WAIT: Duration = Duration::from_secs(2);
+
+/// The call-control task.
+pub struct Driver {
+    core: Core,
+    sip: SipIo,
+    hub: DeskHub,
+    store: StoreWriter,
+    metrics: Metrics,
+    storage: Storage,
+    prompts: Arc<Prompts>,
+    rtp_ip: IpAddr,
+    /// Each call's media task.
+    media: HashMap<CallId, mpsc::UnboundedSender<MediaCommand>>,
+    /// Sockets bound for the core and not yet handed to a media task.
+    sockets: HashMap<PortToken, UdpSocket>,
+    media_events: mpsc::UnboundedSender<MediaEvent>,
+    answers: mpsc::UnboundedSender<Answer>,
+    inbound_depth: usize,
+}
+
+/// The core's view of the clinic's config.
+pub fn core_config(
+    config: &Config,
+    prompts: &Prompts,
+    udp_local: Option<SocketAddr>,
+    tcp_local: Option<SocketAddr>,
+    seed: u64,
+) -> callcore::CoreConfig {
+    let sip = &config.sip;
+    callcore::CoreConfig {
+        advertise: sip.advertise,
+        udp_local,
+        tcp_local,
+        realm: sip.realm.clone(),
+        codecs: sip
+            .codecs
+            .iter()
+            .map(|c| match c {
+                crate::config::Codec::Pcmu => sip::sdp::Codec::Pcmu,
+                crate::config::Codec::Pcma => sip::sdp::Codec::Pcma,
+            })
+            .collect(),
+        capacity: sip.call_capacity(),
+        max_lag: Duration::from_millis(sip.max_lag_ms),
+        max_inbound_depth: INBOUND_SHED_DEPTH,
+        retry_after_s: sip.retry_after_s,
+        media_timeout: sip.media_timeout(),
+        rtp_ports: (sip.rtp_ports.first, sip.rtp_ports.last),
+        timers: sip::transaction::TimerConfig::default(),
+        agents: config
+            .agents
+            .iter()
+            .map(|a| {
+                let spec = callcore::AgentSpec {
+                    name: a.name.clone(),
+                    password: a.password.clone(),
+                };
+                (a.id.clone(), spec)
+            })
+            .collect(),
+        hold_prompts: config
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.hold_prompt.clone()))
+            .collect(),
+        fallback_queue: config.queues.first().map(|q| q.name.clone()),
+        ivr_start: config.ivr.start.clone(),
+        prompts: prompts.names().into_iter().map(str::to_owned).collect(),
+        recording: config.recording.enabled.then(|| callcore::RecordingConfig {
+            dir: config.storage.recordings.clone(),
+            header_interval_ms: config.recording.header_interval_ms,
+        }),
+        seed,
+    }
+}
+
+impl Driver {
+    /// Runs call control until `shutdown`; hangs up every call on the way out.
+    pub async fn run(
+        parts: DriverParts,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<ControlCommand>,
+        shutdown: CancellationToken,
+    ) {
+        let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+        let (answer_tx, mut answer_rx) = mpsc::unbounded_channel();
+        let mut d = Self::new(parts, media_tx, answer_tx);
+        // One sleep, reset only when the soonest deadline changes.
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let deadline = d.core.poll_timeout();
+            if deadline != armed {
+                let at = deadline.map_or_else(far, tokio::time::Instant::from_std);
+                sleep.as_mut().reset(at);
+                armed = deadline;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                msg = inbound.recv() => match msg {
+                    Some(msg) => {
+                        trace!(woke = "sip");
+                        d.inbound_depth = inbound.len();
+                        d.core.set_inbound_depth(d.inbound_depth);
+                        let now = d.tick();
+                        d.core.handle_sip(now, msg.received_at, msg.peer, &msg.bytes);
+                    }
+                    None => break,
+                },
+                ev = media_rx.recv() => if let Some(ev) = ev {
+                    trace!(woke = "media");
+                    d.media_event(ev);
+                },
+                answer = answer_rx.recv() => if let Some(answer) = answer {
+                    trace!(woke = "answer");
+                    d.answer(answer);
+                },
+                cmd = commands.recv() => if let Some(cmd) = cmd {
+                    trace!(woke = "command");
+                    d.command(cmd);
+                },
+                () = &mut sleep, if armed.is_some() => {
+                    trace!(woke = "timer");
+                    armed = None;
+                    let now = d.tick();
+                    d.core.handle_timeout(now);
+                }
+            }
+            d.apply();
+            d.publish_gauges();
+        }
+        let now = d.tick();
+        d.core.shutdown(now);
+        d.apply();
+        // Let media tasks finish their recordings so the index has their lengths.
+        let wait = tokio::time::sleep(SHUTDOWN_MEDIA_WAIT);
+        tokio::pin!(wait);
+        while !d.media.is_empty() {
+            tokio::select! {
+                () = &mut wait => break,
+                ev = media_rx.recv() => match ev {
+                    Some(ev) => d.media_event(ev),
+                    None => break,
+                },
+            }
+            d.apply();
+        }
+    }
+
+    fn new(
+        parts: DriverParts,
+        media_events: mpsc::UnboundedSender<MediaEvent>,
+        answers: mpsc::UnboundedSender<Answer>,
+    ) -> Self {
+        let config = parts.config;
+        let core_config = core_config(
+            &config,
+            &parts.prompts,
+            parts.udp_local,
+            parts.tcp_local,
+            parts.seed,
+        );
+        let core = Core::new(
+            core_config,
+            config.menus(),
+            parts.acd,
+            now(),
+            chrono::Utc::now(),
+        );
+        Self {
+            core,
+            sip: parts.sip,
+            hub: parts.hub,
+            store: parts.store,
+            metrics: parts.metrics,
+            storage: parts.storage,
+            prompts: parts.prompts,
+            rtp_ip: config.sip.advertise,
+            media: HashMap::new(),
+            sockets: HashMap::new(),
+            media_events,
+            answers,
+            inbound_depth: 0,
+        }
+    }
+
+    /// The time now, with the core's wall clock brought up to date.
+    fn tick(&mut self) -> Instant {
+        let now = now();
+        self.core.set_wall_clock(now, chrono::Utc::now());
+        now
+    }
+
+    fn media_event(&mut self, ev: MediaEvent) {
+        if let MediaEvent::Stopped { call, .. } = &ev {
+            self.media.remove(call);
+        }
+        let now = self.tick();
+        self.core.handle_media(now, ev);
+    }
+
+    fn answer(&mut self, answer: Answer) {
+        let now = self.tick();
+        match answer {
+            Answer::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
+            Answer::PatientLoaded { call, patient } => {
+                self.core.handle_patient_loaded(now, call, patient)
+            }
+            Answer::RecordingOpened { call, file } => {
+                let result = file.as_ref().map(|_| ()).map_err(Clone::clone);
+                self.core.handle_recording_opened(now, call, result);
+                self.send_media(call, MediaCommand::Record(file.ok()));
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: ControlCommand) {
+        let now = self.tick();
+        match cmd {
+            ControlCommand::Agents { reply } => {
+                let _ = reply.send(self.core.agents(now));
+            }
+            ControlCommand::SetAgentState {
+                agent,
+                ready,
+                reason,
+                reply,
+            } => {
+                let result = self
+                    .core
+                    .set_agent_state(now, &agent, ready, reason.as_deref());
+                let _ = reply.send(result);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    /// Applies every output of the core, in order.
+    fn apply(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Transmit(t) => self.sip.send(t),
+                Output::BindRtp { token, port } => {
+                    let bound = super::ports::bind(self.rtp_ip, port)
+                        .and_then(|s| Ok((s.local_addr()?, s)))
+                        .map_err(|e| e.to_string());
+                    let result = bound.map(|(addr, socket)| {
+                        self.sockets.insert(token, socket);
+                        addr
+                    });
+                    let now = now();
+                    self.core.handle_port_bound(now, token, result);
+                }
+                Output::ReleaseRtp { token } => {
+                    self.sockets.remove(&token);
+                }
+                Output::Media { call, command } => self.media_command(call, command),
+                Output::ScreenPop {
+                    agent,
+                    call,
+                    seq,
+                    event,
+                } => {
+                    // Queued to the desk sockets now, before anything else is published.
+                    let delivered = self.hub.deliver(&agent, event);
+                    let answers = self.answers.clone();
+                    tokio::spawn(async move {
+                        let _desks = delivered.await;
+                        let _ = answers.send(Answer::PopDelivered { call, seq });
+                    });
+                }
+                Output::Desk { agent, event } => {
+                    self.hub.publish(&agent, event);
+                }
+                Output::LookupPatient { call, phone } => {
+                    let storage = self.storage.clone();
+                    let answers = self.answers.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let patient = storage.patient_by_phone(&phone).unwrap_or_else(|e| {
+                            warn!(error = %e, "patient lookup failed");
+                            None
+                        });
+                        let _ = answers.send(Answer::PatientLoaded { call, patient });
+                    });
+                }
+                Output::OpenRecording {
+                    call,
+                    path,
+                    header_interval_ms,
+                } => {
+                    let answers = self.answers.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let file = path
+                            .parent()
+                            .map_or(Ok(()), std::fs::create_dir_all)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                RecordingWriter::create(&path, frames_in_ms(header_interval_ms))
+                                    .map_err(|e| e.to_string())
+                            });
+                        let _ = answers.send(Answer::RecordingOpened { call, file });
+                    });
+                }
+                Output::StoreCall(record) => self.store.call(record),
+                Output::StoreRecording(row) => self.store.recording(row),
+                Output::Metric(metric) => self.metric(metric),
+            }
+        }
+    }
+
+    fn media_command(&mut self, call: CallId, command: callcore::MediaCommand) {
+        use callcore::MediaCommand as C;
+        let command = match command {
+            C::Start {
+                call_id,
+                patient,
+                media_timeout,
+            } => {
+                let Some(leg) = self.patient_leg(&patient) else {
+                    warn!("no socket for the patient leg; ending the call");
+                    self.stopped_without_media(call);
+                    return;
+                };
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.media.insert(call, tx);
+                let span = info_span!("call", id = %call_id);
+                tokio::spawn(
+                    call_media::run(call, leg, rx, self.media_events.clone(), media_timeout)
+                        .instrument(span),
+                );
+                return;
+            }
+            C::Play { prompt, generation } => match self.prompts.get(&prompt) {
+                Some(prompt) => MediaCommand::Play { prompt, generation },
+                None => {
+                    warn!(%prompt, "prompt missing; skipping it");
+                    let _ = self
+                        .media_events
+                        .send(MediaEvent::PromptFinished { call, generation });
+                    return;
+                }
+            },
+            C::Hold { prompt } => match self.prompts.get(&prompt) {
+                Some(prompt) => MediaCommand::Hold { prompt },
+                None => return,
+            },
+            C::Silence => MediaCommand::Silence,
+            C::Bridge { agent, recording } => {
+                let Some(socket) = self.sockets.remove(&agent.token) else {
+                    warn!("no socket for the agent leg");
+                    return;
+                };
+                MediaCommand::Bridge {
+                    agent: AgentLeg {
+                        socket,
+                        remote: agent.remote,
+                        media: leg_media(&agent),
+                    },
+                    recording,
+                }
+            }
+            C::Stop => MediaCommand::Stop,
+        };
+        self.send_media(call, command);
+    }
+
+    /// Sends a command to a call's media task; a task that is gone counts as stopped.
+    fn send_media(&mut self, call: CallId, command: MediaCommand) {
+        let stop = matches!(command, MediaCommand::Stop);
+        let sent = self
+            .media
+            .get(&call)
+            .is_some_and(|tx| tx.send(command).is_ok());
+        if !sent && stop {
+            self.stopped_without_media(call);
+        }
+    }
+
+    /// The call has no media task (it died, or never started): say it stopped.
+    fn stopped_without_media(&mut self, call: CallId) {
+        self.media.remove(&call);
+        let _ = self.media_events.send(MediaEvent::Stopped {
+            call,
+            recording: None,
+        });
+    }
+
+    fn patient_leg(&mut self, spec: &LegSpec) -> Option<PatientLeg> {
+        let socket = self.sockets.remove(&spec.token)?;
+        Some(PatientLeg {
+            socket,
+            remote: spec.remote,
+            media: leg_media(spec),
+        })
+    }
+
+    fn metric(&self, metric: Metric) {
+        let m = &self.metrics;
+        match metric {
+            Metric::CallStarted => m.call_started(),
+            Metric::CallAnswered => m.call_answered(),
+            Metric::CallAbandoned => m.call_abandoned(),
+            Metric::CallRefused(why) => m.call_refused(why),
+            Metric::AgentMissedRing => m.agent_missed_ring(),
+            Metric::MediaTimeout => m.media_timeout(),
+            Metric::ScreenPop(latency) => m.observe_screen_pop(latency),
+            Metric::QueueWaiting { queue, waiting } => m.set_queue_waiting(&queue, waiting),
+        }
+    }
+
+    /// Publishes the live counts to `/metrics`.
+    fn publish_gauges(&self) {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        let live = self.core.live();
+        self.metrics.set_gauges(crate::metrics::Gauges {
+            calls_active: n(live.calls),
+            transactions: n(live.transactions),
+            transaction_timers: n(live.transaction_timers),
+            rtp_ports_in_use: n(live.rtp_ports),
+            control_entries: n(live.entries + self.sockets.len()),
+            control_lag_micros: u64::try_from(self.core.lag().as_micros()).unwrap_or(u64::MAX),
+            inbound_queue: n(self.inbound_depth),
+            shedding: u64::from(self.core.overload().is_some()),
+        });
+    }
+}
+
+/// A leg's media state as negotiated.
+fn leg_media(spec: &LegSpec) -> LegMedia {
+    LegMedia::new(spec.codec, spec.telephone_event, spec.ssrc, 0, 0)
+}
