@@ -11,10 +11,10 @@
 //! the most recently idle) is offered that same call again only if no other free agent who
 //! serves that queue took it first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey};
+use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey, ReadyKey};
 use crate::error::Error;
 use crate::queue::{CallerView, Queue, QueueConfig};
 use crate::timer::{Timer, Timers};
@@ -62,6 +62,14 @@ pub struct Acd {
     queue_index: HashMap<String, usize>,
     agents: Vec<Agent>,
     agent_index: HashMap<AgentId, usize>,
+    /// Ready agents, longest idle first: what `dispatch` walks instead of every agent.
+    ready: BTreeSet<(ReadyKey, usize)>,
+    /// Each agent's key in `ready`, if it is there.
+    ready_key: Vec<Option<ReadyKey>>,
+    /// Agents changed since `ready` was last brought up to date.
+    touched: Vec<usize>,
+    /// The agent talking in each connected call.
+    talking: HashMap<CallId, usize>,
     /// Queue index of every waiting or offered call.
     calls: HashMap<CallId, usize>,
     timers: Timers,
@@ -108,6 +116,10 @@ impl Acd {
         Ok(Acd {
             queues: built_queues,
             queue_index,
+            ready: BTreeSet::new(),
+            ready_key: vec![None; built_agents.len()],
+            touched: Vec::new(),
+            talking: HashMap::new(),
             agents: built_agents,
             agent_index,
             calls: HashMap::new(),
@@ -130,7 +142,7 @@ impl Acd {
         }
         if online {
             let idle = self.next_idle_key(now);
-            let ag = &mut self.agents[a];
+            let ag = self.agent_mut(a);
             ag.online = true;
             ag.ready_requested = true;
             ag.reason = None;
@@ -138,7 +150,7 @@ impl Acd {
                 ag.idle = Some(idle);
             }
         } else {
-            self.agents[a].online = false;
+            self.agent_mut(a).online = false;
             if let Activity::Ringing { call, .. } = self.agents[a].activity {
                 self.ring_out(now, call, a);
             }
@@ -164,7 +176,7 @@ impl Acd {
         }
         if ready {
             let idle = self.next_idle_key(now);
-            let ag = &mut self.agents[a];
+            let ag = self.agent_mut(a);
             ag.reason = None;
             if !ag.ready_requested {
                 ag.ready_requested = true;
@@ -174,7 +186,7 @@ impl Acd {
             }
             self.dispatch(now);
         } else {
-            let ag = &mut self.agents[a];
+            let ag = self.agent_mut(a);
             ag.ready_requested = false;
             ag.reason = reason.map(str::to_string);
         }
@@ -213,7 +225,7 @@ impl Acd {
         };
         if let Some(a) = caller.offered_to {
             self.timers.cancel(Timer::RingOut(call));
-            self.agents[a].activity = Activity::Idle;
+            self.agent_mut(a).activity = Activity::Idle;
             self.dispatch(now);
         }
     }
@@ -231,7 +243,8 @@ impl Acd {
             .and_then(|q| self.queues[q].remove(call))
             .map_or(now, |caller| caller.enqueued_at);
         let waited = now.saturating_duration_since(enqueued_at);
-        self.agents[a].activity = Activity::Talking { call, waited };
+        self.agent_mut(a).activity = Activity::Talking { call, waited };
+        self.talking.insert(call, a);
         self.events.push_back(AcdEvent::Connected {
             call,
             agent: agent.to_string(),
@@ -254,7 +267,7 @@ impl Acd {
         };
         self.release_offer(call);
         let idle = self.next_idle_key(now);
-        let ag = &mut self.agents[a];
+        let ag = self.agent_mut(a);
         ag.miss(idle);
         if until > now {
             ag.paused_until = Some(until);
@@ -269,11 +282,12 @@ impl Acd {
     pub fn call_ended(&mut self, now: Instant, agent: &str) -> Result<(), Error> {
         let now = self.tick(now);
         let a = self.agent_idx(agent)?;
-        if !matches!(self.agents[a].activity, Activity::Talking { .. }) {
+        let Activity::Talking { call, .. } = self.agents[a].activity else {
             return Err(Error::NotTalking(agent.to_string()));
-        }
+        };
+        self.talking.remove(&call);
         let idle = self.next_idle_key(now);
-        let ag = &mut self.agents[a];
+        let ag = self.agent_mut(a);
         ag.activity = Activity::Idle;
         ag.idle = Some(idle);
         self.dispatch(now);
@@ -299,8 +313,8 @@ impl Acd {
                     }
                 }
                 Timer::DeclinePause(a) => {
-                    if let Some(agent) = self.agents.get_mut(a) {
-                        agent.paused_until = None;
+                    if a < self.agents.len() {
+                        self.agent_mut(a).paused_until = None;
                     }
                 }
             }
@@ -406,9 +420,7 @@ impl Acd {
     }
 
     fn talking_agent(&self, call: CallId) -> Option<usize> {
-        self.agents
-            .iter()
-            .position(|a| matches!(a.activity, Activity::Talking { call: c, .. } if c == call))
+        self.talking.get(&call).copied()
     }
 
     /// The index of `agent` if its phone is ringing for `call`.
@@ -439,29 +451,62 @@ impl Acd {
     fn ring_out(&mut self, now: Instant, call: CallId, a: usize) {
         self.release_offer(call);
         let idle = self.next_idle_key(now);
-        let ag = &mut self.agents[a];
+        let ag = self.agent_mut(a);
         ag.miss(idle);
-        self.events.push_back(AcdEvent::RingOut {
-            call,
-            agent: ag.id.clone(),
-        });
+        let agent = ag.id.clone();
+        self.events.push_back(AcdEvent::RingOut { call, agent });
     }
 
-    /// Offers waiting callers to free agents, longest-idle agent first.
-    fn dispatch(&mut self, now: Instant) {
-        let mut free: Vec<(IdleKey, usize)> = self
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.is_available(now))
-            .map(|(i, a)| (a.idle.unwrap_or((now, u64::MAX)), i))
-            .collect();
-        free.sort_unstable();
-        for (_, a) in free {
-            if let Some((q, call)) = self.best_caller_for(a) {
-                self.offer(now, a, q, call);
+    /// Agent `a`, to change: its place among the ready agents is brought up to date
+    /// before the next dispatch. Every change to an agent goes through here.
+    fn agent_mut(&mut self, a: usize) -> &mut Agent {
+        self.touched.push(a);
+        &mut self.agents[a]
+    }
+
+    /// Brings `ready` up to date with the agents changed since the last time.
+    fn sync_ready(&mut self) {
+        for a in std::mem::take(&mut self.touched) {
+            if let Some(old) = self.ready_key.get_mut(a).and_then(Option::take) {
+                self.ready.remove(&(old, a));
+            }
+            let Some(agent) = self.agents.get(a) else {
+                continue;
+            };
+            if agent.state() == AgentState::Ready {
+                // Never idle yet sorts after every agent that was.
+                let key = (agent.idle.is_none(), agent.idle);
+                self.ready.insert((key, a));
+                if let Some(slot) = self.ready_key.get_mut(a) {
+                    *slot = Some(key);
+                }
             }
         }
+    }
+
+    /// Offers waiting callers to free agents, longest-idle agent first. Walks only
+    /// the ready agents, and nothing at all when no caller waits unoffered.
+    fn dispatch(&mut self, now: Instant) {
+        self.sync_ready();
+        if self.queues.iter().all(|q| q.next_unoffered().is_none()) {
+            return;
+        }
+        // Lent out while offering (offers change agents, never the set itself).
+        let ready = std::mem::take(&mut self.ready);
+        for &(_, a) in &ready {
+            if !self.agents[a].is_available(now) {
+                continue;
+            }
+            if let Some((q, call)) = self.best_caller_for(a) {
+                self.offer(now, a, q, call);
+                if self.queues.iter().all(|q| q.next_unoffered().is_none()) {
+                    break;
+                }
+            }
+        }
+        self.ready = ready;
+        // Offers made agents ringing: take them out of `ready` now.
+        self.sync_ready();
     }
 
     /// The best unoffered caller among agent `a`'s queues: highest priority, then oldest.
@@ -494,7 +539,7 @@ impl Acd {
         caller.offered_to = Some(a);
         let waited = now.saturating_duration_since(caller.enqueued_at);
         let until = now.checked_add(ring_timeout).unwrap_or(now);
-        self.agents[a].activity = Activity::Ringing { call, until };
+        self.agent_mut(a).activity = Activity::Ringing { call, until };
         self.timers.set(Timer::RingOut(call), until);
         self.events.push_back(AcdEvent::Offer {
             call,

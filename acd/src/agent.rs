@@ -66,6 +66,9 @@ pub(crate) enum Activity {
 /// The idle-order key: smaller means idle for longer (ties broken by the order things happened).
 pub(crate) type IdleKey = (Instant, u64);
 
+/// The order of ready agents: those idle longest first, then those never idle yet.
+pub(crate) type ReadyKey = (bool, Option<IdleKey>);
+
 /// One configured agent.
 #[derive(Debug)]
 pub(crate) struct Agent {
