@@ -78,7 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding HTTP {}", config.http.listen))?;
 
-    let (sip, inbound) = SipIo::start(udp, tcp, shutdown.clone());
+    let (sip, inbound) = SipIo::start(udp, tcp, config.sip.tcp_limits(), shutdown.clone());
     let hub = DeskHub::new(SCREEN_POP_CAP);
     let metrics = Metrics::new();
     let (control, commands) = ControlHandle::channel();

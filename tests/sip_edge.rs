@@ -193,3 +193,114 @@ async fn register_with_a_wrong_password_is_challenged_then_forbidden() {
     );
     assert!(!verdict.starts_with("SIP/2.0 200"));
 }
+
+/// Whether the server closed `stream` within `ms` (EOF or reset), reading whatever comes.
+async fn closed_within(stream: &mut TcpStream, ms: u64) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// An OPTIONS over `stream`, answered 200 on it.
+async fn options_over(stream: &mut TcpStream) -> bool {
+    let local = stream.local_addr().expect("addr");
+    let options = request_from("OPTIONS", "sip:clinic@127.0.0.1", "TCP", local, "", "");
+    if stream.write_all(options.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn tcp_connections_beyond_the_per_source_cap_are_closed_and_idle_ones_are_dropped() {
+    let server = common::start_with(
+        41300,
+        &[(
+            "retry_after_s = 5 ",
+            "tcp_max_per_source = 3\ntcp_idle_timeout_s = 2\nretry_after_s = 5 ",
+        )],
+    )
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(server.sip).await.expect("connect");
+        assert!(
+            options_over(&mut s).await,
+            "a connection within the cap is served"
+        );
+        open.push(s);
+    }
+    let mut fourth = TcpStream::connect(server.sip)
+        .await
+        .expect("the kernel accepts");
+    assert!(
+        closed_within(&mut fourth, 2000).await,
+        "the fourth connection from one source was not closed"
+    );
+    // A connection that keeps sending CRLF keep-alives stays; silent ones go after 2 s.
+    let mut alive = open.pop().expect("one");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        alive.write_all(b"\r\n\r\n").await.expect("keep-alive");
+    }
+    for s in &mut open {
+        assert!(
+            closed_within(s, 1500).await,
+            "an idle connection was kept past the idle timeout"
+        );
+    }
+    assert!(
+        options_over(&mut alive).await,
+        "the connection that kept alive was closed"
+    );
+    // Room again: a new connection is served.
+    let mut again = TcpStream::connect(server.sip).await.expect("connect");
+    assert!(
+        options_over(&mut again).await,
+        "no room came back after the idle ones closed"
+    );
+}
+
+#[tokio::test]
+async fn a_tcp_message_that_never_completes_does_not_hold_the_connection_forever() {
+    let server = common::start_with(
+        41400,
+        &[(
+            "retry_after_s = 5 ",
+            "tcp_idle_timeout_s = 3\nretry_after_s = 5 ",
+        )],
+    )
+    .await;
+    let mut s = TcpStream::connect(server.sip).await.expect("connect");
+    // Half a message, then a byte every half second: never idle, never complete.
+    s.write_all(b"OPTIONS sip:clinic@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1")
+        .await
+        .expect("write");
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    for _ in 0..20 {
+        if s.write_all(b"0").await.is_err() || closed_within(&mut s, 500).await {
+            closed = true;
+            break;
+        }
+    }
+    let after = started.elapsed();
+    assert!(
+        closed,
+        "a slow sender kept its half message open for {after:?}"
+    );
+    assert!(
+        after >= Duration::from_secs(2),
+        "closed after {after:?}, before the limit"
+    );
+}

@@ -64,6 +64,7 @@ impl Core {
             peer: None,
             rtp: None,
             dialog: None,
+            sdp: None,
             cancelled: false,
             pop_started: now,
         });
@@ -156,11 +157,12 @@ impl Core {
             .contact(&local.contact)
             .max_forwards(70)
             .header("Subject", "Switchboard queue call")
-            .body("application/sdp", body.into_bytes())
+            .body("application/sdp", body.clone().into_bytes())
             .build();
         c.span.in_scope(|| debug!(%agent, "ringing agent phone"));
         if let Some(offer) = c.live_offer(seq) {
             offer.invite = Some(invite.clone());
+            offer.sdp = Some(body);
             offer.peer = Some(binding.peer);
             offer.rtp = Some(token);
         }
@@ -308,9 +310,12 @@ impl Core {
             return;
         };
         offer.dialog = Some(dialog.clone());
+        let our_sdp = offer.sdp.clone();
         let Some(token) = offer.rtp.take() else {
             return;
         };
+        c.agent_sdp = our_sdp;
+        c.agent_media = Some((negotiated.remote, negotiated.codec));
         c.bridge_pending = Some(LegSpec {
             token,
             remote: negotiated.remote,
@@ -321,27 +326,43 @@ impl Core {
         c.agent_sip_call_id = invite.call_id().ok();
         c.agent_dialog = Some(dialog);
         c.agent = Some(agent.to_owned());
-        if let Err(e) = self.acd.answered(now, call, agent) {
-            // The queue moved on (the offer ended as the phone answered): that
-            // leg is not this call's; hang it up and free what it holds.
-            warn!(error = %e, "answer not accepted by the queue; hanging up the agent leg");
-            let branch = self.ids.branch();
-            let Some(c) = self.calls.get_mut(&call) else {
-                return;
-            };
-            c.agent = None;
-            c.agent_sip_call_id = None;
-            let leg = c.bridge_pending.take();
-            let bye = c
-                .agent_dialog
-                .take()
-                .map(|mut d| (d.peer, d.request(Method::Bye, &local, branch)));
-            if let Some(leg) = leg {
-                self.release_socket(leg.token);
+        match self.acd.answered(now, call, agent) {
+            Ok(()) => {
+                if let Some(n) = crate::refresh::negotiated_as_uac(&response) {
+                    self.start_session_timer(now, call, crate::io::Leg::Agent, &n);
+                }
             }
-            if let Some((peer, bye)) = bye {
-                self.fire(now, peer, bye);
-            }
+            Err(e) => self.answer_refused(now, call, &local, &e),
+        }
+    }
+
+    /// The ACD would not take the agent's answer: hang up that leg, free its port.
+    fn answer_refused(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        local: &sip::dialog::LocalEndpoint,
+        e: &acd::Error,
+    ) {
+        // The queue moved on (the offer ended as the phone answered): that
+        // leg is not this call's; hang it up and free what it holds.
+        warn!(error = %e, "answer not accepted by the queue; hanging up the agent leg");
+        let branch = self.ids.branch();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.agent = None;
+        c.agent_sip_call_id = None;
+        let leg = c.bridge_pending.take();
+        let bye = c
+            .agent_dialog
+            .take()
+            .map(|mut d| (d.peer, d.request(Method::Bye, local, branch)));
+        if let Some(leg) = leg {
+            self.release_socket(leg.token);
+        }
+        if let Some((peer, bye)) = bye {
+            self.fire(now, peer, bye);
         }
     }
 

@@ -16,6 +16,8 @@ use sip::transport::Peer;
 
 use crate::io::{LegSpec, PortToken};
 use crate::records::{CallRecord, Outcome, Patient, Recording};
+use crate::refresh::Negotiated;
+use crate::session_timer::SessionTimer;
 
 /// Which side ended the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub(crate) struct Offer {
     /// The agent leg's port, bound before the INVITE names it.
     pub rtp: Option<PortToken>,
     pub dialog: Option<Dialog>,
+    /// Our SDP offer in the INVITE (kept for re-INVITEs from the agent's phone).
+    pub sdp: Option<String>,
     pub cancelled: bool,
     pub pop_started: Instant,
 }
@@ -94,6 +98,10 @@ pub(crate) struct Call {
     pub patient_invite: TransactionKey,
     /// The patient leg's port (the media task holds its socket).
     pub patient_port: PortToken,
+    /// Our SDP answer to the patient, and the media it settled (remote, codec).
+    pub patient_sdp: String,
+    pub patient_media: (std::net::SocketAddr, sip::sdp::Codec),
+    pub patient_timer: Option<(SessionTimer, Negotiated)>,
     pub ivr: Option<IvrSession>,
     pub ivr_path: Vec<String>,
     pub prompt_generation: u64,
@@ -110,6 +118,10 @@ pub(crate) struct Call {
     pub bridge_pending: Option<LegSpec>,
     /// The agent leg's port once it is bridged (the media task holds its socket).
     pub agent_port: Option<PortToken>,
+    /// Our SDP offer to the agent's phone, and the media its answer settled.
+    pub agent_sdp: Option<String>,
+    pub agent_media: Option<(std::net::SocketAddr, sip::sdp::Codec)>,
+    pub agent_timer: Option<(SessionTimer, Negotiated)>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub recording: Option<CallRecording>,

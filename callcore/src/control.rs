@@ -42,6 +42,8 @@ pub(crate) enum ClientTx {
         agent: String,
         seq: u64,
     },
+    /// Our session refresh (UPDATE) on a leg of `call`.
+    Refresh { call: CallId, leg: crate::io::Leg },
     /// A CANCEL or BYE whose answer changes nothing.
     Fire,
 }
@@ -63,6 +65,8 @@ pub(crate) enum Due {
     Acd,
     /// A call's IVR (digit timeout).
     Ivr(CallId),
+    /// A leg's session timer (RFC 4028): refresh, or give up on the phone.
+    Session(CallId, crate::io::Leg),
 }
 
 /// At most one WARN about refused calls per this long.
@@ -331,6 +335,7 @@ impl Core {
                 }
                 Due::Acd => self.acd.handle_timeout(now),
                 Due::Ivr(id) => self.ivr_timeout(now, id),
+                Due::Session(id, leg) => self.session_due(now, id, leg),
             }
         }
         self.drain(now);
@@ -527,6 +532,10 @@ impl Core {
                 Some(ClientTx::AgentInvite { call, agent, seq }) => {
                     self.handle_agent_response(now, call, &agent, seq, &key, response);
                 }
+                Some(ClientTx::Refresh { call, leg }) if response.status() >= 200 => {
+                    self.client_tx.remove(&key);
+                    self.refresh_answered(now, call, leg, Some(response.status()));
+                }
                 // A CANCEL's or BYE's final answer: nothing more will come.
                 Some(ClientTx::Fire) if response.status() >= 200 => {
                     self.client_tx.remove(&key);
@@ -536,6 +545,9 @@ impl Core {
             TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
                 Some(ClientTx::AgentInvite { call, agent, seq }) => {
                     self.agent_unreachable(now, call, &agent, seq);
+                }
+                Some(ClientTx::Refresh { call, leg }) => {
+                    self.refresh_answered(now, call, leg, None)
                 }
                 Some(ClientTx::Fire) => {}
                 None => self.server_timeout(now, &key),
@@ -548,21 +560,23 @@ impl Core {
             Method::Register => self.handle_register(now, key, request, peer),
             Method::Options => {
                 let response = response_to(&request, 200, "OK", None)
-                    .with_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO")
-                    .with_header("Accept", "application/sdp");
+                    .with_header("Allow", &format!("{}, REGISTER", crate::refresh::ALLOW))
+                    .with_header("Accept", "application/sdp")
+                    .with_header("Supported", "timer");
                 self.transactions.send_response(now, &key, response);
             }
             Method::Invite if request.to_tag().is_none() => {
                 self.handle_new_call(now, key, request, peer)
             }
-            Method::Invite => self.handle_reinvite(now, key, request),
+            Method::Invite => self.handle_refresh(now, key, request),
+            Method::Other(m) if m == "UPDATE" => self.handle_refresh(now, key, request),
             Method::Bye => self.handle_bye(now, key, request),
             Method::Cancel => self.handle_cancel(now, key, request),
             Method::Info => self.handle_info(now, key, request),
             Method::Ack => {}
             _ => {
                 let response = response_to(&request, 405, "Method Not Allowed", None)
-                    .with_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO");
+                    .with_header("Allow", &format!("{}, REGISTER", crate::refresh::ALLOW));
                 self.transactions.send_response(now, &key, response);
             }
         }

@@ -16,7 +16,7 @@ use crate::CallId;
 use crate::call::{PatientLookup, Phase, Side};
 use crate::control::{ClientTx, Core, Due};
 use crate::desk::DeskEvent;
-use crate::io::{MediaCommand, Metric, Output};
+use crate::io::{Leg, MediaCommand, Metric, Output};
 
 impl Core {
     /// Ends a call from `side`: the other legs are released, the record is written.
@@ -82,6 +82,8 @@ impl Core {
         let queue = c.queue.clone();
         drop(_entered);
         self.deadlines.set(Due::Ivr(id), None);
+        self.deadlines.set(Due::Session(id, Leg::Patient), None);
+        self.deadlines.set(Due::Session(id, Leg::Agent), None);
         for token in unbridged {
             self.release_socket(token);
         }
@@ -142,14 +144,18 @@ impl Core {
         }
         self.patient_invites.remove(&c.patient_invite);
         self.deadlines.set(Due::Ivr(id), None);
+        self.deadlines.set(Due::Session(id, Leg::Patient), None);
+        self.deadlines.set(Due::Session(id, Leg::Agent), None);
         // Every SIP Call-ID of the call: the patient's, the answering agent's, and
         // those of offers that rang out; and the agent INVITEs' client transactions.
         let by_sip_call_id = &self.by_sip_call_id;
         self.stale_invites
             .retain(|cid, _| by_sip_call_id.get(cid) != Some(&id));
         self.by_sip_call_id.retain(|_, call| *call != id);
-        self.client_tx
-            .retain(|_, tx| !matches!(tx, ClientTx::AgentInvite { call, .. } if *call == id));
+        self.client_tx.retain(|_, tx| match tx {
+            ClientTx::AgentInvite { call, .. } | ClientTx::Refresh { call, .. } => *call != id,
+            ClientTx::Fire => true,
+        });
     }
 
     /// Publishes how many callers wait in `queue`.

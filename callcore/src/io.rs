@@ -97,8 +97,8 @@ pub enum MediaCommand {
     Stop,
 }
 
-/// Which leg's phone went quiet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One of a call's two legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Leg {
     Patient,
     Agent,

@@ -17,6 +17,7 @@
 //! - [`control`]: the core: inputs, timers, draining the parts; [`patient`],
 //!   [`agent`] and [`finish`] are its call flow (the patient's leg and IVR,
 //!   offers to agents, hanging up).
+//! - [`session_timer`]: RFC 4028 session timers (refreshes handled in `refresh`).
 //! - [`ports`]: RTP port numbers.
 //! - [`records`], [`desk`]: what is written down and what desks are told.
 //! - [`pii`]: masking of phone numbers in logs.
@@ -33,6 +34,8 @@ mod patient;
 pub mod pii;
 pub mod ports;
 pub mod records;
+mod refresh;
+pub mod session_timer;
 
 pub use crate::config::{AgentSpec, CoreConfig, RecordingConfig};
 pub use crate::control::Core;

@@ -30,6 +30,8 @@ pub(crate) struct PendingInvite {
     peer: Peer,
     sip_call_id: String,
     offer: sdp::MediaDescription,
+    /// The session timer the INVITE asked for (RFC 4028).
+    timer: Option<crate::refresh::Negotiated>,
 }
 
 /// Maps the SDP codec onto the media crate's.
@@ -90,12 +92,22 @@ impl Core {
                 return;
             }
         };
+        let timer = match crate::refresh::negotiate_as_uas(&request) {
+            Ok(timer) => timer,
+            Err(()) => {
+                let r = response_to(&request, 422, "Session Interval Too Small", None)
+                    .with_header("Min-SE", &crate::session_timer::MIN_SE.to_string());
+                self.transactions.send_response(now, &key, r);
+                return;
+            }
+        };
         let pending = PendingInvite {
             key,
             request,
             peer,
             sip_call_id,
             offer,
+            timer,
         };
         if let Err(BindFor::Patient(pending)) =
             self.bind_port(BindFor::Patient(Box::new(pending)), 0)
@@ -149,6 +161,7 @@ impl Core {
             peer,
             sip_call_id,
             offer,
+            timer,
         } = pending;
         let session_id = self.ids.next_u64() >> 1;
         let (answer, negotiated) =
@@ -177,8 +190,10 @@ impl Core {
         };
         let ok = response_to(&request, 200, "OK", Some(&tag))
             .with_header("Contact", &format!("<{}>", local.contact))
-            .with_header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO")
-            .with_body("application/sdp", answer.into_bytes());
+            .with_header("Allow", crate::refresh::ALLOW)
+            .with_header("Supported", "timer")
+            .with_body("application/sdp", answer.clone().into_bytes());
+        let ok = crate::refresh::with_timer_headers(ok, timer.as_ref());
         self.transactions.send_response(now, &key, ok);
 
         let id = self.next_call;
@@ -237,6 +252,9 @@ impl Core {
                 patient_sip_call_id: sip_call_id,
                 patient_invite: key,
                 patient_port: token,
+                patient_sdp: answer,
+                patient_media: (negotiated.remote, negotiated.codec),
+                patient_timer: None,
                 ivr,
                 ivr_path: Vec::new(),
                 prompt_generation: 0,
@@ -251,12 +269,18 @@ impl Core {
                 agent_sip_call_id: None,
                 bridge_pending: None,
                 agent_port: None,
+                agent_sdp: None,
+                agent_media: None,
+                agent_timer: None,
                 answered_at: None,
                 ended_at: None,
                 recording: None,
             },
         );
         self.save_call_record(id);
+        if let Some(n) = timer {
+            self.start_session_timer(now, id, crate::io::Leg::Patient, &n);
+        }
         match self.calls.get_mut(&id).and_then(|c| c.ivr.as_mut()) {
             Some(ivr) => ivr.start(now),
             None => {
@@ -396,21 +420,6 @@ impl Core {
         self.update_queue_gauge(&queue);
         drop(_entered);
         self.save_call_record(id);
-    }
-
-    /// A re-INVITE: keep the session as negotiated.
-    pub(crate) fn handle_reinvite(&mut self, now: Instant, key: TransactionKey, request: Request) {
-        let known = request
-            .call_id()
-            .ok()
-            .and_then(|cid| self.by_sip_call_id.get(&cid).copied());
-        let response = match known {
-            // Changing media mid-call isn't supported yet: refuse politely, the
-            // call carries on as it was (RFC 3261 §14.2).
-            Some(_) => response_to(&request, 488, "Not Acceptable Here", None),
-            None => response_to(&request, 481, "Call/Transaction Does Not Exist", None),
-        };
-        self.transactions.send_response(now, &key, response);
     }
 
     /// SIP INFO: DTMF fallback for phones that don't send RFC 4733.

@@ -15,28 +15,21 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use callcore::records::CallRecord;
-use callcore::{CallId, Core, CoreConfig, Leg, MediaCommand, MediaEvent, Output, PortToken};
+use callcore::{CallId, Core, Leg, MediaCommand, MediaEvent, Output, PortToken};
+use common::{AGENTS, CORE_SIP, MEDIA_TIMEOUT, REALM, agent_id, core_for, local, ms, sdp};
 use deadlines::Deadlines;
-use ivr::{Action, Menu, Menus};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use sip::auth::{Algorithm, Credentials, compute_response};
-use sip::dialog::{Dialog, LocalEndpoint};
+use sip::dialog::Dialog;
 use sip::message::{Method, Request, RequestBuilder, Response, SipMessage, response_to};
 use sip::transaction::{TimerConfig, TransactionEvent, TransactionKey, TransactionLayer};
 use sip::transport::{Peer, Transport};
 
-const CORE_SIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5060);
-const REALM: &str = "sim.clinic";
-const AGENTS: usize = 8;
-const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
-const RING_TIMEOUT: Duration = Duration::from_secs(10);
 const PROMPT: Duration = Duration::from_millis(1500);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 // ---- the world ----------------------------------------------------------------------
 
@@ -181,102 +174,6 @@ struct Stats {
     answered_by_ivr: u64,
     bridged: u64,
     steps: u64,
-}
-
-fn menus() -> Menus {
-    let mut options = BTreeMap::new();
-    options.insert("1".to_owned(), Action::Queue("general".to_owned()));
-    options.insert("9".to_owned(), Action::Hangup);
-    let main = Menu {
-        prompt: "greeting".to_owned(),
-        invalid_prompt: Some("invalid".to_owned()),
-        timeout_ms: 3000,
-        max_tries: 2,
-        on_fail: Action::Queue("general".to_owned()),
-        options,
-    };
-    Menus(BTreeMap::from([("main".to_owned(), main)]))
-}
-
-fn agent_id(i: usize) -> String {
-    format!("{}", 3000 + i)
-}
-
-fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
-    let agents = (0..AGENTS)
-        .map(|i| {
-            let spec = callcore::AgentSpec {
-                name: format!("Agent {i}"),
-                password: format!("pw-{i}"),
-            };
-            (agent_id(i), spec)
-        })
-        .collect();
-    let config = CoreConfig {
-        advertise: CORE_SIP.ip(),
-        udp_local: Some(CORE_SIP),
-        tcp_local: None,
-        realm: REALM.to_owned(),
-        codecs: vec![sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma],
-        capacity,
-        max_lag: ms(250),
-        max_inbound_depth: 512,
-        retry_after_s: 5,
-        media_timeout: Some(MEDIA_TIMEOUT),
-        // Enough ports for every call's two legs, and a few to spare.
-        rtp_ports: (
-            20000,
-            20000 + u16::try_from(capacity * 2 + 8).expect("ports"),
-        ),
-        timers: TimerConfig::default(),
-        agents,
-        hold_prompts: HashMap::from([("general".to_owned(), "hold".to_owned())]),
-        fallback_queue: Some("general".to_owned()),
-        ivr_start: "main".to_owned(),
-        prompts: ["greeting", "invalid", "hold"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        recording: Some(callcore::RecordingConfig {
-            dir: "/sim/recordings".into(),
-            header_interval_ms: 1000,
-        }),
-        seed,
-    };
-    let acd = acd::Acd::new(
-        vec![acd::QueueConfig {
-            name: "general".to_owned(),
-            priority: 0,
-            ring_timeout: RING_TIMEOUT,
-        }],
-        (0..AGENTS)
-            .map(|i| acd::AgentConfig {
-                id: agent_id(i),
-                queues: vec!["general".to_owned()],
-            })
-            .collect(),
-    )
-    .expect("acd");
-    Core::new(config, menus(), acd, now, chrono::Utc::now())
-}
-
-fn local(addr: SocketAddr) -> LocalEndpoint {
-    LocalEndpoint {
-        transport: Transport::Udp,
-        sent_by: addr,
-        contact: format!("sip:phone@{addr}"),
-    }
-}
-
-fn sdp(media: SocketAddr) -> Vec<u8> {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
-        ip = media.ip(),
-        port = media.port()
-    )
-    .into_bytes()
 }
 
 impl World {
@@ -431,9 +328,21 @@ impl World {
             .call_id(&format!("patient-{n}"))
             .cseq(1)
             .contact(&format!("sip:{caller}@{addr}"))
-            .max_forwards(70)
-            .body("application/sdp", sdp(media))
-            .build();
+            .max_forwards(70);
+        // Some phones ask for session timers (RFC 4028): refreshed by nobody here, so
+        // those calls end by the timer unless something ends them first; some leave
+        // the refreshing to us.
+        let timer: f64 = self.rng.random();
+        let invite = if timer < 0.1 {
+            invite
+                .header("Session-Expires", "90;refresher=uac")
+                .header("Supported", "timer")
+        } else if timer < 0.2 {
+            invite.header("Session-Expires", "90")
+        } else {
+            invite
+        };
+        let invite = invite.body("application/sdp", sdp(media)).build();
         let mut layer = TransactionLayer::new(TimerConfig::default());
         let key = layer.send_request(self.now, Peer::udp(CORE_SIP), invite.clone());
         self.layers.insert(addr, layer);
@@ -739,7 +648,8 @@ impl World {
                 }
             }
             TransactionEvent::Request { key, request, .. } => {
-                let status = if request.method() == Method::Bye {
+                let update = request.method().as_str() == "UPDATE";
+                let status = if request.method() == Method::Bye || update {
                     200
                 } else {
                     481

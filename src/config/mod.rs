@@ -132,6 +132,16 @@ pub struct Sip {
     /// The `Retry-After` (seconds) a refused caller is given.
     #[serde(default = "default_retry_after_s")]
     pub retry_after_s: u32,
+    /// SIP over TCP: connections open at once; beyond, new ones are closed at accept.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// SIP over TCP: connections open at once from one IP address.
+    #[serde(default = "default_tcp_max_per_source")]
+    pub tcp_max_per_source: usize,
+    /// SIP over TCP: a connection that carries nothing (not even a CRLF keep-alive)
+    /// for this long is closed (0: never).
+    #[serde(default = "default_tcp_idle_timeout_s")]
+    pub tcp_idle_timeout_s: u64,
 }
 
 impl Sip {
@@ -141,6 +151,16 @@ impl Sip {
         match self.max_calls {
             0 => by_ports,
             n => n.min(by_ports),
+        }
+    }
+
+    /// The limits on SIP over TCP connections.
+    pub fn tcp_limits(&self) -> crate::sip_io::TcpLimits {
+        crate::sip_io::TcpLimits {
+            max_connections: self.tcp_max_connections,
+            max_per_source: self.tcp_max_per_source,
+            idle: (self.tcp_idle_timeout_s > 0)
+                .then(|| Duration::from_secs(self.tcp_idle_timeout_s)),
         }
     }
 
@@ -160,6 +180,18 @@ fn default_max_lag_ms() -> u64 {
 
 fn default_retry_after_s() -> u32 {
     5
+}
+
+fn default_tcp_max_connections() -> usize {
+    1024
+}
+
+fn default_tcp_max_per_source() -> usize {
+    32
+}
+
+fn default_tcp_idle_timeout_s() -> u64 {
+    600
 }
 
 fn default_codecs() -> Vec<Codec> {

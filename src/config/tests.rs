@@ -153,7 +153,7 @@ fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
         found,
         [
             "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
-            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`",
+            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`",
             "demo.toml:34:12: invalid type: integer `1001`, expected a string",
             "demo.toml:46:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`",
         ]

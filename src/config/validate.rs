@@ -125,6 +125,17 @@ fn sip(config: &Config, issues: &mut Issues) {
             ),
         );
     }
+    for (key, value) in [
+        ("tcp_max_connections", sip.tcp_max_connections),
+        ("tcp_max_per_source", sip.tcp_max_per_source),
+    ] {
+        if value == 0 {
+            issues.at(
+                [k("sip"), k(key)],
+                format!("{key} is 0: no phone could connect over TCP; use 1 or more"),
+            );
+        }
+    }
     if sip.retry_after_s == 0 {
         issues.at(
             [k("sip"), k("retry_after_s")],

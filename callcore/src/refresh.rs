@@ -1,0 +1,309 @@
+//! Requests inside a call that keep it as it is: session refreshes (re-INVITE
+//! and UPDATE, RFC 4028), and the session timer of each leg.
+//!
+//! A re-INVITE or UPDATE that changes nothing about the media (no SDP, or the
+//! same address, a codec we use, send and receive) is answered 200 with our
+//! SDP unchanged and restarts the leg's session timer. One that changes the
+//! media (hold, a new address or codec) gets 488 and the call goes on as it
+//! was (RFC 3261 §14.2); mid-call changes are issue 6's.
+
+use std::time::Instant;
+
+use sip::message::{Method, Request, Response, response_to};
+use sip::sdp;
+use sip::transaction::TransactionKey;
+use tracing::{info, warn};
+
+use crate::CallId;
+use crate::call::{Call, Side};
+use crate::control::{ClientTx, Core, Due};
+use crate::io::Leg;
+use crate::session_timer::{MIN_SE, Refresher, SessionExpires, SessionTimer, lists_timer};
+
+/// The methods we take, as `Allow` says.
+pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+
+/// The UPDATE method (an extension method to the message model).
+pub(crate) fn update() -> Method {
+    Method::Other("UPDATE".to_owned())
+}
+
+/// What a session-timer negotiation settled for a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Negotiated {
+    pub expires: SessionExpires,
+    /// The phone supports the extension (so our answer carries `Require: timer`).
+    pub supported: bool,
+    pub we_refresh: bool,
+}
+
+/// The timer a request from the phone asks for, when we answer it (we are its UAS):
+/// `Err(())` when the interval is below [`MIN_SE`] (answer 422).
+pub(crate) fn negotiate_as_uas(request: &Request) -> Result<Option<Negotiated>, ()> {
+    let Some(asked) = request
+        .header("Session-Expires")
+        .and_then(|v| SessionExpires::parse(&v))
+    else {
+        return Ok(None);
+    };
+    if asked.seconds < MIN_SE {
+        return Err(());
+    }
+    let supported = lists_timer(&request.header_values("Supported"));
+    // The phone refreshes whenever it can: it asked (uac) or left it to us (§9).
+    let refresher = match (supported, asked.refresher) {
+        (false, _) => Refresher::Uas,
+        (true, Some(r)) => r,
+        (true, None) => Refresher::Uac,
+    };
+    Ok(Some(Negotiated {
+        expires: SessionExpires {
+            seconds: asked.seconds,
+            refresher: Some(refresher),
+        },
+        supported,
+        we_refresh: refresher == Refresher::Uas,
+    }))
+}
+
+/// The timer an agent phone's 200 sets (we sent the INVITE: we are the UAC).
+pub(crate) fn negotiated_as_uac(response: &Response) -> Option<Negotiated> {
+    let expires = response
+        .header("Session-Expires")
+        .and_then(|v| SessionExpires::parse(&v))?;
+    if expires.seconds < MIN_SE {
+        return None;
+    }
+    Some(Negotiated {
+        we_refresh: expires.refresher == Some(Refresher::Uac),
+        supported: true,
+        expires,
+    })
+}
+
+/// Adds the session-timer headers of `n` to a 2xx.
+pub(crate) fn with_timer_headers(response: Response, n: Option<&Negotiated>) -> Response {
+    let Some(n) = n else { return response };
+    let response = response.with_header("Session-Expires", &n.expires.header());
+    if n.supported {
+        response.with_header("Require", "timer")
+    } else {
+        response
+    }
+}
+
+impl Core {
+    /// Starts (or restarts) a leg's session timer and arms its deadline.
+    pub(crate) fn start_session_timer(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        leg: Leg,
+        n: &Negotiated,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let timer = SessionTimer::new(now, n.expires.seconds, n.we_refresh);
+        let slot = match leg {
+            Leg::Patient => &mut c.patient_timer,
+            Leg::Agent => &mut c.agent_timer,
+        };
+        *slot = Some((timer, *n));
+        self.deadlines
+            .set(Due::Session(call, leg), Some(timer.deadline));
+    }
+
+    /// A leg's session timer ran out: refresh it (ours) or end the call (theirs).
+    pub(crate) fn session_due(&mut self, now: Instant, call: CallId, leg: Leg) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some((timer, n)) = leg_timer(c, leg) else {
+            return;
+        };
+        if !timer.we_refresh {
+            c.span
+                .in_scope(|| info!(?leg, "no session refresh from the phone: ending the call"));
+            self.hang_up(now, call, Side::System, "session_expired");
+            return;
+        }
+        // Our refresh: an UPDATE without a body, the interval and refresher restated.
+        let refresher = match leg {
+            Leg::Patient => Refresher::Uas,
+            Leg::Agent => Refresher::Uac,
+        };
+        let header = SessionExpires {
+            seconds: n.expires.seconds,
+            refresher: Some(refresher),
+        }
+        .header();
+        let branch = self.ids.branch();
+        let local = match leg {
+            Leg::Patient => self.local_for(c.patient_peer.transport),
+            Leg::Agent => c
+                .agent_dialog
+                .as_ref()
+                .and_then(|d| self.local_for(d.peer.transport)),
+        };
+        let Some(local) = local else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let dialog = match leg {
+            Leg::Patient => Some(&mut c.patient_dialog),
+            Leg::Agent => c.agent_dialog.as_mut(),
+        };
+        let Some(dialog) = dialog else { return };
+        let peer = dialog.peer;
+        let request = dialog
+            .request(update(), &local, branch)
+            .with_header("Session-Expires", &header)
+            .with_header("Supported", "timer");
+        self.deadlines.set(Due::Session(call, leg), None);
+        let key = self.transactions.send_request(now, peer, request);
+        self.client_tx.insert(key, ClientTx::Refresh { call, leg });
+    }
+
+    /// The answer to our refresh: 2xx restarts the timer; a phone that doesn't
+    /// know UPDATE keeps its call without our refreshes; a dialog that is gone ends it.
+    pub(crate) fn refresh_answered(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        leg: Leg,
+        status: Option<u16>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let slot = match leg {
+            Leg::Patient => &mut c.patient_timer,
+            Leg::Agent => &mut c.agent_timer,
+        };
+        match status {
+            Some(200..=299) => {
+                if let Some((timer, _)) = slot.as_mut() {
+                    timer.refreshed(now);
+                    let at = timer.deadline;
+                    self.deadlines.set(Due::Session(call, leg), Some(at));
+                }
+            }
+            Some(405 | 420 | 501) => {
+                c.span.in_scope(|| {
+                    warn!(
+                        ?leg,
+                        "the phone does not take UPDATE: session refreshes off"
+                    )
+                });
+                *slot = None;
+            }
+            Some(408 | 481) | None => {
+                self.hang_up(now, call, Side::System, "session_refresh_failed");
+            }
+            Some(_) => {
+                // Try again at the next half interval.
+                if let Some((timer, _)) = slot.as_mut() {
+                    timer.refreshed(now);
+                    let at = timer.deadline;
+                    self.deadlines.set(Due::Session(call, leg), Some(at));
+                }
+            }
+        }
+    }
+
+    /// A re-INVITE or UPDATE inside a call.
+    pub(crate) fn handle_refresh(&mut self, now: Instant, key: TransactionKey, request: Request) {
+        let found = request.call_id().ok().and_then(|cid| {
+            let id = self.by_sip_call_id.get(&cid).copied()?;
+            let side = self.calls.get(&id)?.side_of(&cid)?;
+            Some((id, side))
+        });
+        let Some((id, side)) = found else {
+            let r = response_to(&request, 481, "Call/Transaction Does Not Exist", None);
+            self.transactions.send_response(now, &key, r);
+            return;
+        };
+        let leg = match side {
+            Side::Agent => Leg::Agent,
+            _ => Leg::Patient,
+        };
+        let Some(c) = self.calls.get(&id) else { return };
+        let local = match leg {
+            Leg::Patient => self.local_for(c.patient_peer.transport),
+            Leg::Agent => c
+                .agent_dialog
+                .as_ref()
+                .and_then(|d| self.local_for(d.peer.transport)),
+        };
+        let ours = match leg {
+            Leg::Patient => Some(c.patient_sdp.clone()),
+            Leg::Agent => c.agent_sdp.clone(),
+        };
+        let (Some(local), Some(ours)) = (local, ours) else {
+            let r = response_to(&request, 481, "Call/Transaction Does Not Exist", None);
+            self.transactions.send_response(now, &key, r);
+            return;
+        };
+        if !media_unchanged(c, leg, request.body()) {
+            c.span.in_scope(|| {
+                info!(
+                    ?leg,
+                    "a mid-call media change is refused (488); the call goes on"
+                )
+            });
+            let r = response_to(&request, 488, "Not Acceptable Here", None);
+            self.transactions.send_response(now, &key, r);
+            return;
+        }
+        let negotiated = match negotiate_as_uas(&request) {
+            Ok(n) => n.or_else(|| leg_timer(c, leg).map(|(_, n)| n)),
+            Err(()) => {
+                let r = response_to(&request, 422, "Session Interval Too Small", None)
+                    .with_header("Min-SE", &MIN_SE.to_string());
+                self.transactions.send_response(now, &key, r);
+                return;
+            }
+        };
+        let mut ok = response_to(&request, 200, "OK", None)
+            .with_header("Contact", &format!("<{}>", local.contact))
+            .with_header("Allow", ALLOW)
+            .with_header("Supported", "timer");
+        if request.method() == Method::Invite {
+            ok = ok.with_body("application/sdp", ours.into_bytes());
+        }
+        let ok = with_timer_headers(ok, negotiated.as_ref());
+        self.transactions.send_response(now, &key, ok);
+        if let Some(n) = negotiated {
+            self.start_session_timer(now, id, leg, &n);
+        }
+    }
+}
+
+/// The leg's running timer and what it was negotiated as.
+fn leg_timer(c: &Call, leg: Leg) -> Option<(SessionTimer, Negotiated)> {
+    match leg {
+        Leg::Patient => c.patient_timer,
+        Leg::Agent => c.agent_timer,
+    }
+}
+
+/// Whether an in-dialog offer leaves the leg's media as it is (no offer at all counts).
+fn media_unchanged(c: &Call, leg: Leg, body: &[u8]) -> bool {
+    if body.is_empty() {
+        return true;
+    }
+    let Ok(offer) = sdp::parse(body) else {
+        return false;
+    };
+    let current = match leg {
+        Leg::Patient => Some(c.patient_media),
+        Leg::Agent => c.agent_media,
+    };
+    let Some((remote, codec)) = current else {
+        return false;
+    };
+    offer.direction == sdp::Direction::SendRecv
+        && std::net::SocketAddr::new(offer.addr, offer.port) == remote
+        && offer.codecs.contains(&codec)
+}

@@ -1,0 +1,119 @@
+//! What the call core's tests share: a core for a small clinic, phones' SDP.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use callcore::{Core, CoreConfig};
+use ivr::{Action, Menu, Menus};
+use sip::dialog::LocalEndpoint;
+use sip::transaction::TimerConfig;
+use sip::transport::Transport;
+
+pub const CORE_SIP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5060);
+pub const REALM: &str = "sim.clinic";
+pub const AGENTS: usize = 8;
+pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
+pub const RING_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub fn menus() -> Menus {
+    let mut options = BTreeMap::new();
+    options.insert("1".to_owned(), Action::Queue("general".to_owned()));
+    options.insert("9".to_owned(), Action::Hangup);
+    let main = Menu {
+        prompt: "greeting".to_owned(),
+        invalid_prompt: Some("invalid".to_owned()),
+        timeout_ms: 3000,
+        max_tries: 2,
+        on_fail: Action::Queue("general".to_owned()),
+        options,
+    };
+    Menus(BTreeMap::from([("main".to_owned(), main)]))
+}
+
+pub fn agent_id(i: usize) -> String {
+    format!("{}", 3000 + i)
+}
+
+pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
+    let agents = (0..AGENTS)
+        .map(|i| {
+            let spec = callcore::AgentSpec {
+                name: format!("Agent {i}"),
+                password: format!("pw-{i}"),
+            };
+            (agent_id(i), spec)
+        })
+        .collect();
+    let config = CoreConfig {
+        advertise: CORE_SIP.ip(),
+        udp_local: Some(CORE_SIP),
+        tcp_local: None,
+        realm: REALM.to_owned(),
+        codecs: vec![sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma],
+        capacity,
+        max_lag: ms(250),
+        max_inbound_depth: 512,
+        retry_after_s: 5,
+        media_timeout: Some(MEDIA_TIMEOUT),
+        // Enough ports for every call's two legs, and a few to spare.
+        rtp_ports: (
+            20000,
+            20000 + u16::try_from(capacity * 2 + 8).expect("ports"),
+        ),
+        timers: TimerConfig::default(),
+        agents,
+        hold_prompts: HashMap::from([("general".to_owned(), "hold".to_owned())]),
+        fallback_queue: Some("general".to_owned()),
+        ivr_start: "main".to_owned(),
+        prompts: ["greeting", "invalid", "hold"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        recording: Some(callcore::RecordingConfig {
+            dir: "/sim/recordings".into(),
+            header_interval_ms: 1000,
+        }),
+        seed,
+    };
+    let acd = acd::Acd::new(
+        vec![acd::QueueConfig {
+            name: "general".to_owned(),
+            priority: 0,
+            ring_timeout: RING_TIMEOUT,
+        }],
+        (0..AGENTS)
+            .map(|i| acd::AgentConfig {
+                id: agent_id(i),
+                queues: vec!["general".to_owned()],
+            })
+            .collect(),
+    )
+    .expect("acd");
+    Core::new(config, menus(), acd, now, chrono::Utc::now())
+}
+
+pub fn local(addr: SocketAddr) -> LocalEndpoint {
+    LocalEndpoint {
+        transport: Transport::Udp,
+        sent_by: addr,
+        contact: format!("sip:phone@{addr}"),
+    }
+}
+
+pub fn sdp(media: SocketAddr) -> Vec<u8> {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        ip = media.ip(),
+        port = media.port()
+    )
+    .into_bytes()
+}
