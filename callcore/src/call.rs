@@ -182,6 +182,7 @@ impl Call {
             started_at: r.started_at,
             duration_ms,
             channels: 2,
+            gaps: Vec::new(),
             path: r.path.to_string_lossy().into_owned(),
         })
     }

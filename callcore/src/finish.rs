@@ -125,9 +125,24 @@ impl Core {
     }
 
     /// The media task is done: the recording is final and the call can go.
-    pub(crate) fn media_stopped(&mut self, id: CallId, recording: Option<Result<u64, String>>) {
+    pub(crate) fn media_stopped(
+        &mut self,
+        id: CallId,
+        recording: Option<Result<crate::records::RecordingDone, String>>,
+    ) {
         match recording {
-            Some(Ok(ms)) => self.save_recording_row(id, ms),
+            Some(Ok(done)) => {
+                if let Some(row) = self
+                    .calls
+                    .get(&id)
+                    .and_then(|c| c.recording_row(done.duration_ms))
+                {
+                    self.emit(Output::StoreRecording(crate::records::Recording {
+                        gaps: done.gaps,
+                        ..row
+                    }));
+                }
+            }
             Some(Err(e)) => warn!(error = %e, "recording ended with an error"),
             None => {}
         }

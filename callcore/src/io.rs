@@ -12,7 +12,7 @@ use sip::transport::Transmit;
 
 use crate::CallId;
 use crate::desk::DeskEvent;
-use crate::records::{CallRecord, Recording};
+use crate::records::{CallRecord, Recording, RecordingDone};
 
 /// One RTP socket the shell bound for the core; it holds the socket until a
 /// media command names the token, or [`Output::ReleaseRtp`] gives it back.
@@ -121,10 +121,10 @@ pub enum MediaEvent {
         leg: Leg,
     },
     /// The media task ended; its sockets are closed. `recording`: the
-    /// recording's length, or why it failed (`None`: nothing was recorded).
+    /// recording's length and gaps, or why it failed (`None`: nothing was recorded).
     Stopped {
         call: CallId,
-        recording: Option<Result<u64, String>>,
+        recording: Option<Result<RecordingDone, String>>,
     },
 }
 

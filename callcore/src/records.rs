@@ -117,8 +117,37 @@ pub struct Recording {
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
     pub channels: u16,
+    /// Stretches where a channel is silence because no packet arrived for it
+    /// (placed by RTP timestamp; audio that came late or out of order is not a gap).
+    pub gaps: Vec<Gap>,
     /// The WAV file: absolute, relative to the working directory, or relative to
     /// the recordings directory (the audio endpoint accepts all three, but only
     /// inside the recordings directory).
     pub path: String,
+}
+
+/// Which side of a stereo recording a gap is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapChannel {
+    /// The left channel.
+    Caller,
+    /// The right channel.
+    Agent,
+}
+
+/// A stretch of a recording's channel that no packet brought (silence written in its place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    pub channel: GapChannel,
+    /// Where it starts, from the start of the file.
+    pub at_ms: u64,
+    pub ms: u64,
+}
+
+/// What a finished recording holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingDone {
+    pub duration_ms: u64,
+    pub gaps: Vec<Gap>,
 }

@@ -864,7 +864,10 @@ impl World {
                 }
                 m.stopping = true;
                 let recording = match (m.recording, m.opened) {
-                    (true, Some(true)) => Some(Ok(12_340)),
+                    (true, Some(true)) => Some(Ok(callcore::records::RecordingDone {
+                        duration_ms: 12_340,
+                        gaps: Vec::new(),
+                    })),
                     (true, None) => Some(Err("the file never came".to_owned())),
                     _ => None,
                 };

@@ -11,12 +11,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use callcore::records::{Gap, GapChannel, RecordingDone};
 use callcore::{CallId, Leg, MediaEvent};
 use media::FRAME_SAMPLES;
 use media::leg::{LegMedia, Received};
 use media::player::PromptPlayer;
 use media::prompt::Prompt;
-use recordings::timeline::{Channel, Timeline, TimelineConfig};
+use recordings::timeline::{Channel, FrameInfo, Timeline, TimelineConfig};
 use recordings::writer::RecordingWriter;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -90,6 +91,70 @@ struct Recorder {
     writer: Option<RecordingWriter>,
     timeline: Timeline,
     error: Option<String>,
+    gaps: GapMarks,
+}
+
+/// Gaps per channel as frames are written: runs of frames that hold silence
+/// no packet brought, at most [`MAX_GAPS`] of them (then no more are marked).
+struct GapMarks {
+    /// The open run of each channel (left, right): first frame, frames.
+    open: [Option<(u64, u64)>; 2],
+    done: Vec<Gap>,
+}
+
+/// Gaps marked per recording; a recording with more is mostly gaps anyway.
+const MAX_GAPS: usize = 512;
+
+impl GapMarks {
+    fn new() -> Self {
+        Self {
+            open: [None, None],
+            done: Vec::with_capacity(16),
+        }
+    }
+
+    fn frame(&mut self, info: &FrameInfo) {
+        for (i, channel) in [Channel::Left, Channel::Right].into_iter().enumerate() {
+            let missing = info.missing(channel) > 0;
+            match (self.open[i], missing) {
+                (Some((first, n)), true) if first + n == info.index => {
+                    self.open[i] = Some((first, n + 1))
+                }
+                (Some(_), true) => {
+                    self.close(i);
+                    self.open[i] = Some((info.index, 1));
+                }
+                (None, true) => self.open[i] = Some((info.index, 1)),
+                (Some(_), false) => self.close(i),
+                (None, false) => {}
+            }
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        let Some((first, frames)) = self.open[i].take() else {
+            return;
+        };
+        if self.done.len() >= MAX_GAPS {
+            return;
+        }
+        let channel = if i == 0 {
+            GapChannel::Caller
+        } else {
+            GapChannel::Agent
+        };
+        self.done.push(Gap {
+            channel,
+            at_ms: first * 20,
+            ms: frames * 20,
+        });
+    }
+
+    fn finish(mut self) -> Vec<Gap> {
+        self.close(0);
+        self.close(1);
+        self.done
+    }
 }
 
 /// How long a hung-up call's media waits for a recording file still being created.
@@ -101,6 +166,7 @@ impl Recorder {
             writer: None,
             timeline: Timeline::new(start, TimelineConfig::default()),
             error: None,
+            gaps: GapMarks::new(),
         }
     }
 
@@ -111,11 +177,8 @@ impl Recorder {
         };
         let mut left = SILENCE;
         let mut right = SILENCE;
-        while self
-            .timeline
-            .poll_frame(now, &mut left, &mut right)
-            .is_some()
-        {
+        while let Some(info) = self.timeline.poll_frame(now, &mut left, &mut right) {
+            self.gaps.frame(&info);
             if self.error.is_some() {
                 continue;
             }
@@ -126,8 +189,8 @@ impl Recorder {
         }
     }
 
-    /// Hang-up at `ended`: the tail is written, the file finished; its length in ms.
-    fn finish(mut self, ended: Instant) -> Result<u64, String> {
+    /// Hang-up at `ended`: the tail is written, the file finished; its length and gaps.
+    fn finish(mut self, ended: Instant) -> Result<RecordingDone, String> {
         self.timeline.finish(ended);
         self.write_due(ended);
         let stats = self.timeline.stats();
@@ -143,7 +206,10 @@ impl Recorder {
             Some(e) => Err(e),
             None => writer
                 .finish()
-                .map(|info| info.duration_ms)
+                .map(|info| RecordingDone {
+                    duration_ms: info.duration_ms,
+                    gaps: self.gaps.finish(),
+                })
                 .map_err(|e| e.to_string()),
         }
     }
@@ -367,5 +433,63 @@ async fn recv_agent(bridge: Option<&Bridge>, buf: &mut [u8]) -> std::io::Result<
     match bridge {
         Some(b) => b.agent.socket.recv_from(buf).await.map(|(n, _)| n),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(index: u64, left_missing: u16, right_missing: u16) -> FrameInfo {
+        FrameInfo {
+            index,
+            left_missing,
+            right_missing,
+        }
+    }
+
+    #[test]
+    fn gaps_are_runs_of_frames_without_packets_per_channel() {
+        let mut marks = GapMarks::new();
+        // Agent silent for the first 3 frames; the caller loses frames 5-6 and half of 9.
+        for i in 0..12u64 {
+            let left = match i {
+                5 | 6 => 160,
+                9 => 80,
+                _ => 0,
+            };
+            let right = if i < 3 { 160 } else { 0 };
+            marks.frame(&info(i, left, right));
+        }
+        let gaps = marks.finish();
+        let at = |channel, at_ms, ms| Gap { channel, at_ms, ms };
+        assert_eq!(
+            gaps,
+            vec![
+                at(GapChannel::Agent, 0, 60),
+                at(GapChannel::Caller, 100, 40),
+                at(GapChannel::Caller, 180, 20),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gap_still_open_at_hang_up_is_marked_and_marks_are_bounded() {
+        let mut marks = GapMarks::new();
+        marks.frame(&info(0, 0, 0));
+        marks.frame(&info(1, 160, 0));
+        assert_eq!(
+            marks.finish(),
+            vec![Gap {
+                channel: GapChannel::Caller,
+                at_ms: 20,
+                ms: 20
+            }]
+        );
+        let mut many = GapMarks::new();
+        for i in 0..(4 * MAX_GAPS as u64) {
+            many.frame(&info(i, if i % 2 == 0 { 160 } else { 0 }, 0));
+        }
+        assert_eq!(many.finish().len(), MAX_GAPS);
     }
 }

@@ -222,6 +222,9 @@ pub struct RecordingView {
     pub started_at: String,
     pub duration_ms: u64,
     pub channels: u16,
+    /// Where a channel is silence no packet brought: `{channel: "caller"|"agent", at_ms, ms}`.
+    #[serde(default)]
+    pub gaps: Vec<crate::storage::Gap>,
 }
 
 impl From<Recording> for RecordingView {
@@ -233,6 +236,7 @@ impl From<Recording> for RecordingView {
             started_at: timestamp(r.started_at),
             duration_ms: r.duration_ms,
             channels: r.channels,
+            gaps: r.gaps,
         }
     }
 }

@@ -186,6 +186,7 @@ fn add_recording(f: &Fixture, id: &str, path: &str) {
             started_at: morning(),
             duration_ms: 61_000,
             channels: 2,
+            gaps: Vec::new(),
             path: path.into(),
         })
         .expect("insert recording");

@@ -54,6 +54,8 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         target TEXT NOT NULL
     );",
+    // 2: where each recording's channels are silence no packet brought (JSON list).
+    "ALTER TABLE recordings ADD COLUMN gaps TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
@@ -389,7 +391,7 @@ const CALL_COLUMNS: &str = "SELECT call_id, caller, started_at, ivr_path, queue,
     agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction FROM calls";
 
 const RECORDING_COLUMNS: &str =
-    "SELECT id, call_id, agent, started_at, duration_ms, channels, path FROM recordings";
+    "SELECT id, call_id, agent, started_at, duration_ms, channels, path, gaps FROM recordings";
 
 /// A calls row as SQLite returns it, before the text columns are decoded.
 struct RawCall {
@@ -470,6 +472,7 @@ struct RawRecording {
     duration_ms: i64,
     channels: i64,
     path: String,
+    gaps: String,
 }
 
 impl RawRecording {
@@ -482,6 +485,7 @@ impl RawRecording {
             duration_ms: r.get(4)?,
             channels: r.get(5)?,
             path: r.get(6)?,
+            gaps: r.get(7)?,
         })
     }
 
@@ -493,6 +497,10 @@ impl RawRecording {
             agent: self.agent,
             duration_ms: u64::try_from(self.duration_ms).unwrap_or(0),
             channels: u16::try_from(self.channels).unwrap_or(0),
+            gaps: serde_json::from_str(&self.gaps).map_err(|_| StorageError::Corrupt {
+                column: "recordings.gaps",
+                value: self.gaps.clone(),
+            })?,
             path: self.path,
         })
     }
@@ -548,12 +556,12 @@ fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError>
 
 fn upsert_recording_on(conn: &Connection, rec: &Recording) -> Result<(), StorageError> {
     conn.execute(
-        "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path, gaps)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET
              call_id = excluded.call_id, agent = excluded.agent,
              started_at = excluded.started_at, duration_ms = excluded.duration_ms,
-             channels = excluded.channels, path = excluded.path",
+             channels = excluded.channels, path = excluded.path, gaps = excluded.gaps",
         params![
             rec.id,
             rec.call_id,
@@ -562,6 +570,7 @@ fn upsert_recording_on(conn: &Connection, rec: &Recording) -> Result<(), Storage
             to_i64(rec.duration_ms),
             rec.channels,
             rec.path,
+            serde_json::to_string(&rec.gaps).unwrap_or_else(|_| "[]".to_owned()),
         ],
     )?;
     Ok(())

@@ -147,12 +147,29 @@ fn recordings_by_day_and_id() {
         started_at: t,
         duration_ms: 0,
         channels: 2,
+        gaps: Vec::new(),
         path: "data/recordings/r1.wav".into(),
     };
     s.insert_recording(&rec).expect("insert");
     rec.duration_ms = 61_000;
+    rec.gaps = vec![
+        Gap {
+            channel: GapChannel::Caller,
+            at_ms: 1_200,
+            ms: 60,
+        },
+        Gap {
+            channel: GapChannel::Agent,
+            at_ms: 0,
+            ms: 400,
+        },
+    ];
     s.insert_recording(&rec).expect("update duration");
-    assert_eq!(s.recording("r1").expect("query"), Some(rec.clone()));
+    assert_eq!(
+        s.recording("r1").expect("query"),
+        Some(rec.clone()),
+        "duration and gaps are rewritten with the row"
+    );
     assert_eq!(s.recording("nope").expect("query"), None);
     let day = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
     assert_eq!(s.recordings_on(day, tz).expect("query"), vec![rec]);

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from audio import loud_frames, read_wav, window
-from server import Switchboard
+from server import Switchboard, clinic_today
 from sipua import LOOPBACK, Ua
 
 from test_more import (
@@ -325,4 +325,24 @@ def test_a_recorder_stopped_for_300_ms_still_writes_every_frame_that_arrived(
         loud = loud_frames(caller, rate)
         print(f"caller channel: {loud} of {frames} frames carry sound")
         assert frames - loud <= 1, f"{frames - loud} silent frames in the caller's channel around the stop"
+        # The index marks only silence no packet brought: none on the caller's side after the
+        # start (the stop delayed packets, it lost none).
+        qa = sb.login("qa", "demo-qa")
+
+        def final_row():
+            rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
+            row = next((r for r in rows if r.get("id") == path.stem), None)
+            return row if row and row.get("duration_ms") else None
+
+        row = None
+        end = time.monotonic() + 5
+        while row is None and time.monotonic() < end:
+            row = final_row()
+            if row is None:
+                ua.sleep(0.2)
+        assert row is not None, f"the recording {path.stem} is not indexed with its length"
+        print("indexed:", row)
+        assert abs(row["duration_ms"] / 1000 - seconds) <= 0.05, row
+        late_gaps = [g for g in row.get("gaps", []) if g["channel"] == "caller" and g["at_ms"] >= 500]
+        assert not late_gaps, f"caller gaps marked where packets arrived late: {late_gaps}"
         set_state(sb, "1002", "not_ready")
