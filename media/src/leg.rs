@@ -28,6 +28,10 @@ pub struct LegMedia {
     sent_first: bool,
     /// SSRC and RTP timestamp of the last audio packet received.
     last_audio: (u32, u32),
+    /// The first 20 ms of the last audio packet's payload, as received (for a
+    /// relay to a leg with the same codec: no decode-encode round trip).
+    last_payload: [u8; FRAME_SAMPLES],
+    last_payload_len: usize,
 }
 
 impl LegMedia {
@@ -46,6 +50,8 @@ impl LegMedia {
             dtmf: DtmfReceiver::new(),
             sent_first: false,
             last_audio: (0, 0),
+            last_payload: [0; FRAME_SAMPLES],
+            last_payload_len: 0,
         }
     }
 
@@ -70,6 +76,14 @@ impl LegMedia {
                 rest.fill(0);
             }
             self.last_audio = (packet.ssrc, packet.timestamp);
+            let keep = packet.payload.len().min(FRAME_SAMPLES);
+            if let (Some(dst), Some(src)) = (
+                self.last_payload.get_mut(..keep),
+                packet.payload.get(..keep),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            self.last_payload_len = keep;
             return Received::Audio(n);
         }
         // Comfort noise (PT 13) and anything not negotiated.
@@ -96,6 +110,46 @@ impl LegMedia {
             self.sent_first = true;
         }
         n
+    }
+
+    /// Sends one 20 ms frame already encoded in this leg's codec (what
+    /// [`LegMedia::last_payload`] of a leg with the same codec holds): a short
+    /// payload is padded with silence to 20 ms. Returns the packet's length, or 0
+    /// if `out` is too small.
+    pub fn write_encoded(&mut self, payload: &[u8], out: &mut [u8]) -> usize {
+        if out.len() < HEADER_LEN + FRAME_SAMPLES {
+            return 0;
+        }
+        let mut frame = [0u8; FRAME_SAMPLES];
+        let keep = payload.len().min(FRAME_SAMPLES);
+        if let (Some(dst), Some(src)) = (frame.get_mut(..keep), payload.get(..keep)) {
+            dst.copy_from_slice(src);
+        }
+        if keep < FRAME_SAMPLES {
+            let silence = [0i16; FRAME_SAMPLES];
+            if let (Some(rest), Some(pcm)) = (frame.get_mut(keep..), silence.get(keep..)) {
+                self.codec.encode(pcm, rest);
+            }
+        }
+        let marker = !self.sent_first;
+        let n = self.sender.write(
+            out,
+            self.codec.payload_type(),
+            marker,
+            &frame,
+            FRAME_SAMPLES as u32,
+        );
+        if n > 0 {
+            self.sent_first = true;
+        }
+        n
+    }
+
+    /// The first 20 ms of the last [`Received::Audio`] packet's payload, encoded as received.
+    pub fn last_payload(&self) -> &[u8] {
+        self.last_payload
+            .get(..self.last_payload_len)
+            .unwrap_or_default()
     }
 
     /// SSRC and RTP timestamp of the last [`Received::Audio`] packet: where a
@@ -152,6 +206,46 @@ mod tests {
             "too small buffer"
         );
         assert_eq!(leg.sender().seq, 1, "a refused write does not advance");
+    }
+
+    #[test]
+    fn same_codec_relay_passes_the_payload_through_unchanged_and_pads_a_short_one() {
+        let mut rx = LegMedia::new(Codec::Pcmu, Some(101), 1, 0, 0);
+        let mut tx = LegMedia::new(Codec::Pcmu, Some(101), 2, 500, 8000);
+        let payload: Vec<u8> = (0..160u8).map(|i| i.wrapping_mul(7)).collect();
+        let mut pcm = [0i16; 480];
+        assert_eq!(
+            rx.handle_rtp(&packet(0, false, 9, 1600, &payload), &mut pcm),
+            Received::Audio(160)
+        );
+        assert_eq!(rx.last_payload(), &payload[..], "kept as received");
+        let mut out = [0u8; 200];
+        let n = tx.write_encoded(rx.last_payload(), &mut out);
+        let p = RtpPacket::parse(&out[..n]).expect("valid");
+        assert_eq!(p.payload, &payload[..], "relayed byte for byte");
+        assert_eq!(
+            (p.ssrc, p.seq, p.timestamp),
+            (2, 500, 8000),
+            "with the sending leg's own header"
+        );
+        // 10 ms (80 bytes) in: 20 ms out, the rest µ-law silence.
+        assert_eq!(
+            rx.handle_rtp(&packet(0, false, 10, 1760, &payload[..80]), &mut pcm),
+            Received::Audio(80)
+        );
+        let n = tx.write_encoded(rx.last_payload(), &mut out);
+        let p = RtpPacket::parse(&out[..n]).expect("valid");
+        assert_eq!(&p.payload[..80], &payload[..80]);
+        assert!(
+            p.payload[80..].iter().all(|&b| b == 0xFF),
+            "padded with silence"
+        );
+        assert_eq!(p.timestamp, 8160, "20 ms on");
+        assert_eq!(
+            tx.write_encoded(&payload, &mut [0u8; 100]),
+            0,
+            "too small buffer"
+        );
     }
 
     #[test]

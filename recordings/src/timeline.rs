@@ -229,6 +229,26 @@ impl FrameInfo {
     }
 }
 
+/// The presence-mask bits of samples `at..at + len` of a frame, word by word.
+fn run_masks(at: usize, len: usize) -> [u64; MASK_WORDS] {
+    let mut words = [0u64; MASK_WORDS];
+    let end = (at + len).min(FRAME_SAMPLES);
+    for (w, word) in words.iter_mut().enumerate() {
+        let (lo, hi) = (at.max(w * 64), end.min(w * 64 + 64));
+        if lo >= hi {
+            continue;
+        }
+        let bits = hi - lo;
+        let ones = if bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        *word = ones << (lo - w * 64);
+    }
+    words
+}
+
 /// One frame's worth of ring: both channels' samples and which of them arrived.
 #[derive(Clone)]
 struct Slot {
@@ -243,6 +263,50 @@ impl Slot {
         present: [[0; MASK_WORDS]; 2],
         count: [0; 2],
     };
+
+    /// Writes `chunk` into channel `ch` from sample `at` (the chunk lies within this
+    /// frame); samples already present keep their value. True if any was present.
+    fn fill(&mut self, ch: usize, at: usize, chunk: &[i16]) -> bool {
+        let (Some(mask), Some(dst), Some(count)) = (
+            self.present.get_mut(ch),
+            self.samples.get_mut(ch),
+            self.count.get_mut(ch),
+        ) else {
+            return false;
+        };
+        let len = chunk.len();
+        let n = u16::try_from(len).unwrap_or(u16::MAX);
+        let words = run_masks(at, len);
+        if words.iter().zip(mask.iter()).all(|(w, m)| w & m == 0) {
+            // The common case: all new, copied at once.
+            if let Some(d) = dst.get_mut(at..at + len) {
+                d.copy_from_slice(chunk);
+            }
+            for (m, w) in mask.iter_mut().zip(words) {
+                *m |= w;
+            }
+            *count = count.saturating_add(n);
+            return false;
+        }
+        let mut duplicate = false;
+        for (i, &sample) in chunk.iter().enumerate() {
+            let k = at + i;
+            let Some(word) = mask.get_mut(k / 64) else {
+                continue;
+            };
+            let bit = 1u64 << (k % 64);
+            if *word & bit != 0 {
+                duplicate = true;
+                continue;
+            }
+            *word |= bit;
+            if let Some(s) = dst.get_mut(k) {
+                *s = sample;
+            }
+            *count = count.saturating_add(1);
+        }
+        duplicate
+    }
 
     fn complete(&self) -> bool {
         self.count.iter().all(|&c| usize::from(c) >= FRAME_SAMPLES)
@@ -465,6 +529,9 @@ impl Timeline {
     }
 
     /// Stores `samples` of channel `ch` from file position `pos` on.
+    /// Places `samples` from position `pos`: frame by frame, a run at a time (a run
+    /// whose samples are all new is copied whole; one that overlaps what is there
+    /// goes sample by sample, the first value winning).
     fn place(&mut self, ch: usize, pos: i64, samples: &[i16]) {
         let ring = i64::try_from(self.slots.len()).unwrap_or(0);
         let low = self.next.saturating_mul(FRAME_SAMPLES_I64);
@@ -473,10 +540,15 @@ impl Timeline {
             .saturating_add(ring)
             .saturating_mul(FRAME_SAMPLES_I64);
         let (mut late, mut overflow, mut duplicate) = (false, false, false);
-        for (offset, &sample) in samples.iter().enumerate() {
+        let mut offset = 0usize;
+        while offset < samples.len() {
+            let left = samples.len() - offset;
             let p = pos.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX));
             if p < low {
+                // The part for frames already returned: dropped in one step.
                 late = true;
+                let behind = usize::try_from(low.saturating_sub(p)).unwrap_or(usize::MAX);
+                offset += behind.min(left);
                 continue;
             }
             if p >= high {
@@ -485,30 +557,37 @@ impl Timeline {
             }
             let frame = p.div_euclid(FRAME_SAMPLES_I64);
             let Ok(at) = usize::try_from(p.rem_euclid(FRAME_SAMPLES_I64)) else {
-                continue;
+                break;
             };
+            let run = (FRAME_SAMPLES - at).min(left);
+            let chunk = samples.get(offset..offset + run).unwrap_or_default();
+            offset += run;
             let Some(slot) = self.slot_index(frame).and_then(|i| self.slots.get_mut(i)) else {
                 continue;
             };
-            let Some(word) = slot.present.get_mut(ch).and_then(|m| m.get_mut(at / 64)) else {
-                continue;
-            };
-            let bit = 1u64 << (at % 64);
-            if *word & bit != 0 {
-                duplicate = true;
-                continue;
-            }
-            *word |= bit;
-            if let Some(s) = slot.samples.get_mut(ch).and_then(|s| s.get_mut(at)) {
-                *s = sample;
-            }
-            if let Some(c) = slot.count.get_mut(ch) {
-                *c = c.saturating_add(1);
-            }
+            duplicate |= slot.fill(ch, at, chunk);
         }
         let stats = self.stats.channel_mut(ch);
         stats.late_packets += u64::from(late);
         stats.overflow_packets += u64::from(overflow);
         stats.duplicate_packets += u64::from(duplicate);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_masks_set_exactly_the_bits_of_the_run() {
+        for at in 0..FRAME_SAMPLES {
+            for len in 0..=FRAME_SAMPLES - at {
+                let mut want = [0u64; MASK_WORDS];
+                for k in at..at + len {
+                    want[k / 64] |= 1 << (k % 64);
+                }
+                assert_eq!(run_masks(at, len), want, "at {at} len {len}");
+            }
+        }
     }
 }

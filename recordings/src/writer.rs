@@ -97,6 +97,9 @@ impl RecordingWriter {
         let path = path.as_ref().to_path_buf();
         let mut wav = hound::WavWriter::create(&path, spec())?;
         wav.flush()?;
+        // Sizes hound's sample buffer for a 60 ms frame now, so no write allocates
+        // (dropped unflushed: nothing is written).
+        let _sized = wav.get_i16_writer(2 * 480);
         Ok(RecordingWriter {
             wav,
             path,
@@ -126,15 +129,20 @@ impl RecordingWriter {
         if self.frames + count > MAX_FRAMES {
             return Err(Error::TooLong);
         }
+        // hound's 16-bit writer: the interleaved samples go into its reusable buffer
+        // (sized once, for the longest frame) and reach the file in one write. Exactly
+        // `2 * count` samples are reserved and written, as its asserts require.
+        let Ok(samples) = u32::try_from(2 * left.len()) else {
+            return Err(Error::TooLong);
+        };
+        let mut writer = self.wav.get_i16_writer(samples);
         for (&l, &r) in left.iter().zip(right) {
-            let written = self
-                .wav
-                .write_sample(l)
-                .and_then(|()| self.wav.write_sample(r));
-            if let Err(err) = written {
-                self.failed = true;
-                return Err(err.into());
-            }
+            writer.write_sample(l);
+            writer.write_sample(r);
+        }
+        if let Err(err) = writer.flush() {
+            self.failed = true;
+            return Err(err.into());
         }
         self.frames += count;
         if self.frames - self.frames_at_header >= self.header_interval_frames {

@@ -26,6 +26,10 @@ use tracing::{debug, warn};
 
 type Frame = [i16; FRAME_SAMPLES];
 const SILENCE: Frame = [0; FRAME_SAMPLES];
+/// One frame of prompt or hold music.
+const FRAME: Duration = Duration::from_millis(20);
+/// The tick of a bridged call: recording frames written in batches of five, liveness checked.
+const BRIDGED_TICK: Duration = Duration::from_millis(100);
 /// Largest RTP datagram we accept; G.711 at 20 ms is 172 bytes.
 const MAX_PACKET: usize = 1500;
 /// Decoded samples of the longest packet we place whole (60 ms).
@@ -262,7 +266,9 @@ pub async fn run(
         agent: None,
         reported: false,
     };
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    // 20 ms while we play to the patient; once bridged only the recording and the
+    // liveness check need the tick, so it slows to BRIDGED_TICK (5 times fewer wake-ups).
+    let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut playing = Playing::Nothing;
     let mut bridge: Option<Bridge> = None;
@@ -288,6 +294,8 @@ pub async fn run(
                         alive.agent = Some(now);
                         let recording = recording.then(|| Recorder::new(now));
                         bridge = Some(Bridge { agent, recording });
+                        ticker = tokio::time::interval_at(tokio::time::Instant::now() + BRIDGED_TICK, BRIDGED_TICK);
+                        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     }
                     MediaCommand::Record(writer) => record_to(bridge.as_mut(), writer),
                     MediaCommand::Stop => break,
@@ -305,8 +313,7 @@ pub async fn run(
                         let now = now();
                         alive.patient = now;
                         if let Some(b) = bridge.as_mut() {
-                            copy_frame(&decoded, &mut pcm);
-                            let len = b.agent.media.write_audio(&pcm, &mut out);
+                            let len = relay(&patient.media, &decoded, &mut pcm, &mut b.agent.media, &mut out);
                             if let Some(bytes) = out.get(..len) {
                                 let _ = b.agent.socket.try_send_to(bytes, b.agent.remote);
                             }
@@ -327,8 +334,7 @@ pub async fn run(
                 if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
                     let now = now();
                     alive.agent = Some(now);
-                    copy_frame(&decoded, &mut pcm);
-                    let len = patient.media.write_audio(&pcm, &mut out);
+                    let len = relay(&b.agent.media, &decoded, &mut pcm, &mut patient.media, &mut out);
                     if let Some(bytes) = out.get(..len) {
                         let _ = patient.socket.try_send_to(bytes, patient.remote);
                     }
@@ -420,6 +426,22 @@ async fn wait_for_file(
 /// The media's clock: tokio's, so tests can pause and advance it.
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// Relays the packet `from` just received to `to` as one 20 ms frame: the payload as
+/// it came when both legs use the same codec, else transcoded through `pcm`.
+fn relay(
+    from: &LegMedia,
+    decoded: &[i16; MAX_PACKET_SAMPLES],
+    pcm: &mut Frame,
+    to: &mut LegMedia,
+    out: &mut [u8],
+) -> usize {
+    if from.codec() == to.codec() {
+        return to.write_encoded(from.last_payload(), out);
+    }
+    copy_frame(decoded, pcm);
+    to.write_audio(pcm, out)
 }
 
 /// The first 20 ms of a decoded packet, for the relay (which sends 20 ms frames).

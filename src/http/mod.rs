@@ -9,6 +9,7 @@ pub mod api;
 pub mod pages;
 pub mod ws;
 
+use axum::serve::ListenerExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -119,6 +120,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     state.shutdown = shutdown.clone();
+    // No Nagle: a desk event written right after another (the pop after a call's
+    // `ended` and `state`) would otherwise wait for the first one's delayed ACK,
+    // up to 40 ms, and reach the desk after the phone rang.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
