@@ -85,6 +85,7 @@ async fn bench() {
                 media: LegMedia::new(Codec::Pcma, Some(101), 2, 0, 0),
             },
             recording: true,
+            at: std::time::Instant::now(),
         })
         .expect("media task running");
     commands
@@ -122,7 +123,9 @@ async fn bench() {
         }
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocs_at_warmup;
-    let _ = commands.send(MediaCommand::Stop);
+    let _ = commands.send(MediaCommand::Stop {
+        at: std::time::Instant::now(),
+    });
 
     latencies.sort();
     let pct = |p: f64| {

@@ -404,6 +404,7 @@ impl Core {
             command: MediaCommand::Bridge {
                 agent: leg,
                 recording: open.is_some(),
+                at: now,
             },
         });
         if let Some((path, header_interval_ms)) = open {

@@ -89,7 +89,7 @@ impl Core {
         }
         self.emit(Output::Media {
             call: id,
-            command: MediaCommand::Stop,
+            command: MediaCommand::Stop { at: now },
         });
         for (peer, request) in to_send {
             self.fire(now, peer, request);

@@ -90,11 +90,16 @@ pub enum MediaCommand {
     Hold { prompt: String },
     /// Stop whatever plays.
     Silence,
-    /// The agent answered: bridge the legs. `recording`: buffer both sides for
-    /// the file that [`Output::OpenRecording`] opens.
-    Bridge { agent: LegSpec, recording: bool },
-    /// The call is over: finish the recording, release the sockets, report `Stopped`.
-    Stop,
+    /// The agent answered at `at`: bridge the legs. `recording`: buffer both sides
+    /// for the file that [`Output::OpenRecording`] opens; the file starts at `at`.
+    Bridge {
+        agent: LegSpec,
+        recording: bool,
+        at: std::time::Instant,
+    },
+    /// The call was hung up at `at`: finish the recording there (so its length is
+    /// the talk time however late this is handled), release the sockets, report `Stopped`.
+    Stop { at: std::time::Instant },
 }
 
 /// One of a call's two legs.

@@ -845,7 +845,9 @@ impl World {
                 }
             }
             MediaCommand::Hold { .. } | MediaCommand::Silence => {}
-            MediaCommand::Bridge { agent, recording } => {
+            MediaCommand::Bridge {
+                agent, recording, ..
+            } => {
                 assert!(
                     self.sockets.remove(&agent.token),
                     "agent leg's socket unknown"
@@ -855,7 +857,7 @@ impl World {
                     m.recording = recording;
                 }
             }
-            MediaCommand::Stop => {
+            MediaCommand::Stop { .. } => {
                 let Some(m) = self.media.get_mut(&call) else {
                     panic!("Stop for call {call} without media");
                 };

@@ -418,7 +418,11 @@ impl Driver {
                 None => return,
             },
             C::Silence => MediaCommand::Silence,
-            C::Bridge { agent, recording } => {
+            C::Bridge {
+                agent,
+                recording,
+                at,
+            } => {
                 let Some(socket) = self.sockets.remove(&agent.token) else {
                     warn!("no socket for the agent leg");
                     return;
@@ -430,16 +434,17 @@ impl Driver {
                         media: leg_media(&agent),
                     },
                     recording,
+                    at,
                 }
             }
-            C::Stop => MediaCommand::Stop,
+            C::Stop { at } => MediaCommand::Stop { at },
         };
         self.send_media(call, command);
     }
 
     /// Sends a command to a call's media task; a task that is gone counts as stopped.
     fn send_media(&mut self, call: CallId, command: MediaCommand) {
-        let stop = matches!(command, MediaCommand::Stop);
+        let stop = matches!(command, MediaCommand::Stop { .. });
         let sent = self
             .media
             .get(&call)

@@ -47,13 +47,17 @@ pub enum MediaCommand {
     Hold { prompt: Prompt },
     /// Stop whatever plays; the patient hears silence.
     Silence,
-    /// The agent's leg has answered: bridge it with the patient. `recording`:
-    /// place both sides on a timeline from now on, for the file a `Record` brings.
-    Bridge { agent: AgentLeg, recording: bool },
+    /// The agent's leg answered at `at`: bridge it with the patient. `recording`:
+    /// place both sides on a timeline that starts at `at`, for the file a `Record` brings.
+    Bridge {
+        agent: AgentLeg,
+        recording: bool,
+        at: Instant,
+    },
     /// The recording's file (`None`: it could not be created; nothing is recorded).
     Record(Option<RecordingWriter>),
-    /// The call is over: finish the recording and stop.
-    Stop,
+    /// The call was hung up at `at`: finish the recording there and stop.
+    Stop { at: Instant },
 }
 
 /// The agent's side of the bridge.
@@ -96,6 +100,8 @@ struct Recorder {
     timeline: Timeline,
     error: Option<String>,
     gaps: GapMarks,
+    /// The latest `now` frames were taken at (the end can't be before it).
+    polled_at: Instant,
 }
 
 /// Gaps per channel as frames are written: runs of frames that hold silence
@@ -171,6 +177,7 @@ impl Recorder {
             timeline: Timeline::new(start, TimelineConfig::default()),
             error: None,
             gaps: GapMarks::new(),
+            polled_at: start,
         }
     }
 
@@ -179,6 +186,7 @@ impl Recorder {
         let Some(writer) = self.writer.as_mut() else {
             return;
         };
+        self.polled_at = self.polled_at.max(now);
         let mut left = SILENCE;
         let mut right = SILENCE;
         while let Some(info) = self.timeline.poll_frame(now, &mut left, &mut right) {
@@ -195,6 +203,8 @@ impl Recorder {
 
     /// Hang-up at `ended`: the tail is written, the file finished; its length and gaps.
     fn finish(mut self, ended: Instant) -> Result<RecordingDone, String> {
+        // Frames already written stay: a hang-up handled late still ends where it was.
+        let ended = ended.max(self.polled_at);
         self.timeline.finish(ended);
         self.write_due(ended);
         let stats = self.timeline.stats();
@@ -271,6 +281,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut playing = Playing::Nothing;
+    let mut stopped_at: Option<Instant> = None;
     let mut bridge: Option<Bridge> = None;
     let mut patient_buf = [0u8; MAX_PACKET];
     let mut agent_buf = [0u8; MAX_PACKET];
@@ -288,17 +299,19 @@ pub async fn run(
                     }
                     MediaCommand::Hold { prompt } => playing = Playing::Hold(PromptPlayer::new(prompt, true)),
                     MediaCommand::Silence => playing = Playing::Nothing,
-                    MediaCommand::Bridge { agent, recording } => {
+                    MediaCommand::Bridge { agent, recording, at } => {
                         playing = Playing::Nothing;
-                        let now = now();
-                        alive.agent = Some(now);
-                        let recording = recording.then(|| Recorder::new(now));
+                        alive.agent = Some(now());
+                        let recording = recording.then(|| Recorder::new(at));
                         bridge = Some(Bridge { agent, recording });
                         ticker = tokio::time::interval_at(tokio::time::Instant::now() + BRIDGED_TICK, BRIDGED_TICK);
                         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     }
                     MediaCommand::Record(writer) => record_to(bridge.as_mut(), writer),
-                    MediaCommand::Stop => break,
+                    MediaCommand::Stop { at } => {
+                        stopped_at = Some(at);
+                        break;
+                    }
                 }
             }
             received = patient.socket.recv_from(&mut patient_buf) => {
@@ -375,7 +388,7 @@ pub async fn run(
         }
     }
 
-    let ended = now();
+    let ended = stopped_at.unwrap_or_else(now);
     let mut recording = bridge.and_then(|b| b.recording);
     if recording.as_ref().is_some_and(|r| r.writer.is_none()) {
         // The file is still being created: wait for it (bounded), then finish.

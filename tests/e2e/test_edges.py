@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,10 @@ SWITCHBOARD_CONFIG = {
 }
 RING_OUT_S = 3.0  # answer_within_rings (3) x ring_cycle_ms (1000)
 FLOOD = 200  # INVITEs sent while the one allowed call talks
+
+
+def iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # ---- a SIP phone we control byte by byte --------------------------------------------------------
@@ -343,6 +348,16 @@ def test_a_recorder_stopped_for_300_ms_still_writes_every_frame_that_arrived(
         assert row is not None, f"the recording {path.stem} is not indexed with its length"
         print("indexed:", row)
         assert abs(row["duration_ms"] / 1000 - seconds) <= 0.05, row
-        late_gaps = [g for g in row.get("gaps", []) if g["channel"] == "caller" and g["at_ms"] >= 500]
+        # The file's length is the talk time on the call record (answer to hang-up), to the frame.
+        ops = sb.login("ops", "demo-ops")
+        record = next(c for c in sb.get_json(f"/api/calls?date={clinic_today()}", ops) if c["call_id"] == row["call_id"])
+        talk_ms = (iso(record["ended_at"]) - iso(record["answered_at"])).total_seconds() * 1000
+        print(f"talk time on the record {talk_ms:.0f} ms, recording {row['duration_ms']} ms")
+        assert abs(row["duration_ms"] - talk_ms) <= 20, f"recording {row['duration_ms']} ms for {talk_ms:.0f} ms of talk"
+        # (The hang-up's frame may hold a few ms the last packet did not reach.)
+        tail = row["duration_ms"] - 40
+        late_gaps = [
+            g for g in row.get("gaps", []) if g["channel"] == "caller" and 500 <= g["at_ms"] < tail
+        ]
         assert not late_gaps, f"caller gaps marked where packets arrived late: {late_gaps}"
         set_state(sb, "1002", "not_ready")
