@@ -21,6 +21,7 @@ use media::leg::LegMedia;
 use media::rtp::RtpSender;
 use recordings::writer::{RecordingWriter, frames_in_ms};
 use switchboard::call::media::{AgentLeg, MediaCommand, PatientLeg, run};
+use switchboard::call::record_sink::RecordSink;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -88,8 +89,9 @@ async fn bench() {
             at: std::time::Instant::now(),
         })
         .expect("media task running");
+    let (sink, _sink_thread) = RecordSink::start().expect("recordings thread");
     commands
-        .send(MediaCommand::Record(Some(writer)))
+        .send(MediaCommand::Record(sink.adopt(writer)))
         .expect("media task running");
 
     let mut sender = RtpSender::new(0x5EED, 0, 0);

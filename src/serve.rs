@@ -123,6 +123,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let seed = config.qa.seed ^ u64::from(std::process::id()) ^ clock_seed();
     let (store, store_thread) = crate::storage::writer::StoreWriter::start(storage.clone())
         .context("starting the store writer")?;
+    let (record_sink, sink_thread) =
+        crate::call::record_sink::RecordSink::start().context("starting the recordings thread")?;
     let parts = DriverParts {
         config: Arc::clone(&config),
         prompts: Arc::new(prompts),
@@ -135,6 +137,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tcp_local,
         seed,
         acd,
+        record_sink,
     };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Driver::run(parts, inbound, commands, shutdown.clone()));
@@ -153,7 +156,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     })
     .await;
     // Every call record call control handed over is written before exit.
-    let _ = tokio::task::spawn_blocking(move || store_thread.close()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        sink_thread.close();
+        store_thread.close();
+    })
+    .await;
     Ok(())
 }
 

@@ -45,6 +45,8 @@ pub struct DriverParts {
     pub seed: u64,
     /// The ACD, built from the config's queues and agents.
     pub acd: acd::Acd,
+    /// The thread recording files are written on.
+    pub record_sink: super::record_sink::RecordSink,
 }
 
 /// Answers from helper tasks to what the core asked for.
@@ -78,6 +80,7 @@ pub struct Driver {
     metrics: Metrics,
     storage: Storage,
     prompts: Arc<Prompts>,
+    record_sink: super::record_sink::RecordSink,
     rtp_ip: IpAddr,
     /// Each call's media task.
     media: HashMap<CallId, mpsc::UnboundedSender<MediaCommand>>,
@@ -247,6 +250,7 @@ impl Driver {
             metrics: parts.metrics,
             storage: parts.storage,
             prompts: parts.prompts,
+            record_sink: parts.record_sink,
             rtp_ip: config.sip.advertise,
             media: HashMap::new(),
             sockets: HashMap::new(),
@@ -279,9 +283,14 @@ impl Driver {
                 self.core.handle_patient_loaded(now, call, patient)
             }
             Answer::RecordingOpened { call, file } => {
-                let result = file.as_ref().map(|_| ()).map_err(Clone::clone);
+                let adopted = file.and_then(|writer| {
+                    self.record_sink
+                        .adopt(writer)
+                        .ok_or_else(|| "the recordings thread is gone".to_owned())
+                });
+                let result = adopted.as_ref().map(|_| ()).map_err(Clone::clone);
                 self.core.handle_recording_opened(now, call, result);
-                self.send_media(call, MediaCommand::Record(file.ok()));
+                self.send_media(call, MediaCommand::Record(adopted.ok()));
             }
         }
     }

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::record_sink::SinkFile;
 use callcore::records::{Gap, GapChannel, RecordingDone};
 use callcore::{CallId, Leg, MediaEvent};
 use media::FRAME_SAMPLES;
@@ -18,7 +19,6 @@ use media::leg::{LegMedia, Received};
 use media::player::PromptPlayer;
 use media::prompt::Prompt;
 use recordings::timeline::{Channel, FrameInfo, Timeline, TimelineConfig};
-use recordings::writer::RecordingWriter;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -55,7 +55,7 @@ pub enum MediaCommand {
         at: Instant,
     },
     /// The recording's file (`None`: it could not be created; nothing is recorded).
-    Record(Option<RecordingWriter>),
+    Record(Option<SinkFile>),
     /// The call was hung up at `at`: finish the recording there and stop.
     Stop { at: Instant },
 }
@@ -96,9 +96,10 @@ struct Bridge {
 /// file arrives a moment after the bridge (it is created off this task): until
 /// then the timeline holds the audio.
 struct Recorder {
-    writer: Option<RecordingWriter>,
+    writer: Option<SinkFile>,
     timeline: Timeline,
-    error: Option<String>,
+    /// Frames had to be dropped (warned about once per call).
+    warned: bool,
     gaps: GapMarks,
     /// The latest `now` frames were taken at (the end can't be before it).
     polled_at: Instant,
@@ -160,12 +161,42 @@ impl GapMarks {
         });
     }
 
+    /// Frames up to `last` (the last `n` of them) never reached the file.
+    fn lost(&mut self, last: u64, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let frames = n as u64;
+        let first = (last + 1).saturating_sub(frames);
+        for channel in [GapChannel::Caller, GapChannel::Agent] {
+            if self.done.len() < MAX_GAPS {
+                self.done.push(Gap {
+                    channel,
+                    at_ms: first * 20,
+                    ms: frames * 20,
+                });
+            }
+        }
+    }
+
     fn finish(mut self) -> Vec<Gap> {
         self.close(0);
         self.close(1);
         self.done
+            .sort_by_key(|g| (g.at_ms, g.channel == GapChannel::Agent));
+        self.done
     }
 }
+
+/// The recording's timeline: a channel that sends nothing holds frames back 500 ms
+/// (then they are written with that channel silent, marked as a gap); the ring holds
+/// 900 ms, about 31 KB a call (the default 2 s would be 70 KB). A stall of the process
+/// up to about 400 ms loses nothing.
+const TIMELINE: TimelineConfig = TimelineConfig {
+    max_delay: Duration::from_millis(500),
+    capacity_ms: 900,
+    resync_after: Duration::from_secs(3),
+};
 
 /// How long a hung-up call's media waits for a recording file still being created.
 const RECORDING_FILE_WAIT: Duration = Duration::from_secs(2);
@@ -174,14 +205,15 @@ impl Recorder {
     fn new(start: Instant) -> Self {
         Self {
             writer: None,
-            timeline: Timeline::new(start, TimelineConfig::default()),
-            error: None,
+            timeline: Timeline::new(start, TIMELINE),
+            warned: false,
             gaps: GapMarks::new(),
             polled_at: start,
         }
     }
 
-    /// Writes every frame that is final at `now` (once the file is there).
+    /// Hands every frame that is final at `now` to the recordings thread (once the
+    /// file is there); frames it had no room for are marked as gaps on both sides.
     fn write_due(&mut self, now: Instant) {
         let Some(writer) = self.writer.as_mut() else {
             return;
@@ -189,20 +221,25 @@ impl Recorder {
         self.polled_at = self.polled_at.max(now);
         let mut left = SILENCE;
         let mut right = SILENCE;
+        let mut last = None;
         while let Some(info) = self.timeline.poll_frame(now, &mut left, &mut right) {
             self.gaps.frame(&info);
-            if self.error.is_some() {
-                continue;
-            }
-            if let Err(e) = writer.write_frame(&left, &right) {
-                warn!(error = %e, "recording stopped: write failed");
-                self.error = Some(e.to_string());
-            }
+            last = Some(info.index);
+            let dropped = writer.write_frame(&left, &right);
+            self.gaps.lost(info.index, dropped);
+        }
+        let dropped = writer.flush();
+        if let Some(index) = last {
+            self.gaps.lost(index, dropped);
+        }
+        if writer.dropped_frames() > 0 && !self.warned {
+            warn!("recordings thread backed up: frames dropped and marked as gaps");
+            self.warned = true;
         }
     }
 
     /// Hang-up at `ended`: the tail is written, the file finished; its length and gaps.
-    fn finish(mut self, ended: Instant) -> Result<RecordingDone, String> {
+    async fn finish(mut self, ended: Instant) -> Result<RecordingDone, String> {
         // Frames already written stay: a hang-up handled late still ends where it was.
         let ended = ended.max(self.polled_at);
         self.timeline.finish(ended);
@@ -216,16 +253,11 @@ impl Recorder {
             "recording finished"
         );
         let writer = self.writer.ok_or("the recording file was never created")?;
-        match self.error {
-            Some(e) => Err(e),
-            None => writer
-                .finish()
-                .map(|info| RecordingDone {
-                    duration_ms: info.duration_ms,
-                    gaps: self.gaps.finish(),
-                })
-                .map_err(|e| e.to_string()),
-        }
+        let duration_ms = writer.finish().await?;
+        Ok(RecordingDone {
+            duration_ms,
+            gaps: self.gaps.finish(),
+        })
     }
 }
 
@@ -394,13 +426,16 @@ pub async fn run(
         // The file is still being created: wait for it (bounded), then finish.
         recording = wait_for_file(recording, &mut commands).await;
     }
-    let recording = recording.map(|r| r.finish(ended));
+    let recording = match recording {
+        Some(r) => Some(r.finish(ended).await),
+        None => None,
+    };
     debug!("media stopped");
     let _ = events.send(MediaEvent::Stopped { call, recording });
 }
 
 /// The driver's answer to the recording's file: the file, or none at all.
-fn record_to(bridge: Option<&mut Bridge>, writer: Option<RecordingWriter>) {
+fn record_to(bridge: Option<&mut Bridge>, writer: Option<SinkFile>) {
     let Some(b) = bridge else { return };
     match writer {
         Some(w) => {

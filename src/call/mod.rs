@@ -7,10 +7,12 @@
 //! - [`driver`]: the task that owns the core, its event loop, and applies its outputs.
 //! - [`media`]: the per-call media task (prompts, DTMF, bridge, recording).
 //! - [`ports`]: binding the RTP ports the core picks.
+//! - [`record_sink`]: the thread that writes every recording file.
 
 pub mod driver;
 pub mod media;
 pub mod ports;
+pub mod record_sink;
 
 pub use driver::{Driver, DriverParts};
 

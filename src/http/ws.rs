@@ -17,6 +17,13 @@ use super::{ApiError, AppState};
 use crate::auth::{AuthRejection, AuthUser, Role};
 use crate::events::{DeskEvent, DeskSubscription};
 
+/// Read buffer of a desk socket.
+const DESK_READ_BUFFER: usize = 4 * 1024;
+/// Unsent events a desk socket may hold before writes fail (a stalled desk).
+const DESK_MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// The largest message or frame a desk may send.
+const DESK_MAX_MESSAGE: usize = 64 * 1024;
+
 /// How often an idle desk socket is pinged (finds dead connections).
 const PING_EVERY: Duration = Duration::from_secs(20);
 
@@ -31,6 +38,15 @@ pub async fn desk(
     let upgrade = upgrade.map_err(|_| ApiError::bad_request("websocket upgrade required"))?;
     // Subscribe now, so nothing published during the handshake is lost.
     let sub = state.hub.subscribe(&user.name);
+    // Desk sockets carry small JSON events out and nothing but pongs in: small buffers
+    // (tungstenite's defaults are 128 KiB each way, per socket: 1,000 agents would
+    // hold 250 MiB) and a small cap on what a desk may send.
+    let upgrade = upgrade
+        .read_buffer_size(DESK_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(DESK_MAX_WRITE_BUFFER)
+        .max_message_size(DESK_MAX_MESSAGE)
+        .max_frame_size(DESK_MAX_MESSAGE);
     Ok(upgrade.on_upgrade(move |socket| run(socket, sub, state, user.name)))
 }
 
