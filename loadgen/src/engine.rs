@@ -28,6 +28,7 @@ use crate::marker::{Direction, tone_frame};
 use crate::media_io::{self, Arrival, Sender, us_since};
 use crate::procstat::{self, ProcSample};
 use crate::recording_check;
+use crate::relay_cpu::SteadyWindow;
 use crate::server_config::agent_credentials;
 use crate::stats::Samples;
 use crate::summary::{self, CallCounts, ProcFigures, Summary};
@@ -62,6 +63,8 @@ pub struct RunConfig {
     pub check_recordings: usize,
     pub deadline: Option<Duration>,
     pub setup_timeout: Duration,
+    /// Measure the server's CPU per stream over this long once every call is bridged.
+    pub steady: Option<Duration>,
     pub verbose: bool,
 }
 
@@ -144,6 +147,7 @@ pub struct Engine {
     self_peak_rss: u64,
     peak_active: u64,
     last_proc_sample: Instant,
+    steady: Option<SteadyWindow>,
 }
 
 async fn bind_udp(ip: IpAddr) -> Result<Arc<UdpSocket>> {
@@ -158,6 +162,13 @@ impl Engine {
         let sip_socket = bind_udp(cfg.bind).await?;
         let patient_rtp = bind_udp(cfg.bind).await?;
         let agent_rtp = bind_udp(cfg.bind).await?;
+        for s in [&patient_rtp, &agent_rtp] {
+            let got = media_io::widen_receive_buffer(s, media_io::RTP_RECV_BUFFER)
+                .context("widening an RTP socket's receive buffer")?;
+            if cfg.verbose && got < media_io::RTP_RECV_BUFFER {
+                eprintln!("switchboard-load: RTP receive buffer {got} bytes (net.core.rmem_max)");
+            }
+        }
         let local_sip = sip_socket.local_addr()?;
         let mut agents = Vec::with_capacity(cfg.agents);
         let mut agent_by_id = HashMap::new();
@@ -240,6 +251,7 @@ impl Engine {
             self_peak_rss: 0,
             peak_active: 0,
             last_proc_sample: Instant::now(),
+            steady: cfg.steady.map(|d| SteadyWindow::new(d, cfg.server_pid)),
             cfg,
         })
     }
@@ -438,6 +450,21 @@ impl Engine {
                 .is_some_and(|c| c.phase != Phase::Done)
         });
         self.peak_active = self.peak_active.max(self.active.len() as u64);
+        if self.steady.is_some() {
+            let calls = &self.calls;
+            let bridged = self
+                .active
+                .iter()
+                .filter(|&&i| {
+                    calls
+                        .get(i as usize)
+                        .is_some_and(|c| c.phase == Phase::Bridged && c.window_start_us.is_some())
+                })
+                .count();
+            if let Some(w) = self.steady.as_mut() {
+                w.observe(now, bridged, self.cfg.calls);
+            }
+        }
         if now.saturating_duration_since(self.last_proc_sample) >= Duration::from_secs(1) {
             self.sample_procs(false);
         }
@@ -773,6 +800,8 @@ impl Engine {
             recording_check::check(&dir, &self.recording_sample(), 5)
         });
         let [p2a, a2p] = dirs;
+        let steady = self.steady.as_mut().and_then(SteadyWindow::finish);
+        let steady_note = self.steady.as_mut().and_then(|w| w.note.take());
         Summary {
             duration_s: self.calls_start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
             agents: self.agents.len() as u64,
@@ -794,6 +823,8 @@ impl Engine {
             server,
             generator,
             recordings,
+            steady,
+            steady_note,
             violations: Vec::new(),
         }
     }

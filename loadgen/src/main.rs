@@ -7,18 +7,27 @@
 //!   desk WebSocket tasks), [`http`] (login, agent state).
 //! - [`marker`] — the sequence marker that survives the server's µ-law transcoding.
 //! - [`stats`], [`procstat`], [`recording_check`], [`summary`] — what is measured and judged.
+//! - [`rtpengine`] — `rtpengine`: the same media load relayed by rtpengine, set up over its
+//!   ng control protocol ([`ng`], [`bencode`]); [`relay_cpu`] — a relay's CPU per 1,000
+//!   streams over a measured window (also `run --steady-s`); [`compare`] — `compare-relay`:
+//!   the two side by side, as a ratio (issue 5, item 8; `scripts/relay-compare`).
 //!
 //! Exit status: 0 all thresholds met, 1 a threshold missed, 2 usage or setup error.
 
+mod bencode;
 mod calls;
+mod compare;
 mod desk;
 mod digest;
 mod engine;
 mod http;
 mod marker;
 mod media_io;
+mod ng;
 mod procstat;
 mod recording_check;
+mod relay_cpu;
+mod rtpengine;
 mod server_config;
 mod signaling;
 mod stats;
@@ -52,6 +61,10 @@ enum Command {
     ServerConfig(ServerConfigArgs),
     /// Register agents, place calls, measure, print one summary
     Run(Box<RunArgs>),
+    /// Relay the same paced, marked media through an rtpengine daemon (ng protocol), measure it
+    Rtpengine(RtpengineArgs),
+    /// Put a `run --steady-s --json` and an `rtpengine --json` output side by side, as a ratio
+    CompareRelay(CompareArgs),
     /// Print N loopback ports that are free for both TCP and UDP right now (for scripts)
     FreePorts {
         #[arg(default_value_t = 2)]
@@ -84,9 +97,67 @@ struct ServerConfigArgs {
     /// answer_within_rings of every queue
     #[arg(long, default_value_t = 3)]
     answer_within_rings: u32,
+    /// Write `[recording] enabled = false` (for a relay-only CPU comparison)
+    #[arg(long)]
+    no_recording: bool,
     /// Allow non-loopback addresses
     #[arg(long)]
     allow_remote: bool,
+}
+
+#[derive(Args)]
+struct RtpengineArgs {
+    /// rtpengine's ng control address (its --listen-ng)
+    #[arg(long, default_value = "127.0.0.1:2223")]
+    ng: SocketAddr,
+    /// Local address for our sockets
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Streams to relay, two per session (one each way): an even number
+    #[arg(long, default_value_t = 200)]
+    streams: usize,
+    /// Length of the measured window, s
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Media before the measured window, not counted, s
+    #[arg(long, default_value_t = 1.0)]
+    warmup_s: f64,
+    /// rtpengine's pid, for CPU and memory from /proc
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Seconds to keep pinging a daemon that is still starting
+    #[arg(long, default_value_t = 10.0)]
+    wait_s: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Threshold: RTP loss per direction, percent
+    #[arg(long)]
+    max_loss_pct: Option<f64>,
+    /// Also print the summary as one JSON object (after the text)
+    #[arg(long)]
+    json: bool,
+    /// Progress on stderr
+    #[arg(long, short)]
+    verbose: bool,
+    /// Allow non-loopback addresses
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Output of `switchboard-load run --steady-s S --json`
+    #[arg(long)]
+    switchboard: PathBuf,
+    /// Output of `switchboard-load rtpengine --json`
+    #[arg(long)]
+    rtpengine: PathBuf,
+    /// A line to print under the table (repeatable), e.g. what Switchboard did besides relaying
+    #[arg(long)]
+    note: Vec<String>,
+    /// Also print the comparison as one JSON object (after the text)
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -143,6 +214,10 @@ struct RunArgs {
     /// Seconds allowed for agents to log in, register and become ready
     #[arg(long, default_value_t = 20.0)]
     setup_timeout_s: f64,
+    /// Measure the server's CPU per 1,000 streams over this many seconds from the moment
+    /// every planned call is bridged (ends early if a call leaves the bridge)
+    #[arg(long)]
+    steady_s: Option<f64>,
     /// Also print the summary as one JSON object (after the text)
     #[arg(long)]
     json: bool,
@@ -251,11 +326,14 @@ fn main() -> ExitCode {
                 data_dir: a.data,
                 ring_cycle_ms: a.ring_cycle_ms,
                 answer_within_rings: a.answer_within_rings,
+                recording: !a.no_recording,
             };
             print!("{}", server_config::render(&spec));
             ExitCode::SUCCESS
         }
         Command::Run(a) => run(*a),
+        Command::Rtpengine(a) => relay_rtpengine(a),
+        Command::CompareRelay(a) => compare_relay(a),
         Command::FreePorts { count } => match free_ports(count.min(64)) {
             Ok(ports) => {
                 let text: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -338,6 +416,10 @@ fn run(a: RunArgs) -> ExitCode {
             .filter(|d| *d > 0.0 && *d < 86_400.0)
             .map(Duration::from_secs_f64),
         setup_timeout: Duration::from_secs_f64(a.setup_timeout_s.clamp(1.0, 600.0)),
+        steady: a
+            .steady_s
+            .filter(|s| *s > 0.0 && *s <= 3600.0)
+            .map(Duration::from_secs_f64),
         verbose: a.verbose,
     };
     let thresholds = Thresholds {
@@ -384,6 +466,82 @@ fn run(a: RunArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+fn relay_rtpengine(a: RtpengineArgs) -> ExitCode {
+    if let Err(e) = loopback_only(&[a.ng.ip(), a.bind], a.allow_remote) {
+        return usage_error(e);
+    }
+    if a.streams < 2 || !a.streams.is_multiple_of(2) || a.streams > 20_000 {
+        return usage_error("--streams must be even, in [2, 20000]");
+    }
+    let window_ok = a.seconds > 0.0 && a.seconds <= 3600.0;
+    if !window_ok || !(0.0..=60.0).contains(&a.warmup_s) {
+        return usage_error("--seconds must be in (0, 3600] and --warmup-s in [0, 60]");
+    }
+    let cfg = rtpengine::RtpengineConfig {
+        ng: a.ng,
+        bind: a.bind,
+        streams: a.streams,
+        seconds: Duration::from_secs_f64(a.seconds),
+        warmup: Duration::from_secs_f64(a.warmup_s),
+        pid: a.pid,
+        wait_for_daemon: Duration::from_secs_f64(a.wait_s.clamp(0.5, 120.0)),
+        seed: a.seed,
+        allow_remote: a.allow_remote,
+        verbose: a.verbose,
+    };
+    // One thread, as `run`: the same sender and receive loop shape on both sides.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return usage_error(format!("tokio runtime: {e}")),
+    };
+    let result = runtime.block_on(rtpengine::run(&cfg));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let mut summary = match result {
+        Ok(s) => s,
+        Err(e) => return usage_error(format!("rtpengine: {e:#}")),
+    };
+    summary.violations = rtpengine::check(&summary, a.max_loss_pct);
+    print!("{}", rtpengine::render_text(&summary));
+    if a.json {
+        match serde_json::to_string(&summary) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("switchboard-load: summary as JSON: {e}"),
+        }
+    }
+    if summary.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn compare_relay(a: CompareArgs) -> ExitCode {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
+    };
+    let (sb, re) = match (read(&a.switchboard), read(&a.rtpengine)) {
+        (Ok(s), Ok(r)) => (s, r),
+        (Err(e), _) | (_, Err(e)) => return usage_error(e),
+    };
+    let sides = compare::switchboard_side(&sb).and_then(|s| Ok((s, compare::rtpengine_side(&re)?)));
+    let (s, r) = match sides {
+        Ok(x) => x,
+        Err(e) => return usage_error(format!("{e:#}")),
+    };
+    let c = compare::compare(s, r, a.note);
+    print!("{}", compare::render_text(&c));
+    if a.json {
+        match serde_json::to_string(&c) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("switchboard-load: comparison as JSON: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use media::rtp::{RtpPacket, RtpSender};
 use tokio::net::UdpSocket;
 
-use crate::calls::{Call, Phase};
+use crate::calls::{Call, Phase, StreamRx};
 use crate::marker::{self, Direction, Marker};
 use crate::stats::Samples;
 
@@ -104,19 +104,17 @@ impl Sender<'_> {
         };
         let Some(dest) = dest else { return };
         let d = dir.index();
-        let mut payload = *tone;
         let m = Marker {
             call: call.index,
             direction: dir,
             seq: call.next_seq[d],
             sent_us: us_since(self.epoch, Instant::now()),
         };
-        marker::encode(&m, &mut payload);
         let sender: &mut RtpSender = match dir {
             Direction::PatientToAgent => &mut call.patient_rtp,
             Direction::AgentToPatient => &mut call.agent_rtp,
         };
-        let n = sender.write(buf, PT_PCMU, false, &payload, 160);
+        let n = write_marked(sender, tone, &m, buf);
         send(socket, buf, n, dest, self.errors);
         call.next_seq[d] = call.next_seq[d].wrapping_add(1);
         if call.window_start_us.is_some_and(|w| m.sent_us >= w) {
@@ -125,7 +123,16 @@ impl Sender<'_> {
     }
 }
 
-fn send(socket: &UdpSocket, buf: &[u8], n: usize, dest: SocketAddr, errors: &mut u64) {
+/// Writes one 20 ms PCMU packet into `buf`: `tone` with `m` in its first bytes, the next
+/// RTP header of `sender`. Returns the packet's length.
+pub fn write_marked(sender: &mut RtpSender, tone: &[u8; 160], m: &Marker, buf: &mut [u8]) -> usize {
+    let mut payload = *tone;
+    marker::encode(m, &mut payload);
+    sender.write(buf, PT_PCMU, false, &payload, 160)
+}
+
+/// Sends `buf[..n]` without waiting (a full socket buffer counts as an error, like loss).
+pub fn send(socket: &UdpSocket, buf: &[u8], n: usize, dest: SocketAddr, errors: &mut u64) {
     let ok = buf
         .get(..n)
         .filter(|b| !b.is_empty())
@@ -133,6 +140,22 @@ fn send(socket: &UdpSocket, buf: &[u8], n: usize, dest: SocketAddr, errors: &mut
     if !ok {
         *errors += 1;
     }
+}
+
+/// Receive buffer asked for on each of the generator's RTP sockets.
+///
+/// All calls share one socket per side, and the relay forwards a whole tick's packets at
+/// once: 500 calls are 500 packets arriving together, more than the default ~208 KiB holds
+/// (each datagram costs about 1 KiB of buffer). The kernel caps this at
+/// `net.core.rmem_max`.
+pub const RTP_RECV_BUFFER: usize = 4 << 20;
+
+/// Widens a socket's receive buffer to `bytes` (as far as the kernel allows); the size
+/// the kernel reports afterwards.
+pub fn widen_receive_buffer(socket: &UdpSocket, bytes: usize) -> std::io::Result<usize> {
+    let s = socket2::SockRef::from(socket);
+    s.set_recv_buffer_size(bytes)?;
+    s.recv_buffer_size()
 }
 
 /// What a received packet was.
@@ -154,19 +177,34 @@ pub fn receive(
     received_us: u64,
     delays: &mut Samples,
 ) -> Arrival {
-    let Ok(p) = RtpPacket::parse(packet) else {
-        return Arrival::Unmarked;
-    };
-    let Some(m) = marker::decode(p.payload).filter(|m| m.direction == expected) else {
+    let Some(m) = marker_of(packet, expected) else {
         return Arrival::Unmarked;
     };
     let Some(call) = calls.get_mut(m.call as usize) else {
         return Arrival::Unmeasured;
     };
-    if call.window_start_us.is_none_or(|w| m.sent_us < w) {
+    let rx = &mut call.rx[expected.index()];
+    measure(rx, call.window_start_us, &m, received_us, delays)
+}
+
+/// The marker of an RTP packet travelling the `expected` way, if it carries one.
+pub fn marker_of(packet: &[u8], expected: Direction) -> Option<Marker> {
+    let p = RtpPacket::parse(packet).ok()?;
+    marker::decode(p.payload).filter(|m| m.direction == expected)
+}
+
+/// Counts a marked packet against its stream if it was sent inside the measured window
+/// (from `window_start_us` on): reception, reordering, jitter and delay.
+pub fn measure(
+    rx: &mut StreamRx,
+    window_start_us: Option<u64>,
+    m: &Marker,
+    received_us: u64,
+    delays: &mut Samples,
+) -> Arrival {
+    if window_start_us.is_none_or(|w| m.sent_us < w) {
         return Arrival::Unmeasured;
     }
-    let rx = &mut call.rx[expected.index()];
     rx.received += 1;
     if rx.last_seq.is_some_and(|last| m.seq <= last) {
         rx.out_of_order += 1;

@@ -41,6 +41,28 @@ pub fn parse_status_kb(status: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// Seconds of CPU all cores spent not idle (user, nice, system, irq, softirq, steal;
+/// guest time is inside user) from the `cpu` line of `/proc/stat`.
+pub fn parse_machine_busy(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| v.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    (v.len() >= 4).then(|| busy as f64 / USER_HZ)
+}
+
+/// The whole machine's busy CPU seconds so far; `None` if /proc/stat is unreadable.
+pub fn machine_busy_s() -> Option<f64> {
+    parse_machine_busy(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// Reads `/proc/<pid>` (`pid` may be `"self"`); `None` if the process is gone.
 pub fn sample(pid: &str) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -81,6 +103,16 @@ mod tests {
         assert_eq!(parse_status_kb(status, "VmRSS"), Some(18432));
         assert_eq!(parse_status_kb(status, "VmHWM"), Some(20480));
         assert_eq!(parse_status_kb(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn machine_busy_excludes_idle_and_iowait() {
+        let stat = "cpu  100 20 30 5000 70 4 6 10 0 0\ncpu0 50 10 15 2500 35 2 3 5 0 0\nintr 1\n";
+        // 100 + 20 + 30 + 4 + 6 + 10 = 170 ticks.
+        assert_eq!(parse_machine_busy(stat), Some(1.7));
+        assert_eq!(parse_machine_busy("cpu0 1 2 3 4\n"), None);
+        assert_eq!(parse_machine_busy("cpu  1 x 3 4\n"), None);
+        assert!(machine_busy_s().is_some_and(|s| s > 0.0));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct ServerConfigSpec {
     pub data_dir: String,
     pub ring_cycle_ms: u64,
     pub answer_within_rings: u32,
+    /// `[recording] enabled`: off for a relay-only CPU comparison.
+    pub recording: bool,
 }
 
 /// The SIP user, desk login and password of load agent `i` (0-based).
@@ -113,7 +115,8 @@ pub fn render(spec: &ServerConfigSpec) -> String {
     );
     let _ = writeln!(
         t,
-        "[recording]\nenabled = true\nheader_interval_ms = 1000\n"
+        "[recording]\nenabled = {}\nheader_interval_ms = 1000\n",
+        spec.recording
     );
     let _ = writeln!(t, "[qa]\ndaily_sample = 30\nseed = 20261125\n");
     let _ = writeln!(
@@ -142,6 +145,7 @@ mod tests {
             data_dir: "data/".into(),
             ring_cycle_ms: 500,
             answer_within_rings: 2,
+            recording: true,
         };
         let t = render(&spec);
         assert_eq!(t.matches("[[agents]]").count(), 3);
@@ -150,6 +154,12 @@ mod tests {
         assert!(t.contains("rtp_ports = [40000, 40999]"));
         assert!(t.contains("recordings = \"data/recordings\""));
         assert_eq!(t.matches("ring_cycle_ms = 500").count(), 3);
+        assert!(t.contains("[recording]\nenabled = true\n"));
+        let off = render(&ServerConfigSpec {
+            recording: false,
+            ..spec
+        });
+        assert!(off.contains("[recording]\nenabled = false\n"));
         assert_eq!(
             agent_credentials(2000, 5),
             ("2005".to_owned(), "load-2005".to_owned())

@@ -1,6 +1,6 @@
 //! Sample sets with percentiles, and RFC 3550 interarrival jitter.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Samples in microseconds; sorted once when summarised.
 #[derive(Debug, Default, Clone)]
@@ -9,7 +9,7 @@ pub struct Samples {
 }
 
 /// Count, percentiles and extremes of a sample set, in milliseconds.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
     pub count: usize,
     pub min_ms: f64,

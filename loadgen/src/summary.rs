@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::relay_cpu::WindowFigures;
 use crate::stats::Distribution;
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -26,7 +27,7 @@ pub struct CallCounts {
     pub missed_events: u64,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Direction {
     /// Marked packets sent inside the measured window.
     pub sent: u64,
@@ -95,6 +96,10 @@ pub struct Summary {
     pub server: Option<ProcFigures>,
     pub generator: ProcFigures,
     pub recordings: Option<RecordingFigures>,
+    /// The server's cost per stream while every call was bridged (`run --steady-s`).
+    pub steady: Option<WindowFigures>,
+    /// Why `steady` is missing or shorter than asked.
+    pub steady_note: Option<String>,
     pub violations: Vec<String>,
 }
 
@@ -231,6 +236,30 @@ fn proc_line(out: &mut String, name: &str, p: &ProcFigures) {
     );
 }
 
+/// Two lines on a measured window: the relay's and the generator's cost per stream.
+pub fn window_lines(out: &mut String, name: &str, w: &WindowFigures) {
+    for (who, c) in [("relay", &w.relay), ("generator", &w.generator)] {
+        let _ = writeln!(
+            out,
+            "  {name} {:.1} s, {} streams: {who} pid {} cpu {:.1} ms/s ({:.1} ms/s per 1,000 streams), rss {} → {} KiB (peak {} KiB)",
+            w.window_s,
+            w.streams,
+            c.pid,
+            c.cpu_ms_per_s,
+            c.cpu_ms_per_s_per_1000_streams,
+            c.rss_start_kb,
+            c.rss_end_kb,
+            c.rss_peak_kb
+        );
+    }
+    if let Some(others) = w.others_cpu_ms_per_s {
+        let _ = writeln!(
+            out,
+            "  {name}: other processes on the machine used {others:.1} ms/s of CPU meanwhile"
+        );
+    }
+}
+
 /// The human-readable summary.
 pub fn render_text(s: &Summary) -> String {
     let mut o = String::new();
@@ -295,6 +324,12 @@ pub fn render_text(s: &Summary) -> String {
         proc_line(&mut o, "server", p);
     }
     proc_line(&mut o, "generator", &s.generator);
+    if let Some(w) = &s.steady {
+        window_lines(&mut o, "all bridged", w);
+    }
+    if let Some(note) = &s.steady_note {
+        let _ = writeln!(o, "  steady window: {note}");
+    }
     if let Some(r) = &s.recordings {
         let _ = writeln!(
             o,
