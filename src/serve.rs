@@ -64,6 +64,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ),
         None => None,
     };
+    if let Some(socket) = &udp {
+        widen_receive_buffer(socket);
+    }
     let tcp = match config.sip.tcp {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -163,6 +166,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await;
     Ok(())
 }
+
+/// Asks for a large receive buffer on the SIP UDP socket: at 200 call setups a second,
+/// the default (about 200 KiB) overflows in a burst and the datagrams are lost before
+/// call control sees them (then only retransmissions, seconds later, recover). The
+/// kernel caps it at `net.core.rmem_max`; what was granted is logged.
+fn widen_receive_buffer(socket: &UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    if let Err(e) = s.set_recv_buffer_size(SIP_RECV_BUFFER) {
+        warn!(error = %e, "could not widen the SIP UDP receive buffer");
+    }
+    match s.recv_buffer_size() {
+        Ok(granted) if granted < SIP_RECV_BUFFER => info!(
+            granted,
+            wanted = SIP_RECV_BUFFER,
+            "SIP UDP receive buffer capped by net.core.rmem_max"
+        ),
+        Ok(_) | Err(_) => {}
+    }
+}
+
+/// What the SIP UDP socket asks for (the kernel may double it for bookkeeping).
+const SIP_RECV_BUFFER: usize = 4 << 20;
 
 /// Brings every WAV left by a killed process up to date before new calls come.
 fn repair_recordings(config: &Config) {
