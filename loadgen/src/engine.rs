@@ -162,11 +162,13 @@ impl Engine {
         let sip_socket = bind_udp(cfg.bind).await?;
         let patient_rtp = bind_udp(cfg.bind).await?;
         let agent_rtp = bind_udp(cfg.bind).await?;
-        for s in [&patient_rtp, &agent_rtp] {
+        // The SIP socket too: every agent and patient shares it, and at 200 setups a
+        // second a burst overflows the default buffer (lost ACKs and BYEs on our side).
+        for s in [&sip_socket, &patient_rtp, &agent_rtp] {
             let got = media_io::widen_receive_buffer(s, media_io::RTP_RECV_BUFFER)
-                .context("widening an RTP socket's receive buffer")?;
+                .context("widening a socket's receive buffer")?;
             if cfg.verbose && got < media_io::RTP_RECV_BUFFER {
-                eprintln!("switchboard-load: RTP receive buffer {got} bytes (net.core.rmem_max)");
+                eprintln!("switchboard-load: receive buffer {got} bytes (net.core.rmem_max)");
             }
         }
         let local_sip = sip_socket.local_addr()?;
