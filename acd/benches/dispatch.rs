@@ -10,8 +10,9 @@ use acd::{Acd, AgentConfig, QueueConfig};
 const AGENTS: usize = 2_000;
 const INPUTS: u64 = 200_000;
 
-fn main() {
-    let queue = || QueueConfig {
+/// An ACD of [`AGENTS`] agents in one queue, every one online and ready at `t0`.
+fn online_acd(t0: Instant) -> Acd {
+    let queue = QueueConfig {
         name: "q".to_owned(),
         priority: 0,
         ring_timeout: Duration::from_secs(15),
@@ -22,12 +23,17 @@ fn main() {
             queues: vec!["q".to_owned()],
         })
         .collect();
-    let mut acd = Acd::new(vec![queue()], agents).expect("acd");
-    let t0 = Instant::now();
+    let mut acd = Acd::new(vec![queue], agents).expect("acd");
     for i in 0..AGENTS {
         acd.agent_online(t0, &format!("a{i}"), true)
             .expect("online");
     }
+    acd
+}
+
+fn main() {
+    let t0 = Instant::now();
+    let mut acd = online_acd(t0);
     // Every agent takes a call: all busy.
     for call in 0..AGENTS as u64 {
         acd.enqueue(t0, call, "q").expect("enqueue");
@@ -56,17 +62,7 @@ fn main() {
 
     // The other extreme: every agent ready and idle; each caller is offered at once
     // and hangs up while ringing.
-    let agents = (0..AGENTS)
-        .map(|i| AgentConfig {
-            id: format!("a{i}"),
-            queues: vec!["q".to_owned()],
-        })
-        .collect();
-    let mut acd = Acd::new(vec![queue()], agents).expect("acd");
-    for i in 0..AGENTS {
-        acd.agent_online(t0, &format!("a{i}"), true)
-            .expect("online");
-    }
+    let mut acd = online_acd(t0);
     let start = Instant::now();
     for call in 0..INPUTS / 2 {
         let now = t0 + Duration::from_millis(call);

@@ -431,7 +431,7 @@ impl Core {
             return;
         };
         match result {
-            Ok(()) => self.save_recording_row(call, 0),
+            Ok(()) => self.save_recording_row(call, 0, Vec::new()),
             Err(e) => {
                 c.span.in_scope(
                     || warn!(error = %e, "recording could not start; the call goes on unrecorded"),

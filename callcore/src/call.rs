@@ -14,8 +14,8 @@ use sip::message::Request;
 use sip::transaction::TransactionKey;
 use sip::transport::Peer;
 
-use crate::io::{LegSpec, PortToken};
-use crate::records::{CallRecord, Outcome, Patient, Recording};
+use crate::io::{Leg, LegSpec, PortToken};
+use crate::records::{CallRecord, Gap, Outcome, Patient, Recording};
 use crate::refresh::Negotiated;
 use crate::session_timer::SessionTimer;
 
@@ -172,8 +172,24 @@ impl Call {
         }
     }
 
-    /// The recording's index row with this length, if the call is recorded.
-    pub fn recording_row(&self, duration_ms: u64) -> Option<Recording> {
+    /// The session timer slot of a leg.
+    pub fn timer_mut(&mut self, leg: Leg) -> &mut Option<(SessionTimer, Negotiated)> {
+        match leg {
+            Leg::Patient => &mut self.patient_timer,
+            Leg::Agent => &mut self.agent_timer,
+        }
+    }
+
+    /// A leg's running session timer and what it was negotiated as.
+    pub fn timer(&self, leg: Leg) -> Option<(SessionTimer, Negotiated)> {
+        match leg {
+            Leg::Patient => self.patient_timer,
+            Leg::Agent => self.agent_timer,
+        }
+    }
+
+    /// The recording's index row with this length and these gaps, if the call is recorded.
+    pub fn recording_row(&self, duration_ms: u64, gaps: Vec<Gap>) -> Option<Recording> {
         let r = self.recording.as_ref()?;
         Some(Recording {
             id: r.id.clone(),
@@ -182,7 +198,7 @@ impl Call {
             started_at: r.started_at,
             duration_ms,
             channels: 2,
-            gaps: Vec::new(),
+            gaps,
             path: r.path.to_string_lossy().into_owned(),
         })
     }

@@ -407,6 +407,21 @@ impl Core {
         }
     }
 
+    /// Our endpoint towards a call's leg (the transport its phone reached us on).
+    pub(crate) fn leg_local(
+        &self,
+        c: &crate::call::Call,
+        leg: crate::io::Leg,
+    ) -> Option<LocalEndpoint> {
+        match leg {
+            crate::io::Leg::Patient => self.local_for(c.patient_peer.transport),
+            crate::io::Leg::Agent => c
+                .agent_dialog
+                .as_ref()
+                .and_then(|d| self.local_for(d.peer.transport)),
+        }
+    }
+
     /// A fresh token for a socket.
     pub(crate) fn token(&mut self) -> PortToken {
         let t = PortToken(self.next_token);

@@ -17,17 +17,15 @@ use crate::call::{PatientLookup, Phase, Side};
 use crate::control::{ClientTx, Core, Due};
 use crate::desk::DeskEvent;
 use crate::io::{Leg, MediaCommand, Metric, Output};
+use crate::records::Gap;
 
 impl Core {
     /// Ends a call from `side`: the other legs are released, the record is written.
     pub(crate) fn hang_up(&mut self, now: Instant, id: CallId, side: Side, reason: &str) {
         let ended_at = self.wall(now);
         let Some(c) = self.calls.get(&id) else { return };
-        let patient_local = self.local_for(c.patient_peer.transport);
-        let agent_local = c
-            .agent_dialog
-            .as_ref()
-            .and_then(|d| self.local_for(d.peer.transport));
+        let patient_local = self.leg_local(c, Leg::Patient);
+        let agent_local = self.leg_local(c, Leg::Agent);
         let patient_branch = self.ids.branch();
         let agent_branch = self.ids.branch();
         let Some(c) = self.calls.get_mut(&id) else {
@@ -131,18 +129,7 @@ impl Core {
         recording: Option<Result<crate::records::RecordingDone, String>>,
     ) {
         match recording {
-            Some(Ok(done)) => {
-                if let Some(row) = self
-                    .calls
-                    .get(&id)
-                    .and_then(|c| c.recording_row(done.duration_ms))
-                {
-                    self.emit(Output::StoreRecording(crate::records::Recording {
-                        gaps: done.gaps,
-                        ..row
-                    }));
-                }
-            }
+            Some(Ok(done)) => self.save_recording_row(id, done.duration_ms, done.gaps),
             Some(Err(e)) => warn!(error = %e, "recording ended with an error"),
             None => {}
         }
@@ -200,11 +187,11 @@ impl Core {
     }
 
     /// Writes (or rewrites) the call's recording index row.
-    pub(crate) fn save_recording_row(&mut self, id: CallId, duration_ms: u64) {
+    pub(crate) fn save_recording_row(&mut self, id: CallId, duration_ms: u64, gaps: Vec<Gap>) {
         if let Some(row) = self
             .calls
             .get(&id)
-            .and_then(|c| c.recording_row(duration_ms))
+            .and_then(|c| c.recording_row(duration_ms, gaps))
         {
             self.emit(Output::StoreRecording(row));
         }

@@ -95,8 +95,7 @@ impl Core {
         let timer = match crate::refresh::negotiate_as_uas(&request) {
             Ok(timer) => timer,
             Err(()) => {
-                let r = response_to(&request, 422, "Session Interval Too Small", None)
-                    .with_header("Min-SE", &crate::session_timer::MIN_SE.to_string());
+                let r = crate::refresh::interval_too_small(&request);
                 self.transactions.send_response(now, &key, r);
                 return;
             }

@@ -45,11 +45,6 @@ impl Ports {
     pub fn in_use(&self) -> usize {
         self.in_use
     }
-
-    /// Ports free now.
-    pub fn free(&self) -> usize {
-        self.free.len()
-    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,12 @@ pub(crate) fn negotiated_as_uac(response: &Response) -> Option<Negotiated> {
     })
 }
 
+/// The 422 for a request whose `Session-Expires` is below [`MIN_SE`] (RFC 4028 §8.1).
+pub(crate) fn interval_too_small(request: &Request) -> Response {
+    response_to(request, 422, "Session Interval Too Small", None)
+        .with_header("Min-SE", &MIN_SE.to_string())
+}
+
 /// Adds the session-timer headers of `n` to a 2xx.
 pub(crate) fn with_timer_headers(response: Response, n: Option<&Negotiated>) -> Response {
     let Some(n) = n else { return response };
@@ -105,11 +111,7 @@ impl Core {
             return;
         };
         let timer = SessionTimer::new(now, n.expires.seconds, n.we_refresh);
-        let slot = match leg {
-            Leg::Patient => &mut c.patient_timer,
-            Leg::Agent => &mut c.agent_timer,
-        };
-        *slot = Some((timer, *n));
+        *c.timer_mut(leg) = Some((timer, *n));
         self.deadlines
             .set(Due::Session(call, leg), Some(timer.deadline));
     }
@@ -119,7 +121,7 @@ impl Core {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let Some((timer, n)) = leg_timer(c, leg) else {
+        let Some((timer, n)) = c.timer(leg) else {
             return;
         };
         if !timer.we_refresh {
@@ -139,13 +141,7 @@ impl Core {
         }
         .header();
         let branch = self.ids.branch();
-        let local = match leg {
-            Leg::Patient => self.local_for(c.patient_peer.transport),
-            Leg::Agent => c
-                .agent_dialog
-                .as_ref()
-                .and_then(|d| self.local_for(d.peer.transport)),
-        };
+        let local = self.leg_local(c, leg);
         let Some(local) = local else { return };
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -177,18 +173,7 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let slot = match leg {
-            Leg::Patient => &mut c.patient_timer,
-            Leg::Agent => &mut c.agent_timer,
-        };
         match status {
-            Some(200..=299) => {
-                if let Some((timer, _)) = slot.as_mut() {
-                    timer.refreshed(now);
-                    let at = timer.deadline;
-                    self.deadlines.set(Due::Session(call, leg), Some(at));
-                }
-            }
             Some(405 | 420 | 501) => {
                 c.span.in_scope(|| {
                     warn!(
@@ -196,14 +181,15 @@ impl Core {
                         "the phone does not take UPDATE: session refreshes off"
                     )
                 });
-                *slot = None;
+                *c.timer_mut(leg) = None;
             }
             Some(408 | 481) | None => {
                 self.hang_up(now, call, Side::System, "session_refresh_failed");
             }
+            // A 2xx refreshed the session; another failure is tried again: either
+            // way the next refresh is due half an interval from now.
             Some(_) => {
-                // Try again at the next half interval.
-                if let Some((timer, _)) = slot.as_mut() {
+                if let Some((timer, _)) = c.timer_mut(leg).as_mut() {
                     timer.refreshed(now);
                     let at = timer.deadline;
                     self.deadlines.set(Due::Session(call, leg), Some(at));
@@ -229,13 +215,7 @@ impl Core {
             _ => Leg::Patient,
         };
         let Some(c) = self.calls.get(&id) else { return };
-        let local = match leg {
-            Leg::Patient => self.local_for(c.patient_peer.transport),
-            Leg::Agent => c
-                .agent_dialog
-                .as_ref()
-                .and_then(|d| self.local_for(d.peer.transport)),
-        };
+        let local = self.leg_local(c, leg);
         let ours = match leg {
             Leg::Patient => Some(c.patient_sdp.clone()),
             Leg::Agent => c.agent_sdp.clone(),
@@ -257,10 +237,9 @@ impl Core {
             return;
         }
         let negotiated = match negotiate_as_uas(&request) {
-            Ok(n) => n.or_else(|| leg_timer(c, leg).map(|(_, n)| n)),
+            Ok(n) => n.or_else(|| c.timer(leg).map(|(_, n)| n)),
             Err(()) => {
-                let r = response_to(&request, 422, "Session Interval Too Small", None)
-                    .with_header("Min-SE", &MIN_SE.to_string());
+                let r = interval_too_small(&request);
                 self.transactions.send_response(now, &key, r);
                 return;
             }
@@ -277,14 +256,6 @@ impl Core {
         if let Some(n) = negotiated {
             self.start_session_timer(now, id, leg, &n);
         }
-    }
-}
-
-/// The leg's running timer and what it was negotiated as.
-fn leg_timer(c: &Call, leg: Leg) -> Option<(SessionTimer, Negotiated)> {
-    match leg {
-        Leg::Patient => c.patient_timer,
-        Leg::Agent => c.agent_timer,
     }
 }
 

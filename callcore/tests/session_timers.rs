@@ -95,6 +95,13 @@ impl Bench {
             .collect()
     }
 
+    /// The first final response to the INVITE.
+    fn invite_answer(&self) -> Option<Response> {
+        self.responses("INVITE")
+            .into_iter()
+            .find(|r| r.status() >= 200)
+    }
+
     /// Requests the core sent the phone, by method (retransmissions counted once).
     fn requests(&self, method: &str) -> Vec<Request> {
         let mut seen = std::collections::HashSet::new();
@@ -125,10 +132,7 @@ impl Bench {
         }
         let invite = b.body("application/sdp", sdp(MEDIA)).build();
         self.send(SipMessage::Request(invite.clone()));
-        let ok = self
-            .responses("INVITE")
-            .into_iter()
-            .find(|r| r.status() >= 200);
+        let ok = self.invite_answer();
         let dialog = match ok {
             Some(ok) if ok.status() == 200 => {
                 let d = Dialog::uac(&invite, &ok, Peer::udp(CORE_SIP)).expect("dialog");
@@ -197,9 +201,8 @@ fn a_phone_that_refreshes_keeps_its_call_and_one_that_stops_is_hung_up_before_th
     ]);
     let mut dialog = dialog.expect("the call is answered");
     let ok = b
-        .responses("INVITE")
-        .into_iter()
-        .find(|r| r.status() == 200)
+        .invite_answer()
+        .filter(|r| r.status() == 200)
         .expect("200");
     assert_eq!(
         header(&ok, "Session-Expires").as_deref(),
@@ -247,11 +250,7 @@ fn an_interval_below_90_s_gets_422_with_min_se_and_nothing_is_allocated() {
     let mut b = Bench::new();
     let (_, dialog) = b.call(&[("Session-Expires", "60"), ("Supported", "timer")]);
     assert!(dialog.is_none());
-    let r = b
-        .responses("INVITE")
-        .into_iter()
-        .find(|r| r.status() >= 200)
-        .expect("a final answer");
+    let r = b.invite_answer().expect("a final answer");
     assert_eq!(r.status(), 422);
     assert_eq!(header(&r, "Min-SE").as_deref(), Some("90"));
     assert_eq!(
@@ -269,9 +268,8 @@ fn where_the_phone_cannot_refresh_we_do_and_stop_if_it_does_not_take_update() {
     let (_, dialog) = b.call(&[("Session-Expires", "120")]);
     assert!(dialog.is_some());
     let ok = b
-        .responses("INVITE")
-        .into_iter()
-        .find(|r| r.status() == 200)
+        .invite_answer()
+        .filter(|r| r.status() == 200)
         .expect("200");
     assert_eq!(
         header(&ok, "Session-Expires").as_deref(),
@@ -315,9 +313,8 @@ fn a_refresh_reinvite_gets_the_same_sdp_and_a_media_change_gets_488_without_endi
     let (_, dialog) = b.call(&[]);
     let mut dialog = dialog.expect("answered");
     let first = b
-        .responses("INVITE")
-        .into_iter()
-        .find(|r| r.status() == 200)
+        .invite_answer()
+        .filter(|r| r.status() == 200)
         .expect("200");
 
     let same = b.in_dialog(&mut dialog, Method::Invite, &[], Some(sdp(MEDIA)));

@@ -436,12 +436,9 @@ fn run(a: RunArgs) -> ExitCode {
     };
     // One thread: every agent's desk socket and every call's SIP and RTP are read by the
     // same loop, so their order of arrival is the order they are handled in.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match current_thread_runtime() {
         Ok(r) => r,
-        Err(e) => return usage_error(format!("tokio runtime: {e}")),
+        Err(code) => return code,
     };
     let result = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -454,18 +451,12 @@ fn run(a: RunArgs) -> ExitCode {
         Err(e) => return usage_error(format!("{e:#}")),
     };
     summary.violations = summary::check(&summary, &thresholds);
-    print!("{}", summary::render_text(&summary));
-    if a.json {
-        match serde_json::to_string(&summary) {
-            Ok(j) => println!("{j}"),
-            Err(e) => eprintln!("switchboard-load: summary as JSON: {e}"),
-        }
-    }
-    if summary.violations.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    report(
+        &summary::render_text(&summary),
+        &summary,
+        a.json,
+        &summary.violations,
+    )
 }
 
 fn relay_rtpengine(a: RtpengineArgs) -> ExitCode {
@@ -492,12 +483,9 @@ fn relay_rtpengine(a: RtpengineArgs) -> ExitCode {
         verbose: a.verbose,
     };
     // One thread, as `run`: the same sender and receive loop shape on both sides.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match current_thread_runtime() {
         Ok(r) => r,
-        Err(e) => return usage_error(format!("tokio runtime: {e}")),
+        Err(code) => return code,
     };
     let result = runtime.block_on(rtpengine::run(&cfg));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -506,14 +494,37 @@ fn relay_rtpengine(a: RtpengineArgs) -> ExitCode {
         Err(e) => return usage_error(format!("rtpengine: {e:#}")),
     };
     summary.violations = rtpengine::check(&summary, a.max_loss_pct);
-    print!("{}", rtpengine::render_text(&summary));
-    if a.json {
-        match serde_json::to_string(&summary) {
+    report(
+        &rtpengine::render_text(&summary),
+        &summary,
+        a.json,
+        &summary.violations,
+    )
+}
+
+/// A one-thread tokio runtime, or the usage error saying why there is none.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| usage_error(format!("tokio runtime: {e}")))
+}
+
+/// Prints a summary (and its JSON, if asked); exit 0 when no threshold was missed, else 1.
+fn report<S: serde::Serialize>(
+    text: &str,
+    summary: &S,
+    json: bool,
+    violations: &[String],
+) -> ExitCode {
+    print!("{text}");
+    if json {
+        match serde_json::to_string(summary) {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("switchboard-load: summary as JSON: {e}"),
         }
     }
-    if summary.violations.is_empty() {
+    if violations.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

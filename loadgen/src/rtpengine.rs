@@ -473,17 +473,7 @@ pub fn render_text(s: &RelaySummary) -> String {
         ("caller→callee", &s.caller_to_callee),
         ("callee→caller", &s.callee_to_caller),
     ] {
-        let _ = writeln!(
-            o,
-            "  rtp {name}: sent {} received {} lost {} ({:.3}%) out-of-order {} jitter mean {:.2} max {:.2} ms",
-            d.sent,
-            d.received,
-            d.lost,
-            d.loss_pct,
-            d.out_of_order,
-            d.jitter_mean_ms,
-            d.jitter_max_ms
-        );
+        summary::rtp_line(&mut o, name, d);
         let x = &d.delay;
         let _ = writeln!(
             o,
@@ -500,13 +490,7 @@ pub fn render_text(s: &RelaySummary) -> String {
     if let Some(w) = &s.window {
         summary::window_lines(&mut o, "window", w);
     }
-    if s.violations.is_empty() {
-        let _ = writeln!(o, "  thresholds: all met");
-    } else {
-        for v in &s.violations {
-            let _ = writeln!(o, "  THRESHOLD MISSED: {v}");
-        }
-    }
+    summary::threshold_lines(&mut o, &s.violations);
     o
 }
 

@@ -209,6 +209,15 @@ pub fn check(s: &Summary, t: &Thresholds) -> Vec<String> {
     v
 }
 
+/// The `rtp NAME: sent … jitter …` line of one direction (shared with `rtpengine`).
+pub fn rtp_line(o: &mut String, name: &str, d: &Direction) {
+    let _ = writeln!(
+        o,
+        "  rtp {name}: sent {} received {} lost {} ({:.3}%) out-of-order {} jitter mean {:.2} max {:.2} ms",
+        d.sent, d.received, d.lost, d.loss_pct, d.out_of_order, d.jitter_mean_ms, d.jitter_max_ms
+    );
+}
+
 fn dist(out: &mut String, name: &str, d: &Distribution) {
     if d.count == 0 {
         let _ = writeln!(out, "  {name:<22} (none)");
@@ -295,17 +304,7 @@ pub fn render_text(s: &Summary) -> String {
         ("patient→agent", &s.patient_to_agent),
         ("agent→patient", &s.agent_to_patient),
     ] {
-        let _ = writeln!(
-            o,
-            "  rtp {name}: sent {} received {} lost {} ({:.3}%) out-of-order {} jitter mean {:.2} max {:.2} ms",
-            d.sent,
-            d.received,
-            d.lost,
-            d.loss_pct,
-            d.out_of_order,
-            d.jitter_mean_ms,
-            d.jitter_max_ms
-        );
+        rtp_line(&mut o, name, d);
         dist(&mut o, &format!("delay {name}"), &d.delay);
     }
     let _ = writeln!(o, "  prompt/hold packets at patients: {}", s.prompt_packets);
@@ -337,14 +336,19 @@ pub fn render_text(s: &Summary) -> String {
             r.sampled, r.missing, r.unreadable, r.frames_checked, r.silent_frames, r.silent_pct
         );
     }
-    if s.violations.is_empty() {
+    threshold_lines(&mut o, &s.violations);
+    o
+}
+
+/// "thresholds: all met", or one "THRESHOLD MISSED" line per violation (shared with `rtpengine`).
+pub fn threshold_lines(o: &mut String, violations: &[String]) {
+    if violations.is_empty() {
         let _ = writeln!(o, "  thresholds: all met");
     } else {
-        for v in &s.violations {
+        for v in violations {
             let _ = writeln!(o, "  THRESHOLD MISSED: {v}");
         }
     }
-    o
 }
 
 #[cfg(test)]
