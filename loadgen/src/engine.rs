@@ -1,6 +1,7 @@
 //! The run: one task owning every agent and call, driven by a `select!` over the SIP
-//! socket, the two RTP sockets, desk events and one 20 ms tick that paces all media,
-//! launches calls and fires timers. Agents' desks are small tasks feeding it a channel.
+//! socket, the two RTP sockets, desk events and one 2 ms tick that paces all media (each
+//! call in one of ten slots, so the calls' packets are spread over the 20 ms as real phones'
+//! are, not sent in one burst), launches calls and fires timers. Agents' desks are small tasks feeding it a channel.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -25,12 +26,12 @@ use tokio::time::MissedTickBehavior;
 use crate::calls::{Agent, Call, Phase};
 use crate::desk::{self, DeskEvent, DeskMsg, DeskNote, DeskRead, DeskStream};
 use crate::marker::{Direction, tone_frame};
-use crate::media_io::{self, Arrival, Sender, us_since};
+use crate::media_io::{self, Arrival, Sender};
 use crate::procstat::{self, ProcSample};
 use crate::recording_check;
 use crate::relay_cpu::SteadyWindow;
 use crate::server_config::agent_credentials;
-use crate::stats::Samples;
+use crate::stats::{Histogram, Samples};
 use crate::summary::{self, CallCounts, ProcFigures, Summary};
 
 /// Who hangs up each call.
@@ -90,7 +91,12 @@ pub enum Timer {
 
 /// In-flight packets get this long after the senders stop, before the BYE.
 pub const DRAIN: Duration = Duration::from_millis(300);
-const TICK: Duration = Duration::from_millis(20);
+/// The media clock's step: a tenth of a packet time; call `i` sends in slot `i % SLOTS`.
+pub const TICK: Duration = Duration::from_millis(2);
+/// Ticks per 20 ms packet time.
+pub const SLOTS: u64 = 10;
+/// Datagrams read from one RTP socket per wake-up at most.
+const RTP_BATCH: usize = 64;
 /// How long the end of the run waits for BYEs to be answered.
 const WIND_DOWN: Duration = Duration::from_secs(3);
 
@@ -126,8 +132,8 @@ pub struct Engine {
     pub queue_to_agent: Samples,
     pub pop_latency: Samples,
     pub pop_lead: Samples,
-    pub delays: [Samples; 2],
-    pub tick_lag: Samples,
+    pub delays: [Histogram; 2],
+    pub tick_lag: Histogram,
     pub invites_before_pop: u64,
     pub anomalies: std::collections::BTreeMap<String, u64>,
     pub missed_events: u64,
@@ -138,6 +144,8 @@ pub struct Engine {
     agent_tone: [u8; 160],
     calls_start: Option<Instant>,
     next_launch: usize,
+    /// Media ticks so far (the slot is `ticks % SLOTS`).
+    ticks: u64,
     deadline: Option<Instant>,
     wind_down_until: Option<Instant>,
     server_first: Option<ProcSample>,
@@ -171,6 +179,9 @@ impl Engine {
                 eprintln!("switchboard-load: receive buffer {got} bytes (net.core.rmem_max)");
             }
         }
+        for s in [&patient_rtp, &agent_rtp] {
+            media_io::stamp_arrivals(s).context("asking for kernel arrival stamps")?;
+        }
         let local_sip = sip_socket.local_addr()?;
         let mut agents = Vec::with_capacity(cfg.agents);
         let mut agent_by_id = HashMap::new();
@@ -195,7 +206,6 @@ impl Engine {
                 calls_answered: 0,
             });
         }
-        let per_direction = (cfg.calls as f64 * (cfg.hold.as_secs_f64() * 50.0 + 10.0)) as usize;
         Ok(Engine {
             epoch: Instant::now(),
             patient_local: LocalEndpoint {
@@ -229,11 +239,8 @@ impl Engine {
             queue_to_agent: Samples::with_capacity(cfg.calls),
             pop_latency: Samples::with_capacity(cfg.calls),
             pop_lead: Samples::with_capacity(cfg.calls * 2),
-            delays: [
-                Samples::with_capacity(per_direction),
-                Samples::with_capacity(per_direction),
-            ],
-            tick_lag: Samples::with_capacity(4096),
+            delays: [Histogram::default(), Histogram::default()],
+            tick_lag: Histogram::default(),
             invites_before_pop: 0,
             anomalies: std::collections::BTreeMap::new(),
             missed_events: 0,
@@ -244,6 +251,7 @@ impl Engine {
             agent_tone: tone_frame(1000.0, 6000),
             calls_start: None,
             next_launch: 0,
+            ticks: 0,
             deadline: None,
             wind_down_until: None,
             server_first: None,
@@ -291,8 +299,8 @@ impl Engine {
         let patient_rtp = self.patient_rtp.clone();
         let agent_rtp = self.agent_rtp.clone();
         let mut sip_buf = vec![0u8; 65_536];
-        let mut prx = [0u8; 2048];
-        let mut arx = [0u8; 2048];
+        let mut rx_buf = [0u8; 2048];
+        let mut stamp_buf = media_io::stamp_buffer();
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let setup_deadline = Instant::now() + self.cfg.setup_timeout;
@@ -310,22 +318,14 @@ impl Engine {
                         Err(_) => self.sip_errors += 1,
                     }
                 }
-                r = patient_rtp.recv_from(&mut prx) => {
-                    if let Ok((n, _)) = r {
-                        self.on_rtp(Direction::AgentToPatient, prx.get(..n).unwrap_or_default());
-                        for _ in 0..64 {
-                            let Ok((n, _)) = patient_rtp.try_recv_from(&mut prx) else { break };
-                            self.on_rtp(Direction::AgentToPatient, prx.get(..n).unwrap_or_default());
-                        }
+                r = patient_rtp.readable() => {
+                    if r.is_ok() {
+                        self.drain_rtp(&patient_rtp, Direction::AgentToPatient, &mut rx_buf, &mut stamp_buf);
                     }
                 }
-                r = agent_rtp.recv_from(&mut arx) => {
-                    if let Ok((n, _)) = r {
-                        self.on_rtp(Direction::PatientToAgent, arx.get(..n).unwrap_or_default());
-                        for _ in 0..64 {
-                            let Ok((n, _)) = agent_rtp.try_recv_from(&mut arx) else { break };
-                            self.on_rtp(Direction::PatientToAgent, arx.get(..n).unwrap_or_default());
-                        }
+                r = agent_rtp.readable() => {
+                    if r.is_ok() {
+                        self.drain_rtp(&agent_rtp, Direction::PatientToAgent, &mut rx_buf, &mut stamp_buf);
                     }
                 }
                 msg = desk_rx.recv() => {
@@ -427,12 +427,17 @@ impl Engine {
                 digit_event: self.cfg.digit_event,
                 errors: &mut self.rtp_send_errors,
             };
+            let slot = self.ticks % SLOTS;
             for &i in &self.active {
+                if u64::from(i) % SLOTS != slot {
+                    continue;
+                }
                 if let Some(call) = self.calls.get_mut(i as usize) {
                     sender.tick(call, now, &mut buf);
                 }
             }
         }
+        self.ticks += 1;
         // Timers.
         for _ in 0..100_000 {
             match self.timers.peek() {
@@ -536,8 +541,20 @@ impl Engine {
         }
     }
 
-    fn on_rtp(&mut self, dir: Direction, packet: &[u8]) {
-        let received = us_since(self.epoch, Instant::now());
+    /// Reads what waits on one RTP socket (a bounded batch, so SIP and the tick get their
+    /// turn), each packet timed by the kernel's arrival stamp.
+    fn drain_rtp(&mut self, socket: &UdpSocket, dir: Direction, buf: &mut [u8], stamps: &mut [u8]) {
+        let clock = media_io::ArrivalClock::read(self.epoch);
+        for _ in 0..RTP_BATCH {
+            let Ok((n, stamp)) = media_io::try_recv_stamped(socket, buf, stamps) else {
+                break;
+            };
+            let received = clock.arrival_us(stamp);
+            self.on_rtp(dir, buf.get(..n).unwrap_or_default(), received);
+        }
+    }
+
+    fn on_rtp(&mut self, dir: Direction, packet: &[u8], received: u64) {
         let delays = &mut self.delays[dir.index()];
         let arrival = media_io::receive(&mut self.calls, dir, packet, received, delays);
         if arrival == Arrival::Unmarked && dir == Direction::AgentToPatient {

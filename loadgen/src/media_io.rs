@@ -9,7 +9,7 @@ use tokio::net::UdpSocket;
 
 use crate::calls::{Call, Phase, StreamRx};
 use crate::marker::{self, Direction, Marker};
-use crate::stats::Samples;
+use crate::stats::Histogram;
 
 /// RTP payload type of PCMU.
 pub const PT_PCMU: u8 = 0;
@@ -158,6 +158,95 @@ pub fn widen_receive_buffer(socket: &UdpSocket, bytes: usize) -> std::io::Result
     s.recv_buffer_size()
 }
 
+/// Asks the kernel to stamp every datagram's arrival on `socket` (`SO_TIMESTAMPNS`).
+pub fn stamp_arrivals(socket: &UdpSocket) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+    setsockopt(socket, ReceiveTimestampns, &true).map_err(std::io::Error::from)
+}
+
+/// Room for one `SO_TIMESTAMPNS` control message.
+pub fn stamp_buffer() -> Vec<u8> {
+    nix::cmsg_space!(nix::sys::time::TimeSpec)
+}
+
+/// Reads one waiting datagram into `buf` without blocking: its length and the kernel's
+/// arrival stamp (CLOCK_REALTIME, µs), if the socket has [`stamp_arrivals`] on.
+/// `WouldBlock` when nothing is waiting (and the socket's readiness is cleared).
+pub fn try_recv_stamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> std::io::Result<(usize, Option<i64>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    socket.try_io(tokio::io::Interest::READABLE, || {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let msg = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut *cmsg),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(std::io::Error::from)?;
+        let stamp = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|m| match m {
+                ControlMessageOwned::ScmTimestampns(t) => {
+                    Some(t.tv_sec() * 1_000_000 + t.tv_nsec() / 1_000)
+                }
+                _ => None,
+            })
+        });
+        Ok((msg.bytes, stamp))
+    })
+}
+
+/// Converts kernel arrival stamps (realtime) to µs since the run's monotonic `epoch`: the
+/// two clocks' difference, read once per batch of datagrams (so a clock step mid-run moves
+/// at most one batch). The realtime read is bracketed by two monotonic ones and the tightest
+/// of three brackets kept, so a preemption between the reads does not shift the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct ArrivalClock {
+    realtime_minus_epoch_us: i64,
+    now_us: u64,
+}
+
+impl ArrivalClock {
+    /// Reads both clocks now.
+    pub fn read(epoch: Instant) -> Self {
+        let mono = || i64::try_from(us_since(epoch, Instant::now())).unwrap_or(i64::MAX);
+        let real = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        };
+        let mut best: Option<(i64, i64, i64)> = None; // (bracket width, offset, now)
+        for _ in 0..3 {
+            let (before, r, after) = (mono(), real(), mono());
+            let width = after - before;
+            if best.is_none_or(|(w, _, _)| width < w) {
+                best = Some((width, r - (before + after) / 2, after));
+            }
+            if width <= 2 {
+                break;
+            }
+        }
+        let (_, offset, now) = best.unwrap_or((0, 0, 0));
+        ArrivalClock {
+            realtime_minus_epoch_us: offset,
+            now_us: u64::try_from(now).unwrap_or(0),
+        }
+    }
+
+    /// When a datagram arrived, µs since the epoch: the kernel's stamp if there is one,
+    /// else the time this clock was read.
+    pub fn arrival_us(&self, stamp: Option<i64>) -> u64 {
+        stamp
+            .and_then(|s| u64::try_from(s - self.realtime_minus_epoch_us).ok())
+            .unwrap_or(self.now_us)
+    }
+}
+
 /// What a received packet was.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arrival {
@@ -175,7 +264,7 @@ pub fn receive(
     expected: Direction,
     packet: &[u8],
     received_us: u64,
-    delays: &mut Samples,
+    delays: &mut Histogram,
 ) -> Arrival {
     let Some(m) = marker_of(packet, expected) else {
         return Arrival::Unmarked;
@@ -200,7 +289,7 @@ pub fn measure(
     window_start_us: Option<u64>,
     m: &Marker,
     received_us: u64,
-    delays: &mut Samples,
+    delays: &mut Histogram,
 ) -> Arrival {
     if window_start_us.is_none_or(|w| m.sent_us < w) {
         return Arrival::Unmeasured;
@@ -251,7 +340,7 @@ mod tests {
             Call::new(1, "b".into(), (3, 4), false),
         ];
         calls[1].window_start_us = Some(1_000_000);
-        let mut delays = Samples::with_capacity(8);
+        let mut delays = Histogram::default();
         let d = Direction::AgentToPatient;
         // Before the window, wrong direction, unknown call, not ours: not measured.
         assert_eq!(
@@ -313,5 +402,37 @@ mod tests {
         assert_eq!((rx.received, rx.out_of_order, rx.last_seq), (2, 1, Some(5)));
         assert_eq!(calls[0].rx[d.index()].received, 0);
         assert_eq!(delays.distribution().max_ms, 23.0);
+    }
+
+    #[tokio::test]
+    async fn kernel_stamps_time_a_packet_when_it_arrived_not_when_it_was_read() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        stamp_arrivals(&rx).expect("SO_TIMESTAMPNS");
+        // The kernel turns stamping on from deferred work: until it has run, datagrams are
+        // stamped when read. The generator asks long before media flows; so does this test.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let epoch = Instant::now();
+        let to = rx.local_addr().expect("addr");
+        tx.send_to(b"one", to).await.expect("send");
+        let sent_us = us_since(epoch, Instant::now());
+        // Read it 300 ms late, as a busy generator would.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rx.readable().await.expect("readable");
+        let (mut buf, mut stamps) = ([0u8; 64], stamp_buffer());
+        let clock = ArrivalClock::read(epoch);
+        let (n, stamp) = try_recv_stamped(&rx, &mut buf, &mut stamps).expect("a datagram");
+        assert_eq!(buf.get(..n), Some(&b"one"[..]));
+        assert!(stamp.is_some(), "the kernel stamped it");
+        let arrived = clock.arrival_us(stamp);
+        // Arrival at sending (clock reads differ by µs), not 300 ms later.
+        assert!(
+            arrived.abs_diff(sent_us) < 150_000,
+            "arrived {arrived} µs, sent {sent_us} µs"
+        );
+        assert!(clock.arrival_us(None) >= sent_us + 300_000);
+        // Nothing more: WouldBlock, not a stale packet.
+        let again = try_recv_stamped(&rx, &mut buf, &mut stamps);
+        assert!(again.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock));
     }
 }

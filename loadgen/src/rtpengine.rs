@@ -26,14 +26,16 @@ use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 use crate::calls::StreamRx;
+use crate::engine::{SLOTS, TICK};
 use crate::marker::{Direction, tone_frame};
 use crate::media_io::{self, PT_EVENT, us_since};
 use crate::ng::{NgClient, NgError};
 use crate::relay_cpu::{Pair, WindowFigures};
-use crate::stats::Samples;
+use crate::stats::{Histogram, Samples};
 use crate::summary;
 
-const TICK: Duration = Duration::from_millis(20);
+/// Datagrams read from one socket per wake-up at most.
+const RTP_BATCH: usize = 64;
 /// In-flight packets get this long after the senders stop.
 const DRAIN: Duration = Duration::from_millis(300);
 /// Deletes that time out one after another before the rest are skipped (daemon gone).
@@ -118,6 +120,7 @@ pub async fn run(cfg: &RtpengineConfig) -> Result<RelaySummary> {
         let got = media_io::widen_receive_buffer(s, media_io::RTP_RECV_BUFFER)
             .context("widening an RTP socket's receive buffer")?;
         log(cfg, format!("RTP receive buffer {got} bytes"));
+        media_io::stamp_arrivals(s).context("asking for kernel arrival stamps")?;
     }
     let mut ng = NgClient::connect(cfg.bind, cfg.ng)
         .await
@@ -301,13 +304,13 @@ async fn tear_down(ng: &mut NgClient, sessions: &[Session], verbose: bool) -> u6
 
 struct Pumped {
     window: Option<WindowFigures>,
-    delays: [Samples; 2],
-    tick_lag: Samples,
+    delays: [Histogram; 2],
+    tick_lag: Histogram,
     unmarked: u64,
     send_errors: u64,
 }
 
-/// Warm-up, measured window, drain: one task, one 20 ms tick for every stream, as `run`.
+/// Warm-up, measured window, drain: one task, one 2 ms tick pacing the streams in ten slots, as `run`.
 async fn pump(
     cfg: &RtpengineConfig,
     caller: &UdpSocket,
@@ -315,15 +318,10 @@ async fn pump(
     sessions: &mut [Session],
 ) -> Pumped {
     let tones = [tone_frame(400.0, 6000), tone_frame(1000.0, 6000)];
-    let per_direction =
-        (sessions.len() as f64 * (cfg.seconds.as_secs_f64() * 50.0 + 10.0)) as usize;
     let mut out = Pumped {
         window: None,
-        delays: [
-            Samples::with_capacity(per_direction),
-            Samples::with_capacity(per_direction),
-        ],
-        tick_lag: Samples::with_capacity(4096),
+        delays: [Histogram::default(), Histogram::default()],
+        tick_lag: Histogram::default(),
         unmarked: 0,
         send_errors: 0,
     };
@@ -334,31 +332,22 @@ async fn pump(
     let mut window_start_us: Option<u64> = None;
     let mut first: Option<Pair> = None;
     let mut buf = [0u8; 256];
-    let mut crx = [0u8; 2048];
-    let mut erx = [0u8; 2048];
+    let mut rx = [0u8; 2048];
+    let mut stamps = media_io::stamp_buffer();
+    let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     // Ends at `end`: the ticker fires every 20 ms whatever else arrives.
     loop {
         tokio::select! {
-            r = callee.recv_from(&mut erx) => {
-                if let Ok((n, _)) = r {
-                    let d = Direction::PatientToAgent;
-                    receive(sessions, d, erx.get(..n).unwrap_or_default(), epoch, window_start_us, &mut out);
-                    for _ in 0..64 {
-                        let Ok((n, _)) = callee.try_recv_from(&mut erx) else { break };
-                        receive(sessions, d, erx.get(..n).unwrap_or_default(), epoch, window_start_us, &mut out);
-                    }
+            r = callee.readable() => {
+                if r.is_ok() {
+                    drain(callee, Direction::PatientToAgent, sessions, epoch, window_start_us, &mut rx, &mut stamps, &mut out);
                 }
             }
-            r = caller.recv_from(&mut crx) => {
-                if let Ok((n, _)) = r {
-                    let d = Direction::AgentToPatient;
-                    receive(sessions, d, crx.get(..n).unwrap_or_default(), epoch, window_start_us, &mut out);
-                    for _ in 0..64 {
-                        let Ok((n, _)) = caller.try_recv_from(&mut crx) else { break };
-                        receive(sessions, d, crx.get(..n).unwrap_or_default(), epoch, window_start_us, &mut out);
-                    }
+            r = caller.readable() => {
+                if r.is_ok() {
+                    drain(caller, Direction::AgentToPatient, sessions, epoch, window_start_us, &mut rx, &mut stamps, &mut out);
                 }
             }
             scheduled = ticker.tick() => {
@@ -373,7 +362,8 @@ async fn pump(
                     log(cfg, "measured window opens");
                 }
                 if now < stop {
-                    send_all(sessions, [caller, callee], &tones, epoch, window_start_us, &mut buf, &mut out.send_errors);
+                    send_slot(sessions, ticks % SLOTS, [caller, callee], &tones, epoch, window_start_us, &mut buf, &mut out.send_errors);
+                    ticks += 1;
                 } else if out.window.is_none() && let Some(f) = first.take() {
                     let last = Pair::sample(cfg.pid);
                     out.window = f.figures_to(&last, cfg.pid, cfg.streams as u64);
@@ -385,15 +375,43 @@ async fn pump(
     out
 }
 
+/// Reads a bounded batch from one socket, each packet timed by its kernel arrival stamp.
+#[allow(clippy::too_many_arguments)]
+fn drain(
+    socket: &UdpSocket,
+    dir: Direction,
+    sessions: &mut [Session],
+    epoch: Instant,
+    window_start_us: Option<u64>,
+    buf: &mut [u8],
+    stamps: &mut [u8],
+    out: &mut Pumped,
+) {
+    let clock = media_io::ArrivalClock::read(epoch);
+    for _ in 0..RTP_BATCH {
+        let Ok((n, stamp)) = media_io::try_recv_stamped(socket, buf, stamps) else {
+            break;
+        };
+        let packet = buf.get(..n).unwrap_or_default();
+        receive(
+            sessions,
+            dir,
+            packet,
+            clock.arrival_us(stamp),
+            window_start_us,
+            out,
+        );
+    }
+}
+
 fn receive(
     sessions: &mut [Session],
     dir: Direction,
     packet: &[u8],
-    epoch: Instant,
+    received: u64,
     window_start_us: Option<u64>,
     out: &mut Pumped,
 ) {
-    let received = us_since(epoch, Instant::now());
     let Some(m) = media_io::marker_of(packet, dir) else {
         out.unmarked += 1;
         return;
@@ -407,9 +425,11 @@ fn receive(
     }
 }
 
-/// One 20 ms packet each way for every session.
-fn send_all(
+/// One 20 ms packet each way for every session in `slot` (session `i` is in `i % SLOTS`).
+#[allow(clippy::too_many_arguments)]
+fn send_slot(
     sessions: &mut [Session],
+    slot: u64,
     sockets: [&UdpSocket; 2],
     tones: &[[u8; 160]; 2],
     epoch: Instant,
@@ -418,6 +438,9 @@ fn send_all(
     errors: &mut u64,
 ) {
     for (i, s) in sessions.iter_mut().enumerate() {
+        if i as u64 % SLOTS != slot {
+            continue;
+        }
         for dir in [Direction::PatientToAgent, Direction::AgentToPatient] {
             let d = dir.index();
             let m = crate::marker::Marker {
@@ -512,14 +535,14 @@ mod tests {
         }];
         let mut out = Pumped {
             window: None,
-            delays: [Samples::default(), Samples::default()],
-            tick_lag: Samples::default(),
+            delays: [Histogram::default(), Histogram::default()],
+            tick_lag: Histogram::default(),
             unmarked: 0,
             send_errors: 0,
         };
         let tone = tone_frame(400.0, 6000);
         let mut buf = [0u8; 256];
-        let epoch = Instant::now();
+        let received = 2_001_000;
         let mut packet = |seq: u32, sent_us: u64, dir: Direction| {
             let m = crate::marker::Marker {
                 call: 0,
@@ -536,10 +559,10 @@ mod tests {
         let wrong_way = packet(2, 2_000_000, Direction::AgentToPatient);
         let w = Some(1_000_000);
         let d = Direction::PatientToAgent;
-        receive(&mut sessions, d, &before, epoch, w, &mut out);
-        receive(&mut sessions, d, &inside, epoch, w, &mut out);
-        receive(&mut sessions, d, &wrong_way, epoch, w, &mut out);
-        receive(&mut sessions, d, b"not rtp", epoch, w, &mut out);
+        receive(&mut sessions, d, &before, received, w, &mut out);
+        receive(&mut sessions, d, &inside, received, w, &mut out);
+        receive(&mut sessions, d, &wrong_way, received, w, &mut out);
+        receive(&mut sessions, d, b"not rtp", received, w, &mut out);
         assert_eq!(sessions[0].rx[0].received, 1);
         assert_eq!(sessions[0].rx[1].received, 0);
         assert_eq!(out.unmarked, 2);

@@ -1,4 +1,5 @@
-//! Sample sets with percentiles, and RFC 3550 interarrival jitter.
+//! Sample sets with percentiles, a bounded histogram for per-packet figures, and
+//! RFC 3550 interarrival jitter.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,80 @@ impl Samples {
             p99_ms: ms(percentile(v, 99.0)),
             max_ms: ms(last),
             mean_ms: (sum as f64 / v.len() as f64) / 1000.0,
+        }
+    }
+}
+
+/// Per-packet figures (relay delay, sender lag) in fixed memory, whatever the run's length:
+/// 10 µs buckets up to 2 s, everything above in the last one; count, sum, min and max exact.
+/// Percentiles are a bucket's upper edge (never below the true value, at most 10 µs above).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    count: u64,
+    sum: i128,
+    min: i64,
+    max: i64,
+}
+
+/// Width of one histogram bucket, µs.
+const BUCKET_US: i64 = 10;
+/// Buckets: 0..2 s.
+const BUCKETS: usize = 200_000;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS],
+            count: 0,
+            sum: 0,
+            min: i64::MAX,
+            max: i64::MIN,
+        }
+    }
+}
+
+impl Histogram {
+    /// One value; negative ones (clock skew between stamps) count in the first bucket.
+    pub fn push_us(&mut self, us: i64) {
+        let i = usize::try_from(us.max(0) / BUCKET_US)
+            .unwrap_or(usize::MAX)
+            .min(BUCKETS - 1);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.count += 1;
+        self.sum += i128::from(us);
+        self.min = self.min.min(us);
+        self.max = self.max.max(us);
+    }
+
+    /// The value at nearest rank `p` (0..=100): the upper edge of its bucket, capped at the max.
+    fn percentile(&self, p: f64) -> i64 {
+        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let edge = (i as i64 + 1) * BUCKET_US;
+                return edge.min(self.max).max(self.min);
+            }
+        }
+        self.max
+    }
+
+    pub fn distribution(&self) -> Distribution {
+        if self.count == 0 {
+            return Distribution::default();
+        }
+        Distribution {
+            count: usize::try_from(self.count).unwrap_or(usize::MAX),
+            min_ms: ms(self.min),
+            p50_ms: ms(self.percentile(50.0)),
+            p90_ms: ms(self.percentile(90.0)),
+            p99_ms: ms(self.percentile(99.0)),
+            max_ms: ms(self.max),
+            mean_ms: (self.sum as f64 / self.count as f64) / 1000.0,
         }
     }
 }
@@ -131,6 +206,47 @@ mod tests {
         assert_eq!(d.max_ms, 4.0);
         assert_eq!(d.mean_ms, 2.5);
         assert_eq!(Samples::default().distribution(), Distribution::default());
+    }
+
+    #[test]
+    fn histogram_agrees_with_exact_samples_within_a_bucket() {
+        let mut exact = Samples::default();
+        let mut h = Histogram::default();
+        // 0.5 ms .. 12.3 ms in uneven steps, plus one outlier beyond the range.
+        for i in 0..10_000i64 {
+            let us = 500 + (i * 7_919) % 11_800;
+            exact.push_us(us);
+            h.push_us(us);
+        }
+        exact.push_us(3_000_000);
+        h.push_us(3_000_000);
+        let (e, d) = (exact.distribution(), h.distribution());
+        assert_eq!(d.count, e.count);
+        assert_eq!((d.min_ms, d.max_ms), (e.min_ms, e.max_ms));
+        for (a, b) in [
+            (d.p50_ms, e.p50_ms),
+            (d.p90_ms, e.p90_ms),
+            (d.p99_ms, e.p99_ms),
+        ] {
+            assert!(
+                a >= b && a - b <= 0.010 + 1e-9,
+                "histogram {a} vs exact {b}"
+            );
+        }
+        assert!((d.mean_ms - e.mean_ms).abs() < 1e-9);
+        assert_eq!(Histogram::default().distribution(), Distribution::default());
+    }
+
+    #[test]
+    fn histogram_memory_does_not_grow_with_samples() {
+        let mut h = Histogram::default();
+        let before = h.counts.capacity();
+        for i in 0..1_000_000 {
+            h.push_us(i % 5_000);
+        }
+        h.push_us(-40);
+        assert_eq!(h.counts.capacity(), before);
+        assert_eq!(h.distribution().min_ms, -0.04);
     }
 
     #[test]
