@@ -74,7 +74,7 @@ async fn bench() {
     let (events, _event_rx) = mpsc::unbounded_channel();
     let patient = PatientLeg {
         socket: patient_leg,
-        remote: patient_phone.local_addr().expect("addr"),
+        latch: media::Latch::new(patient_phone.local_addr().expect("addr")),
         media: LegMedia::new(Codec::Pcmu, Some(101), 1, 0, 0),
     };
     tokio::spawn(run(1, patient, command_rx, events, None));
@@ -82,7 +82,7 @@ async fn bench() {
         .send(MediaCommand::Bridge {
             agent: AgentLeg {
                 socket: agent_leg,
-                remote: agent_phone.local_addr().expect("addr"),
+                latch: media::Latch::new(agent_phone.local_addr().expect("addr")),
                 media: LegMedia::new(Codec::Pcma, Some(101), 2, 0, 0),
             },
             recording: true,

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sip::auth::Algorithm;
 use sip::sdp::Codec;
 use sip::transaction::TimerConfig;
 
@@ -21,6 +22,8 @@ pub struct CoreConfig {
     pub tcp_local: Option<SocketAddr>,
     /// The digest realm.
     pub realm: String,
+    /// Digest algorithms agents are challenged with, in this order (empty: MD5 only).
+    pub digest: Vec<Algorithm>,
     /// Codecs we accept and offer, in order of preference.
     pub codecs: Vec<Codec>,
     /// Calls carried at once; the next INVITE gets 503.
@@ -58,6 +61,8 @@ pub struct CoreConfig {
 pub struct AgentSpec {
     pub name: String,
     pub password: String,
+    /// Digest algorithms this agent is challenged with, in order (`None`: [`CoreConfig::digest`]).
+    pub digest: Option<Vec<Algorithm>>,
 }
 
 /// Where and how recordings are written.

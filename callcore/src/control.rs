@@ -18,7 +18,7 @@ use ivr::Menus;
 use sip::dialog::LocalEndpoint;
 use sip::ids::IdGen;
 use sip::message::{Method, Request, SipMessage, response_to};
-use sip::registrar::{Registrar, RegistrationChange};
+use sip::registrar::{Account, Refusal as RegisterRefusal, Registrar, RegistrationChange};
 use sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer};
 use sip::transport::{Peer, Transport};
 use tracing::{debug, info, warn};
@@ -26,9 +26,10 @@ use tracing::{debug, info, warn};
 use crate::CallId;
 use crate::call::{Call, Side};
 use crate::config::CoreConfig;
-use crate::desk::{AgentView, ControlError, DeskEvent, agent_state_name};
+use crate::desk::{AgentView, ControlError, DeskEvent, RegistrationFailure, agent_state_name};
 use crate::io::{Live, MediaEvent, Metric, Output, PortToken, Refusal};
 use crate::patient::PendingInvite;
+use crate::pii::mask_addr;
 use crate::ports::Ports;
 use crate::records::Patient;
 
@@ -104,6 +105,8 @@ pub struct Core {
     pub(crate) tcp_local: Option<LocalEndpoint>,
     pub(crate) transactions: TransactionLayer,
     pub(crate) registrar: Registrar,
+    /// The last refused REGISTER of each configured agent (bounded by the agents).
+    pub(crate) registration_failures: HashMap<String, RegistrationFailure>,
     pub(crate) acd: Acd,
     pub(crate) ids: IdGen,
     pub(crate) ports: Ports,
@@ -162,7 +165,9 @@ impl Core {
             udp_local: config.udp_local.map(|a| local(Transport::Udp, a)),
             tcp_local: config.tcp_local.map(|a| local(Transport::Tcp, a)),
             transactions: TransactionLayer::new(config.timers),
-            registrar: Registrar::new(config.realm.clone(), config.seed),
+            registrar: Registrar::new(config.realm.clone(), config.seed)
+                .with_algorithms(config.digest.clone()),
+            registration_failures: HashMap::new(),
             acd,
             ids: IdGen::new(config.seed.wrapping_add(1)),
             ports: Ports::new(first, last),
@@ -599,10 +604,15 @@ impl Core {
 
     fn handle_register(&mut self, now: Instant, key: TransactionKey, request: Request, peer: Peer) {
         let agents = &self.config.agents;
-        let password_of = |user: &str| agents.get(user).map(|a| a.password.clone());
+        let account_of = |user: &str| {
+            agents.get(user).map(|a| Account {
+                password: a.password.clone(),
+                algorithms: a.digest.clone(),
+            })
+        };
         let (response, change) = self
             .registrar
-            .handle_register(now, &request, peer, &password_of);
+            .handle_register(now, &request, peer, &account_of);
         self.transactions.send_response(now, &key, response);
         match change {
             Some(RegistrationChange::Registered { user }) => {
@@ -617,11 +627,55 @@ impl Core {
                 let _ = self.acd.agent_online(now, &user, false);
                 self.publish_state(&user);
             }
-            Some(RegistrationChange::Rejected { user, status }) => {
-                warn!(user = ?user, status, "registration rejected");
-            }
+            Some(RegistrationChange::Rejected {
+                user,
+                status,
+                reason,
+            }) => self.registration_refused(now, &request, peer, user, status, reason),
             _ => {}
         }
+    }
+
+    /// Logs a refused REGISTER once, with its reason and masked source, and keeps it for
+    /// `/api/agents` when the user is one of ours. A stale nonce is routine (phones retry
+    /// at once by themselves): logged at debug and not kept.
+    fn registration_refused(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        peer: Peer,
+        user: Option<String>,
+        status: u16,
+        reason: RegisterRefusal,
+    ) {
+        let source = mask_addr(peer.addr);
+        let user_agent = request.header("User-Agent");
+        if reason == RegisterRefusal::StaleNonce {
+            debug!(user = ?user, %source, "registration re-challenged: stale nonce");
+            return;
+        }
+        warn!(
+            user = ?user,
+            status,
+            reason = reason.code(),
+            %source,
+            user_agent = user_agent.as_deref().unwrap_or("-"),
+            "registration refused: {reason}"
+        );
+        let Some(user) = user.filter(|u| self.config.agents.contains_key(u)) else {
+            return;
+        };
+        let failure = RegistrationFailure {
+            at: self
+                .wall(now)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            status,
+            reason: reason.code().to_owned(),
+            detail: reason.to_string(),
+            source,
+            user_agent,
+        };
+        self.registration_failures.insert(user, failure);
     }
 
     fn handle_acd_event(&mut self, now: Instant, ev: AcdEvent) {
@@ -670,6 +724,7 @@ impl Core {
             registered: self.registrar.lookup(&a.id, now).is_some(),
             current_call,
             missed_rings: a.missed_rings,
+            last_registration_failure: self.registration_failures.get(&a.id).cloned(),
             id: a.id,
         }
     }

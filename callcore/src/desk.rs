@@ -90,6 +90,26 @@ pub struct AgentView {
     pub registered: bool,
     pub current_call: Option<String>,
     pub missed_rings: u32,
+    /// The last REGISTER refused for this agent, kept after a later success so ops can
+    /// see what went wrong (`null`: none since start-up).
+    pub last_registration_failure: Option<RegistrationFailure>,
+}
+
+/// A refused REGISTER, as ops see it on `GET /api/agents`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RegistrationFailure {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// The SIP status sent (401, 403, 423, 400).
+    pub status: u16,
+    /// A stable code: `wrong_password`, `unknown_user`, `unsupported_algorithm`, …
+    pub reason: String,
+    /// The same in words.
+    pub detail: String,
+    /// Where the REGISTER came from, masked (`192.168.1.*:5060`).
+    pub source: String,
+    /// The phone's User-Agent, if it sent one.
+    pub user_agent: Option<String>,
 }
 
 /// Why a command failed.

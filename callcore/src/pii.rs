@@ -28,6 +28,22 @@ pub fn mask_phone(number: &str) -> String {
     out
 }
 
+/// Masks a phone's network address for logs and the API: the host part of an IPv4
+/// address (`192.168.1.*:5060`), all but the first three groups of an IPv6 one
+/// (`[2001:db8:5:*]:5060`). Enough for ops to tell a home router from the clinic's LAN.
+pub fn mask_addr(addr: std::net::SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let [a, b, c, _] = ip.octets();
+            format!("{a}.{b}.{c}.*:{}", addr.port())
+        }
+        std::net::IpAddr::V6(ip) => {
+            let [a, b, c, ..] = ip.segments();
+            format!("[{a:x}:{b:x}:{c:x}:*]:{}", addr.port())
+        }
+    }
+}
+
 /// A value that prints masked (through [`mask_phone`]) in `Display` and `Debug`.
 ///
 /// The full value stays reachable through [`Pii::inner`] / [`Pii::into_inner`]
@@ -89,5 +105,13 @@ mod tests {
         assert_eq!(format!("{p:?}"), "\"138****0001\"");
         assert_eq!(p.inner(), "13800000001");
         assert!(!format!("{p} {p:?}").contains("13800000001"));
+    }
+
+    #[test]
+    fn addresses_keep_the_network_not_the_host() {
+        let v4: std::net::SocketAddr = "192.168.1.20:5062".parse().expect("literal");
+        assert_eq!(mask_addr(v4), "192.168.1.*:5062");
+        let v6: std::net::SocketAddr = "[2001:db8:5:1::20]:5060".parse().expect("literal");
+        assert_eq!(mask_addr(v6), "[2001:db8:5:*]:5060");
     }
 }

@@ -154,8 +154,7 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, Error> {
     let need = |name: &str| get(name).ok_or_else(|| Error::Auth(format!("missing {name}")));
     let algorithm = match get("algorithm") {
         None => Algorithm::Md5,
-        Some(a) => Algorithm::from_name(&a)
-            .ok_or_else(|| Error::Auth(format!("unsupported algorithm {a:?}")))?,
+        Some(a) => Algorithm::from_name(&a).ok_or(Error::UnsupportedAlgorithm(a))?,
     };
     let creds = Credentials {
         username: need("username")?,

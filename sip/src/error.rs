@@ -31,4 +31,7 @@ pub enum Error {
     /// Authorization header we cannot read or do not support.
     #[error("bad authorization: {0}")]
     Auth(String),
+    /// Authorization with a digest algorithm we do not implement (e.g. `SHA-512-256`).
+    #[error("unsupported digest algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
 }

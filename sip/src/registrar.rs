@@ -1,9 +1,12 @@
 //! Registrar (RFC 3261 §10.3): REGISTER with digest auth, one binding per user, expiry.
 //!
 //! Sans-IO: `now` is passed in, nonces and To tags come from a seeded RNG. Everyone
-//! is challenged first (SHA-256 then MD5), so responses do not reveal which users exist.
+//! is challenged first, with the registrar's digest algorithms in its order (a user's own
+//! list where the account has one), so responses do not reveal which users exist.
 //! Nonces are remembered with an expiry; a correct digest on an expired, unknown or
 //! replayed (nc not increasing) nonce gets a new challenge with `stale=true`.
+//! Every REGISTER that fails after trying to authenticate is reported with its reason
+//! ([`Refusal`]), so the caller can log it once and show it to ops.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,6 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 
 use crate::auth::{self, Algorithm, Credentials};
+use crate::error::Error;
 use crate::message::{Method, Request, Response, name_addr, response_to};
 use crate::transport::Peer;
 
@@ -52,14 +56,81 @@ pub enum RegistrationChange {
         /// The user no longer reachable.
         user: String,
     },
-    /// The REGISTER was refused after authentication was attempted (403, 423, 400).
+    /// The REGISTER was refused after authentication was attempted (401, 403, 423, 400).
     Rejected {
         /// The user claimed, when known.
         user: Option<String>,
         /// The status sent.
         status: u16,
+        /// Why.
+        reason: Refusal,
     },
 }
+
+/// Why a REGISTER that tried to authenticate was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such account (403).
+    UnknownUser,
+    /// The digest does not match the account's password (403).
+    WrongPassword,
+    /// The To user is not the digest username (403).
+    UserMismatch,
+    /// A right digest on a nonce that expired, is unknown or was replayed: re-challenged
+    /// with `stale=true` (401); phones retry by themselves.
+    StaleNonce,
+    /// Credentials with an algorithm this account is not offered, or one we do not
+    /// implement: re-challenged (401) with the ones it may use.
+    UnsupportedAlgorithm(String),
+    /// Expires below [`MIN_EXPIRES`] (423).
+    IntervalTooBrief,
+    /// A `Contact: *` without `Expires: 0`, or with other contacts (400).
+    BadContact,
+}
+
+impl Refusal {
+    /// A short stable code for logs and the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnknownUser => "unknown_user",
+            Refusal::WrongPassword => "wrong_password",
+            Refusal::UserMismatch => "user_mismatch",
+            Refusal::StaleNonce => "stale_nonce",
+            Refusal::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            Refusal::IntervalTooBrief => "interval_too_brief",
+            Refusal::BadContact => "bad_contact",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::UnknownUser => f.write_str("no such agent"),
+            Refusal::WrongPassword => f.write_str("wrong password"),
+            Refusal::UserMismatch => f.write_str("the To user is not the digest username"),
+            Refusal::StaleNonce => f.write_str("stale nonce (re-challenged)"),
+            Refusal::UnsupportedAlgorithm(a) => write!(f, "digest algorithm {a} not offered"),
+            Refusal::IntervalTooBrief => write!(f, "expires below {MIN_EXPIRES} s"),
+            Refusal::BadContact => f.write_str("Contact: * without Expires: 0"),
+        }
+    }
+}
+
+/// What the registrar needs to know of a user: the password, and the digest algorithms
+/// this user is challenged with (`None`: the registrar's own list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub password: String,
+    pub algorithms: Option<Vec<Algorithm>>,
+}
+
+/// The algorithms challenged when none are configured: MD5 only. Deployed phones break on
+/// anything else in the 401: Debian 12's baresip (libre) fails the whole challenge with
+/// ENOSYS when any `WWW-Authenticate` names an algorithm it lacks, even next to MD5, and
+/// many desk phones do MD5 only. RFC 8760 would prefer SHA-256; a clinic whose phones do
+/// it configures `["SHA-256", "MD5"]` or `["SHA-256"]`.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 1] = [Algorithm::Md5];
 
 #[derive(Debug)]
 struct NonceState {
@@ -79,6 +150,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct Registrar {
     realm: String,
+    /// Challenged in this order unless an account has its own list.
+    algorithms: Vec<Algorithm>,
     rng: StdRng,
     now: Option<Instant>,
     nonces: HashMap<String, NonceState>,
@@ -97,10 +170,12 @@ enum ContactSpec {
 }
 
 impl Registrar {
-    /// A registrar for `realm`, drawing nonces and tags from `seed`.
+    /// A registrar for `realm`, drawing nonces and tags from `seed`, challenging with
+    /// [`DEFAULT_ALGORITHMS`].
     pub fn new(realm: String, seed: u64) -> Self {
         Registrar {
             realm,
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
             rng: StdRng::seed_from_u64(seed),
             now: None,
             nonces: HashMap::new(),
@@ -109,41 +184,82 @@ impl Registrar {
         }
     }
 
-    /// Handles one REGISTER from `peer`; `password_of` gives a user's password, if the user exists.
+    /// Challenges with `algorithms`, in this order, users without a list of their own
+    /// (an empty list keeps the default).
+    pub fn with_algorithms(mut self, algorithms: Vec<Algorithm>) -> Self {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
+        }
+        self
+    }
+
+    /// Handles one REGISTER from `peer`; `account_of` gives a user's account, if the user exists.
     ///
-    /// 401 challenge (SHA-256 and MD5 offered) without valid credentials, 403 for a wrong
-    /// password, unknown user or To user other than the digest username, 423 below
-    /// [`MIN_EXPIRES`], 200 with the Contact and `;expires=N` otherwise.
+    /// 401 challenge (the user's algorithms, in order) without valid credentials or with an
+    /// algorithm not offered, 403 for a wrong password, unknown user or To user other than
+    /// the digest username, 423 below [`MIN_EXPIRES`], 200 with the Contact and
+    /// `;expires=N` otherwise. Every refusal after an attempt to authenticate comes back as
+    /// [`RegistrationChange::Rejected`] with its [`Refusal`].
     pub fn handle_register(
         &mut self,
         now: Instant,
         request: &Request,
         peer: Peer,
-        password_of: &dyn Fn(&str) -> Option<String>,
+        account_of: &dyn Fn(&str) -> Option<Account>,
     ) -> (Response, Option<RegistrationChange>) {
         let now = self.advance(now);
         self.purge_nonces(now);
 
+        let to_user = request.to_user();
+        let offered = to_user
+            .as_deref()
+            .and_then(account_of)
+            .and_then(|a| a.algorithms)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| self.algorithms.clone());
+        let mut unsupported = None;
         let creds = request
             .header_values("Authorization")
             .iter()
-            .filter_map(|v| auth::parse_authorization(v).ok())
+            .filter_map(|v| match auth::parse_authorization(v) {
+                Ok(c) => Some(c),
+                Err(Error::UnsupportedAlgorithm(a)) => {
+                    unsupported = Some(a);
+                    None
+                }
+                Err(_) => None,
+            })
             .find(|c| c.realm == self.realm);
+        let creds = match creds {
+            Some(c) if !offered.contains(&c.algorithm) => {
+                unsupported = Some(c.algorithm.name().to_string());
+                None
+            }
+            other => other,
+        };
         let Some(creds) = creds else {
-            return (self.challenge(request, now, false), None);
+            let response = self.challenge(request, now, false, &offered);
+            let change = unsupported.map(|a| RegistrationChange::Rejected {
+                user: to_user,
+                status: 401,
+                reason: Refusal::UnsupportedAlgorithm(a),
+            });
+            return (response, change);
         };
         let user = creds.username.clone();
-        let rejected = |status| {
+        let rejected = |status, reason| {
             Some(RegistrationChange::Rejected {
                 user: Some(user.clone()),
                 status,
+                reason,
             })
         };
 
-        if request.to_user().as_deref() != Some(creds.username.as_str()) {
-            return (self.reply(request, 403, "Forbidden"), rejected(403));
+        if to_user.as_deref() != Some(creds.username.as_str()) {
+            let response = self.reply(request, 403, "Forbidden");
+            return (response, rejected(403, Refusal::UserMismatch));
         }
-        let password = password_of(&creds.username);
+        let password = account_of(&creds.username).map(|a| a.password);
         // Hash even for unknown users, so timing does not tell which users exist.
         let verified = auth::verify(
             &creds,
@@ -152,13 +268,23 @@ impl Registrar {
         ) && password.is_some();
         let nc = match self.fresh_nonce(&creds, now) {
             Some(nc) => nc,
-            None => {
+            None if verified => {
                 // A right digest on a nonce we no longer accept: retry without re-prompting.
-                return (self.challenge(request, now, verified), None);
+                let response = self.challenge(request, now, true, &offered);
+                return (response, rejected(401, Refusal::StaleNonce));
+            }
+            None => {
+                let response = self.challenge(request, now, false, &offered);
+                return (response, None);
             }
         };
         if !verified {
-            return (self.reply(request, 403, "Forbidden"), rejected(403));
+            let reason = if password.is_some() {
+                Refusal::WrongPassword
+            } else {
+                Refusal::UnknownUser
+            };
+            return (self.reply(request, 403, "Forbidden"), rejected(403, reason));
         }
         if let (Some(nc), Some(state)) = (nc, self.nonces.get_mut(&creds.nonce)) {
             state.last_nc = nc;
@@ -222,6 +348,7 @@ impl Registrar {
                 let change = RegistrationChange::Rejected {
                     user: Some(user),
                     status: 400,
+                    reason: Refusal::BadContact,
                 };
                 return (self.reply(request, 400, "Bad Request"), Some(change));
             }
@@ -260,6 +387,7 @@ impl Registrar {
             let change = RegistrationChange::Rejected {
                 user: Some(user),
                 status: 423,
+                reason: Refusal::IntervalTooBrief,
             };
             return (response, Some(change));
         }
@@ -300,11 +428,17 @@ impl Registrar {
         }
     }
 
-    /// A 401 with a fresh nonce, SHA-256 challenge first, then MD5.
-    fn challenge(&mut self, request: &Request, now: Instant, stale: bool) -> Response {
+    /// A 401 with a fresh nonce, one challenge per algorithm in `algorithms`' order.
+    fn challenge(
+        &mut self,
+        request: &Request,
+        now: Instant,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Response {
         let nonce = self.new_nonce(now);
         let mut response = self.reply(request, 401, "Unauthorized");
-        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+        for &alg in algorithms {
             let value = auth::challenge_header_stale(&self.realm, &nonce, alg, stale);
             response = response.with_header("WWW-Authenticate", &value);
         }

@@ -119,6 +119,7 @@ pub fn core_config(
         retry_after_s: sip.retry_after_s,
         media_timeout: sip.media_timeout(),
         rtp_ports: (sip.rtp_ports.first, sip.rtp_ports.last),
+        digest: sip.digest.iter().map(|&d| d.into()).collect(),
         timers: sip::transaction::TimerConfig::default(),
         agents: config
             .agents
@@ -127,6 +128,10 @@ pub fn core_config(
                 let spec = callcore::AgentSpec {
                     name: a.name.clone(),
                     password: a.password.clone(),
+                    digest: a
+                        .digest
+                        .as_ref()
+                        .map(|d| d.iter().map(|&x| x.into()).collect()),
                 };
                 (a.id.clone(), spec)
             })
@@ -439,7 +444,7 @@ impl Driver {
                 MediaCommand::Bridge {
                     agent: AgentLeg {
                         socket,
-                        remote: agent.remote,
+                        latch: media::Latch::new(agent.remote),
                         media: leg_media(&agent),
                     },
                     recording,
@@ -476,7 +481,7 @@ impl Driver {
         let socket = self.sockets.remove(&spec.token)?;
         Some(PatientLeg {
             socket,
-            remote: spec.remote,
+            latch: media::Latch::new(spec.remote),
             media: leg_media(spec),
         })
     }

@@ -12,9 +12,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::record_sink::SinkFile;
+use callcore::pii::mask_addr;
 use callcore::records::{Gap, GapChannel, RecordingDone};
 use callcore::{CallId, Leg, MediaEvent};
 use media::FRAME_SAMPLES;
+use media::latch::{Admit, Latch};
 use media::leg::{LegMedia, Received};
 use media::player::PromptPlayer;
 use media::prompt::Prompt;
@@ -64,7 +66,8 @@ pub enum MediaCommand {
 #[derive(Debug)]
 pub struct AgentLeg {
     pub socket: UdpSocket,
-    pub remote: SocketAddr,
+    /// Where packets are taken from and sent to (starts at the SDP address).
+    pub latch: Latch,
     pub media: LegMedia,
 }
 
@@ -72,7 +75,8 @@ pub struct AgentLeg {
 #[derive(Debug)]
 pub struct PatientLeg {
     pub socket: UdpSocket,
-    pub remote: SocketAddr,
+    /// Where packets are taken from and sent to (starts at the SDP address).
+    pub latch: Latch,
     pub media: LegMedia,
 }
 
@@ -347,8 +351,11 @@ pub async fn run(
                 }
             }
             received = patient.socket.recv_from(&mut patient_buf) => {
-                let Ok((n, _from)) = received else { continue };
+                let Ok((n, from)) = received else { continue };
                 let Some(packet) = patient_buf.get(..n) else { continue };
+                if !admitted(&mut patient.latch, from, packet, Leg::Patient) {
+                    continue;
+                }
                 match patient.media.handle_rtp(packet, &mut decoded) {
                     Received::Dtmf(digit) => {
                         alive.patient = now();
@@ -360,7 +367,7 @@ pub async fn run(
                         if let Some(b) = bridge.as_mut() {
                             let len = relay(&patient.media, &decoded, &mut pcm, &mut b.agent.media, &mut out);
                             if let Some(bytes) = out.get(..len) {
-                                let _ = b.agent.socket.try_send_to(bytes, b.agent.remote);
+                                let _ = b.agent.socket.try_send_to(bytes, b.agent.latch.target());
                             }
                             if let Some(r) = b.recording.as_mut() {
                                 let (ssrc, ts) = patient.media.last_audio();
@@ -373,15 +380,18 @@ pub async fn run(
                 }
             }
             received = recv_agent(bridge.as_ref(), &mut agent_buf) => {
-                let Ok(n) = received else { continue };
+                let Ok((n, from)) = received else { continue };
                 let Some(b) = bridge.as_mut() else { continue };
                 let Some(packet) = agent_buf.get(..n) else { continue };
+                if !admitted(&mut b.agent.latch, from, packet, Leg::Agent) {
+                    continue;
+                }
                 if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
                     let now = now();
                     alive.agent = Some(now);
                     let len = relay(&b.agent.media, &decoded, &mut pcm, &mut patient.media, &mut out);
                     if let Some(bytes) = out.get(..len) {
-                        let _ = patient.socket.try_send_to(bytes, patient.remote);
+                        let _ = patient.socket.try_send_to(bytes, patient.latch.target());
                     }
                     if let Some(r) = b.recording.as_mut() {
                         let (ssrc, ts) = b.agent.media.last_audio();
@@ -410,7 +420,7 @@ pub async fn run(
                 };
                 let len = patient.media.write_audio(&pcm, &mut out);
                 if let Some(bytes) = out.get(..len) {
-                    let _ = patient.socket.try_send_to(bytes, patient.remote);
+                    let _ = patient.socket.try_send_to(bytes, patient.latch.target());
                 }
                 if let Some(generation) = finished {
                     playing = Playing::Nothing;
@@ -499,10 +509,33 @@ fn copy_frame(decoded: &[i16; MAX_PACKET_SAMPLES], frame: &mut Frame) {
     }
 }
 
-async fn recv_agent(bridge: Option<&Bridge>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn recv_agent(
+    bridge: Option<&Bridge>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
     match bridge {
-        Some(b) => b.agent.socket.recv_from(buf).await.map(|(n, _)| n),
+        Some(b) => b.agent.socket.recv_from(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Whether a packet from `from` belongs to the leg (symmetric RTP, [`Latch`]). A latch or
+/// move is logged; the first packet dropped from elsewhere is warned about, then every
+/// 1,000th, with the source masked.
+fn admitted(latch: &mut Latch, from: SocketAddr, packet: &[u8], leg: Leg) -> bool {
+    match latch.admit(from, packet) {
+        Admit::Accept => true,
+        Admit::Latched(to) => {
+            debug!(?leg, source = %mask_addr(to), "RTP latched");
+            true
+        }
+        Admit::Reject => {
+            let n = latch.rejected();
+            if n % 1000 == 1 {
+                warn!(?leg, source = %mask_addr(from), dropped = n, "RTP from an unexpected source dropped");
+            }
+            false
+        }
     }
 }
 

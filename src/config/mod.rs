@@ -118,6 +118,10 @@ pub struct Sip {
     /// Digest authentication realm for agents.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// Digest algorithms agents are challenged with, in this order. MD5 only by default:
+    /// Debian 12's baresip refuses a 401 naming any algorithm it lacks, even beside MD5.
+    #[serde(default = "default_digest")]
+    pub digest: Vec<Digest>,
     /// A call whose phones send no RTP for this long is hung up (0: never).
     #[serde(default = "default_media_timeout_ms")]
     pub media_timeout_ms: u64,
@@ -262,6 +266,28 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// A digest algorithm as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Digest {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
+}
+
+impl From<Digest> for sip::auth::Algorithm {
+    fn from(d: Digest) -> Self {
+        match d {
+            Digest::Md5 => sip::auth::Algorithm::Md5,
+            Digest::Sha256 => sip::auth::Algorithm::Sha256,
+        }
+    }
+}
+
+fn default_digest() -> Vec<Digest> {
+    vec![Digest::Md5]
+}
+
 /// An audio codec as written in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum Codec {
@@ -365,6 +391,9 @@ pub struct Agent {
     /// The queues this agent answers.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// This agent's digest algorithms, in order, instead of `[sip] digest`.
+    #[serde(default)]
+    pub digest: Option<Vec<Digest>>,
 }
 
 impl fmt::Debug for Agent {
@@ -374,6 +403,7 @@ impl fmt::Debug for Agent {
             .field("name", &self.name)
             .field("password", &"<hidden>")
             .field("queues", &self.queues)
+            .field("digest", &self.digest)
             .finish()
     }
 }

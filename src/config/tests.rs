@@ -153,10 +153,58 @@ fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
         found,
         [
             "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
-            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`",
+            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `digest`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`",
             "demo.toml:34:12: invalid type: integer `1001`, expected a string",
-            "demo.toml:46:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`",
+            "demo.toml:46:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`, `digest`",
         ]
+    );
+}
+
+#[test]
+fn digest_algorithms_default_to_md5_and_can_be_set_per_clinic_and_agent() {
+    let config = Config::check_str(DEMO_CONFIG, "demo.toml").expect("demo config is valid");
+    assert_eq!(config.sip.digest, [Digest::Md5]);
+    assert!(config.agents.iter().all(|a| a.digest.is_none()));
+
+    let text = demo_with(&[
+        (
+            "realm = \"switchboard\"",
+            "realm = \"switchboard\"\ndigest = [\"SHA-256\"]",
+        ),
+        (
+            "password = \"demo-1001\"",
+            "password = \"demo-1001\"\ndigest = [\"SHA-256\", \"MD5\"]",
+        ),
+    ]);
+    let config = Config::check_str(&text, "demo.toml").expect("valid");
+    assert_eq!(config.sip.digest, [Digest::Sha256]);
+    assert_eq!(
+        config.agents[0].digest,
+        Some(vec![Digest::Sha256, Digest::Md5])
+    );
+
+    let found = problems_with(&[
+        (
+            "realm = \"switchboard\"",
+            "realm = \"switchboard\"\ndigest = []",
+        ),
+        (
+            "password = \"demo-1002\"",
+            "password = \"demo-1002\"\ndigest = [\"MD5\", \"MD5\"]",
+        ),
+    ]);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("[sip] digest is empty"), "{found:?}");
+    assert!(
+        found[1].contains("agent `1002`'s digest lists an algorithm twice"),
+        "{found:?}"
+    );
+    assert_eq!(
+        problems_with(&[(
+            "password = \"demo-1003\"",
+            "password = \"demo-1003\"\ndigest = [\"SHA-512\"]",
+        )]),
+        ["demo.toml:47:11: unknown variant `SHA-512`, expected `MD5` or `SHA-256`"]
     );
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::parse::Seg;
-use super::{BUILTIN_PROMPTS, Config, Role};
+use super::{BUILTIN_PROMPTS, Config, Digest, Role};
 
 /// A semantic problem at a path into the document (located by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,7 @@ fn sip(config: &Config, issues: &mut Issues) {
             );
         }
     }
+    digest_list(&sip.digest, issues, [k("sip"), k("digest")], "[sip] digest");
     if sip.realm.trim().is_empty() {
         issues.at([k("sip"), k("realm")], "realm is empty".into());
     }
@@ -175,6 +176,10 @@ fn agents(config: &Config, issues: &mut Issues) {
                 format!("agent `{}` has an empty password", agent.id),
             );
         }
+        if let Some(digest) = &agent.digest {
+            let what = format!("agent `{}`'s digest", agent.id);
+            digest_list(digest, issues, [k("agents"), i(n), k("digest")], &what);
+        }
         let mut queues = HashSet::new();
         for (q, queue) in agent.queues.iter().enumerate() {
             let at = [k("agents"), i(n), k("queues"), i(q)];
@@ -190,6 +195,20 @@ fn agents(config: &Config, issues: &mut Issues) {
                 );
             }
         }
+    }
+}
+
+/// A digest list names at least one algorithm, each once.
+fn digest_list<const N: usize>(list: &[Digest], issues: &mut Issues, at: [Seg; N], what: &str) {
+    if list.is_empty() {
+        issues.at(
+            at.clone(),
+            format!("{what} is empty: list \"MD5\", \"SHA-256\" or both, preferred first"),
+        );
+    }
+    let mut seen = HashSet::new();
+    if list.iter().any(|d| !seen.insert(d)) {
+        issues.at(at, format!("{what} lists an algorithm twice"));
     }
 }
 

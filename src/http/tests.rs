@@ -102,6 +102,7 @@ fn spawn_control() -> ControlHandle {
                     registered,
                     current_call: None,
                     missed_rings: 0,
+                    last_registration_failure: None,
                 },
             );
         }

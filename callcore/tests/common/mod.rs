@@ -47,6 +47,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             let spec = callcore::AgentSpec {
                 name: format!("Agent {i}"),
                 password: format!("pw-{i}"),
+                digest: None,
             };
             (agent_id(i), spec)
         })
@@ -56,6 +57,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
         udp_local: Some(CORE_SIP),
         tcp_local: None,
         realm: REALM.to_owned(),
+        digest: Vec::new(),
         codecs: vec![sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma],
         capacity,
         max_lag: ms(250),

@@ -6,12 +6,31 @@ use crate::transport::Transport;
 
 const REALM: &str = "switchboard";
 
-fn passwords(user: &str) -> Option<String> {
-    match user {
-        "alice" => Some("wonderland".into()),
-        "bob" => Some("builder".into()),
-        _ => None,
-    }
+fn passwords(user: &str) -> Option<Account> {
+    let password = match user {
+        "alice" => "wonderland",
+        "bob" => "builder",
+        _ => return None,
+    };
+    Some(Account {
+        password: password.into(),
+        algorithms: None,
+    })
+}
+
+/// A registrar offering both algorithms, SHA-256 last (as a clinic configures it).
+fn registrar(seed: u64) -> Registrar {
+    Registrar::new(REALM.into(), seed).with_algorithms(vec![Algorithm::Md5, Algorithm::Sha256])
+}
+
+#[test]
+fn by_default_only_md5_is_challenged() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 2);
+    let (resp, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    let challenges = resp.header_values("WWW-Authenticate");
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].contains("algorithm=MD5"), "{challenges:?}");
 }
 
 fn udp() -> Peer {
@@ -98,9 +117,9 @@ fn full_exchange(
 }
 
 #[test]
-fn unauthenticated_register_gets_two_challenges_sha256_first() {
+fn unauthenticated_register_gets_two_challenges_md5_first() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 7);
+    let mut reg = registrar(7);
     let (resp, change) = reg.handle_register(
         t0,
         &register("alice", 1, &[contact("alice")]),
@@ -111,11 +130,12 @@ fn unauthenticated_register_gets_two_challenges_sha256_first() {
     assert_eq!(change, None);
     let challenges = resp.header_values("WWW-Authenticate");
     assert_eq!(challenges.len(), 2);
+    // MD5 first by default: phones that take only the first challenge can do it.
+    assert!(challenges[0].contains("algorithm=MD5"), "{challenges:?}");
     assert!(
-        challenges[0].contains("algorithm=SHA-256"),
+        challenges[1].contains("algorithm=SHA-256"),
         "{challenges:?}"
     );
-    assert!(challenges[1].contains("algorithm=MD5"), "{challenges:?}");
     assert!(
         challenges
             .iter()
@@ -142,7 +162,7 @@ fn unauthenticated_register_gets_two_challenges_sha256_first() {
 fn nonces_come_from_the_seed() {
     let t0 = Instant::now();
     let nonce = |seed| {
-        let mut reg = Registrar::new(REALM.into(), seed);
+        let mut reg = registrar(seed);
         let (r, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
         challenge_param(&challenge_for(&r, Algorithm::Md5), "nonce")
     };
@@ -154,7 +174,7 @@ fn nonces_come_from_the_seed() {
 fn full_exchange_md5_and_sha256() {
     for alg in [Algorithm::Md5, Algorithm::Sha256] {
         let t0 = Instant::now();
-        let mut reg = Registrar::new(REALM.into(), 1);
+        let mut reg = registrar(1);
         let extra = [contact("alice"), "Expires: 300".to_string()];
         let (resp, change) = full_exchange(&mut reg, t0, "alice", "wonderland", alg, &extra);
         assert_eq!(resp.status(), 200, "{alg:?}");
@@ -179,7 +199,7 @@ fn full_exchange_md5_and_sha256() {
 #[test]
 fn wrong_password_is_forbidden_and_binds_nothing() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     let (resp, change) = full_exchange(
         &mut reg,
         t0,
@@ -193,7 +213,8 @@ fn wrong_password_is_forbidden_and_binds_nothing() {
         change,
         Some(RegistrationChange::Rejected {
             user: Some("alice".into()),
-            status: 403
+            status: 403,
+            reason: Refusal::WrongPassword,
         })
     );
     assert!(reg.lookup("alice", t0).is_none());
@@ -203,7 +224,7 @@ fn wrong_password_is_forbidden_and_binds_nothing() {
 #[test]
 fn unknown_user_is_challenged_like_everyone_then_forbidden() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     let (known, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
     let (unknown, _) = reg.handle_register(t0, &register("mallory", 1, &[]), udp(), &passwords);
     assert_eq!(known.status(), unknown.status());
@@ -225,7 +246,8 @@ fn unknown_user_is_challenged_like_everyone_then_forbidden() {
         change,
         Some(RegistrationChange::Rejected {
             user: Some("mallory".into()),
-            status: 403
+            status: 403,
+            reason: Refusal::UnknownUser,
         })
     );
     assert!(reg.lookup("mallory", t0).is_none());
@@ -234,7 +256,7 @@ fn unknown_user_is_challenged_like_everyone_then_forbidden() {
 #[test]
 fn to_user_must_be_the_digest_user() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
     // bob authenticates correctly but tries to bind alice's address.
     let lines = [
@@ -247,8 +269,18 @@ fn to_user_must_be_the_digest_user() {
             1,
         ),
     ];
-    let (resp, _) = reg.handle_register(t0, &register("alice", 2, &lines), udp(), &passwords);
+    let (resp, change) = reg.handle_register(t0, &register("alice", 2, &lines), udp(), &passwords);
     assert_eq!(resp.status(), 403);
+    assert_eq!(
+        change.map(|c| matches!(
+            c,
+            RegistrationChange::Rejected {
+                reason: Refusal::UserMismatch,
+                ..
+            }
+        )),
+        Some(true)
+    );
     assert!(reg.lookup("alice", t0).is_none());
     assert!(reg.lookup("bob", t0).is_none());
 }
@@ -256,7 +288,7 @@ fn to_user_must_be_the_digest_user() {
 #[test]
 fn expired_nonce_with_right_password_is_stale() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
     let ch = challenge_for(&r401, Algorithm::Sha256);
     let late = t0 + NONCE_LIFETIME + Duration::from_secs(1);
@@ -275,8 +307,17 @@ fn expired_nonce_with_right_password_is_stale() {
         contact("alice"),
         authorization("alice", "wonderland", &ch, Algorithm::Sha256, 1),
     ];
-    let (resp, _) = reg.handle_register(late, &register("alice", 3, &right), udp(), &passwords);
+    let (resp, change) =
+        reg.handle_register(late, &register("alice", 3, &right), udp(), &passwords);
     assert_eq!(resp.status(), 401);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Rejected {
+            user: Some("alice".into()),
+            status: 401,
+            reason: Refusal::StaleNonce,
+        })
+    );
     let fresh = challenge_for(&resp, Algorithm::Sha256);
     assert!(fresh.contains("stale=true"), "{fresh}");
     assert!(challenge_for(&resp, Algorithm::Md5).contains("stale=true"));
@@ -294,7 +335,7 @@ fn expired_nonce_with_right_password_is_stale() {
 #[test]
 fn nonce_is_reusable_with_increasing_nc_but_not_replayable() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
     let ch = challenge_for(&r401, Algorithm::Md5);
     let first = [
@@ -335,7 +376,7 @@ fn expires_are_clamped_defaulted_and_too_brief_refused() {
         (&["Expires: 99999999999999999999999"], 200, Some(3600)),
     ];
     for (extra, status, granted) in cases {
-        let mut reg = Registrar::new(REALM.into(), 1);
+        let mut reg = registrar(1);
         let mut lines = Vec::new();
         let mut c = contact("alice");
         for e in extra {
@@ -366,7 +407,8 @@ fn expires_are_clamped_defaulted_and_too_brief_refused() {
                     change,
                     Some(RegistrationChange::Rejected {
                         user: Some("alice".into()),
-                        status: 423
+                        status: 423,
+                        reason: Refusal::IntervalTooBrief,
                     })
                 );
                 assert!(reg.lookup("alice", t0).is_none());
@@ -375,9 +417,87 @@ fn expires_are_clamped_defaulted_and_too_brief_refused() {
     }
 }
 
+#[test]
+fn a_configured_order_and_sha256_only_accounts() {
+    let t0 = Instant::now();
+    // The clinic prefers SHA-256 for everyone; carol may use SHA-256 only.
+    let accounts = |user: &str| match user {
+        "carol" => Some(Account {
+            password: "secret".into(),
+            algorithms: Some(vec![Algorithm::Sha256]),
+        }),
+        other => passwords(other),
+    };
+    let mut reg =
+        Registrar::new(REALM.into(), 5).with_algorithms(vec![Algorithm::Sha256, Algorithm::Md5]);
+    let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &accounts);
+    let order: Vec<bool> = r401
+        .header_values("WWW-Authenticate")
+        .iter()
+        .map(|c| c.contains("algorithm=SHA-256"))
+        .collect();
+    assert_eq!(order, [true, false], "SHA-256 first, then MD5");
+
+    let (r401, _) = reg.handle_register(t0, &register("carol", 1, &[]), udp(), &accounts);
+    let challenges = r401.header_values("WWW-Authenticate");
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].contains("algorithm=SHA-256"));
+    // An MD5-only phone answers with MD5 anyway: re-challenged, and told why.
+    let md5 = [
+        contact("carol"),
+        authorization("carol", "secret", &challenges[0], Algorithm::Md5, 1),
+    ];
+    let (resp, change) = reg.handle_register(t0, &register("carol", 2, &md5), udp(), &accounts);
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Rejected {
+            user: Some("carol".into()),
+            status: 401,
+            reason: Refusal::UnsupportedAlgorithm("MD5".into()),
+        })
+    );
+    assert!(reg.lookup("carol", t0).is_none());
+    // With SHA-256 she is in.
+    let sha = [
+        contact("carol"),
+        authorization("carol", "secret", &challenges[0], Algorithm::Sha256, 1),
+    ];
+    let (resp, _) = reg.handle_register(t0, &register("carol", 3, &sha), udp(), &accounts);
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn an_algorithm_we_do_not_implement_is_reported() {
+    let t0 = Instant::now();
+    let mut reg = registrar(9);
+    let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    let ch = challenge_for(&r401, Algorithm::Md5);
+    let nonce = challenge_param(&ch, "nonce").expect("nonce");
+    let line = format!(
+        "Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", \
+         uri=\"sip:{REALM}\", response=\"00\", algorithm=SHA-512-256"
+    );
+    let (resp, change) = reg.handle_register(
+        t0,
+        &register("alice", 2, &[contact("alice"), line]),
+        udp(),
+        &passwords,
+    );
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Rejected {
+            user: Some("alice".into()),
+            status: 401,
+            reason: Refusal::UnsupportedAlgorithm("SHA-512-256".into()),
+        })
+    );
+}
+
 /// Registers alice for 600 s at `t0` and returns the registrar.
 fn registered(t0: Instant) -> Registrar {
-    let mut reg = Registrar::new(REALM.into(), 3);
+    let mut reg = registrar(3);
     let lines = [contact("alice"), "Expires: 600".to_string()];
     let (resp, _) = full_exchange(
         &mut reg,
@@ -474,7 +594,7 @@ fn bindings_expire_in_simulated_time() {
 fn time_going_backwards_is_ignored() {
     let t0 = Instant::now();
     let t_late = t0 + Duration::from_secs(1000);
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     assert!(reg.handle_timeout(t_late).is_empty());
     // A REGISTER stamped earlier is treated as happening at t_late.
     let (resp, _) = full_exchange(
@@ -527,7 +647,7 @@ fn refresh_reports_nothing_new_peer_reports_registered() {
 #[test]
 fn outbound_params_are_echoed_and_query_lists_binding() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     let c = "Contact: \"Alice\" <sip:alice@192.168.1.20:5060;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\";reg-id=1;expires=600";
     let (resp, _) = full_exchange(
         &mut reg,
@@ -565,7 +685,7 @@ fn outbound_params_are_echoed_and_query_lists_binding() {
 #[test]
 fn unreadable_or_foreign_authorization_gets_a_challenge() {
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 1);
+    let mut reg = registrar(1);
     for line in [
         "Authorization: Digest garbage \"",
         "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==",
@@ -585,7 +705,7 @@ fn unreadable_or_foreign_authorization_gets_a_challenge() {
 fn wire_exchange_as_a_phone_sees_it() {
     use crate::message::{SipMessage, parse};
     let t0 = Instant::now();
-    let mut reg = Registrar::new(REALM.into(), 11);
+    let mut reg = registrar(11);
     let wire = |auth: &str| {
         format!(
             "REGISTER sip:{REALM} SIP/2.0\r\n\

@@ -1,0 +1,138 @@
+//! Agents' phones registering: a refused REGISTER is kept per agent with its reason and
+//! masked source (what ops read on `/api/agents`), and a later success does not hide it.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use callcore::{Core, Output};
+use common::{CORE_SIP, agent_id, core_for};
+use sip::auth::{Algorithm, Credentials, compute_response};
+use sip::message::{Method, RequestBuilder, Response, SipMessage};
+use sip::transport::{Peer, Transport};
+
+const PHONE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 7, 41)), 5062);
+
+/// The responses the core sent the phone, oldest first.
+fn responses(core: &mut Core) -> Vec<Response> {
+    let mut out = Vec::new();
+    while let Some(o) = core.poll_output() {
+        if let Output::Transmit(t) = o
+            && t.peer.addr == PHONE
+            && let Ok(SipMessage::Response(r)) = sip::message::parse(&t.bytes)
+        {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// A REGISTER for agent `id`, answering `challenge` with `password` if given.
+fn register(
+    core: &mut Core,
+    now: Instant,
+    id: &str,
+    cseq: u32,
+    answer: Option<(&Response, &str)>,
+) -> Response {
+    let uri = format!("sip:{}", CORE_SIP);
+    let mut b = RequestBuilder::new(Method::Register, &uri)
+        .via(Transport::Udp, PHONE, &format!("z9hG4bK-r{cseq}"))
+        .from(&format!("<sip:{id}@{}>;tag=r{id}", CORE_SIP.ip()))
+        .to(&format!("<sip:{id}@{}>", CORE_SIP.ip()))
+        .call_id(&format!("reg-{id}"))
+        .cseq(cseq)
+        .contact(&format!("sip:{id}@{PHONE}"))
+        .max_forwards(70)
+        .header("Expires", "3600")
+        .header("User-Agent", "baresip v1.0.0 (x86_64/linux)");
+    if let Some((challenge, password)) = answer {
+        let header = challenge
+            .header_values("WWW-Authenticate")
+            .into_iter()
+            .next()
+            .expect("a challenge");
+        assert!(header.contains("algorithm=MD5"), "MD5 offered: {header}");
+        let start = header.find("nonce=\"").expect("nonce") + 7;
+        let nonce = header[start..]
+            .split('"')
+            .next()
+            .expect("quoted")
+            .to_owned();
+        let mut creds = Credentials {
+            username: id.to_owned(),
+            realm: common::REALM.to_owned(),
+            nonce,
+            uri: uri.clone(),
+            response: String::new(),
+            algorithm: Algorithm::Md5,
+            qop: Some("auth".to_owned()),
+            nc: Some("00000001".to_owned()),
+            cnonce: Some("c0ffee".to_owned()),
+            opaque: None,
+        };
+        creds.response = compute_response(&creds, "REGISTER", password).expect("qop=auth");
+        b = b.header("Authorization", &creds.to_header());
+    }
+    core.handle_sip(now, now, Peer::udp(PHONE), &b.build().to_bytes());
+    responses(core).pop().expect("a response")
+}
+
+#[test]
+fn a_wrong_password_is_shown_to_ops_with_its_reason_and_masked_source() {
+    let now = Instant::now();
+    let mut core = core_for(5, 4, now);
+    let id = agent_id(0);
+    let view = |core: &Core| {
+        core.agents(now)
+            .into_iter()
+            .find(|a| a.id == id)
+            .expect("agent listed")
+    };
+    assert_eq!(view(&core).last_registration_failure, None);
+
+    let challenge = register(&mut core, now, &id, 1, None);
+    assert_eq!(challenge.status(), 401);
+    // The first 401 is the normal start of a registration, not a failure.
+    assert_eq!(view(&core).last_registration_failure, None);
+
+    let refused = register(&mut core, now, &id, 2, Some((&challenge, "not-it")));
+    assert_eq!(refused.status(), 403);
+    let failure = view(&core)
+        .last_registration_failure
+        .expect("the refusal is kept");
+    assert_eq!(failure.status, 403);
+    assert_eq!(failure.reason, "wrong_password");
+    assert_eq!(failure.source, "192.168.7.*:5062");
+    assert_eq!(
+        failure.user_agent.as_deref(),
+        Some("baresip v1.0.0 (x86_64/linux)")
+    );
+    assert!(!view(&core).registered);
+
+    // The right password registers; the last failure stays visible.
+    let challenge = register(&mut core, now, &id, 3, None);
+    let ok = register(&mut core, now, &id, 4, Some((&challenge, "pw-0")));
+    assert_eq!(ok.status(), 200);
+    let after = view(&core);
+    assert!(after.registered);
+    assert_eq!(
+        after.last_registration_failure.map(|f| f.reason),
+        Some("wrong_password".to_owned())
+    );
+}
+
+#[test]
+fn an_unknown_user_is_refused_and_kept_nowhere() {
+    let now = Instant::now();
+    let mut core = core_for(6, 4, now);
+    let challenge = register(&mut core, now, "9999", 1, None);
+    let refused = register(&mut core, now, "9999", 2, Some((&challenge, "guess")));
+    assert_eq!(refused.status(), 403);
+    assert!(
+        core.agents(now)
+            .iter()
+            .all(|a| a.last_registration_failure.is_none())
+    );
+}

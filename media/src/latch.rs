@@ -1,0 +1,192 @@
+//! Symmetric RTP: which source a leg's packets are taken from, and where its packets go.
+//!
+//! A leg starts knowing only the address its SDP named. The first valid RTP packet latches
+//! the leg to its source (a phone behind NAT sends from another address than it signalled),
+//! and from then on packets from anywhere else are dropped before they are decoded, relayed
+//! or recorded — a host that guesses the port cannot talk into the call. Two ways to move:
+//! - the SDP address itself wins over a learned one while the latch is young (the first
+//!   packets of a call can race, and the signalled address is the one we trust most);
+//! - a new source that proves it is the same stream (the latched SSRC with the next sequence
+//!   numbers, as after a NAT rebinding) is followed, as rtpengine's learning mode does.
+//!
+//! Sans-IO and allocation-free: the shell asks [`Latch::admit`] per packet and sends to
+//! [`Latch::target`].
+
+use std::net::SocketAddr;
+
+/// Packets within which the SDP address may still take over from a learned source.
+const YOUNG_PACKETS: u32 = 50;
+/// How far ahead of the last accepted sequence number a moved stream may be.
+const SEQ_WINDOW: u16 = 64;
+
+/// One leg's latch.
+#[derive(Debug, Clone)]
+pub struct Latch {
+    signalled: SocketAddr,
+    latched: Option<Source>,
+    /// Packets accepted since the latch was set.
+    accepted: u32,
+    /// Packets dropped for coming from elsewhere.
+    rejected: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Source {
+    addr: SocketAddr,
+    ssrc: u32,
+    seq: u16,
+}
+
+/// What to do with a received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// From the leg's source: use it.
+    Accept,
+    /// From the leg's new source (latched now, or moved): use it, and note the move.
+    Latched(SocketAddr),
+    /// From anywhere else (or not RTP): drop it.
+    Reject,
+}
+
+impl Latch {
+    /// A leg whose SDP named `signalled`.
+    pub fn new(signalled: SocketAddr) -> Self {
+        Latch {
+            signalled,
+            latched: None,
+            accepted: 0,
+            rejected: 0,
+        }
+    }
+
+    /// Where this leg's packets go: the latched source, else the signalled address.
+    pub fn target(&self) -> SocketAddr {
+        self.latched.map_or(self.signalled, |s| s.addr)
+    }
+
+    /// Packets dropped so far for coming from somewhere else.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Decides on one packet from `from`.
+    pub fn admit(&mut self, from: SocketAddr, packet: &[u8]) -> Admit {
+        let Some((ssrc, seq)) = header(packet) else {
+            self.rejected += 1;
+            return Admit::Reject;
+        };
+        let here = Source {
+            addr: from,
+            ssrc,
+            seq,
+        };
+        let Some(current) = self.latched else {
+            return self.latch(here);
+        };
+        if from == current.addr {
+            self.accepted = self.accepted.saturating_add(1);
+            self.latched = Some(here);
+            return Admit::Accept;
+        }
+        let young = self.accepted < YOUNG_PACKETS;
+        let same_stream =
+            ssrc == current.ssrc && seq.wrapping_sub(current.seq).wrapping_sub(1) < SEQ_WINDOW;
+        if (young && from == self.signalled) || same_stream {
+            return self.latch(here);
+        }
+        self.rejected += 1;
+        Admit::Reject
+    }
+
+    fn latch(&mut self, source: Source) -> Admit {
+        self.latched = Some(source);
+        self.accepted = 1;
+        Admit::Latched(source.addr)
+    }
+}
+
+/// SSRC and sequence number of an RTP version 2 packet, if `packet` is one.
+fn header(packet: &[u8]) -> Option<(u32, u16)> {
+    let first = *packet.first()?;
+    if first >> 6 != 2 || packet.len() < 12 {
+        return None;
+    }
+    let seq = u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]);
+    let ssrc = u32::from_be_bytes(packet.get(8..12)?.try_into().ok()?);
+    Some((ssrc, seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("literal")
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> [u8; 172] {
+        let mut p = [0u8; 172];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn latches_to_the_first_source_and_drops_an_injector() {
+        let phone = addr("203.0.113.5:40000"); // behind NAT: not what its SDP said
+        let mut l = Latch::new(addr("192.168.1.20:4000"));
+        assert_eq!(l.target(), addr("192.168.1.20:4000"));
+        assert_eq!(l.admit(phone, &rtp(7, 100)), Admit::Latched(phone));
+        assert_eq!(l.target(), phone, "answers go where the phone really is");
+        for seq in 101..200 {
+            assert_eq!(l.admit(phone, &rtp(7, seq)), Admit::Accept);
+        }
+        // Another host that found the port, with its own stream or a guessed SSRC.
+        let injector = addr("198.51.100.9:5004");
+        assert_eq!(l.admit(injector, &rtp(99, 1)), Admit::Reject);
+        assert_eq!(l.admit(injector, &rtp(7, 5000)), Admit::Reject);
+        assert_eq!(l.target(), phone);
+        assert_eq!(l.rejected(), 2);
+        // Not RTP at all.
+        assert_eq!(l.admit(phone, b"hello"), Admit::Reject);
+    }
+
+    #[test]
+    fn the_signalled_address_wins_while_the_latch_is_young() {
+        let sdp = addr("192.168.1.20:4000");
+        let early = addr("198.51.100.9:5004");
+        let mut l = Latch::new(sdp);
+        assert_eq!(l.admit(early, &rtp(99, 1)), Admit::Latched(early));
+        assert_eq!(l.admit(sdp, &rtp(7, 10)), Admit::Latched(sdp));
+        assert_eq!(l.admit(early, &rtp(99, 2)), Admit::Reject);
+        // Once settled, not even the SDP address takes over without proving itself.
+        let mut m = Latch::new(sdp);
+        let phone = addr("203.0.113.5:40000");
+        for seq in 0..=u16::try_from(YOUNG_PACKETS).expect("small") {
+            m.admit(phone, &rtp(7, seq));
+        }
+        assert_eq!(m.admit(sdp, &rtp(1234, 1)), Admit::Reject);
+        assert_eq!(m.target(), phone);
+    }
+
+    #[test]
+    fn follows_the_same_stream_to_a_new_address() {
+        let old = addr("203.0.113.5:40000");
+        let new = addr("203.0.113.5:40002"); // the home router rebound the mapping
+        let mut l = Latch::new(addr("192.168.1.20:4000"));
+        for seq in 65_500..65_535 {
+            l.admit(old, &rtp(7, seq));
+        }
+        // Sequence numbers continue across the wrap.
+        assert_eq!(l.admit(new, &rtp(7, 3)), Admit::Latched(new));
+        assert_eq!(l.target(), new);
+        // A copy of a packet already taken, from the old address, does not move it back.
+        assert_eq!(l.admit(old, &rtp(7, 3)), Admit::Reject);
+        // A replay of old sequence numbers from a third place does not move it.
+        assert_eq!(
+            l.admit(addr("198.51.100.9:5004"), &rtp(7, 1)),
+            Admit::Reject
+        );
+    }
+}
