@@ -18,7 +18,9 @@ use ivr::Menus;
 use sip::dialog::LocalEndpoint;
 use sip::ids::IdGen;
 use sip::message::{Method, Request, SipMessage, response_to};
-use sip::registrar::{Account, Refusal as RegisterRefusal, Registrar, RegistrationChange};
+use sip::registrar::{
+    Abandoned, Account, Refusal as RegisterRefusal, Registrar, RegistrationChange,
+};
 use sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer};
 use sip::transport::{Peer, Transport};
 use tracing::{debug, info, warn};
@@ -337,6 +339,9 @@ impl Core {
                         }
                         self.publish_state(&user);
                     }
+                    for a in self.registrar.abandoned(now) {
+                        self.challenge_abandoned(now, a);
+                    }
                 }
                 Due::Acd => self.acd.handle_timeout(now),
                 Due::Ivr(id) => self.ivr_timeout(now, id),
@@ -634,6 +639,36 @@ impl Core {
             }) => self.registration_refused(now, &request, peer, user, status, reason),
             _ => {}
         }
+    }
+
+    /// A phone that got a 401 and never answered it: said plainly for our agents (the
+    /// usual cause is a digest algorithm the phone lacks), at debug for anyone else.
+    fn challenge_abandoned(&mut self, now: Instant, a: Abandoned) {
+        let offered: Vec<&str> = a.offered.iter().map(|x| x.name()).collect();
+        let offered = offered.join(", ");
+        let source = mask_addr(a.peer.addr);
+        if !self.config.agents.contains_key(&a.user) {
+            debug!(user = %a.user, %source, "a challenged REGISTER was never answered");
+            return;
+        }
+        warn!(
+            agent = %a.user,
+            %source,
+            offered = %offered,
+            user_agent = a.user_agent.as_deref().unwrap_or("-"),
+            "registration refused: the phone never answered the digest challenge; it may not support {offered}"
+        );
+        let failure = RegistrationFailure {
+            at: self
+                .wall(now)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            status: 401,
+            reason: "challenge_unanswered".to_owned(),
+            detail: format!("the phone never answered the 401 offering {offered}"),
+            source,
+            user_agent: a.user_agent,
+        };
+        self.registration_failures.insert(a.user, failure);
     }
 
     /// Logs a refused REGISTER once, with its reason and masked source, and keeps it for

@@ -124,6 +124,39 @@ fn a_wrong_password_is_shown_to_ops_with_its_reason_and_masked_source() {
 }
 
 #[test]
+fn a_phone_that_never_answers_the_challenge_is_reported_after_a_while() {
+    let mut now = Instant::now();
+    let mut core = core_for(7, 4, now);
+    let id = agent_id(1);
+    let challenge = register(&mut core, now, &id, 1, None);
+    assert_eq!(challenge.status(), 401);
+    // The phone gives up silently (it lacks the algorithm). The core's next deadline
+    // comes within the wait, and then ops see why.
+    let due = core.poll_timeout().expect("a deadline");
+    assert!(
+        due <= now + sip::registrar::CHALLENGE_ANSWER_WAIT,
+        "{:?}",
+        due - now
+    );
+    while let Some(at) = core
+        .poll_timeout()
+        .filter(|t| *t <= now + sip::registrar::CHALLENGE_ANSWER_WAIT)
+    {
+        now = now.max(at);
+        core.handle_timeout(now);
+        responses(&mut core);
+    }
+    let failure = core
+        .agents(now)
+        .into_iter()
+        .find(|a| a.id == id)
+        .and_then(|a| a.last_registration_failure)
+        .expect("the unanswered challenge is shown");
+    assert_eq!(failure.reason, "challenge_unanswered");
+    assert!(failure.detail.contains("MD5"), "{}", failure.detail);
+}
+
+#[test]
 fn an_unknown_user_is_refused_and_kept_nowhere() {
     let now = Instant::now();
     let mut core = core_for(6, 4, now);

@@ -8,7 +8,7 @@
 //! Every REGISTER that fails after trying to authenticate is reported with its reason
 //! ([`Refusal`]), so the caller can log it once and show it to ops.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -29,6 +29,11 @@ pub const DEFAULT_EXPIRES: u64 = 3600;
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// Outstanding nonces kept at most; the oldest is forgotten first (bounds memory under floods).
 pub const MAX_NONCES: usize = 10_000;
+/// A challenged REGISTER whose phone sends no credentials within this long was abandoned:
+/// the phone could not answer the challenge (an algorithm it lacks) and gave up silently.
+pub const CHALLENGE_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// Challenges awaiting their answer kept at most (the oldest is forgotten first).
+pub const MAX_PENDING_CHALLENGES: usize = 1024;
 
 /// Where a registered user can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +70,19 @@ pub enum RegistrationChange {
         /// Why.
         reason: Refusal,
     },
+}
+
+/// A phone that was challenged and never answered (see [`Registrar::abandoned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    /// The To user of the REGISTER.
+    pub user: String,
+    /// Where it came from.
+    pub peer: Peer,
+    /// The algorithms it was offered.
+    pub offered: Vec<Algorithm>,
+    /// Its User-Agent, if it sent one.
+    pub user_agent: Option<String>,
 }
 
 /// Why a REGISTER that tried to authenticate was refused.
@@ -157,6 +175,12 @@ pub struct Registrar {
     nonces: HashMap<String, NonceState>,
     nonce_order: VecDeque<(Instant, String)>,
     bindings: HashMap<String, Entry>,
+    /// Every binding's expiry, soonest first: `poll_timeout` is O(1) and expiry
+    /// O(log n) however many phones are registered.
+    expiries: BTreeSet<(Instant, String)>,
+    /// Challenges sent and not yet answered, by the REGISTER's Call-ID, with their order.
+    pending: HashMap<String, (Instant, Abandoned)>,
+    pending_order: BTreeSet<(Instant, String)>,
 }
 
 /// A Contact value from a REGISTER.
@@ -181,6 +205,9 @@ impl Registrar {
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
             bindings: HashMap::new(),
+            expiries: BTreeSet::new(),
+            pending: HashMap::new(),
+            pending_order: BTreeSet::new(),
         }
     }
 
@@ -237,8 +264,22 @@ impl Registrar {
             }
             other => other,
         };
+        let call_id = request.call_id().unwrap_or_default();
         let Some(creds) = creds else {
             let response = self.challenge(request, now, false, &offered);
+            if let Some(user) = to_user.clone().filter(|_| unsupported.is_none()) {
+                let user_agent = request.header("User-Agent");
+                self.await_answer(
+                    now,
+                    call_id,
+                    Abandoned {
+                        user,
+                        peer,
+                        offered,
+                        user_agent,
+                    },
+                );
+            }
             let change = unsupported.map(|a| RegistrationChange::Rejected {
                 user: to_user,
                 status: 401,
@@ -246,6 +287,9 @@ impl Registrar {
             });
             return (response, change);
         };
+        if let Some((at, _)) = self.pending.remove(&call_id) {
+            self.pending_order.remove(&(at, call_id));
+        }
         let user = creds.username.clone();
         let rejected = |status, reason| {
             Some(RegistrationChange::Rejected {
@@ -310,22 +354,72 @@ impl Registrar {
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
         let now = self.advance(now);
         self.purge_nonces(now);
-        let mut expired: Vec<String> = self
-            .bindings
-            .iter()
-            .filter(|(_, e)| e.binding.expires_at <= now)
-            .map(|(u, _)| u.clone())
-            .collect();
-        for u in &expired {
-            self.bindings.remove(u);
+        let mut expired = Vec::new();
+        while let Some((at, _)) = self.expiries.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, user)) = self.expiries.pop_first() {
+                self.bindings.remove(&user);
+                expired.push(user);
+            }
         }
         expired.sort();
         expired
     }
 
-    /// When the next binding expires.
+    /// When the next binding expires or a challenge is given up on.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.bindings.values().map(|e| e.binding.expires_at).min()
+        let expiry = self.expiries.first().map(|(at, _)| *at);
+        let challenge = self
+            .pending_order
+            .first()
+            .map(|(at, _)| *at + CHALLENGE_ANSWER_WAIT);
+        expiry.into_iter().chain(challenge).min()
+    }
+
+    /// The phones challenged at least [`CHALLENGE_ANSWER_WAIT`] before `now` that never
+    /// answered (each reported once): typically a phone offered only algorithms it lacks.
+    pub fn abandoned(&mut self, now: Instant) -> Vec<Abandoned> {
+        let mut out = Vec::new();
+        while let Some((at, _)) = self.pending_order.first() {
+            if *at + CHALLENGE_ANSWER_WAIT > now {
+                break;
+            }
+            if let Some((_, call_id)) = self.pending_order.pop_first()
+                && let Some((_, a)) = self.pending.remove(&call_id)
+            {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    fn await_answer(&mut self, now: Instant, call_id: String, who: Abandoned) {
+        if let Some((at, _)) = self.pending.remove(&call_id) {
+            self.pending_order.remove(&(at, call_id.clone()));
+        }
+        while self.pending_order.len() >= MAX_PENDING_CHALLENGES {
+            if let Some((_, old)) = self.pending_order.pop_first() {
+                self.pending.remove(&old);
+            }
+        }
+        self.pending_order.insert((now, call_id.clone()));
+        self.pending.insert(call_id, (now, who));
+    }
+
+    fn insert_binding(&mut self, user: String, entry: Entry) {
+        self.remove_binding(&user);
+        self.expiries
+            .insert((entry.binding.expires_at, user.clone()));
+        self.bindings.insert(user, entry);
+    }
+
+    fn remove_binding(&mut self, user: &str) -> Option<Entry> {
+        let entry = self.bindings.remove(user)?;
+        self.expiries
+            .remove(&(entry.binding.expires_at, user.to_owned()));
+        Some(entry)
     }
 
     /// Applies the Contact/Expires of an authenticated REGISTER.
@@ -353,8 +447,7 @@ impl Registrar {
                 return (self.reply(request, 400, "Bad Request"), Some(change));
             }
             let change = self
-                .bindings
-                .remove(&user)
+                .remove_binding(&user)
                 .map(|_| RegistrationChange::Unregistered { user });
             return (self.reply(request, 200, "OK"), change);
         }
@@ -372,7 +465,7 @@ impl Registrar {
                 .get(&user)
                 .is_some_and(|e| e.binding.contact == uri);
             let change = if removes {
-                self.bindings.remove(&user);
+                self.remove_binding(&user);
                 Some(RegistrationChange::Unregistered { user: user.clone() })
             } else {
                 None
@@ -402,7 +495,7 @@ impl Registrar {
             peer,
             expires_at: now + Duration::from_secs(expires),
         };
-        self.bindings.insert(user.clone(), Entry { binding, echo });
+        self.insert_binding(user.clone(), Entry { binding, echo });
         let response = self.ok_with_current(request, &user, now);
         (
             response,

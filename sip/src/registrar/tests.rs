@@ -468,6 +468,62 @@ fn a_configured_order_and_sha256_only_accounts() {
 }
 
 #[test]
+fn a_phone_that_never_answers_its_challenge_is_reported_once() {
+    let t0 = Instant::now();
+    let mut reg = Registrar::new(REALM.into(), 8).with_algorithms(vec![Algorithm::Sha256]);
+    // alice's phone cannot do SHA-256: it gets the 401 and gives up without a word.
+    let (r401, _) = reg.handle_register(t0, &register("alice", 1, &[]), udp(), &passwords);
+    assert_eq!(r401.status(), 401);
+    assert_eq!(reg.poll_timeout(), Some(t0 + CHALLENGE_ANSWER_WAIT));
+    assert!(
+        reg.abandoned(t0 + CHALLENGE_ANSWER_WAIT - Duration::from_millis(1))
+            .is_empty()
+    );
+    let gone = reg.abandoned(t0 + CHALLENGE_ANSWER_WAIT);
+    assert_eq!(
+        gone,
+        [Abandoned {
+            user: "alice".into(),
+            peer: udp(),
+            offered: vec![Algorithm::Sha256],
+            user_agent: Some("PJSUA v2.15".into()),
+        }]
+    );
+    assert!(
+        reg.abandoned(t0 + CHALLENGE_ANSWER_WAIT * 3).is_empty(),
+        "reported once"
+    );
+    assert_eq!(reg.poll_timeout(), None);
+
+    // bob's phone answers: nothing to report.
+    let (resp, _) = full_exchange(
+        &mut reg,
+        t0,
+        "bob",
+        "builder",
+        Algorithm::Sha256,
+        &[contact("bob")],
+    );
+    assert_eq!(resp.status(), 200);
+    assert!(reg.abandoned(t0 + CHALLENGE_ANSWER_WAIT * 2).is_empty());
+}
+
+#[test]
+fn pending_challenges_are_bounded_under_a_flood() {
+    let t0 = Instant::now();
+    let mut reg = registrar(12);
+    for i in 0..(MAX_PENDING_CHALLENGES as u32 * 3) {
+        let mut r = register("mallory", i, &[]);
+        r = r
+            .without_header("Call-ID")
+            .with_header("Call-ID", &format!("flood-{i}"));
+        reg.handle_register(t0, &r, udp(), &passwords);
+    }
+    let gone = reg.abandoned(t0 + CHALLENGE_ANSWER_WAIT);
+    assert_eq!(gone.len(), MAX_PENDING_CHALLENGES);
+}
+
+#[test]
 fn an_algorithm_we_do_not_implement_is_reported() {
     let t0 = Instant::now();
     let mut reg = registrar(9);
@@ -591,6 +647,27 @@ fn bindings_expire_in_simulated_time() {
 }
 
 #[test]
+fn many_bindings_expire_in_order_of_their_expiry() {
+    let t0 = Instant::now();
+    let mut reg = registrar(4);
+    // alice for 900 s, bob for 120 s: bob's expiry is the next deadline.
+    for (user, password, secs) in [("alice", "wonderland", 900), ("bob", "builder", 120)] {
+        let lines = [contact(user), format!("Expires: {secs}")];
+        let (resp, _) = full_exchange(&mut reg, t0, user, password, Algorithm::Md5, &lines);
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(reg.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+    assert_eq!(reg.handle_timeout(t0 + Duration::from_secs(120)), ["bob"]);
+    assert_eq!(reg.poll_timeout(), Some(t0 + Duration::from_secs(900)));
+    // Unregistering removes the deadline too.
+    let lines = [contact("alice"), "Expires: 0".to_string()];
+    let t1 = t0 + Duration::from_secs(200);
+    let (resp, _) = full_exchange(&mut reg, t1, "alice", "wonderland", Algorithm::Md5, &lines);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(reg.poll_timeout(), None);
+}
+
+#[test]
 fn time_going_backwards_is_ignored() {
     let t0 = Instant::now();
     let t_late = t0 + Duration::from_secs(1000);
@@ -619,6 +696,9 @@ fn refresh_reports_nothing_new_peer_reports_registered() {
     assert_eq!(resp.status(), 200);
     assert_eq!(change, None, "a refresh is not news");
     assert_eq!(reg.poll_timeout(), Some(t1 + Duration::from_secs(600)));
+    // The refreshed binding's old expiry is forgotten: it does not fire.
+    assert!(reg.handle_timeout(t0 + Duration::from_secs(600)).is_empty());
+    assert!(reg.lookup("alice", t0 + Duration::from_secs(601)).is_some());
 
     // The same phone over TCP from another port: new peer, reported.
     let tcp = Peer::tcp("192.168.1.20:40123".parse().expect("literal"));
