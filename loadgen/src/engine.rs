@@ -87,6 +87,7 @@ pub enum Timer {
     Hangup { call: u32 },
     SendBye { call: u32 },
     RetryReady { agent: usize },
+    Reregister { agent: usize },
 }
 
 /// In-flight packets get this long after the senders stop, before the BYE.
@@ -538,6 +539,7 @@ impl Engine {
                 }
             }
             Timer::RetryReady { agent } => self.post_ready(agent),
+            Timer::Reregister { agent } => self.send_register(now, agent, None),
         }
     }
 
