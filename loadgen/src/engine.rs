@@ -1,7 +1,8 @@
 //! The run: one task owning every agent and call, driven by a `select!` over the SIP
 //! socket, the two RTP sockets, desk events and one 2 ms tick that paces all media (each
-//! call in one of ten slots, so the calls' packets are spread over the 20 ms as real phones'
-//! are, not sent in one burst), launches calls and fires timers. Agents' desks are small tasks feeding it a channel.
+//! call in one of ten slots, so the calls' packets are spread over the 20 ms as real
+//! phones' are, not sent in one burst), launches calls and fires timers. Agents' desks are
+//! small tasks feeding it a channel.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -96,8 +97,6 @@ pub const DRAIN: Duration = Duration::from_millis(300);
 pub const TICK: Duration = Duration::from_millis(2);
 /// Ticks per 20 ms packet time.
 pub const SLOTS: u64 = 10;
-/// Datagrams read from one RTP socket per wake-up at most.
-const RTP_BATCH: usize = 64;
 /// How long the end of the run waits for BYEs to be answered.
 const WIND_DOWN: Duration = Duration::from_secs(3);
 
@@ -543,17 +542,12 @@ impl Engine {
         }
     }
 
-    /// Reads what waits on one RTP socket (a bounded batch, so SIP and the tick get their
-    /// turn), each packet timed by the kernel's arrival stamp.
+    /// Reads what waits on one RTP socket, each packet timed by the kernel's arrival stamp.
     fn drain_rtp(&mut self, socket: &UdpSocket, dir: Direction, buf: &mut [u8], stamps: &mut [u8]) {
-        let clock = media_io::ArrivalClock::read(self.epoch);
-        for _ in 0..RTP_BATCH {
-            let Ok((n, stamp)) = media_io::try_recv_stamped(socket, buf, stamps) else {
-                break;
-            };
-            let received = clock.arrival_us(stamp);
-            self.on_rtp(dir, buf.get(..n).unwrap_or_default(), received);
-        }
+        let epoch = self.epoch;
+        media_io::drain_stamped(socket, epoch, buf, stamps, |packet, at| {
+            self.on_rtp(dir, packet, at);
+        });
     }
 
     fn on_rtp(&mut self, dir: Direction, packet: &[u8], received: u64) {

@@ -200,6 +200,27 @@ pub fn try_recv_stamped(
     })
 }
 
+/// Datagrams read from one RTP socket per wake-up at most (so SIP and the tick get their turn).
+pub const RTP_BATCH: usize = 64;
+
+/// Reads up to [`RTP_BATCH`] waiting datagrams from `socket`, handing each to `packet` with
+/// its arrival time in µs since `epoch` (the kernel's stamp where there is one).
+pub fn drain_stamped(
+    socket: &UdpSocket,
+    epoch: Instant,
+    buf: &mut [u8],
+    stamps: &mut [u8],
+    mut packet: impl FnMut(&[u8], u64),
+) {
+    let clock = ArrivalClock::read(epoch);
+    for _ in 0..RTP_BATCH {
+        let Ok((n, stamp)) = try_recv_stamped(socket, buf, stamps) else {
+            break;
+        };
+        packet(buf.get(..n).unwrap_or_default(), clock.arrival_us(stamp));
+    }
+}
+
 /// Converts kernel arrival stamps (realtime) to µs since the run's monotonic `epoch`: the
 /// two clocks' difference, read once per batch of datagrams (so a clock step mid-run moves
 /// at most one batch). The realtime read is bracketed by two monotonic ones and the tightest

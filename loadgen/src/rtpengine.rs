@@ -34,8 +34,6 @@ use crate::relay_cpu::{Pair, WindowFigures};
 use crate::stats::{Histogram, Samples};
 use crate::summary;
 
-/// Datagrams read from one socket per wake-up at most.
-const RTP_BATCH: usize = 64;
 /// In-flight packets get this long after the senders stop.
 const DRAIN: Duration = Duration::from_millis(300);
 /// Deletes that time out one after another before the rest are skipped (daemon gone).
@@ -337,17 +335,21 @@ async fn pump(
     let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    // Ends at `end`: the ticker fires every 20 ms whatever else arrives.
+    // Ends at `end`: the ticker fires every 2 ms whatever else arrives.
     loop {
         tokio::select! {
             r = callee.readable() => {
                 if r.is_ok() {
-                    drain(callee, Direction::PatientToAgent, sessions, epoch, window_start_us, &mut rx, &mut stamps, &mut out);
+                    media_io::drain_stamped(callee, epoch, &mut rx, &mut stamps, |packet, at| {
+                        receive(sessions, Direction::PatientToAgent, packet, at, window_start_us, &mut out);
+                    });
                 }
             }
             r = caller.readable() => {
                 if r.is_ok() {
-                    drain(caller, Direction::AgentToPatient, sessions, epoch, window_start_us, &mut rx, &mut stamps, &mut out);
+                    media_io::drain_stamped(caller, epoch, &mut rx, &mut stamps, |packet, at| {
+                        receive(sessions, Direction::AgentToPatient, packet, at, window_start_us, &mut out);
+                    });
                 }
             }
             scheduled = ticker.tick() => {
@@ -373,35 +375,6 @@ async fn pump(
         }
     }
     out
-}
-
-/// Reads a bounded batch from one socket, each packet timed by its kernel arrival stamp.
-#[allow(clippy::too_many_arguments)]
-fn drain(
-    socket: &UdpSocket,
-    dir: Direction,
-    sessions: &mut [Session],
-    epoch: Instant,
-    window_start_us: Option<u64>,
-    buf: &mut [u8],
-    stamps: &mut [u8],
-    out: &mut Pumped,
-) {
-    let clock = media_io::ArrivalClock::read(epoch);
-    for _ in 0..RTP_BATCH {
-        let Ok((n, stamp)) = media_io::try_recv_stamped(socket, buf, stamps) else {
-            break;
-        };
-        let packet = buf.get(..n).unwrap_or_default();
-        receive(
-            sessions,
-            dir,
-            packet,
-            clock.arrival_us(stamp),
-            window_start_us,
-            out,
-        );
-    }
 }
 
 fn receive(

@@ -238,10 +238,12 @@ impl Registrar {
         self.purge_nonces(now);
 
         let to_user = request.to_user();
-        let offered = to_user
-            .as_deref()
-            .and_then(account_of)
-            .and_then(|a| a.algorithms)
+        // The To user's account: its password is checked once the digest username is
+        // known to be the To user (anything else is refused first).
+        let account = to_user.as_deref().and_then(account_of);
+        let offered = account
+            .as_ref()
+            .and_then(|a| a.algorithms.clone())
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| self.algorithms.clone());
         let mut unsupported = None;
@@ -287,9 +289,7 @@ impl Registrar {
             });
             return (response, change);
         };
-        if let Some((at, _)) = self.pending.remove(&call_id) {
-            self.pending_order.remove(&(at, call_id));
-        }
+        self.forget_challenge(&call_id);
         let user = creds.username.clone();
         let rejected = |status, reason| {
             Some(RegistrationChange::Rejected {
@@ -303,7 +303,7 @@ impl Registrar {
             let response = self.reply(request, 403, "Forbidden");
             return (response, rejected(403, Refusal::UserMismatch));
         }
-        let password = account_of(&creds.username).map(|a| a.password);
+        let password = account.map(|a| a.password);
         // Hash even for unknown users, so timing does not tell which users exist.
         let verified = auth::verify(
             &creds,
@@ -396,9 +396,7 @@ impl Registrar {
     }
 
     fn await_answer(&mut self, now: Instant, call_id: String, who: Abandoned) {
-        if let Some((at, _)) = self.pending.remove(&call_id) {
-            self.pending_order.remove(&(at, call_id.clone()));
-        }
+        self.forget_challenge(&call_id);
         while self.pending_order.len() >= MAX_PENDING_CHALLENGES {
             if let Some((_, old)) = self.pending_order.pop_first() {
                 self.pending.remove(&old);
@@ -406,6 +404,13 @@ impl Registrar {
         }
         self.pending_order.insert((now, call_id.clone()));
         self.pending.insert(call_id, (now, who));
+    }
+
+    /// The challenge of this REGISTER dialog was answered (or is replaced).
+    fn forget_challenge(&mut self, call_id: &str) {
+        if let Some((at, _)) = self.pending.remove(call_id) {
+            self.pending_order.remove(&(at, call_id.to_owned()));
+        }
     }
 
     fn insert_binding(&mut self, user: String, entry: Entry) {
