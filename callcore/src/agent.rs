@@ -132,11 +132,15 @@ impl Core {
             self.agent_unreachable(now, call, &agent, seq);
             return;
         };
+        // The agent's phone is asked for the caller's packet size, if the caller
+        // named one (then neither side needs to repacketise); else it packs its own.
+        let ptime = self.calls.get(&call).and_then(|c| c.patient_media.ptime);
         let body = sdp::offer(
             &self.config.codecs,
             TELEPHONE_EVENT_PT,
             local_rtp,
             self.ids.next_u64() >> 1,
+            ptime,
         );
         let advertise = self.config.advertise;
         let sip_call_id = self.ids.call_id();
@@ -315,7 +319,7 @@ impl Core {
             return;
         };
         c.agent_sdp = our_sdp;
-        c.agent_media = Some((negotiated.remote, negotiated.codec));
+        c.agent_media = Some(negotiated);
         c.bridge_pending = Some(LegSpec {
             token,
             remote: negotiated.remote,
@@ -431,7 +435,7 @@ impl Core {
             return;
         };
         match result {
-            Ok(()) => self.save_recording_row(call, 0, Vec::new()),
+            Ok(()) => self.save_recording_row(call, crate::records::RecordingDone::default()),
             Err(e) => {
                 c.span.in_scope(
                     || warn!(error = %e, "recording could not start; the call goes on unrecorded"),

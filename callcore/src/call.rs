@@ -15,7 +15,7 @@ use sip::transaction::TransactionKey;
 use sip::transport::Peer;
 
 use crate::io::{Leg, LegSpec, PortToken};
-use crate::records::{CallRecord, Gap, Outcome, Patient, Recording};
+use crate::records::{CallRecord, Outcome, Patient, Recording, RecordingDone};
 use crate::refresh::Negotiated;
 use crate::session_timer::SessionTimer;
 
@@ -98,9 +98,10 @@ pub(crate) struct Call {
     pub patient_invite: TransactionKey,
     /// The patient leg's port (the media task holds its socket).
     pub patient_port: PortToken,
-    /// Our SDP answer to the patient, and the media it settled (remote, codec).
+    /// Our SDP answer to the patient (the latest, after any re-INVITE), and the
+    /// media it settled (our direction: whether we send, whether the phone does).
     pub patient_sdp: String,
-    pub patient_media: (std::net::SocketAddr, sip::sdp::Codec),
+    pub patient_media: sip::sdp::Negotiated,
     pub patient_timer: Option<(SessionTimer, Negotiated)>,
     pub ivr: Option<IvrSession>,
     pub ivr_path: Vec<String>,
@@ -118,9 +119,10 @@ pub(crate) struct Call {
     pub bridge_pending: Option<LegSpec>,
     /// The agent leg's port once it is bridged (the media task holds its socket).
     pub agent_port: Option<PortToken>,
-    /// Our SDP offer to the agent's phone, and the media its answer settled.
+    /// Our SDP to the agent's phone (the offer, or our latest answer to its
+    /// re-INVITE), and the media it settled.
     pub agent_sdp: Option<String>,
-    pub agent_media: Option<(std::net::SocketAddr, sip::sdp::Codec)>,
+    pub agent_media: Option<sip::sdp::Negotiated>,
     pub agent_timer: Option<(SessionTimer, Negotiated)>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -188,17 +190,18 @@ impl Call {
         }
     }
 
-    /// The recording's index row with this length and these gaps, if the call is recorded.
-    pub fn recording_row(&self, duration_ms: u64, gaps: Vec<Gap>) -> Option<Recording> {
+    /// The recording's index row for what the media wrote, if the call is recorded.
+    pub fn recording_row(&self, done: RecordingDone) -> Option<Recording> {
         let r = self.recording.as_ref()?;
         Some(Recording {
             id: r.id.clone(),
             call_id: self.call_id.clone(),
             agent: self.agent.clone().unwrap_or_default(),
             started_at: r.started_at,
-            duration_ms,
+            duration_ms: done.duration_ms,
             channels: 2,
-            gaps,
+            gaps: done.gaps,
+            holds: done.holds,
             path: r.path.to_string_lossy().into_owned(),
         })
     }

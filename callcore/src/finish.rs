@@ -17,7 +17,7 @@ use crate::call::{PatientLookup, Phase, Side};
 use crate::control::{ClientTx, Core, Due};
 use crate::desk::DeskEvent;
 use crate::io::{Leg, MediaCommand, Metric, Output};
-use crate::records::Gap;
+use crate::records::RecordingDone;
 
 impl Core {
     /// Ends a call from `side`: the other legs are released, the record is written.
@@ -129,7 +129,7 @@ impl Core {
         recording: Option<Result<crate::records::RecordingDone, String>>,
     ) {
         match recording {
-            Some(Ok(done)) => self.save_recording_row(id, done.duration_ms, done.gaps),
+            Some(Ok(done)) => self.save_recording_row(id, done),
             Some(Err(e)) => warn!(error = %e, "recording ended with an error"),
             None => {}
         }
@@ -187,12 +187,8 @@ impl Core {
     }
 
     /// Writes (or rewrites) the call's recording index row.
-    pub(crate) fn save_recording_row(&mut self, id: CallId, duration_ms: u64, gaps: Vec<Gap>) {
-        if let Some(row) = self
-            .calls
-            .get(&id)
-            .and_then(|c| c.recording_row(duration_ms, gaps))
-        {
+    pub(crate) fn save_recording_row(&mut self, id: CallId, done: RecordingDone) {
+        if let Some(row) = self.calls.get(&id).and_then(|c| c.recording_row(done)) {
             self.emit(Output::StoreRecording(row));
         }
     }

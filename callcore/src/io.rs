@@ -97,6 +97,20 @@ pub enum MediaCommand {
         recording: bool,
         at: std::time::Instant,
     },
+    /// A phone changed its leg's media mid-call (re-INVITE or UPDATE): send to
+    /// `remote` in `codec` from now on (re-latching there if the address moved).
+    /// `send`: the phone takes our audio (else it holds the call: nothing is sent
+    /// to it, and when it is the agent's, the patient hears the hold music that a
+    /// `Hold` brings instead). `receive`: the phone sends (else no RTP is expected
+    /// from it, and its silence does not end the call).
+    Update {
+        leg: Leg,
+        remote: SocketAddr,
+        codec: media::codec::Codec,
+        telephone_event: Option<u8>,
+        send: bool,
+        receive: bool,
+    },
     /// The call was hung up at `at`: finish the recording there (so its length is
     /// the talk time however late this is handled), release the sockets, report `Stopped`.
     Stop { at: std::time::Instant },

@@ -252,7 +252,7 @@ impl Core {
                 patient_invite: key,
                 patient_port: token,
                 patient_sdp: answer,
-                patient_media: (negotiated.remote, negotiated.codec),
+                patient_media: negotiated,
                 patient_timer: None,
                 ivr,
                 ivr_path: Vec::new(),

@@ -120,6 +120,9 @@ pub struct Recording {
     /// Stretches where a channel is silence because no packet arrived for it
     /// (placed by RTP timestamp; audio that came late or out of order is not a gap).
     pub gaps: Vec<Gap>,
+    /// Stretches a phone held the call (re-INVITE `sendonly`/`inactive`): its
+    /// channel is silent there by design, not a gap.
+    pub holds: Vec<Hold>,
     /// The WAV file: absolute, relative to the working directory, or relative to
     /// the recordings directory (the audio endpoint accepts all three, but only
     /// inside the recordings directory).
@@ -145,9 +148,20 @@ pub struct Gap {
     pub ms: u64,
 }
 
+/// A stretch of a recording during which one side held the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The side whose phone held (the caller heard hold music when the agent held).
+    pub by: GapChannel,
+    /// Where it starts, from the start of the file.
+    pub at_ms: u64,
+    pub ms: u64,
+}
+
 /// What a finished recording holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordingDone {
     pub duration_ms: u64,
     pub gaps: Vec<Gap>,
+    pub holds: Vec<Hold>,
 }

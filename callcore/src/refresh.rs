@@ -2,10 +2,14 @@
 //! and UPDATE, RFC 4028), and the session timer of each leg.
 //!
 //! A re-INVITE or UPDATE that changes nothing about the media (no SDP, or the
-//! same address, a codec we use, send and receive) is answered 200 with our
-//! SDP unchanged and restarts the leg's session timer. One that changes the
-//! media (hold, a new address or codec) gets 488 and the call goes on as it
-//! was (RFC 3261 §14.2); mid-call changes are issue 6's.
+//! same address, codec and direction) is answered 200 with our SDP unchanged
+//! and restarts the leg's session timer. One that changes the media is
+//! answered from the same session one version up (RFC 3264 §8) and the call's
+//! media follows it: hold (`sendonly`/`inactive`: nothing is sent to that
+//! phone; the agent's hold gives the patient hold music and marks the
+//! recording), unhold, a new address (re-latched there) or codec (transcoded
+//! if the legs now differ). An offer with no codec we use gets 488 and the
+//! call goes on as it was (RFC 3261 §14.2).
 
 use std::time::Instant;
 
@@ -17,7 +21,8 @@ use tracing::{info, warn};
 use crate::CallId;
 use crate::call::{Call, Side};
 use crate::control::{ClientTx, Core, Due};
-use crate::io::Leg;
+use crate::io::{Leg, MediaCommand, Output};
+use crate::patient::media_codec;
 use crate::session_timer::{MIN_SE, Refresher, SessionExpires, SessionTimer, lists_timer};
 
 /// The methods we take, as `Allow` says.
@@ -225,17 +230,19 @@ impl Core {
             self.transactions.send_response(now, &key, r);
             return;
         };
-        if !media_unchanged(c, leg, request.body()) {
-            c.span.in_scope(|| {
-                info!(
-                    ?leg,
-                    "a mid-call media change is refused (488); the call goes on"
-                )
-            });
-            let r = response_to(&request, 488, "Not Acceptable Here", None);
-            self.transactions.send_response(now, &key, r);
-            return;
-        }
+        let ours = if media_unchanged(c, leg, request.body()) {
+            ours
+        } else {
+            match self.change_media(id, leg, &ours, request.body()) {
+                Some(answer) => answer,
+                None => {
+                    let r = response_to(&request, 488, "Not Acceptable Here", None);
+                    self.transactions.send_response(now, &key, r);
+                    return;
+                }
+            }
+        };
+        let Some(c) = self.calls.get(&id) else { return };
         let negotiated = match negotiate_as_uas(&request) {
             Ok(n) => n.or_else(|| c.timer(leg).map(|(_, n)| n)),
             Err(()) => {
@@ -248,7 +255,7 @@ impl Core {
             .with_header("Contact", &format!("<{}>", local.contact))
             .with_header("Allow", ALLOW)
             .with_header("Supported", "timer");
-        if request.method() == Method::Invite {
+        if request.method() == Method::Invite || !request.body().is_empty() {
             ok = ok.with_body("application/sdp", ours.into_bytes());
         }
         let ok = with_timer_headers(ok, negotiated.as_ref());
@@ -256,6 +263,109 @@ impl Core {
         if let Some(n) = negotiated {
             self.start_session_timer(now, id, leg, &n);
         }
+    }
+}
+
+impl Core {
+    /// A phone's new offer changes its leg's media: answers it from the session
+    /// we had, settles the leg on it and tells the media; `None` (and the call
+    /// as it was) when the offer is unreadable or has no codec we use.
+    fn change_media(
+        &mut self,
+        id: CallId,
+        leg: Leg,
+        previous: &str,
+        body: &[u8],
+    ) -> Option<String> {
+        let hold_prompt = self.hold_prompt(id);
+        let c = self.calls.get_mut(&id)?;
+        let _entered = c.span.clone().entered();
+        let offer = match sdp::parse(body) {
+            Ok(offer) => offer,
+            Err(e) => {
+                info!(?leg, error = %e, "a mid-call offer is unreadable (488); the call goes on");
+                return None;
+            }
+        };
+        // The codec in use stays while the phone still offers it.
+        let current = match leg {
+            Leg::Patient => Some(c.patient_media.codec),
+            Leg::Agent => c.agent_media.map(|m| m.codec),
+        };
+        let keep: Vec<sdp::Codec> = current
+            .filter(|codec| offer.codecs.contains(codec))
+            .into_iter()
+            .collect();
+        let codecs = if keep.is_empty() {
+            self.config.codecs.as_slice()
+        } else {
+            keep.as_slice()
+        };
+        let (answer, settled) = match sdp::reanswer(&offer, codecs, previous) {
+            Ok(a) => a,
+            Err(e) => {
+                info!(?leg, error = %e, "a mid-call offer is refused (488); the call goes on");
+                return None;
+            }
+        };
+        let was = match leg {
+            Leg::Patient => Some(std::mem::replace(&mut c.patient_media, settled)),
+            Leg::Agent => c.agent_media.replace(settled),
+        };
+        match leg {
+            Leg::Patient => c.patient_sdp = answer.clone(),
+            Leg::Agent => c.agent_sdp = Some(answer.clone()),
+        }
+        let held = !settled.direction.sends();
+        let was_held = was.is_some_and(|w| !w.direction.sends());
+        info!(
+            ?leg,
+            codec = ?settled.codec,
+            direction = ?settled.direction,
+            moved = was.is_some_and(|w| w.remote != settled.remote),
+            "mid-call media change"
+        );
+        let codec = media_codec(settled.codec);
+        // An agent leg answered but not bridged yet starts on the new media.
+        if leg == Leg::Agent
+            && let Some(pending) = c.bridge_pending.as_mut()
+        {
+            pending.remote = settled.remote;
+            pending.codec = codec;
+            pending.telephone_event = settled.telephone_event;
+            return Some(answer);
+        }
+        let bridged = c.phase == crate::call::Phase::Connected;
+        drop(_entered);
+        self.emit(Output::Media {
+            call: id,
+            command: MediaCommand::Update {
+                leg,
+                remote: settled.remote,
+                codec,
+                telephone_event: settled.telephone_event,
+                send: settled.direction.sends(),
+                receive: settled.direction.receives(),
+            },
+        });
+        if leg == Leg::Agent && bridged && held != was_held {
+            let command = match (held, hold_prompt) {
+                (true, Some(prompt)) => MediaCommand::Hold { prompt },
+                _ => MediaCommand::Silence,
+            };
+            self.emit(Output::Media { call: id, command });
+        }
+        Some(answer)
+    }
+
+    /// The hold music of the call's queue, if it has one we can play.
+    fn hold_prompt(&self, id: CallId) -> Option<String> {
+        let queue = self.calls.get(&id)?.queue.as_ref()?;
+        self.config
+            .hold_prompts
+            .get(queue)
+            .filter(|p| self.config.prompts.contains(*p))
+            .cloned()
     }
 }
 
@@ -271,10 +381,11 @@ fn media_unchanged(c: &Call, leg: Leg, body: &[u8]) -> bool {
         Leg::Patient => Some(c.patient_media),
         Leg::Agent => c.agent_media,
     };
-    let Some((remote, codec)) = current else {
+    let Some(current) = current else {
         return false;
     };
-    offer.direction == sdp::Direction::SendRecv
-        && std::net::SocketAddr::new(offer.addr, offer.port) == remote
-        && offer.codecs.contains(&codec)
+    offer.direction.reversed() == current.direction
+        && std::net::SocketAddr::new(offer.addr, offer.port) == current.remote
+        && offer.codecs.contains(&current.codec)
+        && offer.telephone_event == current.telephone_event
 }

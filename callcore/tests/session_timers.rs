@@ -2,14 +2,16 @@
 //! for a timer gets it, refreshes keep the call, a call whose refreshes stop is hung up
 //! before the interval ends, and where we must refresh we do (and stop if the phone
 //! cannot take UPDATE). In-dialog refreshes that change nothing are answered 200 with
-//! the same SDP; a real media change gets 488 and the call goes on.
+//! the same SDP; a real media change (hold, a new address) is answered one SDP version
+//! up and the media follows it; an offer with no codec we use gets 488 and the call
+//! goes on.
 
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use callcore::{Core, Output};
+use callcore::{Core, MediaCommand, Output};
 use common::{CORE_SIP, core_for, local, sdp};
 use sip::dialog::Dialog;
 use sip::message::{Method, Request, RequestBuilder, Response, SipMessage, response_to};
@@ -24,6 +26,8 @@ struct Bench {
     now: Instant,
     /// SIP messages the core sent the phone, oldest first.
     inbox: Vec<SipMessage>,
+    /// Commands the core gave the call's media, oldest first.
+    media: Vec<MediaCommand>,
     branch: u32,
 }
 
@@ -34,6 +38,7 @@ impl Bench {
             core: core_for(11, 10, now),
             now,
             inbox: Vec::new(),
+            media: Vec::new(),
             branch: 0,
         }
     }
@@ -52,6 +57,7 @@ impl Bench {
                 Output::LookupPatient { call, .. } => {
                     self.core.handle_patient_loaded(self.now, call, None)
                 }
+                Output::Media { command, .. } => self.media.push(command),
                 _ => {}
             }
         }
@@ -308,7 +314,7 @@ fn where_the_phone_cannot_refresh_we_do_and_stop_if_it_does_not_take_update() {
 }
 
 #[test]
-fn a_refresh_reinvite_gets_the_same_sdp_and_a_media_change_gets_488_without_ending_the_call() {
+fn a_refresh_reinvite_gets_the_same_sdp_and_a_media_change_is_followed_without_ending_the_call() {
     let mut b = Bench::new();
     let (_, dialog) = b.call(&[]);
     let mut dialog = dialog.expect("answered");
@@ -316,6 +322,16 @@ fn a_refresh_reinvite_gets_the_same_sdp_and_a_media_change_gets_488_without_endi
         .invite_answer()
         .filter(|r| r.status() == 200)
         .expect("200");
+    let version = |r: &Response| {
+        let body = String::from_utf8_lossy(r.body()).into_owned();
+        let o = body
+            .lines()
+            .find(|l| l.starts_with("o="))
+            .map(str::to_owned);
+        o.and_then(|o| o.split_whitespace().nth(2).map(str::to_owned))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("an o= line with a version")
+    };
 
     let same = b.in_dialog(&mut dialog, Method::Invite, &[], Some(sdp(MEDIA)));
     assert_eq!(
@@ -328,24 +344,75 @@ fn a_refresh_reinvite_gets_the_same_sdp_and_a_media_change_gets_488_without_endi
         first.body(),
         "the answer is our SDP unchanged (same o= version)"
     );
+    let updates = |b: &Bench| {
+        b.media
+            .iter()
+            .filter_map(|m| match m {
+                MediaCommand::Update {
+                    remote,
+                    send,
+                    receive,
+                    ..
+                } => Some((*remote, *send, *receive)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        updates(&b).is_empty(),
+        "nothing changed, nothing to tell the media"
+    );
 
     let moved = SocketAddr::new(MEDIA.ip(), 4002);
     let changed = b.in_dialog(&mut dialog, Method::Invite, &[], Some(sdp(moved)));
+    assert_eq!(changed.status(), 200, "a new media address is taken");
+    assert_eq!(version(&changed), version(&first) + 1, "a new SDP version");
     assert_eq!(
-        changed.status(),
-        488,
-        "a new media address is not taken yet"
+        updates(&b),
+        vec![(moved, true, true)],
+        "the media sends to the new address"
     );
+
+    // Hold: the phone sends only; we must not send to it, and expect its RTP still.
+    let held = String::from_utf8_lossy(&sdp(moved)).replace("a=sendrecv", "a=sendonly");
+    let on_hold = b.in_dialog(&mut dialog, Method::Invite, &[], Some(held.into_bytes()));
+    assert_eq!(on_hold.status(), 200);
+    assert!(
+        String::from_utf8_lossy(on_hold.body()).contains("a=recvonly"),
+        "hold answered recvonly"
+    );
+    assert_eq!(version(&on_hold), version(&first) + 2);
+    assert_eq!(updates(&b).last(), Some(&(moved, false, true)));
+    // A session refresh while held keeps the hold (our SDP as last sent).
     let bodyless = b.in_dialog(&mut dialog, Method::Invite, &[], None);
+    assert_eq!(bodyless.status(), 200);
     assert_eq!(
-        bodyless.status(),
-        200,
-        "a re-INVITE without SDP gets our offer"
+        bodyless.body(),
+        on_hold.body(),
+        "the held session as it stands"
     );
-    assert!(!bodyless.body().is_empty());
+    // Unhold with UPDATE: answered with SDP in the 200.
+    let resumed = b.in_dialog(
+        &mut dialog,
+        Method::Other("UPDATE".into()),
+        &[],
+        Some(sdp(moved)),
+    );
+    assert_eq!(resumed.status(), 200);
+    assert!(String::from_utf8_lossy(resumed.body()).contains("a=sendrecv"));
+    assert_eq!(updates(&b).last(), Some(&(moved, true, true)));
+
+    // No codec we use: refused, the call goes on as it was.
+    let g729 = String::from_utf8_lossy(&sdp(MEDIA))
+        .replace("RTP/AVP 0 101", "RTP/AVP 18 101")
+        .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000");
+    let n = updates(&b).len();
+    let refused = b.in_dialog(&mut dialog, Method::Invite, &[], Some(g729.into_bytes()));
+    assert_eq!(refused.status(), 488, "an offer without a codec we use");
+    assert_eq!(updates(&b).len(), n, "the media was not touched");
     assert!(
         b.requests("BYE").is_empty(),
-        "the call ended over a refused change"
+        "the call ended over a mid-call change"
     );
     assert_eq!(b.core.live().calls, 1);
 }

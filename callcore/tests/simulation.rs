@@ -844,7 +844,7 @@ impl World {
                     );
                 }
             }
-            MediaCommand::Hold { .. } | MediaCommand::Silence => {}
+            MediaCommand::Hold { .. } | MediaCommand::Silence | MediaCommand::Update { .. } => {}
             MediaCommand::Bridge {
                 agent, recording, ..
             } => {
@@ -869,6 +869,7 @@ impl World {
                     (true, Some(true)) => Some(Ok(callcore::records::RecordingDone {
                         duration_ms: 12_340,
                         gaps: Vec::new(),
+                        holds: Vec::new(),
                     })),
                     (true, None) => Some(Err("the file never came".to_owned())),
                     _ => None,

@@ -225,7 +225,7 @@ async fn set_up(
         let from_tag = format!("caller-{i}");
         let to_tag = format!("callee-{i}");
         let started = Instant::now();
-        let offer = sdp::offer(&CODECS, PT_EVENT, caller, seed >> 1);
+        let offer = sdp::offer(&CODECS, PT_EVENT, caller, seed >> 1, Some(20));
         let to_callee = ng
             .offer(&call_id, &from_tag, &offer)
             .await

@@ -156,6 +156,7 @@ impl Engine {
             PT_EVENT,
             self.patient_rtp_addr,
             self.ids.next_u64() >> 1,
+            Some(20),
         );
         let invite = RequestBuilder::new(Method::Invite, &target)
             .via(Transport::Udp, self.local_sip, &self.ids.branch())

@@ -46,6 +46,10 @@ pub enum Admit {
     Latched(SocketAddr),
     /// From anywhere else (or not RTP): drop it.
     Reject,
+    /// RTCP (RFC 5761 packet types 192-223): not media, never latched on, dropped.
+    /// A phone sends its RTCP to our RTP port + 1, which is another leg's RTP port
+    /// when the whole port range is used; we do not take part in RTCP.
+    Rtcp,
 }
 
 impl Latch {
@@ -64,6 +68,18 @@ impl Latch {
         self.latched.map_or(self.signalled, |s| s.addr)
     }
 
+    /// The phone signalled a new address (re-INVITE or UPDATE): packets go there
+    /// now and the leg latches afresh to the first valid packet (a phone that moved
+    /// sends from its new address); the same address keeps the latch as it is.
+    pub fn signal(&mut self, signalled: SocketAddr) {
+        if signalled == self.signalled {
+            return;
+        }
+        self.signalled = signalled;
+        self.latched = None;
+        self.accepted = 0;
+    }
+
     /// Packets dropped so far for coming from somewhere else.
     pub fn rejected(&self) -> u64 {
         self.rejected
@@ -71,6 +87,9 @@ impl Latch {
 
     /// Decides on one packet from `from`.
     pub fn admit(&mut self, from: SocketAddr, packet: &[u8]) -> Admit {
+        if is_rtcp(packet) {
+            return Admit::Rtcp;
+        }
         let Some((ssrc, seq)) = header(packet) else {
             self.rejected += 1;
             return Admit::Reject;
@@ -105,6 +124,11 @@ impl Latch {
     }
 }
 
+/// Whether a version 2 packet is RTCP by its packet type (RFC 5761 §4).
+fn is_rtcp(packet: &[u8]) -> bool {
+    matches!(packet, [first, pt, ..] if first >> 6 == 2 && (192..=223).contains(pt))
+}
+
 /// SSRC and sequence number of an RTP version 2 packet, if `packet` is one.
 fn header(packet: &[u8]) -> Option<(u32, u16)> {
     let first = *packet.first()?;
@@ -130,6 +154,65 @@ mod tests {
         p[2..4].copy_from_slice(&seq.to_be_bytes());
         p[8..12].copy_from_slice(&ssrc.to_be_bytes());
         p
+    }
+
+    #[test]
+    fn rtcp_is_never_latched_on_nor_counted_as_injection() {
+        let mut latch = Latch::new(addr("10.0.0.1:4000"));
+        // A receiver report from another call's phone (its RTCP goes to our port + 1).
+        let mut rr = [0u8; 32];
+        rr[0] = 0x81;
+        rr[1] = 201;
+        assert_eq!(latch.admit(addr("10.0.0.7:4001"), &rr), Admit::Rtcp);
+        assert_eq!(latch.target(), addr("10.0.0.1:4000"), "not latched to it");
+        assert_eq!(latch.rejected(), 0);
+        assert_eq!(
+            latch.admit(addr("10.0.0.1:4000"), &rtp(7, 1)),
+            Admit::Latched(addr("10.0.0.1:4000"))
+        );
+        assert_eq!(
+            latch.admit(addr("10.0.0.1:4000"), &rr),
+            Admit::Rtcp,
+            "not audio either"
+        );
+    }
+
+    #[test]
+    fn a_signalled_move_relatches_and_the_old_source_is_dropped() {
+        let mut latch = Latch::new(addr("10.0.0.1:4000"));
+        for seq in 0..100 {
+            assert_ne!(
+                latch.admit(addr("10.0.0.1:4000"), &rtp(7, seq)),
+                Admit::Reject
+            );
+        }
+        latch.signal(addr("10.0.0.1:4000"));
+        assert_eq!(
+            latch.admit(addr("10.0.0.9:4000"), &rtp(8, 0)),
+            Admit::Reject,
+            "same address: latch kept"
+        );
+        latch.signal(addr("10.0.0.2:5000"));
+        assert_eq!(
+            latch.target(),
+            addr("10.0.0.2:5000"),
+            "sends to the new address at once"
+        );
+        assert_eq!(
+            latch.admit(addr("10.0.0.2:5000"), &rtp(9, 500)),
+            Admit::Latched(addr("10.0.0.2:5000"))
+        );
+        for seq in 501..520 {
+            assert_eq!(
+                latch.admit(addr("10.0.0.2:5000"), &rtp(9, seq)),
+                Admit::Accept
+            );
+        }
+        assert_eq!(
+            latch.admit(addr("10.0.0.1:4000"), &rtp(30, 0)),
+            Admit::Reject,
+            "the old address with another stream is dropped"
+        );
     }
 
     #[test]

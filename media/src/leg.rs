@@ -2,10 +2,10 @@
 //!
 //! Sans-IO and allocation-free: the driver hands in datagrams and frame buffers.
 
-use crate::FRAME_SAMPLES;
 use crate::codec::Codec;
 use crate::dtmf::DtmfReceiver;
 use crate::rtp::{HEADER_LEN, RtpPacket, RtpSender};
+use crate::{FRAME_SAMPLES, MAX_PACKET_SAMPLES};
 
 /// What an incoming RTP packet turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +28,9 @@ pub struct LegMedia {
     sent_first: bool,
     /// SSRC and RTP timestamp of the last audio packet received.
     last_audio: (u32, u32),
-    /// The first 20 ms of the last audio packet's payload, as received (for a
-    /// relay to a leg with the same codec: no decode-encode round trip).
-    last_payload: [u8; FRAME_SAMPLES],
+    /// The last audio packet's payload as received, up to [`MAX_PACKET_SAMPLES`]
+    /// (for a relay to a leg with the same codec: no decode-encode round trip).
+    last_payload: [u8; MAX_PACKET_SAMPLES],
     last_payload_len: usize,
 }
 
@@ -50,16 +50,25 @@ impl LegMedia {
             dtmf: DtmfReceiver::new(),
             sent_first: false,
             last_audio: (0, 0),
-            last_payload: [0; FRAME_SAMPLES],
+            last_payload: [0; MAX_PACKET_SAMPLES],
             last_payload_len: 0,
         }
+    }
+
+    /// The leg's codec or telephone-event type changed mid-call (re-INVITE or
+    /// UPDATE): packets are read and written in the new one from now on; our
+    /// stream goes on (same SSRC, sequence and timestamp running on).
+    pub fn renegotiate(&mut self, codec: Codec, telephone_event_pt: Option<u8>) {
+        self.codec = codec;
+        self.telephone_event_pt = telephone_event_pt;
+        self.last_payload_len = 0;
     }
 
     /// Handles one received datagram; decoded audio goes to `pcm_out`.
     ///
     /// Audio beyond `pcm_out.len()` samples is dropped (a 160-sample frame keeps
-    /// 20 ms; 480 holds any ptime up to 60 ms); after a short packet the rest of
-    /// `pcm_out` is silence. Ignored packets leave `pcm_out` untouched.
+    /// 20 ms; [`MAX_PACKET_SAMPLES`] holds any ptime up to 60 ms); after a short
+    /// packet the rest of `pcm_out` is silence. Ignored packets leave `pcm_out` untouched.
     pub fn handle_rtp(&mut self, packet: &[u8], pcm_out: &mut [i16]) -> Received {
         let Ok(packet) = RtpPacket::parse(packet) else {
             return Received::Ignored;
@@ -76,7 +85,7 @@ impl LegMedia {
                 rest.fill(0);
             }
             self.last_audio = (packet.ssrc, packet.timestamp);
-            let keep = packet.payload.len().min(FRAME_SAMPLES);
+            let keep = packet.payload.len().min(MAX_PACKET_SAMPLES);
             if let (Some(dst), Some(src)) = (
                 self.last_payload.get_mut(..keep),
                 packet.payload.get(..keep),
@@ -112,32 +121,32 @@ impl LegMedia {
         n
     }
 
-    /// Sends one 20 ms frame already encoded in this leg's codec (what
-    /// [`LegMedia::last_payload`] of a leg with the same codec holds): a short
-    /// payload is padded with silence to 20 ms. Returns the packet's length, or 0
-    /// if `out` is too small.
+    /// Encodes decoded audio of any length up to [`MAX_PACKET_SAMPLES`] into one
+    /// RTP packet in `out` (a transcoding relay keeps the sender's packet length);
+    /// returns its length, or 0 if `out` is too small.
+    pub fn write_pcm(&mut self, pcm: &[i16], out: &mut [u8]) -> usize {
+        let mut payload = [0u8; MAX_PACKET_SAMPLES];
+        let n = self.codec.encode(pcm, &mut payload);
+        self.write_encoded(payload.get(..n).unwrap_or_default(), out)
+    }
+
+    /// Sends a payload already encoded in this leg's codec (what
+    /// [`LegMedia::last_payload`] of a leg with the same codec holds) as one packet
+    /// of the same length: a 30 ms packet in is a 30 ms packet out, its timestamp
+    /// advanced by what it holds. Returns the packet's length, or 0 if `out` is too
+    /// small or the payload empty.
     pub fn write_encoded(&mut self, payload: &[u8], out: &mut [u8]) -> usize {
-        if out.len() < HEADER_LEN + FRAME_SAMPLES {
+        let payload = payload.get(..MAX_PACKET_SAMPLES).unwrap_or(payload);
+        if payload.is_empty() || out.len() < HEADER_LEN + payload.len() {
             return 0;
-        }
-        let mut frame = [0u8; FRAME_SAMPLES];
-        let keep = payload.len().min(FRAME_SAMPLES);
-        if let (Some(dst), Some(src)) = (frame.get_mut(..keep), payload.get(..keep)) {
-            dst.copy_from_slice(src);
-        }
-        if keep < FRAME_SAMPLES {
-            let silence = [0i16; FRAME_SAMPLES];
-            if let (Some(rest), Some(pcm)) = (frame.get_mut(keep..), silence.get(keep..)) {
-                self.codec.encode(pcm, rest);
-            }
         }
         let marker = !self.sent_first;
         let n = self.sender.write(
             out,
             self.codec.payload_type(),
             marker,
-            &frame,
-            FRAME_SAMPLES as u32,
+            payload,
+            payload.len() as u32,
         );
         if n > 0 {
             self.sent_first = true;
@@ -145,7 +154,7 @@ impl LegMedia {
         n
     }
 
-    /// The first 20 ms of the last [`Received::Audio`] packet's payload, encoded as received.
+    /// The last [`Received::Audio`] packet's payload, encoded as received.
     pub fn last_payload(&self) -> &[u8] {
         self.last_payload
             .get(..self.last_payload_len)
@@ -209,43 +218,89 @@ mod tests {
     }
 
     #[test]
-    fn same_codec_relay_passes_the_payload_through_unchanged_and_pads_a_short_one() {
+    fn same_codec_relay_passes_the_payload_through_unchanged_at_its_own_length() {
         let mut rx = LegMedia::new(Codec::Pcmu, Some(101), 1, 0, 0);
         let mut tx = LegMedia::new(Codec::Pcmu, Some(101), 2, 500, 8000);
-        let payload: Vec<u8> = (0..160u8).map(|i| i.wrapping_mul(7)).collect();
-        let mut pcm = [0i16; 480];
+        let payload: Vec<u8> = (0..480u16).map(|i| (i as u8).wrapping_mul(7)).collect();
+        let mut pcm = [0i16; MAX_PACKET_SAMPLES];
+        let mut out = [0u8; 600];
+        let mut ts = 8000;
+        // ptime 10, 20, 30, 40, 60 ms: every sample goes on, each packet as long as it came.
+        for (seq, ms) in [10usize, 20, 30, 40, 60].into_iter().enumerate() {
+            let samples = ms * 8;
+            let sent = &payload[..samples];
+            assert_eq!(
+                rx.handle_rtp(&packet(0, false, seq as u16, 1600, sent), &mut pcm),
+                Received::Audio(samples)
+            );
+            assert_eq!(rx.last_payload(), sent, "kept as received");
+            let n = tx.write_encoded(rx.last_payload(), &mut out);
+            let p = RtpPacket::parse(&out[..n]).expect("valid");
+            assert_eq!(p.payload, sent, "{ms} ms relayed byte for byte");
+            assert_eq!(
+                (p.ssrc, p.seq, p.timestamp),
+                (2, 500 + seq as u16, ts),
+                "with the sending leg's own header"
+            );
+            ts += samples as u32;
+        }
         assert_eq!(
-            rx.handle_rtp(&packet(0, false, 9, 1600, &payload), &mut pcm),
-            Received::Audio(160)
+            tx.sender().ts,
+            ts,
+            "the timestamp ran on by every sample sent"
         );
-        assert_eq!(rx.last_payload(), &payload[..], "kept as received");
-        let mut out = [0u8; 200];
-        let n = tx.write_encoded(rx.last_payload(), &mut out);
-        let p = RtpPacket::parse(&out[..n]).expect("valid");
-        assert_eq!(p.payload, &payload[..], "relayed byte for byte");
         assert_eq!(
-            (p.ssrc, p.seq, p.timestamp),
-            (2, 500, 8000),
-            "with the sending leg's own header"
-        );
-        // 10 ms (80 bytes) in: 20 ms out, the rest µ-law silence.
-        assert_eq!(
-            rx.handle_rtp(&packet(0, false, 10, 1760, &payload[..80]), &mut pcm),
-            Received::Audio(80)
-        );
-        let n = tx.write_encoded(rx.last_payload(), &mut out);
-        let p = RtpPacket::parse(&out[..n]).expect("valid");
-        assert_eq!(&p.payload[..80], &payload[..80]);
-        assert!(
-            p.payload[80..].iter().all(|&b| b == 0xFF),
-            "padded with silence"
-        );
-        assert_eq!(p.timestamp, 8160, "20 ms on");
-        assert_eq!(
-            tx.write_encoded(&payload, &mut [0u8; 100]),
+            tx.write_encoded(&payload[..160], &mut [0u8; 100]),
             0,
             "too small buffer"
         );
+        assert_eq!(tx.write_encoded(&[], &mut out), 0, "nothing to send");
+    }
+
+    #[test]
+    fn a_renegotiated_leg_takes_and_sends_the_new_codec_on_the_same_stream() {
+        let mut leg = LegMedia::new(Codec::Pcmu, Some(101), 9, 100, 1000);
+        let mut out = [0u8; 200];
+        let pcm = [0i16; 160];
+        leg.write_audio(&pcm, &mut out);
+        leg.renegotiate(Codec::Pcma, Some(96));
+        let n = leg.write_audio(&pcm, &mut out);
+        let p = RtpPacket::parse(&out[..n]).expect("valid");
+        assert_eq!(
+            (p.payload_type, p.ssrc, p.seq, p.timestamp),
+            (8, 9, 101, 1160)
+        );
+        assert!(!p.marker, "the stream goes on");
+        let mut got = [0i16; 480];
+        assert_eq!(
+            leg.handle_rtp(&packet(0, false, 1, 0, &[0xFF; 160]), &mut got),
+            Received::Ignored,
+            "the old codec is no longer taken"
+        );
+        assert_eq!(
+            leg.handle_rtp(&packet(8, false, 2, 160, &[0xD5; 160]), &mut got),
+            Received::Audio(160)
+        );
+    }
+
+    #[test]
+    fn a_transcoding_relay_keeps_the_packet_length_too() {
+        let mut rx = LegMedia::new(Codec::Pcmu, None, 1, 0, 0);
+        let mut tx = LegMedia::new(Codec::Pcma, None, 2, 0, 0);
+        let mut pcm = [0i16; MAX_PACKET_SAMPLES];
+        let Received::Audio(n) = rx.handle_rtp(&packet(0, false, 1, 0, &[0x80; 240]), &mut pcm)
+        else {
+            panic!("audio expected");
+        };
+        let mut out = [0u8; 600];
+        let len = tx.write_pcm(&pcm[..n], &mut out);
+        let p = RtpPacket::parse(&out[..len]).expect("valid");
+        assert_eq!(
+            (p.payload_type, p.payload.len()),
+            (8, 240),
+            "30 ms of A-law"
+        );
+        assert_eq!(tx.sender().ts, 240);
     }
 
     #[test]

@@ -29,3 +29,7 @@ pub const SAMPLE_RATE: u32 = 8000;
 
 /// Samples in one 20 ms frame at [`SAMPLE_RATE`].
 pub const FRAME_SAMPLES: usize = 160;
+
+/// Samples of the longest packet relayed whole (60 ms, the longest ptime phones use);
+/// audio beyond it in one packet is dropped.
+pub const MAX_PACKET_SAMPLES: usize = 480;

@@ -118,6 +118,8 @@ pub struct MediaDescription {
     pub telephone_event: Option<u8>,
     /// Direction as written (c=0.0.0.0 hold and port 0 already folded in).
     pub direction: Direction,
+    /// The packet time the writer asked for (`a=ptime`, ms), if it did.
+    pub ptime: Option<u16>,
     /// Transport of the audio line ("RTP/AVP" or "RTP/AVPF").
     pub proto: String,
     /// Position of the audio line among all `m=` lines.
@@ -137,6 +139,8 @@ pub struct Negotiated {
     pub telephone_event: Option<u8>,
     /// Our direction: whether we may send and should expect to receive.
     pub direction: Direction,
+    /// The packet time the phone asked for, if it did (we relay any up to 60 ms).
+    pub ptime: Option<u16>,
 }
 
 /// Parses an SDP body and returns its first plain-RTP audio stream.
@@ -177,6 +181,7 @@ pub fn parse(body: &[u8]) -> Result<MediaDescription, Error> {
                         formats: formats.iter().map(|s| (*s).to_owned()).collect(),
                         addr: None,
                         direction: None,
+                        ptime: None,
                         rtpmaps: Vec::new(),
                         closed: false,
                     });
@@ -212,6 +217,8 @@ pub fn parse(body: &[u8]) -> Result<MediaDescription, Error> {
                     a.direction = Some(d);
                 } else if let Some(entry) = value.strip_prefix("rtpmap:").and_then(rtpmap) {
                     a.rtpmaps.push(entry);
+                } else if let Some(ms) = value.strip_prefix("ptime:") {
+                    a.ptime = ms.trim().parse().ok().filter(|ms| (1..=1000).contains(ms));
                 }
             }
             _ => {}
@@ -274,13 +281,15 @@ pub fn parse(body: &[u8]) -> Result<MediaDescription, Error> {
         codecs,
         telephone_event,
         direction,
+        ptime: audio.ptime,
         proto: audio.proto,
         audio_index: audio.index,
         other_streams: others,
     })
 }
 
-/// Answers an offer: the offerer's most preferred codec among `ours`, plus telephone-event if offered.
+/// Answers an offer: the offerer's most preferred codec among `ours`, plus telephone-event
+/// if offered, and the offer's ptime echoed if it named one (we take any packet size).
 ///
 /// Returns the SDP body and the negotiated parameters (our direction), or
 /// `Error::NoCommonCodec` (to be sent as 488) when no offered codec is in `ours`.
@@ -290,6 +299,39 @@ pub fn answer(
     ours: &[Codec],
     local_rtp: SocketAddr,
     session_id: u64,
+) -> Result<(String, Negotiated), Error> {
+    answer_as(offer, ours, local_rtp, (session_id, session_id))
+}
+
+/// Answers a new offer inside a session whose SDP we last sent is `previous`
+/// (a re-INVITE or UPDATE: hold, a new address or codec): the same session id,
+/// port and address, the version one up (RFC 3264 §8). `Error::Sdp` if
+/// `previous` is not one of ours.
+pub fn reanswer(
+    offer: &MediaDescription,
+    ours: &[Codec],
+    previous: &str,
+) -> Result<(String, Negotiated), Error> {
+    let (id, version) = origin(previous).ok_or_else(|| Error::Sdp("no o= line".into()))?;
+    let was = parse(previous.as_bytes())?;
+    let local = SocketAddr::new(was.addr, was.port);
+    answer_as(offer, ours, local, (id, version.wrapping_add(1)))
+}
+
+/// Session id and version of an SDP's `o=` line.
+fn origin(sdp: &str) -> Option<(u64, u64)> {
+    let line = sdp.lines().find_map(|l| l.trim().strip_prefix("o="))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let id = fields.next()?.parse().ok()?;
+    let version = fields.next()?.parse().ok()?;
+    Some((id, version))
+}
+
+fn answer_as(
+    offer: &MediaDescription,
+    ours: &[Codec],
+    local_rtp: SocketAddr,
+    (session_id, version): (u64, u64),
 ) -> Result<(String, Negotiated), Error> {
     let codec = offer
         .codecs
@@ -305,7 +347,7 @@ pub fn answer(
         "RTP/AVP"
     };
 
-    let mut sdp = session_header(local_rtp.ip(), session_id);
+    let mut sdp = session_header(local_rtp.ip(), session_id, version);
     let mut audio_written = false;
     let total = offer.other_streams.len() + 1;
     for index in 0..total {
@@ -318,6 +360,7 @@ pub fn answer(
                 proto,
                 &codecs,
                 offer.telephone_event,
+                offer.ptime,
                 direction,
             );
         } else if let Some(other) = offer.other_streams.iter().find(|o| o.index == index) {
@@ -336,6 +379,7 @@ pub fn answer(
             proto,
             &[codec],
             offer.telephone_event,
+            offer.ptime,
             direction,
         );
     }
@@ -345,11 +389,14 @@ pub fn answer(
         remote: SocketAddr::new(offer.addr, offer.port),
         telephone_event: offer.telephone_event,
         direction,
+        ptime: offer.ptime,
     };
     Ok((sdp, negotiated))
 }
 
-/// Builds our offer: `ours` in order of preference plus telephone-event, sendrecv, ptime 20.
+/// Builds our offer: `ours` in order of preference plus telephone-event, sendrecv,
+/// and `ptime` if given (call control passes on the one the caller's phone asked for;
+/// without one the phone packs what it likes, and we relay any up to 60 ms).
 ///
 /// `telephone_event_pt` should be a dynamic payload type (96..=127, commonly 101);
 /// `ours` should not be empty.
@@ -358,14 +405,16 @@ pub fn offer(
     telephone_event_pt: u8,
     local_rtp: SocketAddr,
     session_id: u64,
+    ptime: Option<u16>,
 ) -> String {
-    let mut sdp = session_header(local_rtp.ip(), session_id);
+    let mut sdp = session_header(local_rtp.ip(), session_id, session_id);
     audio_section(
         &mut sdp,
         local_rtp.port(),
         "RTP/AVP",
         ours,
         Some(telephone_event_pt),
+        ptime,
         Direction::SendRecv,
     );
     sdp
@@ -386,6 +435,7 @@ pub fn accept_answer(answer: &MediaDescription, ours: &[Codec]) -> Result<Negoti
         remote: SocketAddr::new(answer.addr, answer.port),
         telephone_event: answer.telephone_event,
         direction: answer.direction.reversed(),
+        ptime: answer.ptime,
     })
 }
 
@@ -407,6 +457,7 @@ struct AudioLines {
     formats: Vec<String>,
     addr: Option<Result<IpAddr, String>>,
     direction: Option<Direction>,
+    ptime: Option<u16>,
     rtpmaps: Vec<RtpMap>,
     /// A later m= line has started: further c=/a= lines are not ours.
     closed: bool,
@@ -455,12 +506,12 @@ fn addr_type(ip: IpAddr) -> &'static str {
     }
 }
 
-fn session_header(ip: IpAddr, session_id: u64) -> String {
+fn session_header(ip: IpAddr, session_id: u64, version: u64) -> String {
     let t = addr_type(ip);
     let mut sdp = String::with_capacity(320);
     let _ = write!(
         sdp,
-        "v=0\r\no=switchboard {session_id} {session_id} IN {t} {ip}\r\ns=switchboard\r\nc=IN {t} {ip}\r\nt=0 0\r\n"
+        "v=0\r\no=switchboard {session_id} {version} IN {t} {ip}\r\ns=switchboard\r\nc=IN {t} {ip}\r\nt=0 0\r\n"
     );
     sdp
 }
@@ -471,6 +522,7 @@ fn audio_section(
     proto: &str,
     codecs: &[Codec],
     telephone_event: Option<u8>,
+    ptime: Option<u16>,
     direction: Direction,
 ) {
     let _ = write!(sdp, "m=audio {port} {proto}");
@@ -495,7 +547,10 @@ fn audio_section(
             "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
         );
     }
-    let _ = write!(sdp, "a=ptime:20\r\na={}\r\n", direction.attribute());
+    if let Some(ms) = ptime {
+        let _ = write!(sdp, "a=ptime:{ms}\r\n");
+    }
+    let _ = write!(sdp, "a={}\r\n", direction.attribute());
 }
 
 #[cfg(test)]

@@ -451,6 +451,20 @@ impl Driver {
                     at,
                 }
             }
+            C::Update {
+                leg,
+                remote,
+                codec,
+                telephone_event,
+                send,
+                receive,
+            } => MediaCommand::Update {
+                leg,
+                remote,
+                codec,
+                telephone_event,
+                flow: super::media::Flow { send, receive },
+            },
             C::Stop { at } => MediaCommand::Stop { at },
         };
         self.send_media(call, command);

@@ -3,23 +3,27 @@
 //! It plays prompts and hold music to the patient, reports DTMF, bridges the
 //! patient and the agent, and records the bridged call (each side placed by its
 //! RTP timestamps on a [`Timeline`], written on the tick). Packets are relayed
-//! the moment they arrive (no jitter buffer on the path), so the bridge adds
-//! at most the 20 ms frame the phone already packed. Nothing is allocated per
-//! packet: every buffer lives on the task's stack frame or in the state built
-//! when the call starts.
+//! the moment they arrive, at the length they came (any ptime up to 60 ms; no
+//! jitter buffer on the path). Mid-call changes follow the signalling: a new
+//! address re-latches the leg, a new codec is transcoded, and a phone that
+//! holds gets nothing sent to it — when it is the agent's, the patient hears
+//! hold music meanwhile and the recording marks the hold. Nothing is allocated
+//! per packet: every buffer lives on the task's stack frame or in the state
+//! built when the call starts.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::record_sink::SinkFile;
 use callcore::pii::mask_addr;
-use callcore::records::{Gap, GapChannel, RecordingDone};
+use callcore::records::{Gap, GapChannel, Hold, RecordingDone};
 use callcore::{CallId, Leg, MediaEvent};
-use media::FRAME_SAMPLES;
+use media::codec::Codec;
 use media::latch::{Admit, Latch};
 use media::leg::{LegMedia, Received};
 use media::player::PromptPlayer;
 use media::prompt::Prompt;
+use media::{FRAME_SAMPLES, MAX_PACKET_SAMPLES};
 use recordings::timeline::{Channel, FrameInfo, Timeline, TimelineConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -34,8 +38,6 @@ const FRAME: Duration = Duration::from_millis(20);
 const BRIDGED_TICK: Duration = Duration::from_millis(100);
 /// Largest RTP datagram we accept; G.711 at 20 ms is 172 bytes.
 const MAX_PACKET: usize = 1500;
-/// Decoded samples of the longest packet we place whole (60 ms).
-const MAX_PACKET_SAMPLES: usize = 480;
 
 /// What the driver asks of a call's media (call control's
 /// [`callcore::MediaCommand`] with its prompts and sockets resolved).
@@ -58,6 +60,14 @@ pub enum MediaCommand {
     },
     /// The recording's file (`None`: it could not be created; nothing is recorded).
     Record(Option<SinkFile>),
+    /// A phone changed its leg's media mid-call (see [`callcore::MediaCommand::Update`]).
+    Update {
+        leg: Leg,
+        remote: SocketAddr,
+        codec: Codec,
+        telephone_event: Option<u8>,
+        flow: Flow,
+    },
     /// The call was hung up at `at`: finish the recording there and stop.
     Stop { at: Instant },
 }
@@ -78,6 +88,22 @@ pub struct PatientLeg {
     /// Where packets are taken from and sent to (starts at the SDP address).
     pub latch: Latch,
     pub media: LegMedia,
+}
+
+/// Which way a leg's audio flows, as its phone last signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// The phone takes our audio (false: it holds the call).
+    pub send: bool,
+    /// The phone sends (false: no RTP is expected from it).
+    pub receive: bool,
+}
+
+impl Flow {
+    pub const BOTH: Flow = Flow {
+        send: true,
+        receive: true,
+    };
 }
 
 enum Playing {
@@ -105,8 +131,82 @@ struct Recorder {
     /// Frames had to be dropped (warned about once per call).
     warned: bool,
     gaps: GapMarks,
+    holds: HoldMarks,
     /// The latest `now` frames were taken at (the end can't be before it).
     polled_at: Instant,
+}
+
+/// Holds per channel as they are signalled: a held side's silence is not a gap.
+struct HoldMarks {
+    start: Instant,
+    /// The open hold of each channel (left, right): its first frame.
+    open: [Option<u64>; 2],
+    /// Closed holds: channel, first frame, frames.
+    done: Vec<(usize, u64, u64)>,
+}
+
+impl HoldMarks {
+    fn new(start: Instant) -> Self {
+        Self {
+            start,
+            open: [None, None],
+            done: Vec::new(),
+        }
+    }
+
+    fn frame_at(&self, at: Instant) -> u64 {
+        let ms = at.saturating_duration_since(self.start).as_millis();
+        u64::try_from(ms / 20).unwrap_or(u64::MAX)
+    }
+
+    /// Channel `i`'s side holds from `at` (`on`), or stops holding.
+    fn set(&mut self, at: Instant, i: usize, on: bool) {
+        let frame = self.frame_at(at);
+        let Some(slot) = self.open.get_mut(i) else {
+            return;
+        };
+        match (*slot, on) {
+            (None, true) => *slot = Some(frame),
+            (Some(first), false) => {
+                *slot = None;
+                if self.done.len() < MAX_GAPS {
+                    self.done.push((i, first, frame.saturating_sub(first)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether channel `i` is held at frame `index`.
+    fn covers(&self, i: usize, index: u64) -> bool {
+        let open = self.open.get(i).copied().flatten();
+        open.is_some_and(|first| index >= first)
+            || self
+                .done
+                .iter()
+                .any(|&(c, first, n)| c == i && index >= first && index < first + n)
+    }
+
+    fn finish(mut self, ended: Instant) -> Vec<Hold> {
+        self.set(ended, 0, false);
+        self.set(ended, 1, false);
+        let mut holds: Vec<Hold> = self
+            .done
+            .iter()
+            .filter(|&&(_, _, n)| n > 0)
+            .map(|&(i, first, n)| Hold {
+                by: if i == 0 {
+                    GapChannel::Caller
+                } else {
+                    GapChannel::Agent
+                },
+                at_ms: first * 20,
+                ms: n * 20,
+            })
+            .collect();
+        holds.sort_by_key(|h| h.at_ms);
+        holds
+    }
 }
 
 /// Gaps per channel as frames are written: runs of frames that hold silence
@@ -212,6 +312,7 @@ impl Recorder {
             timeline: Timeline::new(start, TIMELINE),
             warned: false,
             gaps: GapMarks::new(),
+            holds: HoldMarks::new(start),
             polled_at: start,
         }
     }
@@ -226,7 +327,14 @@ impl Recorder {
         let mut left = SILENCE;
         let mut right = SILENCE;
         let mut last = None;
-        while let Some(info) = self.timeline.poll_frame(now, &mut left, &mut right) {
+        while let Some(mut info) = self.timeline.poll_frame(now, &mut left, &mut right) {
+            // A held side is silent by design: not a gap.
+            if self.holds.covers(0, info.index) {
+                info.left_missing = 0;
+            }
+            if self.holds.covers(1, info.index) {
+                info.right_missing = 0;
+            }
             self.gaps.frame(&info);
             last = Some(info.index);
             let dropped = writer.write_frame(&left, &right);
@@ -261,6 +369,7 @@ impl Recorder {
         Ok(RecordingDone {
             duration_ms,
             gaps: self.gaps.finish(),
+            holds: self.holds.finish(ended),
         })
     }
 }
@@ -276,16 +385,17 @@ struct Liveness {
 }
 
 impl Liveness {
-    /// The leg that has been silent past the timeout, once.
-    fn check(&mut self, now: Instant) -> Option<Leg> {
+    /// The leg that has been silent past the timeout, once. A leg whose phone said
+    /// it sends nothing (`expected` false: patient, agent) is not counted.
+    fn check(&mut self, now: Instant, expected: (bool, bool)) -> Option<Leg> {
         let timeout = self.timeout?;
         if self.reported {
             return None;
         }
         let quiet = |last: Instant| now.saturating_duration_since(last) >= timeout;
-        let leg = if quiet(self.patient) {
+        let leg = if expected.0 && quiet(self.patient) {
             Leg::Patient
-        } else if self.agent.is_some_and(quiet) {
+        } else if expected.1 && self.agent.is_some_and(quiet) {
             Leg::Agent
         } else {
             return None;
@@ -317,6 +427,8 @@ pub async fn run(
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut playing = Playing::Nothing;
+    let mut patient_flow = Flow::BOTH;
+    let mut agent_flow = Flow::BOTH;
     let mut stopped_at: Option<Instant> = None;
     let mut bridge: Option<Bridge> = None;
     let mut patient_buf = [0u8; MAX_PACKET];
@@ -340,10 +452,42 @@ pub async fn run(
                         alive.agent = Some(now());
                         let recording = recording.then(|| Recorder::new(at));
                         bridge = Some(Bridge { agent, recording });
-                        ticker = tokio::time::interval_at(tokio::time::Instant::now() + BRIDGED_TICK, BRIDGED_TICK);
-                        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        agent_flow = Flow::BOTH;
+                        ticker = bridged_ticker(BRIDGED_TICK);
                     }
                     MediaCommand::Record(writer) => record_to(bridge.as_mut(), writer),
+                    MediaCommand::Update { leg, remote, codec, telephone_event, flow } => {
+                        let now = now();
+                        let (latch, media, was) = match leg {
+                            Leg::Patient => (&mut patient.latch, &mut patient.media, &mut patient_flow),
+                            Leg::Agent => match bridge.as_mut() {
+                                Some(b) => (&mut b.agent.latch, &mut b.agent.media, &mut agent_flow),
+                                None => continue,
+                            },
+                        };
+                        latch.signal(remote);
+                        media.renegotiate(codec, telephone_event);
+                        if flow.receive && !was.receive {
+                            // Its silence counts from now, not from before it went quiet.
+                            match leg {
+                                Leg::Patient => alive.patient = now,
+                                Leg::Agent => alive.agent = Some(now),
+                            }
+                        }
+                        *was = flow;
+                        debug!(?leg, source = %mask_addr(remote), ?codec, ?flow, "leg media changed");
+                        if let Some(b) = bridge.as_mut() {
+                            if let Some(r) = b.recording.as_mut() {
+                                let channel = if leg == Leg::Patient { 0 } else { 1 };
+                                r.holds.set(now, channel, !flow.send);
+                            }
+                            // While the agent holds, the patient hears hold music on a 20 ms tick.
+                            let tick = if agent_flow.send { BRIDGED_TICK } else { FRAME };
+                            if ticker.period() != tick {
+                                ticker = bridged_ticker(tick);
+                            }
+                        }
+                    }
                     MediaCommand::Stop { at } => {
                         stopped_at = Some(at);
                         break;
@@ -365,9 +509,11 @@ pub async fn run(
                         let now = now();
                         alive.patient = now;
                         if let Some(b) = bridge.as_mut() {
-                            let len = relay(&patient.media, &decoded, &mut pcm, &mut b.agent.media, &mut out);
-                            if let Some(bytes) = out.get(..len) {
-                                let _ = b.agent.socket.try_send_to(bytes, b.agent.latch.target());
+                            if agent_flow.send {
+                                let len = relay(&patient.media, decoded.get(..n).unwrap_or_default(), &mut b.agent.media, &mut out);
+                                if let Some(bytes) = out.get(..len) {
+                                    let _ = b.agent.socket.try_send_to(bytes, b.agent.latch.target());
+                                }
                             }
                             if let Some(r) = b.recording.as_mut() {
                                 let (ssrc, ts) = patient.media.last_audio();
@@ -389,7 +535,15 @@ pub async fn run(
                 if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
                     let now = now();
                     alive.agent = Some(now);
-                    let len = relay(&b.agent.media, &decoded, &mut pcm, &mut patient.media, &mut out);
+                    if !agent_flow.send {
+                        // The agent holds: what its phone sends (its own music, or the
+                        // agent's voice) is neither heard by the patient nor recorded.
+                        continue;
+                    }
+                    if !patient_flow.send {
+                        continue;
+                    }
+                    let len = relay(&b.agent.media, decoded.get(..n).unwrap_or_default(), &mut patient.media, &mut out);
                     if let Some(bytes) = out.get(..len) {
                         let _ = patient.socket.try_send_to(bytes, patient.latch.target());
                     }
@@ -401,7 +555,7 @@ pub async fn run(
                 }
             }
             _ = ticker.tick() => {
-                if let Some(leg) = alive.check(now()) {
+                if let Some(leg) = alive.check(now(), (patient_flow.receive, agent_flow.receive)) {
                     warn!(?leg, "no RTP from the phone: ending the call");
                     let _ = events.send(MediaEvent::MediaTimeout { call, leg });
                 }
@@ -409,7 +563,10 @@ pub async fn run(
                     if let Some(r) = b.recording.as_mut() {
                         r.write_due(now());
                     }
-                    continue;
+                    if agent_flow.send {
+                        continue;
+                    }
+                    // The agent holds: the patient hears what plays (hold music).
                 }
                 let finished = match &mut playing {
                     Playing::Nothing => { pcm = SILENCE; None }
@@ -419,7 +576,7 @@ pub async fn run(
                     }
                 };
                 let len = patient.media.write_audio(&pcm, &mut out);
-                if let Some(bytes) = out.get(..len) {
+                if let Some(bytes) = out.get(..len).filter(|_| patient_flow.send) {
                     let _ = patient.socket.try_send_to(bytes, patient.latch.target());
                 }
                 if let Some(generation) = finished {
@@ -442,6 +599,13 @@ pub async fn run(
     };
     debug!("media stopped");
     let _ = events.send(MediaEvent::Stopped { call, recording });
+}
+
+/// The tick of a bridged call, first due one period from now.
+fn bridged_ticker(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
 }
 
 /// The driver's answer to the recording's file: the file, or none at all.
@@ -486,27 +650,14 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Relays the packet `from` just received to `to` as one 20 ms frame: the payload as
-/// it came when both legs use the same codec, else transcoded through `pcm`.
-fn relay(
-    from: &LegMedia,
-    decoded: &[i16; MAX_PACKET_SAMPLES],
-    pcm: &mut Frame,
-    to: &mut LegMedia,
-    out: &mut [u8],
-) -> usize {
+/// Relays the packet `from` just received to `to` at the length it came (any ptime
+/// up to 60 ms, every sample): the payload as it came when both legs use the same
+/// codec, else transcoded from `decoded`.
+fn relay(from: &LegMedia, decoded: &[i16], to: &mut LegMedia, out: &mut [u8]) -> usize {
     if from.codec() == to.codec() {
         return to.write_encoded(from.last_payload(), out);
     }
-    copy_frame(decoded, pcm);
-    to.write_audio(pcm, out)
-}
-
-/// The first 20 ms of a decoded packet, for the relay (which sends 20 ms frames).
-fn copy_frame(decoded: &[i16; MAX_PACKET_SAMPLES], frame: &mut Frame) {
-    if let Some(head) = decoded.get(..FRAME_SAMPLES) {
-        frame.copy_from_slice(head);
-    }
+    to.write_pcm(decoded, out)
 }
 
 async fn recv_agent(
@@ -529,6 +680,7 @@ fn admitted(latch: &mut Latch, from: SocketAddr, packet: &[u8], leg: Leg) -> boo
             debug!(?leg, source = %mask_addr(to), "RTP latched");
             true
         }
+        Admit::Rtcp => false,
         Admit::Reject => {
             let n = latch.rejected();
             if n % 1000 == 1 {
@@ -572,6 +724,38 @@ mod tests {
                 at(GapChannel::Agent, 0, 60),
                 at(GapChannel::Caller, 100, 40),
                 at(GapChannel::Caller, 180, 20),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_held_side_is_marked_as_a_hold_and_its_silence_is_not_a_gap() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut holds = HoldMarks::new(start);
+        holds.set(at(1_000), 1, true);
+        holds.set(at(1_500), 1, true); // a second hold offer changes nothing
+        assert!(
+            holds.covers(1, 50) && holds.covers(1, 10_000),
+            "open: held from frame 50 on"
+        );
+        holds.set(at(3_000), 1, false);
+        holds.set(at(4_000), 0, true); // the caller holds to the end
+        assert!(!holds.covers(1, 49) && holds.covers(1, 149) && !holds.covers(1, 150));
+        assert!(!holds.covers(0, 100) && holds.covers(0, 200));
+        assert_eq!(
+            holds.finish(at(5_000)),
+            vec![
+                Hold {
+                    by: GapChannel::Agent,
+                    at_ms: 1_000,
+                    ms: 2_000
+                },
+                Hold {
+                    by: GapChannel::Caller,
+                    at_ms: 4_000,
+                    ms: 1_000
+                },
             ]
         );
     }

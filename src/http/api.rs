@@ -225,6 +225,9 @@ pub struct RecordingView {
     /// Where a channel is silence no packet brought: `{channel: "caller"|"agent", at_ms, ms}`.
     #[serde(default)]
     pub gaps: Vec<crate::storage::Gap>,
+    /// Where a side held the call (its channel silent by design): `{by: "caller"|"agent", at_ms, ms}`.
+    #[serde(default)]
+    pub holds: Vec<crate::storage::Hold>,
 }
 
 impl From<Recording> for RecordingView {
@@ -237,6 +240,7 @@ impl From<Recording> for RecordingView {
             duration_ms: r.duration_ms,
             channels: r.channels,
             gaps: r.gaps,
+            holds: r.holds,
         }
     }
 }

@@ -188,6 +188,7 @@ fn add_recording(f: &Fixture, id: &str, path: &str) {
             duration_ms: 61_000,
             channels: 2,
             gaps: Vec::new(),
+            holds: Vec::new(),
             path: path.into(),
         })
         .expect("insert recording");

@@ -37,7 +37,7 @@ pub enum StorageError {
     Corrupt { column: &'static str, value: String },
 }
 
-pub use callcore::records::{CallRecord, Gap, GapChannel, Outcome, Patient, Recording};
+pub use callcore::records::{CallRecord, Gap, GapChannel, Hold, Outcome, Patient, Recording};
 
 /// One audit log row: who did what to which object, when.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: where each recording's channels are silence no packet brought (JSON list).
     "ALTER TABLE recordings ADD COLUMN gaps TEXT NOT NULL DEFAULT '[]';",
+    // 3: where a side held the call (JSON list).
+    "ALTER TABLE recordings ADD COLUMN holds TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
@@ -390,8 +392,7 @@ type DemoPatient = (
 const CALL_COLUMNS: &str = "SELECT call_id, caller, started_at, ivr_path, queue, wait_ms,
     agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction FROM calls";
 
-const RECORDING_COLUMNS: &str =
-    "SELECT id, call_id, agent, started_at, duration_ms, channels, path, gaps FROM recordings";
+const RECORDING_COLUMNS: &str = "SELECT id, call_id, agent, started_at, duration_ms, channels, path, gaps, holds FROM recordings";
 
 /// A calls row as SQLite returns it, before the text columns are decoded.
 struct RawCall {
@@ -473,6 +474,7 @@ struct RawRecording {
     channels: i64,
     path: String,
     gaps: String,
+    holds: String,
 }
 
 impl RawRecording {
@@ -486,6 +488,7 @@ impl RawRecording {
             channels: r.get(5)?,
             path: r.get(6)?,
             gaps: r.get(7)?,
+            holds: r.get(8)?,
         })
     }
 
@@ -500,6 +503,10 @@ impl RawRecording {
             gaps: serde_json::from_str(&self.gaps).map_err(|_| StorageError::Corrupt {
                 column: "recordings.gaps",
                 value: self.gaps.clone(),
+            })?,
+            holds: serde_json::from_str(&self.holds).map_err(|_| StorageError::Corrupt {
+                column: "recordings.holds",
+                value: self.holds.clone(),
             })?,
             path: self.path,
         })
@@ -556,12 +563,13 @@ fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError>
 
 fn upsert_recording_on(conn: &Connection, rec: &Recording) -> Result<(), StorageError> {
     conn.execute(
-        "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path, gaps)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO recordings (id, call_id, agent, started_at, duration_ms, channels, path, gaps, holds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO UPDATE SET
              call_id = excluded.call_id, agent = excluded.agent,
              started_at = excluded.started_at, duration_ms = excluded.duration_ms,
-             channels = excluded.channels, path = excluded.path, gaps = excluded.gaps",
+             channels = excluded.channels, path = excluded.path, gaps = excluded.gaps,
+             holds = excluded.holds",
         params![
             rec.id,
             rec.call_id,
@@ -571,6 +579,7 @@ fn upsert_recording_on(conn: &Connection, rec: &Recording) -> Result<(), Storage
             rec.channels,
             rec.path,
             serde_json::to_string(&rec.gaps).unwrap_or_else(|_| "[]".to_owned()),
+            serde_json::to_string(&rec.holds).unwrap_or_else(|_| "[]".to_owned()),
         ],
     )?;
     Ok(())

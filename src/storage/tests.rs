@@ -148,6 +148,7 @@ fn recordings_by_day_and_id() {
         duration_ms: 0,
         channels: 2,
         gaps: Vec::new(),
+        holds: Vec::new(),
         path: "data/recordings/r1.wav".into(),
     };
     s.insert_recording(&rec).expect("insert");
@@ -164,11 +165,16 @@ fn recordings_by_day_and_id() {
             ms: 400,
         },
     ];
+    rec.holds = vec![Hold {
+        by: GapChannel::Agent,
+        at_ms: 20_000,
+        ms: 15_000,
+    }];
     s.insert_recording(&rec).expect("update duration");
     assert_eq!(
         s.recording("r1").expect("query"),
         Some(rec.clone()),
-        "duration and gaps are rewritten with the row"
+        "duration, gaps and holds are rewritten with the row"
     );
     assert_eq!(s.recording("nope").expect("query"), None);
     let day = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");

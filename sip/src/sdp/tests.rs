@@ -278,7 +278,7 @@ fn port_zero_offer_gets_port_zero_answer() {
 
 #[test]
 fn our_offer_lists_codecs_telephone_event_ptime_sendrecv() {
-    let body = offer(&BOTH, 101, local(), 99);
+    let body = offer(&BOTH, 101, local(), 99, Some(20));
     assert!(body.starts_with("v=0\r\no=switchboard 99 99 IN IP4 192.0.2.5\r\n"));
     assert!(body.contains("m=audio 30000 RTP/AVP 0 8 101\r\n"), "{body}");
     assert!(body.contains("a=rtpmap:0 PCMU/8000\r\n"));
@@ -290,11 +290,29 @@ fn our_offer_lists_codecs_telephone_event_ptime_sendrecv() {
     let md = parse(body.as_bytes()).expect("our offer parses");
     assert_eq!(md.codecs, BOTH.to_vec());
     assert_eq!(md.telephone_event, Some(101));
+    assert_eq!(md.ptime, Some(20));
+    let free = offer(&BOTH, 101, local(), 99, None);
+    assert!(!free.contains("a=ptime"), "no packet size imposed: {free}");
+}
+
+#[test]
+fn the_answer_echoes_the_ptime_the_phone_asked_for_and_imposes_none() {
+    let thirty = MICROSIP.replace("a=sendrecv", "a=ptime:30\r\na=sendrecv");
+    let md = parse(thirty.as_bytes()).expect("parses");
+    assert_eq!(md.ptime, Some(30));
+    let (body, neg) = answer(&md, &BOTH, local(), 1).expect("answer");
+    assert!(body.contains("a=ptime:30\r\n"), "{body}");
+    assert_eq!(neg.ptime, Some(30));
+    let plain = MICROSIP.replace("a=ptime:20\r\n", "");
+    let md = parse(plain.as_bytes()).expect("parses");
+    assert_eq!(md.ptime, None);
+    let (body, _) = answer(&md, &BOTH, local(), 1).expect("answer");
+    assert!(!body.contains("a=ptime"), "{body}");
 }
 
 #[test]
 fn offer_then_answer_round_trip() {
-    let ours = offer(&BOTH, 101, local(), 5);
+    let ours = offer(&BOTH, 101, local(), 5, None);
     // The peer (a pjsua-like answerer) takes PCMA only.
     let theirs = parse(ours.as_bytes()).expect("parses");
     let peer: SocketAddr = "198.51.100.9:4000".parse().expect("literal");
@@ -367,4 +385,38 @@ fn garbage_never_panics() {
             let _ = accept_answer(&md, &BOTH);
         }
     }
+}
+
+#[test]
+fn a_new_offer_in_the_session_is_answered_from_the_same_origin_one_version_up() {
+    let (first, _) = answer(
+        &parse(MICROSIP.as_bytes()).expect("parses"),
+        &BOTH,
+        local(),
+        77,
+    )
+    .expect("answer");
+    assert!(first.contains("o=switchboard 77 77 IN IP4"), "{first}");
+    // The phone holds, from a new address, offering A-law only.
+    let held = MICROSIP
+        .replace("a=sendrecv", "a=sendonly")
+        .replace("c=IN IP4 10.0.0.30", "c=IN IP4 10.0.0.31");
+    let md = parse(held.as_bytes()).expect("parses");
+    let (again, neg) = reanswer(&md, &[Codec::Pcma], &first).expect("reanswer");
+    assert!(again.contains("o=switchboard 77 78 IN IP4"), "{again}");
+    let ours = parse(again.as_bytes()).expect("ours parses");
+    assert_eq!(
+        SocketAddr::new(ours.addr, ours.port),
+        local(),
+        "same address and port"
+    );
+    assert!(again.contains("a=recvonly\r\n"));
+    assert_eq!(neg.codec, Codec::Pcma);
+    assert_eq!(neg.remote.ip().to_string(), "10.0.0.31");
+    let (third, _) = reanswer(&md, &BOTH, &again).expect("reanswer");
+    assert!(third.contains("o=switchboard 77 79 "), "{third}");
+    assert!(matches!(
+        reanswer(&md, &BOTH, "v=0\r\n"),
+        Err(Error::Sdp(_))
+    ));
 }
