@@ -126,7 +126,7 @@ impl Core {
         let binding = self.registrar.lookup(&agent, now).cloned();
         let local = binding
             .as_ref()
-            .and_then(|b| self.local_for(b.peer.transport));
+            .and_then(|b| self.local_for(b.target.transport));
         let (Some(binding), Some(local)) = (binding, local) else {
             self.release_socket(token);
             self.agent_unreachable(now, call, &agent, seq);
@@ -167,10 +167,10 @@ impl Core {
         if let Some(offer) = c.live_offer(seq) {
             offer.invite = Some(invite.clone());
             offer.sdp = Some(body);
-            offer.peer = Some(binding.peer);
+            offer.peer = Some(binding.target);
             offer.rtp = Some(token);
         }
-        let key = self.transactions.send_request(now, binding.peer, invite);
+        let key = self.transactions.send_request(now, binding.target, invite);
         self.client_tx
             .insert(key, ClientTx::AgentInvite { call, agent, seq });
         self.by_sip_call_id.insert(sip_call_id, call);

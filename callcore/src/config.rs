@@ -24,6 +24,10 @@ pub struct CoreConfig {
     pub realm: String,
     /// Digest algorithms agents are challenged with, in this order (empty: MD5 only).
     pub digest: Vec<Algorithm>,
+    /// How agent phones are reached (their Contact, or their source behind NAT).
+    pub nat: sip::nat::NatPolicy,
+    /// Keep-alive interval for phones behind NAT on UDP (`None`: none).
+    pub nat_keepalive: Option<Duration>,
     /// Codecs we accept and offer, in order of preference.
     pub codecs: Vec<Codec>,
     /// Calls carried at once; the next INVITE gets 503.

@@ -168,7 +168,8 @@ impl Core {
             tcp_local: config.tcp_local.map(|a| local(Transport::Tcp, a)),
             transactions: TransactionLayer::new(config.timers),
             registrar: Registrar::new(config.realm.clone(), config.seed)
-                .with_algorithms(config.digest.clone()),
+                .with_algorithms(config.digest.clone())
+                .with_nat(config.nat, config.nat_keepalive),
             registration_failures: HashMap::new(),
             acd,
             ids: IdGen::new(config.seed.wrapping_add(1)),
@@ -341,6 +342,9 @@ impl Core {
                     }
                     for a in self.registrar.abandoned(now) {
                         self.challenge_abandoned(now, a);
+                    }
+                    for binding in self.registrar.due_keepalives(now) {
+                        self.send_keepalive(&binding);
                     }
                 }
                 Due::Acd => self.acd.handle_timeout(now),

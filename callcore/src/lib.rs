@@ -17,7 +17,8 @@
 //! - [`control`]: the core: inputs, timers, draining the parts; [`patient`],
 //!   [`agent`] and [`finish`] are its call flow (the patient's leg and IVR,
 //!   offers to agents, hanging up).
-//! - [`session_timer`]: RFC 4028 session timers (refreshes handled in `refresh`).
+//! - [`session_timer`]: RFC 4028 session timers (refreshes and mid-call changes
+//!   handled in `refresh`); `keepalive`: OPTIONS to agent phones behind NAT.
 //! - [`ports`]: RTP port numbers.
 //! - [`records`], [`desk`]: what is written down and what desks are told.
 //! - [`pii`]: masking of phone numbers in logs.
@@ -30,6 +31,7 @@ pub mod control;
 pub mod desk;
 mod finish;
 pub mod io;
+mod keepalive;
 mod patient;
 pub mod pii;
 pub mod ports;

@@ -16,10 +16,15 @@ const PHONE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 7, 
 
 /// The responses the core sent the phone, oldest first.
 fn responses(core: &mut Core) -> Vec<Response> {
+    responses_to(core, PHONE)
+}
+
+/// The responses the core sent to `to`, oldest first.
+fn responses_to(core: &mut Core, to: SocketAddr) -> Vec<Response> {
     let mut out = Vec::new();
     while let Some(o) = core.poll_output() {
         if let Output::Transmit(t) = o
-            && t.peer.addr == PHONE
+            && t.peer.addr == to
             && let Ok(SipMessage::Response(r)) = sip::message::parse(&t.bytes)
         {
             out.push(r);
@@ -36,9 +41,21 @@ fn register(
     cseq: u32,
     answer: Option<(&Response, &str)>,
 ) -> Response {
+    register_from(core, now, id, cseq, answer, PHONE)
+}
+
+/// [`register`] as it arrives from `source` (the phone's Via still says [`PHONE`]).
+fn register_from(
+    core: &mut Core,
+    now: Instant,
+    id: &str,
+    cseq: u32,
+    answer: Option<(&Response, &str)>,
+    source: SocketAddr,
+) -> Response {
     let uri = format!("sip:{}", CORE_SIP);
     let mut b = RequestBuilder::new(Method::Register, &uri)
-        .via(Transport::Udp, PHONE, &format!("z9hG4bK-r{cseq}"))
+        .via(Transport::Udp, PHONE, &format!("z9hG4bK-r{id}-{cseq}"))
         .from(&format!("<sip:{id}@{}>;tag=r{id}", CORE_SIP.ip()))
         .to(&format!("<sip:{id}@{}>", CORE_SIP.ip()))
         .call_id(&format!("reg-{id}"))
@@ -75,8 +92,8 @@ fn register(
         creds.response = compute_response(&creds, "REGISTER", password).expect("qop=auth");
         b = b.header("Authorization", &creds.to_header());
     }
-    core.handle_sip(now, now, Peer::udp(PHONE), &b.build().to_bytes());
-    responses(core).pop().expect("a response")
+    core.handle_sip(now, now, Peer::udp(source), &b.build().to_bytes());
+    responses_to(core, source).pop().expect("a response")
 }
 
 #[test]
@@ -167,5 +184,56 @@ fn an_unknown_user_is_refused_and_kept_nowhere() {
         core.agents(now)
             .iter()
             .all(|a| a.last_registration_failure.is_none())
+    );
+}
+
+#[test]
+fn a_phone_behind_nat_is_kept_reachable_with_keepalives_at_its_source() {
+    let t0 = Instant::now();
+    let mut core = core_for(6, 4, t0);
+    let router = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)), 40_000);
+    let behind = agent_id(0);
+    let challenge = register_from(&mut core, t0, &behind, 1, None, router);
+    let ok = register_from(
+        &mut core,
+        t0,
+        &behind,
+        2,
+        Some((&challenge, "pw-0")),
+        router,
+    );
+    assert_eq!(ok.status(), 200);
+    // A phone on the clinic's network (its Via is where it sends from) gets none.
+    let lan = agent_id(1);
+    let challenge = register(&mut core, t0, &lan, 1, None);
+    assert_eq!(
+        register(&mut core, t0, &lan, 2, Some((&challenge, "pw-1"))).status(),
+        200
+    );
+
+    let mut pings = Vec::new();
+    let mut now = t0;
+    for _ in 0..4 {
+        now += std::time::Duration::from_secs(25);
+        core.handle_timeout(now);
+        while let Some(o) = core.poll_output() {
+            if let Output::Transmit(t) = o
+                && let Ok(SipMessage::Request(r)) = sip::message::parse(&t.bytes)
+                && r.method() == Method::Options
+            {
+                pings.push((now, t.peer.addr, r.uri().to_owned()));
+            }
+        }
+    }
+    assert_eq!(pings.len(), 4, "one OPTIONS every 25 s: {pings:?}");
+    assert!(
+        pings
+            .iter()
+            .all(|(_, to, uri)| *to == router && uri.contains(&behind)),
+        "to the router's address, for the phone behind it: {pings:?}"
+    );
+    assert!(
+        core.agents(now).iter().filter(|a| a.registered).count() == 2,
+        "both phones still registered"
     );
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod framing;
 pub mod ids;
 pub mod message;
+pub mod nat;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;

@@ -17,6 +17,7 @@ use rand::{Rng as _, SeedableRng};
 use crate::auth::{self, Algorithm, Credentials};
 use crate::error::Error;
 use crate::message::{Method, Request, Response, name_addr, response_to};
+use crate::nat::{self, NatPolicy};
 use crate::transport::Peer;
 
 /// Shortest registration accepted; shorter ones get 423 Interval Too Brief.
@@ -34,6 +35,9 @@ pub const MAX_NONCES: usize = 10_000;
 pub const CHALLENGE_ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// Challenges awaiting their answer kept at most (the oldest is forgotten first).
 pub const MAX_PENDING_CHALLENGES: usize = 1024;
+/// How often a phone behind NAT is sent a keep-alive by default: home routers commonly
+/// forget a UDP mapping after 30 to 60 s of silence.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(25);
 
 /// Where a registered user can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +46,13 @@ pub struct Binding {
     pub user: String,
     /// The Contact URI the phone registered.
     pub contact: String,
-    /// Transport and address the REGISTER came from (send requests here).
+    /// Transport and address the REGISTER came from.
     pub peer: Peer,
+    /// Where requests to the phone go: its Contact, or `peer` when it is behind NAT
+    /// (see [`crate::nat`] and the registrar's [`NatPolicy`]).
+    pub target: Peer,
+    /// The phone's Via did not name the address it sent from (RFC 3581).
+    pub behind_nat: bool,
     /// When the binding lapses unless refreshed.
     pub expires_at: Instant,
 }
@@ -162,6 +171,8 @@ struct Entry {
     binding: Binding,
     /// The Contact value to echo, without any expires parameter.
     echo: String,
+    /// When its next keep-alive is due, if it gets them.
+    next_keepalive: Option<Instant>,
 }
 
 /// The registrar: handles REGISTER, keeps bindings, expires them.
@@ -181,6 +192,11 @@ pub struct Registrar {
     /// Challenges sent and not yet answered, by the REGISTER's Call-ID, with their order.
     pending: HashMap<String, (Instant, Abandoned)>,
     pending_order: BTreeSet<(Instant, String)>,
+    nat: NatPolicy,
+    /// How often a phone behind NAT on UDP is sent a keep-alive (`None`: never).
+    keepalive: Option<Duration>,
+    /// The next keep-alive of each such binding, soonest first.
+    keepalives: BTreeSet<(Instant, String)>,
 }
 
 /// A Contact value from a REGISTER.
@@ -208,7 +224,42 @@ impl Registrar {
             expiries: BTreeSet::new(),
             pending: HashMap::new(),
             pending_order: BTreeSet::new(),
+            nat: NatPolicy::default(),
+            keepalive: Some(DEFAULT_KEEPALIVE),
+            keepalives: BTreeSet::new(),
         }
+    }
+
+    /// Reaches phones as `policy` says, and sends phones behind NAT on UDP a keep-alive
+    /// every `keepalive` (`None`: never) so their router keeps the way in open.
+    pub fn with_nat(mut self, policy: NatPolicy, keepalive: Option<Duration>) -> Self {
+        self.nat = policy;
+        self.keepalive = keepalive.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Bindings whose keep-alive is due by `now`, each scheduled again one interval on.
+    pub fn due_keepalives(&mut self, now: Instant) -> Vec<Binding> {
+        let mut due = Vec::new();
+        let Some(every) = self.keepalive else {
+            return due;
+        };
+        while let Some((at, _)) = self.keepalives.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, user)) = self.keepalives.pop_first() else {
+                break;
+            };
+            let Some(entry) = self.bindings.get_mut(&user) else {
+                continue;
+            };
+            let next = now + every;
+            entry.next_keepalive = Some(next);
+            due.push(entry.binding.clone());
+            self.keepalives.insert((next, user));
+        }
+        due
     }
 
     /// Challenges with `algorithms`, in this order, users without a list of their own
@@ -360,7 +411,9 @@ impl Registrar {
                 break;
             }
             if let Some((_, user)) = self.expiries.pop_first() {
-                self.bindings.remove(&user);
+                if let Some(at) = self.bindings.remove(&user).and_then(|e| e.next_keepalive) {
+                    self.keepalives.remove(&(at, user.clone()));
+                }
                 expired.push(user);
             }
         }
@@ -368,14 +421,15 @@ impl Registrar {
         expired
     }
 
-    /// When the next binding expires or a challenge is given up on.
+    /// When the next binding expires, a challenge is given up on, or a keep-alive is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.expiries.first().map(|(at, _)| *at);
         let challenge = self
             .pending_order
             .first()
             .map(|(at, _)| *at + CHALLENGE_ANSWER_WAIT);
-        expiry.into_iter().chain(challenge).min()
+        let keepalive = self.keepalives.first().map(|(at, _)| *at);
+        expiry.into_iter().chain(challenge).chain(keepalive).min()
     }
 
     /// The phones challenged at least [`CHALLENGE_ANSWER_WAIT`] before `now` that never
@@ -417,6 +471,9 @@ impl Registrar {
         self.remove_binding(&user);
         self.expiries
             .insert((entry.binding.expires_at, user.clone()));
+        if let Some(at) = entry.next_keepalive {
+            self.keepalives.insert((at, user.clone()));
+        }
         self.bindings.insert(user, entry);
     }
 
@@ -424,6 +481,9 @@ impl Registrar {
         let entry = self.bindings.remove(user)?;
         self.expiries
             .remove(&(entry.binding.expires_at, user.to_owned()));
+        if let Some(at) = entry.next_keepalive {
+            self.keepalives.remove(&(at, user.to_owned()));
+        }
         Some(entry)
     }
 
@@ -491,16 +551,31 @@ impl Registrar {
         }
         let expires = expires.min(MAX_EXPIRES);
 
+        let behind_nat = nat::behind_nat(request, peer.addr);
+        let target = nat::target(self.nat, &uri, peer, behind_nat);
         let changed = self.bindings.get(&user).is_none_or(|e| {
-            e.binding.contact != uri || e.binding.peer != peer || e.binding.expires_at <= now
+            e.binding.contact != uri || e.binding.target != target || e.binding.expires_at <= now
         });
         let binding = Binding {
             user: user.clone(),
             contact: uri,
             peer,
+            target,
+            behind_nat,
             expires_at: now + Duration::from_secs(expires),
         };
-        self.insert_binding(user.clone(), Entry { binding, echo });
+        let next_keepalive = self
+            .keepalive
+            .filter(|_| behind_nat && peer.transport == crate::transport::Transport::Udp)
+            .map(|every| now + every);
+        self.insert_binding(
+            user.clone(),
+            Entry {
+                binding,
+                echo,
+                next_keepalive,
+            },
+        );
         let response = self.ok_with_current(request, &user, now);
         (
             response,

@@ -120,6 +120,8 @@ pub fn core_config(
         media_timeout: sip.media_timeout(),
         rtp_ports: (sip.rtp_ports.first, sip.rtp_ports.last),
         digest: sip.digest.iter().map(|&d| d.into()).collect(),
+        nat: sip.nat.into(),
+        nat_keepalive: (sip.nat_keepalive_s > 0).then(|| Duration::from_secs(sip.nat_keepalive_s)),
         timers: sip::transaction::TimerConfig::default(),
         agents: config
             .agents

@@ -146,6 +146,37 @@ pub struct Sip {
     /// for this long is closed (0: never).
     #[serde(default = "default_tcp_idle_timeout_s")]
     pub tcp_idle_timeout_s: u64,
+    /// Where calls to a registered agent phone go: `auto` (its Contact, or where its
+    /// REGISTER came from when it is behind NAT), `contact` or `source`.
+    #[serde(default)]
+    pub nat: Nat,
+    /// A phone behind NAT on UDP is sent a keep-alive (OPTIONS) this often (0: never).
+    #[serde(default = "default_nat_keepalive_s")]
+    pub nat_keepalive_s: u64,
+}
+
+/// `[sip] nat` as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Nat {
+    #[default]
+    Auto,
+    Contact,
+    Source,
+}
+
+impl From<Nat> for sip::nat::NatPolicy {
+    fn from(n: Nat) -> Self {
+        match n {
+            Nat::Auto => sip::nat::NatPolicy::Auto,
+            Nat::Contact => sip::nat::NatPolicy::Contact,
+            Nat::Source => sip::nat::NatPolicy::Source,
+        }
+    }
+}
+
+fn default_nat_keepalive_s() -> u64 {
+    sip::registrar::DEFAULT_KEEPALIVE.as_secs()
 }
 
 impl Sip {

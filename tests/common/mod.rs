@@ -150,3 +150,81 @@ pub fn sdp(codecs: &str, rtpmaps: &str) -> String {
          m=audio 4000 RTP/AVP {codecs}\r\n{rtpmaps}a=sendrecv\r\n"
     )
 }
+
+/// An INVITE with a PCMU offer from `s`, with its own Call-ID and branch.
+pub fn invite(s: &UdpSocket, tag: &str) -> String {
+    let body = sdp(
+        "0 101",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    request(
+        "INVITE",
+        "sip:clinic@127.0.0.1",
+        s,
+        "Content-Type: application/sdp\r\n",
+        &body,
+    )
+    .replace("Call-ID: edge-INVITE-", &format!("Call-ID: {tag}-"))
+    .replace("branch=z9hG4bKinvite", &format!("branch=z9hG4bK{tag}"))
+}
+
+/// The ACK for a 200 OK to `invite`.
+pub fn ack_for(invite: &str, ok: &str) -> String {
+    let header = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    format!(
+        "ACK sip:switchboard@127.0.0.1 SIP/2.0\r\n{via};branch=z9hG4bKack{n}\r\n\
+         Max-Forwards: 70\r\n{from}\r\n{to}\r\n{cid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        via = header(invite, "Via:")
+            .split(";branch")
+            .next()
+            .unwrap_or_default(),
+        n = invite.len(),
+        from = header(invite, "From:"),
+        to = header(ok, "To:"),
+        cid = header(invite, "Call-ID:"),
+    )
+}
+
+/// Places a call from a new socket: INVITE, the final response, and the ACK if it was 2xx.
+pub async fn call(server: SocketAddr, tag: &str) -> (UdpSocket, String) {
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let inv = invite(&s, tag);
+    s.send_to(inv.as_bytes(), server).await.expect("send");
+    let response = final_response(&s, 3000).await.expect("a final response");
+    if response.starts_with("SIP/2.0 200") {
+        s.send_to(ack_for(&inv, &response).as_bytes(), server)
+            .await
+            .expect("ack");
+    }
+    (s, response)
+}
+
+/// The RTP address in a 200 OK's SDP answer.
+pub fn rtp_of(ok: &str) -> SocketAddr {
+    let port = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("m=audio port");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Waits (bounded) for a request from the server; answers it 200 OK.
+pub async fn wait_request(s: &UdpSocket, method: &str, ms: u64) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    while tokio::time::Instant::now() < deadline {
+        let Some(m) = recv(s, 100).await else {
+            continue;
+        };
+        if m.starts_with(&format!("{method} ")) {
+            return Some(m);
+        }
+    }
+    None
+}

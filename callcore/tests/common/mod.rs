@@ -58,6 +58,8 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
         tcp_local: None,
         realm: REALM.to_owned(),
         digest: Vec::new(),
+        nat: sip::nat::NatPolicy::Auto,
+        nat_keepalive: Some(Duration::from_secs(25)),
         codecs: vec![sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma],
         capacity,
         max_lag: ms(250),

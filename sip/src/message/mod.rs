@@ -24,7 +24,7 @@ use crate::error::Error;
 
 pub(crate) use build::ack_for_non_2xx;
 pub use build::{RequestBuilder, cancel_for, response_to};
-pub(crate) use header::{name_addr, param};
+pub(crate) use header::{name_addr, param, via};
 pub use parse::{MAX_BODY_BYTES, MAX_HEADER_BYTES, parse};
 
 /// A SIP request method; extension methods are kept verbatim in `Other`.

@@ -102,7 +102,20 @@ fn full_exchange(
     alg: Algorithm,
     extra: &[String],
 ) -> (Response, Option<RegistrationChange>) {
-    let (r401, change) = reg.handle_register(now, &register(user, 1, extra), udp(), &passwords);
+    full_exchange_from(reg, now, user, password, alg, extra, udp())
+}
+
+/// [`full_exchange`] with the REGISTERs arriving from `source`.
+fn full_exchange_from(
+    reg: &mut Registrar,
+    now: Instant,
+    user: &str,
+    password: &str,
+    alg: Algorithm,
+    extra: &[String],
+    source: Peer,
+) -> (Response, Option<RegistrationChange>) {
+    let (r401, change) = reg.handle_register(now, &register(user, 1, extra), source, &passwords);
     assert_eq!(r401.status(), 401);
     assert_eq!(change, None);
     let mut lines = extra.to_vec();
@@ -113,7 +126,7 @@ fn full_exchange(
         alg,
         1,
     ));
-    reg.handle_register(now, &register(user, 2, &lines), udp(), &passwords)
+    reg.handle_register(now, &register(user, 2, &lines), source, &passwords)
 }
 
 #[test]
@@ -835,5 +848,104 @@ Expires: 300\r\n\
         Some(RegistrationChange::Registered {
             user: "alice".into()
         })
+    );
+}
+
+#[test]
+fn a_phone_is_reached_at_its_contact_and_behind_nat_at_its_source_with_keepalives() {
+    let t0 = Instant::now();
+    let mut reg = registrar(9).with_nat(NatPolicy::Auto, Some(Duration::from_secs(25)));
+    // alice registers from the port her Via names, with a Contact on another port.
+    let lines = [
+        "Contact: <sip:alice@192.168.1.20:5070>".to_string(),
+        "Expires: 600".to_string(),
+    ];
+    let (resp, _) = full_exchange(&mut reg, t0, "alice", "wonderland", Algorithm::Md5, &lines);
+    assert_eq!(resp.status(), 200);
+    let alice = reg.lookup("alice", t0).expect("bound").clone();
+    assert!(!alice.behind_nat);
+    assert_eq!(
+        alice.target,
+        Peer::udp("192.168.1.20:5070".parse().expect("literal")),
+        "her Contact"
+    );
+    // bob's REGISTER comes through a home router: another address than his Via.
+    let router = Peer::udp("203.0.113.9:41000".parse().expect("literal"));
+    let lines = [contact("bob"), "Expires: 600".to_string()];
+    let (resp, _) = full_exchange_from(
+        &mut reg,
+        t0,
+        "bob",
+        "builder",
+        Algorithm::Md5,
+        &lines,
+        router,
+    );
+    assert_eq!(resp.status(), 200);
+    let bob = reg.lookup("bob", t0).expect("bound").clone();
+    assert!(bob.behind_nat);
+    assert_eq!(bob.target, router, "where his REGISTER came from");
+
+    // Only bob gets keep-alives, every 25 s, until he is gone.
+    assert_eq!(reg.poll_timeout(), Some(t0 + Duration::from_secs(25)));
+    assert!(reg.due_keepalives(t0 + Duration::from_secs(24)).is_empty());
+    let due = reg.due_keepalives(t0 + Duration::from_secs(25));
+    assert_eq!(
+        due.iter().map(|b| b.user.as_str()).collect::<Vec<_>>(),
+        ["bob"]
+    );
+    assert_eq!(reg.poll_timeout(), Some(t0 + Duration::from_secs(50)));
+    assert_eq!(reg.due_keepalives(t0 + Duration::from_secs(50)).len(), 1);
+    let gone = ["Contact: *".to_string(), "Expires: 0".to_string()];
+    let later = t0 + Duration::from_secs(60);
+    let (resp, _) = full_exchange_from(
+        &mut reg,
+        later,
+        "bob",
+        "builder",
+        Algorithm::Md5,
+        &gone,
+        router,
+    );
+    assert_eq!(resp.status(), 200);
+    assert!(
+        reg.due_keepalives(t0 + Duration::from_secs(500)).is_empty(),
+        "no keep-alive after unregister"
+    );
+
+    // The policy can force either way.
+    let mut by_source = registrar(9).with_nat(NatPolicy::Source, None);
+    let lines = [
+        "Contact: <sip:alice@192.168.1.20:5070>".to_string(),
+        "Expires: 600".to_string(),
+    ];
+    full_exchange(
+        &mut by_source,
+        t0,
+        "alice",
+        "wonderland",
+        Algorithm::Md5,
+        &lines,
+    );
+    assert_eq!(by_source.lookup("alice", t0).map(|b| b.target), Some(udp()));
+    assert_eq!(
+        by_source.poll_timeout(),
+        Some(t0 + Duration::from_secs(600)),
+        "no keep-alives"
+    );
+    let mut by_contact = registrar(9).with_nat(NatPolicy::Contact, None);
+    let lines = [contact("bob"), "Expires: 600".to_string()];
+    full_exchange_from(
+        &mut by_contact,
+        t0,
+        "bob",
+        "builder",
+        Algorithm::Md5,
+        &lines,
+        router,
+    );
+    assert_eq!(
+        by_contact.lookup("bob", t0).map(|b| b.target),
+        Some(Peer::udp("192.168.1.20:5060".parse().expect("literal")))
     );
 }

@@ -1,0 +1,141 @@
+//! Calls to an agent go where its phone asked for them: the registered Contact,
+//! not the address the REGISTER happened to come from (a phone that registers
+//! from another port than it listens on, a third-party registration). The real
+//! server runs in-process; the phone is two raw UDP sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{call, final_response, request, rtp_of, start, start_with, wait_request};
+use sip::auth::{Algorithm, Credentials, compute_response};
+use tokio::net::UdpSocket;
+
+/// Registers agent 1001 from `from` with its Contact on `contact`'s port (MD5 digest).
+async fn register(server: std::net::SocketAddr, from: &UdpSocket, contact: &UdpSocket) {
+    let listen = contact.local_addr().expect("addr");
+    let first = request("REGISTER", "sip:127.0.0.1", from, "Expires: 300\r\n", "")
+        .replace(
+            "From: <sip:13800000002@127.0.0.1>",
+            "From: <sip:1001@127.0.0.1>",
+        )
+        .replace("To: <sip:127.0.0.1>", "To: <sip:1001@127.0.0.1>")
+        .replace(
+            &format!(
+                "Contact: <sip:13800000002@{};transport=udp>",
+                from.local_addr().expect("addr")
+            ),
+            &format!("Contact: <sip:1001@{listen}>"),
+        );
+    assert!(
+        first.contains(&format!("Contact: <sip:1001@{listen}>")),
+        "{first}"
+    );
+    from.send_to(first.as_bytes(), server).await.expect("send");
+    let challenge = final_response(from, 2000).await.expect("a challenge");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce")
+        .to_owned();
+    let mut creds = Credentials {
+        username: "1001".into(),
+        realm: "switchboard".into(),
+        nonce,
+        uri: "sip:127.0.0.1".into(),
+        response: String::new(),
+        algorithm: Algorithm::Md5,
+        qop: Some("auth".into()),
+        nc: Some("00000001".into()),
+        cnonce: Some("c0ffee".into()),
+        opaque: None,
+    };
+    creds.response = compute_response(&creds, "REGISTER", "demo-1001").expect("qop=auth");
+    let second = first
+        .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
+        .replace("branch=z9hG4bKregister", "branch=z9hG4bKregister2")
+        .replace(
+            "Expires: 300\r\n",
+            &format!("Expires: 300\r\nAuthorization: {}\r\n", creds.to_header()),
+        );
+    from.send_to(second.as_bytes(), server).await.expect("send");
+    let ok = final_response(from, 2000).await.expect("a verdict");
+    assert!(ok.starts_with("SIP/2.0 200"), "registered: {ok}");
+}
+
+/// RFC 4733 digit `event` (0-9) to the IVR: three updates, then three end packets.
+async fn press(rtp: &UdpSocket, to: std::net::SocketAddr, event: u8) {
+    for (i, end) in [false, false, false, true, true, true]
+        .into_iter()
+        .enumerate()
+    {
+        let seq = 100 + i as u16;
+        let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&8000u32.to_be_bytes());
+        p.extend_from_slice(&0x5eed_u32.to_be_bytes());
+        let duration = 160 * (i as u16 + 1);
+        p.extend_from_slice(&[event, if end { 0x8A } else { 0x0A }]);
+        p.extend_from_slice(&duration.to_be_bytes());
+        rtp.send_to(&p, to).await.expect("rtp");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers from one socket with the Contact on another, then has a patient press 1:
+/// the agent's INVITE arrives on one of them (which, and the other gets nothing).
+async fn invite_goes_to_contact(server: &common::Server) -> bool {
+    let registers_from = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let listens_on = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    register(server.sip, &registers_from, &listens_on).await;
+
+    let (_patient, ok) = call(server.sip, "contact").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let media = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    press(&media, rtp_of(&ok), 1).await;
+
+    let contact = listens_on.local_addr().expect("addr");
+    let (at_contact, at_source) = tokio::join!(
+        wait_request(&listens_on, "INVITE", 8000),
+        wait_request(&registers_from, "INVITE", 8000)
+    );
+    match (at_contact, at_source) {
+        (Some(invite), None) => {
+            assert!(
+                invite.starts_with(&format!("INVITE sip:1001@{contact}")),
+                "{invite}"
+            );
+            true
+        }
+        (None, Some(_)) => false,
+        other => panic!("the INVITE went to exactly one place: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_agent_is_called_at_its_registered_contact_not_where_it_registered_from() {
+    let server = start(42300).await;
+    assert!(
+        invite_goes_to_contact(&server).await,
+        "the INVITE went where the REGISTER came from, not to the Contact"
+    );
+}
+
+#[tokio::test]
+async fn with_nat_source_the_agent_is_called_where_it_registered_from() {
+    let server = start_with(
+        42400,
+        &[(
+            "realm = \"switchboard\"",
+            "realm = \"switchboard\"\nnat = \"source\"",
+        )],
+    )
+    .await;
+    assert!(
+        !invite_goes_to_contact(&server).await,
+        "nat = \"source\" was not followed"
+    );
+}
