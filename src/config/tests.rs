@@ -153,10 +153,38 @@ fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
         found,
         [
             "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
-            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `digest`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`",
+            "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `digest`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`, `nat`, `nat_keepalive_s`",
             "demo.toml:34:12: invalid type: integer `1001`, expected a string",
             "demo.toml:46:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`, `digest`",
         ]
+    );
+}
+
+#[test]
+fn the_nat_policy_defaults_to_auto_with_keepalives_and_a_wrong_one_is_named() {
+    let config = Config::check_str(DEMO_CONFIG, "demo.toml").expect("demo config is valid");
+    assert_eq!(
+        (config.sip.nat, config.sip.nat_keepalive_s),
+        (Nat::Auto, 25)
+    );
+    let text = demo_with(&[(
+        "realm = \"switchboard\"",
+        "realm = \"switchboard\"\nnat = \"source\"\nnat_keepalive_s = 0",
+    )]);
+    let config = Config::check_str(&text, "demo.toml").expect("valid");
+    assert_eq!(
+        (config.sip.nat, config.sip.nat_keepalive_s),
+        (Nat::Source, 0)
+    );
+    let found = problems_with(&[(
+        "realm = \"switchboard\"",
+        "realm = \"switchboard\"\nnat = \"sometimes\"",
+    )]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .contains("unknown variant `sometimes`, expected one of `auto`, `contact`, `source`"),
+        "{found:?}"
     );
 }
 
