@@ -585,13 +585,23 @@ impl Core {
     }
 
     fn handle_request(&mut self, now: Instant, key: TransactionKey, request: Request, peer: Peer) {
+        if !matches!(request.method(), Method::Ack | Method::Cancel) {
+            let unsupported = crate::refresh::unsupported(&request);
+            if !unsupported.is_empty() {
+                info!(method = %request.method().as_str(), require = ?unsupported, "refused: extension we lack (420)");
+                let response = response_to(&request, 420, "Bad Extension", None)
+                    .with_header("Unsupported", &unsupported.join(", "));
+                self.transactions.send_response(now, &key, response);
+                return;
+            }
+        }
         match request.method() {
             Method::Register => self.handle_register(now, key, request, peer),
             Method::Options => {
                 let response = response_to(&request, 200, "OK", None)
                     .with_header("Allow", &format!("{}, REGISTER", crate::refresh::ALLOW))
                     .with_header("Accept", "application/sdp")
-                    .with_header("Supported", "timer");
+                    .with_header("Supported", &crate::refresh::EXTENSIONS.join(", "));
                 self.transactions.send_response(now, &key, response);
             }
             Method::Invite if request.to_tag().is_none() => {

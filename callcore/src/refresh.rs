@@ -28,6 +28,24 @@ use crate::session_timer::{MIN_SE, Refresher, SessionExpires, SessionTimer, list
 /// The methods we take, as `Allow` says.
 pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
+/// The extensions a phone may require of us (RFC 3261 §8.2.2.3): session timers, and
+/// reliable provisional responses (RFC 3262) — which costs nothing, since a patient's
+/// INVITE gets only `100 Trying` before its 200 (the IVR answers at once), and only
+/// provisional responses other than 100 are sent reliably.
+pub(crate) const EXTENSIONS: [&str; 2] = ["timer", "100rel"];
+
+/// The option tags in `request`'s `Require` that we do not support.
+pub(crate) fn unsupported(request: &Request) -> Vec<String> {
+    request
+        .header_values("Require")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty() && !EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(tag)))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The UPDATE method (an extension method to the message model).
 pub(crate) fn update() -> Method {
     Method::Other("UPDATE".to_owned())

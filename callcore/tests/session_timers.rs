@@ -416,3 +416,32 @@ fn a_refresh_reinvite_gets_the_same_sdp_and_a_media_change_is_followed_without_e
     );
     assert_eq!(b.core.live().calls, 1);
 }
+
+#[test]
+fn a_phone_requiring_100rel_is_answered_and_one_requiring_an_unknown_extension_gets_420() {
+    let mut b = Bench::new();
+    let (_, dialog) = b.call(&[("Require", "100rel"), ("Supported", "100rel, timer")]);
+    assert!(dialog.is_some(), "a phone requiring 100rel is answered");
+    let provisional: Vec<u16> = b
+        .responses("INVITE")
+        .iter()
+        .map(Response::status)
+        .filter(|s| *s < 200)
+        .collect();
+    assert!(
+        provisional.iter().all(|s| *s == 100),
+        "only 100 Trying before the 200 (nothing to send reliably): {provisional:?}"
+    );
+
+    let mut b = Bench::new();
+    let (_, dialog) = b.call(&[("Require", "100rel, x-teleport")]);
+    assert!(dialog.is_none());
+    let refused = b.invite_answer().expect("a final answer");
+    assert_eq!(refused.status(), 420);
+    assert_eq!(
+        header(&refused, "Unsupported").as_deref(),
+        Some("x-teleport")
+    );
+    assert_eq!(b.core.live().calls, 0);
+    assert_eq!(b.core.live().rtp_ports, 0, "nothing was allocated");
+}
