@@ -60,8 +60,7 @@ impl Core {
         c.offer = Some(Offer {
             agent: agent.clone(),
             seq,
-            invite: None,
-            peer: None,
+            forks: Vec::new(),
             rtp: None,
             dialog: None,
             sdp: None,
@@ -123,15 +122,18 @@ impl Core {
             self.release_socket(token);
             return;
         };
-        let binding = self.registrar.lookup(&agent, now).cloned();
-        let local = binding
-            .as_ref()
-            .and_then(|b| self.local_for(b.target.transport));
-        let (Some(binding), Some(local)) = (binding, local) else {
+        // Every phone the agent registered rings; the first to answer wins.
+        let phones: Vec<_> = self
+            .registrar
+            .contacts(&agent, now)
+            .into_iter()
+            .filter_map(|b| Some((b.clone(), self.local_for(b.target.transport)?)))
+            .collect();
+        if phones.is_empty() {
             self.release_socket(token);
             self.agent_unreachable(now, call, &agent, seq);
             return;
-        };
+        }
         // The agent's phone is asked for the caller's packet size, if the caller
         // named one (then neither side needs to repacketise); else it packs its own.
         let ptime = self.calls.get(&call).and_then(|c| c.patient_media.ptime);
@@ -143,37 +145,59 @@ impl Core {
             ptime,
         );
         let advertise = self.config.advertise;
-        let sip_call_id = self.ids.call_id();
-        let from_tag = self.ids.tag();
-        let branch = self.ids.branch();
+        let Some(caller) = self.calls.get(&call).map(|c| c.caller.clone()) else {
+            return;
+        };
+        let mut forks = Vec::with_capacity(phones.len());
+        for (binding, local) in phones {
+            let invite = RequestBuilder::new(Method::Invite, &binding.contact)
+                .via(local.transport, local.sent_by, &self.ids.branch())
+                .from(&format!(
+                    "\"{caller}\" <sip:{caller}@{advertise}>;tag={}",
+                    self.ids.tag()
+                ))
+                .to(&format!("<sip:{agent}@{advertise}>"))
+                .call_id(&self.ids.call_id())
+                .cseq(1)
+                .contact(&local.contact)
+                .max_forwards(70)
+                .header("Subject", "Switchboard queue call")
+                .body("application/sdp", body.clone().into_bytes())
+                .build();
+            forks.push((binding.target, invite));
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let caller = c.caller.clone();
-        let invite = RequestBuilder::new(Method::Invite, &binding.contact)
-            .via(local.transport, local.sent_by, &branch)
-            .from(&format!(
-                "\"{caller}\" <sip:{caller}@{advertise}>;tag={from_tag}"
-            ))
-            .to(&format!("<sip:{agent}@{advertise}>"))
-            .call_id(&sip_call_id)
-            .cseq(1)
-            .contact(&local.contact)
-            .max_forwards(70)
-            .header("Subject", "Switchboard queue call")
-            .body("application/sdp", body.clone().into_bytes())
-            .build();
-        c.span.in_scope(|| debug!(%agent, "ringing agent phone"));
-        if let Some(offer) = c.live_offer(seq) {
-            offer.invite = Some(invite.clone());
-            offer.sdp = Some(body);
-            offer.peer = Some(binding.target);
-            offer.rtp = Some(token);
+        c.span
+            .in_scope(|| debug!(%agent, phones = forks.len(), "ringing agent phone"));
+        let Some(offer) = c.live_offer(seq) else {
+            self.release_socket(token);
+            return;
+        };
+        offer.sdp = Some(body);
+        offer.rtp = Some(token);
+        offer.forks = forks
+            .iter()
+            .map(|(peer, invite)| crate::call::Fork {
+                invite: invite.clone(),
+                peer: *peer,
+                over: false,
+            })
+            .collect();
+        for (fork, (peer, invite)) in forks.into_iter().enumerate() {
+            if let Ok(sip_call_id) = invite.call_id() {
+                self.by_sip_call_id.insert(sip_call_id, call);
+            }
+            let key = self.transactions.send_request(now, peer, invite);
+            let tx = ClientTx::AgentInvite {
+                call,
+                agent: agent.clone(),
+                seq,
+                fork,
+            };
+            self.client_tx.insert(key, tx);
         }
-        let key = self.transactions.send_request(now, binding.target, invite);
-        self.client_tx
-            .insert(key, ClientTx::AgentInvite { call, agent, seq });
-        self.by_sip_call_id.insert(sip_call_id, call);
     }
 
     /// The ACD's ring timer ran out: cancel the agent's INVITE and count the miss.
@@ -189,24 +213,17 @@ impl Core {
         {
             *deferred = None;
         }
-        let mut cancel = None;
+        let mut ringing = Vec::new();
         let mut port = None;
         if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
             offer.cancelled = true;
             port = offer.rtp.take();
-            if let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer) {
-                if let Ok(cid) = invite.call_id() {
-                    self.stale_invites.insert(cid, (invite.clone(), peer));
-                }
-                cancel = Some((peer, cancel_for(invite)));
-            }
+            ringing = offer.end_forks();
         }
         if let Some(token) = port {
             self.release_socket(token);
         }
-        if let Some((peer, cancel)) = cancel {
-            self.fire(now, peer, cancel);
-        }
+        self.cancel_forks(now, ringing);
         self.emit(Output::Metric(Metric::AgentMissedRing));
         self.emit(Output::Desk {
             agent: agent.to_owned(),
@@ -240,13 +257,60 @@ impl Core {
         true
     }
 
-    /// A response on the INVITE to an agent's phone.
-    pub(crate) fn handle_agent_response(
+    /// CANCELs INVITEs still ringing; a 200 that crosses a CANCEL is ACKed and hung up.
+    fn cancel_forks(&mut self, now: Instant, ringing: Vec<(sip::transport::Peer, sip::Request)>) {
+        for (peer, invite) in ringing {
+            let cancel = cancel_for(&invite);
+            if let Ok(cid) = invite.call_id() {
+                self.stale_invites.insert(cid, (invite, peer));
+            }
+            self.fire(now, peer, cancel);
+        }
+    }
+
+    /// One of an offer's INVITEs is out of the race (`status`: refused with it; `None`:
+    /// no answer). When it was the last one ringing, the ACD tries the next agent; a
+    /// 6xx (the agent declined everywhere, RFC 3261 §16.7) cancels the others too.
+    pub(crate) fn fork_over(
         &mut self,
         now: Instant,
         call: CallId,
         agent: &str,
         seq: u64,
+        fork: usize,
+        status: Option<u16>,
+    ) {
+        let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.live_offer(seq)) else {
+            return;
+        };
+        if let Some(f) = offer.forks.get_mut(fork) {
+            f.over = true;
+        }
+        let declined = status.is_some_and(|s| s >= 600);
+        let others = if declined {
+            offer.end_forks()
+        } else {
+            Vec::new()
+        };
+        let ringing = offer.forks.iter().filter(|f| !f.over).count();
+        self.cancel_forks(now, others);
+        if ringing > 0 {
+            debug!(%agent, ?status, ringing, "one of the agent's phones is out; the others ring on");
+            return;
+        }
+        if self.agent_unreachable(now, call, agent, seq) {
+            match status {
+                Some(status) => info!(%agent, status, "agent phone refused the call"),
+                None => info!(%agent, "agent phone did not answer"),
+            }
+        }
+    }
+
+    /// A response on the INVITE to one of an agent's phones.
+    pub(crate) fn handle_agent_response(
+        &mut self,
+        now: Instant,
+        (call, agent, seq, fork): (CallId, &str, u64, usize),
         key: &TransactionKey,
         response: Response,
     ) {
@@ -260,17 +324,27 @@ impl Core {
             if let Ok(cid) = response.call_id() {
                 self.stale_invites.remove(&cid);
             }
-            if self.agent_unreachable(now, call, agent, seq) {
-                info!(%agent, status, "agent phone refused the call");
-            }
+            self.fork_over(now, call, agent, seq, fork, Some(status));
             return;
         }
-        // 2xx: first or retransmitted.
+        // 2xx: the first answer wins the offer; a retransmission is ACKed again.
         let live = self
             .calls
             .get_mut(&call)
             .and_then(|c| c.live_offer(seq))
-            .and_then(|o| Some((o.invite.clone()?, o.peer?, o.dialog.clone())));
+            .and_then(|o| {
+                let f = o.forks.get(fork)?;
+                let won = o
+                    .dialog
+                    .as_ref()
+                    .map(|d| d.call_id == f.invite.call_id().unwrap_or_default());
+                match won {
+                    // Another of the agent's phones answered first.
+                    Some(false) => None,
+                    _ if f.over && o.dialog.is_none() => None,
+                    _ => Some((f.invite.clone(), f.peer, o.dialog.clone())),
+                }
+            });
         let Some((invite, peer, existing)) = live else {
             // Answered after we moved on (the CANCEL crossed the 200): ACK and hang up.
             self.ack_and_bye_stale(now, &response);
@@ -302,7 +376,7 @@ impl Core {
                 warn!(error = %e, "agent phone answered with unusable SDP; hanging up that leg");
                 let bye = dialog.request(Method::Bye, &local, self.ids.branch());
                 self.fire(now, peer, bye);
-                self.agent_unreachable(now, call, agent, seq);
+                self.fork_over(now, call, agent, seq, fork, Some(488));
                 return;
             }
         };
@@ -314,6 +388,13 @@ impl Core {
             return;
         };
         offer.dialog = Some(dialog.clone());
+        // This phone won: the agent's other phones stop ringing.
+        let winner = invite.call_id().ok();
+        let others: Vec<_> = offer
+            .end_forks()
+            .into_iter()
+            .filter(|(_, other)| other.call_id().ok() != winner)
+            .collect();
         let our_sdp = offer.sdp.clone();
         let Some(token) = offer.rtp.take() else {
             return;
@@ -327,9 +408,10 @@ impl Core {
             telephone_event: negotiated.telephone_event,
             ssrc,
         });
-        c.agent_sip_call_id = invite.call_id().ok();
+        c.agent_sip_call_id = winner;
         c.agent_dialog = Some(dialog);
         c.agent = Some(agent.to_owned());
+        self.cancel_forks(now, others);
         match self.acd.answered(now, call, agent) {
             Ok(()) => {
                 if let Some(n) = crate::refresh::negotiated_as_uac(&response) {

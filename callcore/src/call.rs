@@ -41,13 +41,22 @@ pub enum Phase {
     Ending,
 }
 
-/// One offer of a call to an agent: the screen-pop, then the INVITE.
+/// One INVITE of an offer: an agent registered on a desk phone and a softphone
+/// is rung on both, the first to answer wins and the others are cancelled.
+#[derive(Debug)]
+pub(crate) struct Fork {
+    pub invite: Request,
+    pub peer: Peer,
+    /// Out of the race: refused, timed out, or cancelled.
+    pub over: bool,
+}
+
+/// One offer of a call to an agent: the screen-pop, then the INVITE to each of its phones.
 #[derive(Debug)]
 pub(crate) struct Offer {
     pub agent: String,
     pub seq: u64,
-    pub invite: Option<Request>,
-    pub peer: Option<Peer>,
+    pub forks: Vec<Fork>,
     /// The agent leg's port, bound before the INVITE names it.
     pub rtp: Option<PortToken>,
     pub dialog: Option<Dialog>,
@@ -127,6 +136,19 @@ pub(crate) struct Call {
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub recording: Option<CallRecording>,
+}
+
+impl Offer {
+    /// The forks still ringing, as (peer, INVITE), each marked over: to cancel them.
+    pub fn end_forks(&mut self) -> Vec<(Peer, Request)> {
+        let mut ringing = Vec::new();
+        for f in &mut self.forks {
+            if !std::mem::replace(&mut f.over, true) {
+                ringing.push((f.peer, f.invite.clone()));
+            }
+        }
+        ringing
+    }
 }
 
 impl Call {

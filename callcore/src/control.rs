@@ -44,6 +44,8 @@ pub(crate) enum ClientTx {
         call: CallId,
         agent: String,
         seq: u64,
+        /// Which of the offer's INVITEs (one per registered phone of the agent).
+        fork: usize,
     },
     /// Our session refresh (UPDATE) on a leg of `call`.
     Refresh { call: CallId, leg: crate::io::Leg },
@@ -558,8 +560,13 @@ impl Core {
             }
             TransactionEvent::Response { key, response } => match self.client_tx.get(&key).cloned()
             {
-                Some(ClientTx::AgentInvite { call, agent, seq }) => {
-                    self.handle_agent_response(now, call, &agent, seq, &key, response);
+                Some(ClientTx::AgentInvite {
+                    call,
+                    agent,
+                    seq,
+                    fork,
+                }) => {
+                    self.handle_agent_response(now, (call, &agent, seq, fork), &key, response);
                 }
                 Some(ClientTx::Refresh { call, leg }) if response.status() >= 200 => {
                     self.client_tx.remove(&key);
@@ -572,8 +579,13 @@ impl Core {
                 _ => {}
             },
             TransactionEvent::Timeout { key } => match self.client_tx.remove(&key) {
-                Some(ClientTx::AgentInvite { call, agent, seq }) => {
-                    self.agent_unreachable(now, call, &agent, seq);
+                Some(ClientTx::AgentInvite {
+                    call,
+                    agent,
+                    seq,
+                    fork,
+                }) => {
+                    self.fork_over(now, call, &agent, seq, fork, None);
                 }
                 Some(ClientTx::Refresh { call, leg }) => {
                     self.refresh_answered(now, call, leg, None)

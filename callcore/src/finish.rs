@@ -55,15 +55,17 @@ impl Core {
                 .request(Method::Bye, &local, patient_branch);
             to_send.push((c.patient_peer, bye));
         }
-        // A ringing offer is cancelled.
-        if let Some(offer) = c.offer.as_ref()
-            && let (Some(invite), Some(peer)) = (offer.invite.as_ref(), offer.peer)
-        {
-            if !offer.cancelled {
-                to_send.push((peer, cancel_for(invite)));
-            }
-            if let Ok(cid) = invite.call_id() {
-                self.stale_invites.insert(cid, (invite.clone(), peer));
+        // A ringing offer is cancelled, on every phone still ringing.
+        if let Some(offer) = c.offer.as_mut() {
+            let ringing = offer.end_forks();
+            let cancelled = offer.cancelled;
+            for (peer, invite) in ringing {
+                if !cancelled {
+                    to_send.push((peer, cancel_for(&invite)));
+                }
+                if let Ok(cid) = invite.call_id() {
+                    self.stale_invites.insert(cid, (invite, peer));
+                }
             }
         }
         // The agent's leg, unless the agent hung up.

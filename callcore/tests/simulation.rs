@@ -120,6 +120,9 @@ struct PatientPhone {
 #[derive(Debug, Default)]
 struct AgentPhone {
     id: String,
+    /// 0 for the agent's desk phone; 1 for its second phone (some agents have two,
+    /// and every offer rings both).
+    device: u8,
     registered: bool,
     /// INVITEs received and their server transactions, by Call-ID.
     ringing: HashMap<String, (TransactionKey, Request)>,
@@ -174,6 +177,10 @@ struct Stats {
     answered_by_ivr: u64,
     bridged: u64,
     steps: u64,
+    /// INVITEs that reached an agent's second phone (offers ring all of an agent's phones).
+    second_phone_invites: u64,
+    /// CANCELs that reached a ringing second phone (the other phone answered, or ring-out).
+    second_phone_cancels: u64,
 }
 
 impl World {
@@ -212,6 +219,21 @@ impl World {
             w.layers
                 .insert(addr, TransactionLayer::new(TimerConfig::default()));
             w.register(addr, None);
+            if i % 3 == 0 {
+                // A softphone beside the desk phone: same agent, its own registration.
+                let soft = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 1, 10 + i as u8)), 5062);
+                w.phones.insert(
+                    soft,
+                    Phone::Agent(Box::new(AgentPhone {
+                        id: agent_id(i),
+                        device: 1,
+                        ..AgentPhone::default()
+                    })),
+                );
+                w.layers
+                    .insert(soft, TransactionLayer::new(TimerConfig::default()));
+                w.register(soft, None);
+            }
         }
         w.at(ms(2000), Event::Arrival);
         w
@@ -258,13 +280,14 @@ impl World {
             return;
         };
         let id = agent.id.clone();
+        let device = agent.device;
         let index: usize = id.parse::<usize>().map_or(0, |n| n - 3000);
         let uri = format!("sip:{}", CORE_SIP);
         let mut builder = RequestBuilder::new(Method::Register, &uri)
             .via(Transport::Udp, addr, &format!("z9hG4bK-reg-{}", self.seq))
             .from(&format!("<sip:{id}@{}>;tag=r{id}", CORE_SIP.ip()))
             .to(&format!("<sip:{id}@{}>", CORE_SIP.ip()))
-            .call_id(&format!("reg-{id}"))
+            .call_id(&format!("reg-{id}-{device}"))
             .cseq(if challenge.is_some() { 2 } else { 1 })
             .contact(&format!("sip:{id}@{addr}"))
             .max_forwards(70)
@@ -677,6 +700,9 @@ impl World {
                     self.register(addr, Some(&response));
                 } else if response.status() == 200 && !a.registered {
                     a.registered = true;
+                    if a.device != 0 {
+                        return;
+                    }
                     let index = self.agents.iter().position(|x| *x == addr).unwrap_or(0);
                     self.at(
                         ms(10),
@@ -697,6 +723,13 @@ impl World {
                         layer.send_response(now, &key, r);
                     }
                 };
+                if a.device != 0 {
+                    match request.method() {
+                        Method::Invite => self.stats.second_phone_invites += 1,
+                        Method::Cancel => self.stats.second_phone_cancels += 1,
+                        _ => {}
+                    }
+                }
                 match request.method() {
                     Method::Invite => {
                         a.ringing.insert(cid, (key.clone(), request.clone()));
@@ -1093,11 +1126,17 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
             s.refused_503 > 0,
             "seed {seed}: the load never reached capacity: {s:?}"
         );
+        assert!(
+            s.second_phone_invites > 0 && s.second_phone_cancels > 0,
+            "seed {seed}: agents' second phones were never rung and cancelled: {s:?}"
+        );
         total.arrivals += s.arrivals;
         total.answered_by_ivr += s.answered_by_ivr;
         total.bridged += s.bridged;
         total.refused_503 += s.refused_503;
         total.steps += s.steps;
+        total.second_phone_invites += s.second_phone_invites;
+        total.second_phone_cancels += s.second_phone_cancels;
     }
     eprintln!("simulated: {total:?}");
 }

@@ -1,4 +1,5 @@
-//! Registrar (RFC 3261 §10.3): REGISTER with digest auth, one binding per user, expiry.
+//! Registrar (RFC 3261 §10.3): REGISTER with digest auth, several contacts per user
+//! (a desk phone and a softphone: [`bindings`]), expiry, keep-alives behind NAT.
 //!
 //! Sans-IO: `now` is passed in, nonces and To tags come from a seeded RNG. Everyone
 //! is challenged first, with the registrar's digest algorithms in its order (a user's own
@@ -7,6 +8,8 @@
 //! replayed (nc not increasing) nonce gets a new challenge with `stale=true`.
 //! Every REGISTER that fails after trying to authenticate is reported with its reason
 //! ([`Refusal`]), so the caller can log it once and show it to ops.
+
+mod bindings;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -19,6 +22,9 @@ use crate::error::Error;
 use crate::message::{Method, Request, Response, name_addr, response_to};
 use crate::nat::{self, NatPolicy};
 use crate::transport::Peer;
+
+pub use bindings::MAX_CONTACTS;
+use bindings::{Bindings, Entry, Upsert};
 
 /// Shortest registration accepted; shorter ones get 423 Interval Too Brief.
 pub const MIN_EXPIRES: u64 = 60;
@@ -166,15 +172,6 @@ struct NonceState {
     last_nc: u32,
 }
 
-#[derive(Debug)]
-struct Entry {
-    binding: Binding,
-    /// The Contact value to echo, without any expires parameter.
-    echo: String,
-    /// When its next keep-alive is due, if it gets them.
-    next_keepalive: Option<Instant>,
-}
-
 /// The registrar: handles REGISTER, keeps bindings, expires them.
 #[derive(Debug)]
 pub struct Registrar {
@@ -185,18 +182,15 @@ pub struct Registrar {
     now: Option<Instant>,
     nonces: HashMap<String, NonceState>,
     nonce_order: VecDeque<(Instant, String)>,
-    bindings: HashMap<String, Entry>,
-    /// Every binding's expiry, soonest first: `poll_timeout` is O(1) and expiry
-    /// O(log n) however many phones are registered.
-    expiries: BTreeSet<(Instant, String)>,
+    /// Every binding, its expiry and keep-alive: `poll_timeout` is O(1) and each
+    /// change O(log n) however many phones are registered.
+    bindings: Bindings,
     /// Challenges sent and not yet answered, by the REGISTER's Call-ID, with their order.
     pending: HashMap<String, (Instant, Abandoned)>,
     pending_order: BTreeSet<(Instant, String)>,
     nat: NatPolicy,
     /// How often a phone behind NAT on UDP is sent a keep-alive (`None`: never).
     keepalive: Option<Duration>,
-    /// The next keep-alive of each such binding, soonest first.
-    keepalives: BTreeSet<(Instant, String)>,
 }
 
 /// A Contact value from a REGISTER.
@@ -220,13 +214,11 @@ impl Registrar {
             now: None,
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
-            bindings: HashMap::new(),
-            expiries: BTreeSet::new(),
+            bindings: Bindings::default(),
             pending: HashMap::new(),
             pending_order: BTreeSet::new(),
             nat: NatPolicy::default(),
             keepalive: Some(DEFAULT_KEEPALIVE),
-            keepalives: BTreeSet::new(),
         }
     }
 
@@ -240,26 +232,10 @@ impl Registrar {
 
     /// Bindings whose keep-alive is due by `now`, each scheduled again one interval on.
     pub fn due_keepalives(&mut self, now: Instant) -> Vec<Binding> {
-        let mut due = Vec::new();
-        let Some(every) = self.keepalive else {
-            return due;
-        };
-        while let Some((at, _)) = self.keepalives.first() {
-            if *at > now {
-                break;
-            }
-            let Some((_, user)) = self.keepalives.pop_first() else {
-                break;
-            };
-            let Some(entry) = self.bindings.get_mut(&user) else {
-                continue;
-            };
-            let next = now + every;
-            entry.next_keepalive = Some(next);
-            due.push(entry.binding.clone());
-            self.keepalives.insert((next, user));
+        match self.keepalive {
+            Some(every) => self.bindings.due_keepalives(now, every),
+            None => Vec::new(),
         }
-        due
     }
 
     /// Challenges with `algorithms`, in this order, users without a list of their own
@@ -388,48 +364,41 @@ impl Registrar {
         self.update_bindings(now, request, peer, user)
     }
 
-    /// The user's binding, unless it has expired by `now`.
+    /// One of the user's live bindings (the most recently registered), if any.
     pub fn lookup(&self, user: &str, now: Instant) -> Option<&Binding> {
-        self.bindings
-            .get(user)
-            .map(|e| &e.binding)
-            .filter(|b| b.expires_at > now)
+        self.bindings.live(user, now).last().map(|e| &e.binding)
+    }
+
+    /// Every live binding of the user: each of its phones to ring.
+    pub fn contacts(&self, user: &str, now: Instant) -> Vec<&Binding> {
+        self.bindings.live(user, now).map(|e| &e.binding).collect()
     }
 
     /// Every current binding (expired ones linger until `handle_timeout`).
     pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
-        self.bindings.values().map(|e| &e.binding)
+        self.bindings.all()
     }
 
-    /// Removes bindings due at or before `now`; returns their users, sorted.
+    /// Removes bindings due at or before `now`; returns the users left with none, sorted.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
         let now = self.advance(now);
         self.purge_nonces(now);
-        let mut expired = Vec::new();
-        while let Some((at, _)) = self.expiries.first() {
-            if *at > now {
-                break;
-            }
-            if let Some((_, user)) = self.expiries.pop_first() {
-                if let Some(at) = self.bindings.remove(&user).and_then(|e| e.next_keepalive) {
-                    self.keepalives.remove(&(at, user.clone()));
-                }
-                expired.push(user);
-            }
-        }
+        let mut expired = self.bindings.expire(now);
         expired.sort();
         expired
     }
 
     /// When the next binding expires, a challenge is given up on, or a keep-alive is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let expiry = self.expiries.first().map(|(at, _)| *at);
         let challenge = self
             .pending_order
             .first()
             .map(|(at, _)| *at + CHALLENGE_ANSWER_WAIT);
-        let keepalive = self.keepalives.first().map(|(at, _)| *at);
-        expiry.into_iter().chain(challenge).chain(keepalive).min()
+        self.bindings
+            .next_deadline()
+            .into_iter()
+            .chain(challenge)
+            .min()
     }
 
     /// The phones challenged at least [`CHALLENGE_ANSWER_WAIT`] before `now` that never
@@ -467,27 +436,7 @@ impl Registrar {
         }
     }
 
-    fn insert_binding(&mut self, user: String, entry: Entry) {
-        self.remove_binding(&user);
-        self.expiries
-            .insert((entry.binding.expires_at, user.clone()));
-        if let Some(at) = entry.next_keepalive {
-            self.keepalives.insert((at, user.clone()));
-        }
-        self.bindings.insert(user, entry);
-    }
-
-    fn remove_binding(&mut self, user: &str) -> Option<Entry> {
-        let entry = self.bindings.remove(user)?;
-        self.expiries
-            .remove(&(entry.binding.expires_at, user.to_owned()));
-        if let Some(at) = entry.next_keepalive {
-            self.keepalives.remove(&(at, user.to_owned()));
-        }
-        Some(entry)
-    }
-
-    /// Applies the Contact/Expires of an authenticated REGISTER.
+    /// Applies the Contacts/Expires of an authenticated REGISTER.
     fn update_bindings(
         &mut self,
         now: Instant,
@@ -501,6 +450,7 @@ impl Registrar {
             .filter_map(|v| parse_contact(v))
             .collect();
         let header_expires = request.header("Expires").and_then(|v| parse_delta(&v));
+        let had = self.bindings.live(&user, now).count();
 
         if contacts.iter().any(|c| matches!(c, ContactSpec::Star)) {
             if contacts.len() != 1 || header_expires != Some(0) {
@@ -511,34 +461,22 @@ impl Registrar {
                 };
                 return (self.reply(request, 400, "Bad Request"), Some(change));
             }
-            let change = self
-                .remove_binding(&user)
-                .map(|_| RegistrationChange::Unregistered { user });
+            let change = (self.bindings.remove_user(&user) && had > 0)
+                .then_some(RegistrationChange::Unregistered { user });
             return (self.reply(request, 200, "OK"), change);
         }
 
-        let Some(ContactSpec::Entry { uri, echo, expires }) = contacts.into_iter().next() else {
-            // No Contact: a query for the current binding.
-            let response = self.ok_with_current(request, &user, now);
-            return (response, None);
-        };
-        let expires = expires.or(header_expires).unwrap_or(DEFAULT_EXPIRES);
-
-        if expires == 0 {
-            let removes = self
-                .bindings
-                .get(&user)
-                .is_some_and(|e| e.binding.contact == uri);
-            let change = if removes {
-                self.remove_binding(&user);
-                Some(RegistrationChange::Unregistered { user: user.clone() })
-            } else {
-                None
-            };
-            let response = self.ok_with_current(request, &user, now);
-            return (response, change);
-        }
-        if expires < MIN_EXPIRES {
+        let wanted: Vec<(String, String, u64)> = contacts
+            .into_iter()
+            .filter_map(|c| match c {
+                ContactSpec::Entry { uri, echo, expires } => {
+                    let expires = expires.or(header_expires).unwrap_or(DEFAULT_EXPIRES);
+                    Some((uri, echo, expires))
+                }
+                ContactSpec::Star => None,
+            })
+            .collect();
+        if wanted.iter().any(|(_, _, e)| *e != 0 && *e < MIN_EXPIRES) {
             let response = self
                 .reply(request, 423, "Interval Too Brief")
                 .with_header("Min-Expires", &MIN_EXPIRES.to_string());
@@ -549,56 +487,58 @@ impl Registrar {
             };
             return (response, Some(change));
         }
-        let expires = expires.min(MAX_EXPIRES);
 
         let behind_nat = nat::behind_nat(request, peer.addr);
-        let target = nat::target(self.nat, &uri, peer, behind_nat);
-        let changed = self.bindings.get(&user).is_none_or(|e| {
-            e.binding.contact != uri || e.binding.target != target || e.binding.expires_at <= now
-        });
-        let binding = Binding {
-            user: user.clone(),
-            contact: uri,
-            peer,
-            target,
-            behind_nat,
-            expires_at: now + Duration::from_secs(expires),
-        };
-        let next_keepalive = self
-            .keepalive
-            .filter(|_| behind_nat && peer.transport == crate::transport::Transport::Udp)
-            .map(|every| now + every);
-        self.insert_binding(
-            user.clone(),
-            Entry {
+        let call_id = request.call_id().unwrap_or_default();
+        let mut changed = false;
+        for (uri, echo, expires) in wanted {
+            if expires == 0 {
+                self.bindings.remove_contact(&user, &uri);
+                continue;
+            }
+            let target = nat::target(self.nat, &uri, peer, behind_nat);
+            let binding = Binding {
+                user: user.clone(),
+                contact: uri,
+                peer,
+                target,
+                behind_nat,
+                expires_at: now + Duration::from_secs(expires.min(MAX_EXPIRES)),
+            };
+            let next_keepalive = self
+                .keepalive
+                .filter(|_| behind_nat && peer.transport == crate::transport::Transport::Udp)
+                .map(|every| now + every);
+            let entry = Entry {
                 binding,
                 echo,
+                call_id: call_id.clone(),
                 next_keepalive,
-            },
-        );
+            };
+            changed |= self.bindings.upsert(entry, now) == Upsert::Changed;
+        }
+        let has = self.bindings.live(&user, now).count();
+        let change = if has == 0 && had > 0 {
+            Some(RegistrationChange::Unregistered { user: user.clone() })
+        } else if has > 0 && (changed || had == 0) {
+            Some(RegistrationChange::Registered { user: user.clone() })
+        } else {
+            None
+        };
         let response = self.ok_with_current(request, &user, now);
-        (
-            response,
-            changed.then_some(RegistrationChange::Registered { user }),
-        )
+        (response, change)
     }
 
-    /// A 200 listing the user's current binding as `Contact: <...>;expires=N`, if any.
+    /// A 200 listing the user's current bindings, each as `Contact: <...>;expires=N`.
     fn ok_with_current(&mut self, request: &Request, user: &str, now: Instant) -> Response {
-        let response = self.reply(request, 200, "OK");
-        match self
-            .bindings
-            .get(user)
-            .filter(|e| e.binding.expires_at > now)
-        {
-            Some(e) => {
-                let left = e.binding.expires_at.saturating_duration_since(now);
-                // Round up so a binding is never announced as expiring earlier than it does.
-                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-                response.with_header("Contact", &format!("{};expires={secs}", e.echo))
-            }
-            None => response,
+        let mut response = self.reply(request, 200, "OK");
+        for e in self.bindings.live(user, now) {
+            let left = e.binding.expires_at.saturating_duration_since(now);
+            // Round up so a binding is never announced as expiring earlier than it does.
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            response = response.with_header("Contact", &format!("{};expires={secs}", e.echo));
         }
+        response
     }
 
     /// A 401 with a fresh nonce, one challenge per algorithm in `algorithms`' order.

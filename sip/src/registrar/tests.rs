@@ -39,13 +39,18 @@ fn udp() -> Peer {
 
 /// A REGISTER for `user` as a phone sends it, plus extra "Name: value" header lines.
 fn register(user: &str, cseq: u32, extra: &[String]) -> Request {
+    register_device(user, cseq, extra, "192.168.1.20")
+}
+
+/// [`register`] from one of the user's devices (its own REGISTER Call-ID).
+fn register_device(user: &str, cseq: u32, extra: &[String], device: &str) -> Request {
     let sent_by = "192.168.1.20:5060".parse().expect("literal");
     let mut b = RequestBuilder::new(Method::Register, &format!("sip:{REALM}"))
         .via(Transport::Udp, sent_by, &format!("z9hG4bKreg{cseq}"))
         .max_forwards(70)
         .from(&format!("<sip:{user}@{REALM}>;tag=ft{user}"))
         .to(&format!("<sip:{user}@{REALM}>"))
-        .call_id(&format!("reg-{user}@192.168.1.20"))
+        .call_id(&format!("reg-{user}@{device}"))
         .cseq(cseq)
         .header("User-Agent", "PJSUA v2.15");
     for line in extra {
@@ -115,7 +120,27 @@ fn full_exchange_from(
     extra: &[String],
     source: Peer,
 ) -> (Response, Option<RegistrationChange>) {
-    let (r401, change) = reg.handle_register(now, &register(user, 1, extra), source, &passwords);
+    exchange(
+        reg,
+        now,
+        (user, password, "192.168.1.20"),
+        alg,
+        extra,
+        source,
+    )
+}
+
+/// The challenge and the authenticated REGISTER of `user`'s `device` from `source`.
+fn exchange(
+    reg: &mut Registrar,
+    now: Instant,
+    (user, password, device): (&str, &str, &str),
+    alg: Algorithm,
+    extra: &[String],
+    source: Peer,
+) -> (Response, Option<RegistrationChange>) {
+    let first = register_device(user, 1, extra, device);
+    let (r401, change) = reg.handle_register(now, &first, source, &passwords);
     assert_eq!(r401.status(), 401);
     assert_eq!(change, None);
     let mut lines = extra.to_vec();
@@ -126,7 +151,12 @@ fn full_exchange_from(
         alg,
         1,
     ));
-    reg.handle_register(now, &register(user, 2, &lines), source, &passwords)
+    reg.handle_register(
+        now,
+        &register_device(user, 2, &lines, device),
+        source,
+        &passwords,
+    )
 }
 
 #[test]
@@ -947,5 +977,111 @@ fn a_phone_is_reached_at_its_contact_and_behind_nat_at_its_source_with_keepalive
     assert_eq!(
         by_contact.lookup("bob", t0).map(|b| b.target),
         Some(Peer::udp("192.168.1.20:5060".parse().expect("literal")))
+    );
+}
+
+/// Registers alice's device `device` with `contact` (digest done), at `now`.
+fn register_contact(
+    reg: &mut Registrar,
+    now: Instant,
+    device: &str,
+    contact: &str,
+    expires: u64,
+) -> (Response, Option<RegistrationChange>) {
+    let lines = [
+        format!("Contact: <{contact}>"),
+        format!("Expires: {expires}"),
+    ];
+    let who = ("alice", "wonderland", device);
+    exchange(reg, now, who, Algorithm::Md5, &lines, udp())
+}
+
+#[test]
+fn a_desk_phone_and_a_softphone_are_both_bound_and_go_one_by_one() {
+    let t0 = Instant::now();
+    let mut reg = registrar(12);
+    let desk = "sip:alice@192.168.1.20:5060";
+    let soft = "sip:alice@192.168.1.21:5062";
+    let (ok, change) = register_contact(&mut reg, t0, "desk", desk, 600);
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Registered {
+            user: "alice".into()
+        })
+    );
+    let (ok, change) = register_contact(&mut reg, t0, "soft", soft, 120);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Registered {
+            user: "alice".into()
+        })
+    );
+    let listed = ok.header_values("Contact");
+    assert_eq!(listed.len(), 2, "the 200 lists every binding: {listed:?}");
+    let mut contacts: Vec<&str> = reg
+        .contacts("alice", t0)
+        .iter()
+        .map(|b| b.contact.as_str())
+        .collect();
+    contacts.sort();
+    assert_eq!(contacts, [desk, soft]);
+
+    // A refresh of the desk phone changes nothing; the desk phone moving replaces its binding.
+    let (_, change) = register_contact(&mut reg, t0, "desk", desk, 600);
+    assert_eq!(change, None);
+    let moved = "sip:alice@192.168.1.30:5060";
+    let (_, change) = register_contact(&mut reg, t0, "desk", moved, 600);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Registered {
+            user: "alice".into()
+        })
+    );
+    let mut contacts: Vec<&str> = reg
+        .contacts("alice", t0)
+        .iter()
+        .map(|b| b.contact.as_str())
+        .collect();
+    contacts.sort();
+    assert_eq!(contacts, [soft, moved], "one binding per device");
+
+    // The softphone's binding lapses first; alice is still reachable on her desk phone.
+    assert!(reg.handle_timeout(t0 + Duration::from_secs(121)).is_empty());
+    assert_eq!(
+        reg.contacts("alice", t0 + Duration::from_secs(121)).len(),
+        1
+    );
+    // The desk phone unregisters its own contact: now she is gone.
+    let (_, change) = register_contact(&mut reg, t0 + Duration::from_secs(200), "desk", moved, 0);
+    assert_eq!(
+        change,
+        Some(RegistrationChange::Unregistered {
+            user: "alice".into()
+        })
+    );
+    assert!(reg.lookup("alice", t0 + Duration::from_secs(200)).is_none());
+    assert_eq!(reg.bindings().count(), 0);
+    assert_eq!(reg.poll_timeout(), None, "nothing left to expire");
+}
+
+#[test]
+fn contacts_per_user_are_bounded_and_the_soonest_expiring_goes_first() {
+    let t0 = Instant::now();
+    let mut reg = registrar(13);
+    for i in 0..(MAX_CONTACTS + 3) {
+        let contact = format!("sip:alice@10.0.0.{i}:5060");
+        let (ok, _) = register_contact(&mut reg, t0, &format!("d{i}"), &contact, 600 + i as u64);
+        assert_eq!(ok.status(), 200);
+    }
+    let contacts = reg.contacts("alice", t0);
+    assert_eq!(contacts.len(), MAX_CONTACTS);
+    assert!(
+        contacts
+            .iter()
+            .all(|b| !b.contact.starts_with("sip:alice@10.0.0.0:")
+                && !b.contact.starts_with("sip:alice@10.0.0.1:")
+                && !b.contact.starts_with("sip:alice@10.0.0.2:")),
+        "the three expiring soonest were evicted"
     );
 }
