@@ -46,10 +46,11 @@ pub enum Admit {
     Latched(SocketAddr),
     /// From anywhere else (or not RTP): drop it.
     Reject,
-    /// RTCP (RFC 5761 packet types 192-223): not media, never latched on, dropped.
-    /// A phone sends its RTCP to our RTP port + 1, which is another leg's RTP port
-    /// when the whole port range is used; we do not take part in RTCP.
-    Rtcp,
+    /// RTCP (RFC 5761 packet types 192-223) or STUN (first byte 0-3, RFC 7983): not
+    /// media, never latched on, dropped without counting as injection. Phones send
+    /// both around their RTP (Linphone probes with STUN as a call starts; RTCP may go to
+    /// our port + 1, another leg's port); we take part in neither.
+    NotMedia,
 }
 
 impl Latch {
@@ -87,8 +88,8 @@ impl Latch {
 
     /// Decides on one packet from `from`.
     pub fn admit(&mut self, from: SocketAddr, packet: &[u8]) -> Admit {
-        if is_rtcp(packet) {
-            return Admit::Rtcp;
+        if is_rtcp(packet) || is_stun(packet) {
+            return Admit::NotMedia;
         }
         let Some((ssrc, seq)) = header(packet) else {
             self.rejected += 1;
@@ -129,6 +130,11 @@ fn is_rtcp(packet: &[u8]) -> bool {
     matches!(packet, [first, pt, ..] if first >> 6 == 2 && (192..=223).contains(pt))
 }
 
+/// Whether a packet is STUN by its first byte (RFC 7983 §7: 0-3) and its magic cookie.
+fn is_stun(packet: &[u8]) -> bool {
+    packet.len() >= 20 && matches!(packet, [0..=3, _, _, _, 0x21, 0x12, 0xA4, 0x42, ..])
+}
+
 /// SSRC and sequence number of an RTP version 2 packet, if `packet` is one.
 fn header(packet: &[u8]) -> Option<(u32, u16)> {
     let first = *packet.first()?;
@@ -157,13 +163,13 @@ mod tests {
     }
 
     #[test]
-    fn rtcp_is_never_latched_on_nor_counted_as_injection() {
+    fn rtcp_and_stun_are_never_latched_on_nor_counted_as_injection() {
         let mut latch = Latch::new(addr("10.0.0.1:4000"));
         // A receiver report from another call's phone (its RTCP goes to our port + 1).
         let mut rr = [0u8; 32];
         rr[0] = 0x81;
         rr[1] = 201;
-        assert_eq!(latch.admit(addr("10.0.0.7:4001"), &rr), Admit::Rtcp);
+        assert_eq!(latch.admit(addr("10.0.0.7:4001"), &rr), Admit::NotMedia);
         assert_eq!(latch.target(), addr("10.0.0.1:4000"), "not latched to it");
         assert_eq!(latch.rejected(), 0);
         assert_eq!(
@@ -172,8 +178,19 @@ mod tests {
         );
         assert_eq!(
             latch.admit(addr("10.0.0.1:4000"), &rr),
-            Admit::Rtcp,
+            Admit::NotMedia,
             "not audio either"
+        );
+        // A STUN binding request, as Linphone sends from its RTP port as a call starts.
+        let mut stun = [0u8; 20];
+        stun[..2].copy_from_slice(&[0x00, 0x01]);
+        stun[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        let mut fresh = Latch::new(addr("10.0.0.1:4000"));
+        assert_eq!(fresh.admit(addr("10.0.0.1:4000"), &stun), Admit::NotMedia);
+        assert_eq!(fresh.rejected(), 0, "not counted as injection");
+        assert_eq!(
+            fresh.admit(addr("10.0.0.1:4000"), &rtp(7, 1)),
+            Admit::Latched(addr("10.0.0.1:4000"))
         );
     }
 

@@ -550,6 +550,11 @@ fn audio_section(
     if let Some(ms) = ptime {
         let _ = write!(sdp, "a=ptime:{ms}\r\n");
     }
+    if port != 0 {
+        // RTCP to the RTP port itself (RFC 3605), where it is dropped quietly: port + 1
+        // is another leg's RTP port, since the whole range is used.
+        let _ = write!(sdp, "a=rtcp:{port}\r\n");
+    }
     let _ = write!(sdp, "a={}\r\n", direction.attribute());
 }
 

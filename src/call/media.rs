@@ -680,7 +680,7 @@ fn admitted(latch: &mut Latch, from: SocketAddr, packet: &[u8], leg: Leg) -> boo
             debug!(?leg, source = %mask_addr(to), "RTP latched");
             true
         }
-        Admit::Rtcp => false,
+        Admit::NotMedia => false,
         Admit::Reject => {
             let n = latch.rejected();
             if n % 1000 == 1 {

@@ -286,6 +286,10 @@ fn our_offer_lists_codecs_telephone_event_ptime_sendrecv() {
     assert!(body.contains("a=rtpmap:101 telephone-event/8000\r\n"));
     assert!(body.contains("a=fmtp:101 0-16\r\n"));
     assert!(body.contains("a=ptime:20\r\n"));
+    assert!(
+        body.contains("a=rtcp:30000\r\n"),
+        "RTCP to the RTP port itself: {body}"
+    );
     assert!(body.contains("a=sendrecv\r\n"));
     let md = parse(body.as_bytes()).expect("our offer parses");
     assert_eq!(md.codecs, BOTH.to_vec());
