@@ -115,7 +115,9 @@ class Linphone:
         register: bool = True,
         auto_answer: bool = False,
         trace_level: int = 6,
+        sip_info: bool = False,
     ):
+        self.sip_info = sip_info  # digits as SIP INFO (application/dtmf-relay), not RFC 4733
         exe = linphonec_path()
         if exe is None:
             raise RuntimeError(
@@ -167,8 +169,8 @@ class Linphone:
             "ipv6_migration_done=1",
             "use_ipv6=0",
             f"contact=sip:{user}@{LOOPBACK}",
-            "use_rfc2833=1",
-            "use_info=0",
+            f"use_rfc2833={0 if self.sip_info else 1}",
+            f"use_info={1 if self.sip_info else 0}",
             "inc_timeout=60",
             "media_encryption=none",
             "",

@@ -151,10 +151,19 @@ class BaresipClient(Client):
 class LinphoneClient(Client):
     kind = "linphone"
 
-    def __init__(self, workdir: Path, user: str, password: str | None, sb: Switchboard, source: Path, register: bool):
+    def __init__(
+        self,
+        workdir: Path,
+        user: str,
+        password: str | None,
+        sb: Switchboard,
+        source: Path,
+        register: bool,
+        sip_info: bool = False,
+    ):
         from linphone import Linphone
 
-        self.phone = Linphone(workdir, user, password, sb.registrar, source, register=register)
+        self.phone = Linphone(workdir, user, password, sb.registrar, source, register=register, sip_info=sip_info)
         self.dir = self.phone.dir
 
     def _printed(self, pattern: str) -> bool:
@@ -260,11 +269,11 @@ def sources(tmp_path_factory) -> dict[int, Path]:
 def clients(tmp_path):
     made: list[Client] = []
 
-    def make(kind: str, user: str, password: str | None, sb: Switchboard, source: Path, register: bool = True):
+    def make(kind: str, user: str, password: str | None, sb: Switchboard, source: Path, register: bool = True, **more):
         exe, package = CLIENTS[kind]
         if shutil.which(exe) is None:
             pytest.skip(f"{exe} is not installed: apt-get install {package}")
-        client = MAKERS[kind](tmp_path, user, password, sb, source, register)
+        client = MAKERS[kind](tmp_path, user, password, sb, source, register, **more)
         made.append(client)
         return client
 
@@ -467,3 +476,26 @@ def test_linphone_with_a_wrong_password_is_refused_and_says_so(switchboard, clie
         assert "Linphonec" in (failure["user_agent"] or ""), failure
         refused = [line for line in sb.log_path.read_text(errors="replace").splitlines() if "registration refused" in line]
         assert any("1003" in line and "wrong_password" in line for line in refused), refused
+
+
+def test_linphone_as_patient_presses_1_as_sip_info_and_reaches_an_agent(
+    ua: Ua, switchboard, phones, clients, sources
+):
+    """The same IVR digit sent as SIP INFO (application/dtmf-relay) instead of RFC 4733."""
+    sb = switchboard
+    with log_on_failure(sb):
+        agent = register(phones, sb, PJSUA_AGENT)
+        set_state(sb, PJSUA_AGENT, "ready")
+        client = clients("linphone", "13800000077", None, sb, sources[440], register=False, sip_info=True)
+        client.call(sb.uri("clinic"))
+        wait(ua.sleep, "the IVR to answer linphone", client.is_established, ANSWER_TIMEOUT + SLACK_S, client.describe)
+        ua.sleep(1.0)
+        client.dtmf("1")
+        ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT + SLACK_S)
+        assert ringing.invite, "the agent's phone rang after the SIP INFO digit"
+        trace = client.phone.log_path.read_text(errors="replace")
+        assert "INFO sip:" in trace and "dtmf" in trace.lower(), "linphonec did not send the digit as SIP INFO"
+        ringing.hangup_quietly()
+        client.hangup()
+        wait(ua.sleep, "linphone's call to end", client.is_ended, SLACK_S, client.describe)
+        set_state(sb, PJSUA_AGENT, "not_ready")
