@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{call, final_response, recv, request, rtp_of, start_with, wait_request};
+use tokio::net::UdpSocket;
 
 #[tokio::test]
 async fn a_call_beyond_capacity_gets_503_with_retry_after_and_room_comes_back() {
@@ -63,7 +64,8 @@ async fn a_call_beyond_capacity_gets_503_with_retry_after_and_room_comes_back() 
 }
 
 #[tokio::test]
-async fn a_caller_who_goes_silent_without_bye_is_hung_up_and_one_who_talks_is_not() {
+async fn a_caller_who_goes_silent_without_bye_is_hung_up_and_one_who_talks_or_sends_comfort_noise_is_not()
+ {
     let server = start_with(
         42100,
         &[("media_timeout_ms = 30000", "media_timeout_ms = 1500")],
@@ -74,15 +76,26 @@ async fn a_caller_who_goes_silent_without_bye_is_hung_up_and_one_who_talks_is_no
     let (talker, ok_talker) = call(server.sip, "talky").await;
     assert!(ok_talker.starts_with("SIP/2.0 200"), "{ok_talker}");
     let rtp = rtp_of(&ok_talker);
+    // A caller with silence suppression: only comfort noise (PT 13), every 500 ms.
+    let (comfy, ok_comfy) = call(server.sip, "comfy").await;
+    assert!(ok_comfy.starts_with("SIP/2.0 200"), "{ok_comfy}");
+    let comfy_rtp = rtp_of(&ok_comfy);
+    let comfy_media = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
     // The talker sends 20 ms PCMU packets for 4 s; the silent one sends nothing.
     let mut packet = [0xFFu8; 172];
     packet[0] = 0x80;
     packet[1] = 0; // PCMU, no marker
+    let mut cn = [0x80u8, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0x0c, 0x0c, 40];
     let mut bye_to_talker = None;
     for i in 0..200u16 {
         packet[2..4].copy_from_slice(&i.to_be_bytes());
         packet[4..8].copy_from_slice(&(u32::from(i) * 160).to_be_bytes());
         talker.send_to(&packet, rtp).await.expect("rtp");
+        if i % 25 == 0 {
+            cn[2..4].copy_from_slice(&i.to_be_bytes());
+            cn[4..8].copy_from_slice(&(u32::from(i) * 160).to_be_bytes());
+            comfy_media.send_to(&cn, comfy_rtp).await.expect("cn");
+        }
         if let Some(m) = recv(&talker, 20).await
             && m.starts_with("BYE ")
         {
@@ -93,6 +106,11 @@ async fn a_caller_who_goes_silent_without_bye_is_hung_up_and_one_who_talks_is_no
     assert!(
         bye_to_talker.is_none(),
         "a caller still sending RTP keeps the call: {bye_to_talker:?}"
+    );
+    let bye_to_comfy = wait_request(&comfy, "BYE", 10).await;
+    assert!(
+        bye_to_comfy.is_none(),
+        "a caller sending only comfort noise keeps the call: {bye_to_comfy:?}"
     );
     // The silent caller was hung up by then (1.5 s of silence, checked every 20 ms).
     let bye = wait_request(&silent, "BYE", 3000).await;

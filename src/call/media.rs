@@ -374,8 +374,8 @@ impl Recorder {
     }
 }
 
-/// Tracks when a leg last sent RTP worth keeping a call up for (audio or DTMF,
-/// not junk or RTCP), to end calls whose phones vanished without a BYE.
+/// Tracks when a leg last sent RTP (audio, DTMF or comfort noise from the latched
+/// source; not RTCP, STUN or junk), to end calls whose phones vanished without a BYE.
 #[derive(Debug)]
 struct Liveness {
     timeout: Option<Duration>,
@@ -500,14 +500,15 @@ pub async fn run(
                 if !admitted(&mut patient.latch, from, packet, Leg::Patient) {
                     continue;
                 }
+                // Any RTP from the phone keeps the call up: audio, a digit, or the comfort
+                // noise a phone with silence suppression sends while its user listens.
+                let now = now();
+                alive.patient = now;
                 match patient.media.handle_rtp(packet, &mut decoded) {
                     Received::Dtmf(digit) => {
-                        alive.patient = now();
                         let _ = events.send(MediaEvent::Dtmf { call, digit });
                     }
                     Received::Audio(n) => {
-                        let now = now();
-                        alive.patient = now;
                         if let Some(b) = bridge.as_mut() {
                             if agent_flow.send {
                                 let len = relay(&patient.media, decoded.get(..n).unwrap_or_default(), &mut b.agent.media, &mut out);
@@ -532,9 +533,9 @@ pub async fn run(
                 if !admitted(&mut b.agent.latch, from, packet, Leg::Agent) {
                     continue;
                 }
+                let now = now();
+                alive.agent = Some(now);
                 if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
-                    let now = now();
-                    alive.agent = Some(now);
                     if !agent_flow.send {
                         // The agent holds: what its phone sends (its own music, or the
                         // agent's voice) is neither heard by the patient nor recorded.
