@@ -7,6 +7,14 @@ use crate::dtmf::DtmfReceiver;
 use crate::rtp::{HEADER_LEN, RtpPacket, RtpSender};
 use crate::{FRAME_SAMPLES, MAX_PACKET_SAMPLES};
 
+/// Relayed packets' numbers on our stream: the sender's plus these (wrapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RelayMap {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+}
+
 /// What an incoming RTP packet turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
@@ -26,8 +34,10 @@ pub struct LegMedia {
     sender: RtpSender,
     dtmf: DtmfReceiver,
     sent_first: bool,
-    /// SSRC and RTP timestamp of the last audio packet received.
-    last_audio: (u32, u32),
+    /// SSRC, sequence number and RTP timestamp of the last audio packet received.
+    last_audio: (u32, u16, u32),
+    /// How the stream relayed to this leg maps onto ours (see [`LegMedia::write_relayed`]).
+    relay: Option<RelayMap>,
     /// The last audio packet's payload as received, up to [`MAX_PACKET_SAMPLES`]
     /// (for a relay to a leg with the same codec: no decode-encode round trip).
     last_payload: [u8; MAX_PACKET_SAMPLES],
@@ -49,7 +59,8 @@ impl LegMedia {
             sender: RtpSender::new(ssrc, initial_seq, initial_ts),
             dtmf: DtmfReceiver::new(),
             sent_first: false,
-            last_audio: (0, 0),
+            last_audio: (0, 0, 0),
+            relay: None,
             last_payload: [0; MAX_PACKET_SAMPLES],
             last_payload_len: 0,
         }
@@ -62,6 +73,8 @@ impl LegMedia {
         self.codec = codec;
         self.telephone_event_pt = telephone_event_pt;
         self.last_payload_len = 0;
+        // What is relayed to it next (after a hold, say) continues our stream from here.
+        self.relay = None;
     }
 
     /// Handles one received datagram; decoded audio goes to `pcm_out`.
@@ -84,7 +97,7 @@ impl LegMedia {
             if let Some(rest) = pcm_out.get_mut(n..) {
                 rest.fill(0);
             }
-            self.last_audio = (packet.ssrc, packet.timestamp);
+            self.last_audio = (packet.ssrc, packet.seq, packet.timestamp);
             let keep = packet.payload.len().min(MAX_PACKET_SAMPLES);
             if let (Some(dst), Some(src)) = (
                 self.last_payload.get_mut(..keep),
@@ -102,6 +115,8 @@ impl LegMedia {
     /// Encodes one 20 ms frame into an RTP packet in `out`; returns its length
     /// (12 + 160 bytes), or 0 if `out` is too small.
     pub fn write_audio(&mut self, pcm: &[i16; FRAME_SAMPLES], out: &mut [u8]) -> usize {
+        // Our own audio between relayed packets: the next relayed one maps anew.
+        self.relay = None;
         let mut payload = [0u8; FRAME_SAMPLES];
         self.codec.encode(pcm, &mut payload);
         if out.len() < HEADER_LEN + FRAME_SAMPLES {
@@ -121,13 +136,54 @@ impl LegMedia {
         n
     }
 
-    /// Encodes decoded audio of any length up to [`MAX_PACKET_SAMPLES`] into one
-    /// RTP packet in `out` (a transcoding relay keeps the sender's packet length);
-    /// returns its length, or 0 if `out` is too small.
-    pub fn write_pcm(&mut self, pcm: &[i16], out: &mut [u8]) -> usize {
+    /// Relays a packet another leg received (`from`: its SSRC, sequence number and
+    /// timestamp) as one packet of ours with the same payload, keeping the sender's
+    /// spacing: our sequence number and timestamp are the sender's plus a fixed offset,
+    /// set when its stream starts (a new SSRC, or after audio of our own). A packet
+    /// lost before us is a gap the receiving phone sees and conceals, not a jump in
+    /// time; a late one goes out with its own, older numbers. Returns the length, or 0.
+    pub fn write_relayed(
+        &mut self,
+        payload: &[u8],
+        from: (u32, u16, u32),
+        out: &mut [u8],
+    ) -> usize {
+        let (ssrc, seq, ts) = from;
+        let map = match self.relay {
+            Some(m) if m.ssrc == ssrc => m,
+            _ => {
+                let m = RelayMap {
+                    ssrc,
+                    seq: self.sender.seq.wrapping_sub(seq),
+                    ts: self.sender.ts.wrapping_sub(ts),
+                };
+                self.relay = Some(m);
+                m
+            }
+        };
+        let next = (self.sender.seq, self.sender.ts);
+        self.sender.seq = seq.wrapping_add(map.seq);
+        self.sender.ts = ts.wrapping_add(map.ts);
+        // Older than the next packet we would have sent: out of order on the way in.
+        let late = (self.sender.seq.wrapping_sub(next.0) as i16) < 0;
+        let n = self.write_encoded(payload, out);
+        if late || n == 0 {
+            (self.sender.seq, self.sender.ts) = next;
+        }
+        n
+    }
+
+    /// [`LegMedia::write_relayed`] for a transcoding relay: decoded audio of any length
+    /// up to [`MAX_PACKET_SAMPLES`] encoded in this leg's codec (the packet length kept).
+    pub fn write_pcm_relayed(
+        &mut self,
+        pcm: &[i16],
+        from: (u32, u16, u32),
+        out: &mut [u8],
+    ) -> usize {
         let mut payload = [0u8; MAX_PACKET_SAMPLES];
         let n = self.codec.encode(pcm, &mut payload);
-        self.write_encoded(payload.get(..n).unwrap_or_default(), out)
+        self.write_relayed(payload.get(..n).unwrap_or_default(), from, out)
     }
 
     /// Sends a payload already encoded in this leg's codec (what
@@ -164,6 +220,12 @@ impl LegMedia {
     /// SSRC and RTP timestamp of the last [`Received::Audio`] packet: where a
     /// recording places it.
     pub fn last_audio(&self) -> (u32, u32) {
+        (self.last_audio.0, self.last_audio.2)
+    }
+
+    /// SSRC, sequence number and timestamp of the last [`Received::Audio`] packet: what
+    /// a relay of it to another leg keeps the spacing of.
+    pub fn last_header(&self) -> (u32, u16, u32) {
         self.last_audio
     }
 
@@ -284,6 +346,31 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_keeps_the_senders_gaps_and_order_and_continues_after_our_own_audio() {
+        let mut tx = LegMedia::new(Codec::Pcmu, None, 2, 500, 8000);
+        let mut out = [0u8; 600];
+        let payload = [0x55u8; 160];
+        let mut sent = |tx: &mut LegMedia, from: (u32, u16, u32)| {
+            let n = tx.write_relayed(&payload, from, &mut out);
+            let p = RtpPacket::parse(&out[..n]).expect("valid");
+            (p.seq, p.timestamp)
+        };
+        // The sender's stream starts where ours is.
+        assert_eq!(sent(&mut tx, (7, 1000, 160_000)), (500, 8000));
+        // Two packets lost before us: the receiver sees the same gap, in numbers and time.
+        assert_eq!(sent(&mut tx, (7, 1003, 160_480)), (503, 8480));
+        // A late one goes out with its own, older numbers; the stream goes on after it.
+        assert_eq!(sent(&mut tx, (7, 1002, 160_320)), (502, 8320));
+        assert_eq!(sent(&mut tx, (7, 1004, 160_640)), (504, 8640));
+        assert_eq!((tx.sender().seq, tx.sender().ts), (505, 8800));
+        // Our own audio (hold music), then the sender again: mapped anew, no jump back.
+        tx.write_audio(&[0; 160], &mut [0u8; 200]);
+        assert_eq!(sent(&mut tx, (7, 1500, 240_000)), (506, 8960));
+        // A new SSRC (the phone restarted its stream) maps anew too.
+        assert_eq!(sent(&mut tx, (9, 3, 30)), (507, 9120));
+    }
+
+    #[test]
     fn a_transcoding_relay_keeps_the_packet_length_too() {
         let mut rx = LegMedia::new(Codec::Pcmu, None, 1, 0, 0);
         let mut tx = LegMedia::new(Codec::Pcma, None, 2, 0, 0);
@@ -293,7 +380,7 @@ mod tests {
             panic!("audio expected");
         };
         let mut out = [0u8; 600];
-        let len = tx.write_pcm(&pcm[..n], &mut out);
+        let len = tx.write_pcm_relayed(&pcm[..n], rx.last_header(), &mut out);
         let p = RtpPacket::parse(&out[..len]).expect("valid");
         assert_eq!(
             (p.payload_type, p.payload.len()),

@@ -652,13 +652,14 @@ pub(crate) fn now() -> Instant {
 }
 
 /// Relays the packet `from` just received to `to` at the length it came (any ptime
-/// up to 60 ms, every sample): the payload as it came when both legs use the same
-/// codec, else transcoded from `decoded`.
+/// up to 60 ms, every sample) and with the sender's spacing (a loss before us stays a
+/// gap the phone conceals): the payload as it came when both legs use the same codec,
+/// else transcoded from `decoded`.
 fn relay(from: &LegMedia, decoded: &[i16], to: &mut LegMedia, out: &mut [u8]) -> usize {
     if from.codec() == to.codec() {
-        return to.write_encoded(from.last_payload(), out);
+        return to.write_relayed(from.last_payload(), from.last_header(), out);
     }
-    to.write_pcm(decoded, out)
+    to.write_pcm_relayed(decoded, from.last_header(), out)
 }
 
 async fn recv_agent(
