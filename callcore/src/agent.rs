@@ -286,6 +286,10 @@ impl Core {
         if let Some(f) = offer.forks.get_mut(fork) {
             f.over = true;
         }
+        if offer.dialog.is_some() {
+            // Another of the agent's phones answered: this one was cancelled, nothing more.
+            return;
+        }
         let declined = status.is_some_and(|s| s >= 600);
         let others = if declined {
             offer.end_forks()
