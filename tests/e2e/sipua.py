@@ -118,6 +118,7 @@ class Ua:
         transport: str | None = None,
         auto_ring: bool = True,
         kind: str = "udp",
+        require_100rel: bool = False,
     ) -> Phone:
         """An account `sip:user@domain` on its own transport; registers when `registrar` is given.
 
@@ -145,6 +146,8 @@ class Ua:
         acfg.natConfig.sipOutboundUse = 0
         acfg.natConfig.iceEnabled = False
         acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
+        if require_100rel:  # its INVITEs say `Require: 100rel` (RFC 3262)
+            acfg.callConfig.prackUse = pj.PJSUA_100REL_MANDATORY
         phone = Phone(self, user, auto_ring)
         phone.create(acfg)
         self.accounts.append(phone)

@@ -7,6 +7,8 @@
   hold, and the agent's silence during it is not a gap.
 - The agent's phone changes codec mid-call (re-INVITE offering only PCMA): the call goes on
   in PCMA on that leg, transcoded, both ways.
+- A patient's phone that requires reliable provisional responses (`Require: 100rel`) is
+  answered like any other.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pjsua2 as pj
 from audio import analyse_tone, loud_frames, read_wav, tone_problem, window
 from sipua import Ua
 from test_more import (
+    ANSWER_TIMEOUT,
     RECORD_TIMEOUT,
     ROUTE_TIMEOUT,
     SETTLE_S,
@@ -222,3 +225,15 @@ def test_agent_codec_change_mid_call_is_followed_and_transcoded(ua, switchboard,
             print(f"{who} hears after the codec change:", analyse_tone(heard, rate, hz))
             assert (p := tone_problem(heard, rate, hz)) is None, f"{who}: {p}"
             assert np.max(np.abs(heard)) > 0, f"{who} heard nothing"
+
+
+def test_a_patient_phone_requiring_100rel_is_answered_by_the_ivr(ua, switchboard, phones):
+    sb = switchboard
+    with log_on_failure(sb):
+        phone = phones("13800000054", transport="patients", require_100rel=True)
+        call = phone.call(sb.uri("clinic"))
+        call.wait_confirmed(timeout=ANSWER_TIMEOUT)
+        log = ua.log_path.read_text(errors="replace")
+        assert "Require: 100rel" in log, "pjsua did not require 100rel"
+        call.hangup_quietly()
+        call.wait_ended(timeout=5)
