@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the screen-pop latency histogram buckets.
-const POP_BUCKETS: [f64; 10] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5,
+/// Upper bounds (seconds) of the screen-pop latency histogram buckets (20 ms is the
+/// target a p99 is judged against, so the buckets bracket it closely).
+const POP_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5,
 ];
 
 /// Call control's live counts, published after every turn of its loop.
