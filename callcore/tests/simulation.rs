@@ -88,6 +88,8 @@ enum Act {
     Answer,
     /// Agent: refuse the ringing call.
     Busy,
+    /// Agent: put the talking call on hold (re-INVITE `sendonly`), or take it off (`sendrecv`).
+    Hold(bool),
 }
 
 /// How a patient behaves.
@@ -181,6 +183,8 @@ struct Stats {
     second_phone_invites: u64,
     /// CANCELs that reached a ringing second phone (the other phone answered, or ring-out).
     second_phone_cancels: u64,
+    /// Agents' holds and unholds (re-INVITEs) answered 200.
+    holds_answered: u64,
 }
 
 impl World {
@@ -447,6 +451,28 @@ impl World {
                     _ => {}
                 }
             }
+            Some(Phone::Agent(a)) if matches!(act, Act::Hold(_)) => {
+                let Act::Hold(on) = act else { return };
+                let Some(dialog) = a.talking.values_mut().next() else {
+                    return; // the call ended meanwhile
+                };
+                let direction = if on { "sendonly" } else { "sendrecv" };
+                let body = String::from_utf8_lossy(&sdp(SocketAddr::new(addr.ip(), 4000)))
+                    .replace("a=sendrecv", &format!("a={direction}"));
+                let reinvite = dialog
+                    .request(
+                        Method::Invite,
+                        &local(addr),
+                        format!("z9hG4bK-hold-{}", self.seq),
+                    )
+                    .with_body("application/sdp", body.into_bytes());
+                self.seq += 1;
+                if let Some(layer) = self.layers.get_mut(&addr) {
+                    layer.send_request(now, Peer::udp(CORE_SIP), reinvite);
+                }
+                self.flush_phone(addr);
+                return;
+            }
             Some(Phone::Agent(a)) => {
                 // The agent acts on the call ringing longest (there is at most one).
                 let Some(cid) = a.ringing.keys().next().cloned() else {
@@ -477,6 +503,25 @@ impl World {
                         }
                         self.flush_phone(addr);
                         if matches!(act, Act::Answer) {
+                            // Some agents hold the caller a while, mid-call.
+                            if self.rng.random_bool(0.2) {
+                                let at = ms(self.rng.random_range(500..20_000));
+                                let back = at + ms(self.rng.random_range(500..20_000));
+                                self.at(
+                                    at,
+                                    Event::Phone {
+                                        addr,
+                                        act: Act::Hold(true),
+                                    },
+                                );
+                                self.at(
+                                    back,
+                                    Event::Phone {
+                                        addr,
+                                        act: Act::Hold(false),
+                                    },
+                                );
+                            }
                             // Sometimes the agent hangs up first.
                             if self.rng.random_bool(0.3) {
                                 let after = ms(self.rng.random_range(1_000..60_000));
@@ -695,6 +740,32 @@ impl World {
             return;
         };
         match ev {
+            TransactionEvent::Response { response, .. }
+                if response.cseq().is_ok_and(|(_, m)| m == Method::Invite) =>
+            {
+                // The answer to our hold or unhold: a 2xx is ACKed in its dialog.
+                self.stats.holds_answered += u64::from(response.status() == 200);
+                assert!(
+                    response.status() == 200 || response.status() == 481,
+                    "a hold was refused: {}",
+                    response.status()
+                );
+                let cid = response.call_id().unwrap_or_default();
+                if let Some(dialog) = a.talking.get(&cid)
+                    && response.status() == 200
+                {
+                    let ack = dialog.ack(
+                        dialog.local_cseq,
+                        &local(addr),
+                        format!("z9hG4bK-hack-{}", self.seq),
+                    );
+                    self.seq += 1;
+                    if let Some(layer) = self.layers.get_mut(&addr) {
+                        layer.send_stateless(Peer::udp(CORE_SIP), SipMessage::Request(ack));
+                    }
+                    self.flush_phone(addr);
+                }
+            }
             TransactionEvent::Response { response, .. } => {
                 if response.status() == 401 && !a.registered {
                     self.register(addr, Some(&response));
@@ -1130,6 +1201,10 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
             s.second_phone_invites > 0 && s.second_phone_cancels > 0,
             "seed {seed}: agents' second phones were never rung and cancelled: {s:?}"
         );
+        assert!(
+            s.holds_answered > 0,
+            "seed {seed}: no agent ever held a call: {s:?}"
+        );
         total.arrivals += s.arrivals;
         total.answered_by_ivr += s.answered_by_ivr;
         total.bridged += s.bridged;
@@ -1137,6 +1212,7 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.steps += s.steps;
         total.second_phone_invites += s.second_phone_invites;
         total.second_phone_cancels += s.second_phone_cancels;
+        total.holds_answered += s.holds_answered;
     }
     eprintln!("simulated: {total:?}");
 }
