@@ -139,6 +139,9 @@ pub struct Engine {
     pub missed_events: u64,
     pub prompt_packets: u64,
     pub rtp_send_errors: u64,
+    /// The step's outgoing RTP, per socket (one `sendmmsg` each per step).
+    patient_batch: crate::media_io::Batch,
+    agent_batch: crate::media_io::Batch,
     pub sip_errors: u64,
     patient_tone: [u8; 160],
     agent_tone: [u8; 160],
@@ -246,6 +249,8 @@ impl Engine {
             missed_events: 0,
             prompt_packets: 0,
             rtp_send_errors: 0,
+            patient_batch: crate::media_io::Batch::default(),
+            agent_batch: crate::media_io::Batch::default(),
             sip_errors: 0,
             patient_tone: tone_frame(400.0, 6000),
             agent_tone: tone_frame(1000.0, 6000),
@@ -426,6 +431,8 @@ impl Engine {
                 agent_tone: &self.agent_tone,
                 digit_event: self.cfg.digit_event,
                 errors: &mut self.rtp_send_errors,
+                patient_batch: &mut self.patient_batch,
+                agent_batch: &mut self.agent_batch,
             };
             let slot = self.ticks % SLOTS;
             for &i in &self.active {
@@ -436,6 +443,7 @@ impl Engine {
                     sender.tick(call, now, &mut buf);
                 }
             }
+            sender.flush();
         }
         self.ticks += 1;
         // Timers.
