@@ -304,8 +304,7 @@ impl Engine {
         let patient_rtp = self.patient_rtp.clone();
         let agent_rtp = self.agent_rtp.clone();
         let mut sip_buf = vec![0u8; 65_536];
-        let mut rx_buf = [0u8; 2048];
-        let mut stamp_buf = media_io::stamp_buffer();
+        let mut rx_batch = media_io::RecvBatch::default();
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let setup_deadline = Instant::now() + self.cfg.setup_timeout;
@@ -325,12 +324,12 @@ impl Engine {
                 }
                 r = patient_rtp.readable() => {
                     if r.is_ok() {
-                        self.drain_rtp(&patient_rtp, Direction::AgentToPatient, &mut rx_buf, &mut stamp_buf);
+                        self.drain_rtp(&patient_rtp, Direction::AgentToPatient, &mut rx_batch);
                     }
                 }
                 r = agent_rtp.readable() => {
                     if r.is_ok() {
-                        self.drain_rtp(&agent_rtp, Direction::PatientToAgent, &mut rx_buf, &mut stamp_buf);
+                        self.drain_rtp(&agent_rtp, Direction::PatientToAgent, &mut rx_batch);
                     }
                 }
                 msg = desk_rx.recv() => {
@@ -551,9 +550,9 @@ impl Engine {
     }
 
     /// Reads what waits on one RTP socket, each packet timed by the kernel's arrival stamp.
-    fn drain_rtp(&mut self, socket: &UdpSocket, dir: Direction, buf: &mut [u8], stamps: &mut [u8]) {
+    fn drain_rtp(&mut self, socket: &UdpSocket, dir: Direction, rx: &mut media_io::RecvBatch) {
         let epoch = self.epoch;
-        media_io::drain_stamped(socket, epoch, buf, stamps, |packet, at| {
+        media_io::drain_stamped(socket, epoch, rx, |packet, at| {
             self.on_rtp(dir, packet, at);
         });
     }

@@ -330,8 +330,7 @@ async fn pump(
     let mut window_start_us: Option<u64> = None;
     let mut first: Option<Pair> = None;
     let mut buf = [0u8; 256];
-    let mut rx = [0u8; 2048];
-    let mut stamps = media_io::stamp_buffer();
+    let mut rx = media_io::RecvBatch::default();
     let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -340,14 +339,14 @@ async fn pump(
         tokio::select! {
             r = callee.readable() => {
                 if r.is_ok() {
-                    media_io::drain_stamped(callee, epoch, &mut rx, &mut stamps, |packet, at| {
+                    media_io::drain_stamped(callee, epoch, &mut rx, |packet, at| {
                         receive(sessions, Direction::PatientToAgent, packet, at, window_start_us, &mut out);
                     });
                 }
             }
             r = caller.readable() => {
                 if r.is_ok() {
-                    media_io::drain_stamped(caller, epoch, &mut rx, &mut stamps, |packet, at| {
+                    media_io::drain_stamped(caller, epoch, &mut rx, |packet, at| {
                         receive(sessions, Direction::AgentToPatient, packet, at, window_start_us, &mut out);
                     });
                 }
