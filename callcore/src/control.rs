@@ -786,6 +786,17 @@ impl Core {
             current_call,
             missed_rings: a.missed_rings,
             last_registration_failure: self.registration_failures.get(&a.id).cloned(),
+            phones: self
+                .registrar
+                .contacts(&a.id, now)
+                .into_iter()
+                .map(|b| crate::desk::RegisteredPhone {
+                    transport: b.target.transport.as_str().to_ascii_lowercase(),
+                    address: mask_addr(b.target.addr),
+                    behind_nat: b.behind_nat,
+                    user_agent: b.user_agent.clone(),
+                })
+                .collect(),
             id: a.id,
         }
     }

@@ -93,6 +93,21 @@ pub struct AgentView {
     /// The last REGISTER refused for this agent, kept after a later success so ops can
     /// see what went wrong (`null`: none since start-up).
     pub last_registration_failure: Option<RegistrationFailure>,
+    /// Every phone registered as this agent (a desk phone and a softphone ring together).
+    pub phones: Vec<RegisteredPhone>,
+}
+
+/// One registered phone of an agent, as ops see it on `GET /api/agents`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RegisteredPhone {
+    /// "udp" or "tcp".
+    pub transport: String,
+    /// Where calls to it go, masked (`192.168.1.*:5062`).
+    pub address: String,
+    /// Its Via did not name the address it registered from: calls go there, with keep-alives.
+    pub behind_nat: bool,
+    /// Its User-Agent, if it sent one.
+    pub user_agent: Option<String>,
 }
 
 /// A refused REGISTER, as ops see it on `GET /api/agents`.

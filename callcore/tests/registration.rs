@@ -236,4 +236,32 @@ fn a_phone_behind_nat_is_kept_reachable_with_keepalives_at_its_source() {
         core.agents(now).iter().filter(|a| a.registered).count() == 2,
         "both phones still registered"
     );
+    // Ops see where each agent's phone is reached, masked, and which is behind NAT.
+    let agents = core.agents(now);
+    let phones = |id: &str| {
+        agents
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.phones.clone())
+            .unwrap_or_default()
+    };
+    let nat = phones(&behind);
+    assert_eq!(nat.len(), 1);
+    assert_eq!(
+        (
+            nat[0].address.as_str(),
+            nat[0].behind_nat,
+            nat[0].transport.as_str()
+        ),
+        ("203.0.113.*:40000", true, "udp")
+    );
+    assert_eq!(
+        nat[0].user_agent.as_deref(),
+        Some("baresip v1.0.0 (x86_64/linux)")
+    );
+    let on_lan = phones(&lan);
+    assert_eq!(
+        (on_lan[0].address.as_str(), on_lan[0].behind_nat),
+        ("192.168.7.*:5062", false)
+    );
 }

@@ -59,6 +59,8 @@ pub struct Binding {
     pub target: Peer,
     /// The phone's Via did not name the address it sent from (RFC 3581).
     pub behind_nat: bool,
+    /// The phone's User-Agent, if its REGISTER named one.
+    pub user_agent: Option<String>,
     /// When the binding lapses unless refreshed.
     pub expires_at: Instant,
 }
@@ -503,6 +505,7 @@ impl Registrar {
                 peer,
                 target,
                 behind_nat,
+                user_agent: request.header("User-Agent"),
                 expires_at: now + Duration::from_secs(expires.min(MAX_EXPIRES)),
             };
             let next_keepalive = self

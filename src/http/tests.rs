@@ -103,6 +103,7 @@ fn spawn_control() -> ControlHandle {
                     current_call: None,
                     missed_rings: 0,
                     last_registration_failure: None,
+                    phones: Vec::new(),
                 },
             );
         }
