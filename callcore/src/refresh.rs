@@ -310,14 +310,10 @@ impl Core {
             Leg::Patient => Some(c.patient_media.codec),
             Leg::Agent => c.agent_media.map(|m| m.codec),
         };
-        let keep: Vec<sdp::Codec> = current
-            .filter(|codec| offer.codecs.contains(codec))
-            .into_iter()
-            .collect();
-        let codecs = if keep.is_empty() {
-            self.config.codecs.as_slice()
-        } else {
-            keep.as_slice()
+        let keep = current.filter(|codec| offer.codecs.contains(codec));
+        let codecs = match &keep {
+            Some(codec) => std::slice::from_ref(codec),
+            None => self.config.codecs.as_slice(),
         };
         let (answer, settled) = match sdp::reanswer(&offer, codecs, previous) {
             Ok(a) => a,

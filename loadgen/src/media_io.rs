@@ -87,10 +87,9 @@ impl Sender<'_> {
         let n = call
             .patient_rtp
             .write(buf, PT_EVENT, step == 0, &payload, 0);
-        if let Some(packet) = buf.get(..n).filter(|p| !p.is_empty()) {
-            self.patient_batch
-                .push(self.patient_socket, packet, dest, self.errors);
-        }
+        let packet = buf.get(..n).unwrap_or_default();
+        self.patient_batch
+            .push(self.patient_socket, packet, dest, self.errors);
         call.dtmf_step += 1;
         if call.dtmf_step >= DTMF_PACKETS {
             call.patient_rtp.ts = call.dtmf_ts.wrapping_add(u32::from(DTMF_PACKETS) * 160);
@@ -131,11 +130,7 @@ impl Sender<'_> {
             Direction::PatientToAgent => &mut *self.patient_batch,
             Direction::AgentToPatient => &mut *self.agent_batch,
         };
-        if let Some(packet) = buf.get(..n).filter(|p| !p.is_empty()) {
-            batch.push(socket, packet, dest, self.errors);
-        } else {
-            *self.errors += 1;
-        }
+        batch.push(socket, buf.get(..n).unwrap_or_default(), dest, self.errors);
         call.next_seq[d] = call.next_seq[d].wrapping_add(1);
         if call.window_start_us.is_some_and(|w| m.sent_us >= w) {
             call.window_sent[d] += 1;
@@ -178,6 +173,11 @@ impl Default for Batch {
 impl Batch {
     /// Queues `packet` for `dest`, sending the batch on `socket` first if it is full.
     pub fn push(&mut self, socket: &UdpSocket, packet: &[u8], dest: SocketAddr, errors: &mut u64) {
+        // An empty packet is one that could not be written: an error, as `send` counts it.
+        if packet.is_empty() {
+            *errors += 1;
+            return;
+        }
         if self.dests.len() == SEND_BATCH {
             self.flush(socket, errors);
         }
