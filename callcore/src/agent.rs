@@ -150,7 +150,7 @@ impl Core {
         };
         let mut forks = Vec::with_capacity(phones.len());
         for (binding, local) in phones {
-            let invite = RequestBuilder::new(Method::Invite, &binding.contact)
+            let mut invite = RequestBuilder::new(Method::Invite, &binding.contact)
                 .via(local.transport, local.sent_by, &self.ids.branch())
                 .from(&format!(
                     "\"{caller}\" <sip:{caller}@{advertise}>;tag={}",
@@ -161,7 +161,13 @@ impl Core {
                 .cseq(1)
                 .contact(&local.contact)
                 .max_forwards(70)
-                .header("Subject", "Switchboard queue call")
+                .header("Subject", "Switchboard queue call");
+            // Registered through proxies: the INVITE follows their Path (RFC 3327 §5.2),
+            // and so do its CANCEL and ACK, which copy its Route headers.
+            for proxy in &binding.path {
+                invite = invite.header("Route", proxy);
+            }
+            let invite = invite
                 .body("application/sdp", body.clone().into_bytes())
                 .build();
             forks.push((binding.target, invite));

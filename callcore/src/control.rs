@@ -613,7 +613,15 @@ impl Core {
                 let response = response_to(&request, 200, "OK", None)
                     .with_header("Allow", &format!("{}, REGISTER", crate::refresh::ALLOW))
                     .with_header("Accept", "application/sdp")
-                    .with_header("Supported", &crate::refresh::EXTENSIONS.join(", "));
+                    .with_header(
+                        "Supported",
+                        &crate::refresh::EXTENSIONS
+                            .iter()
+                            .chain(&crate::refresh::REGISTER_EXTENSIONS)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    );
                 self.transactions.send_response(now, &key, response);
             }
             Method::Invite if request.to_tag().is_none() => {

@@ -34,14 +34,26 @@ pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 /// provisional responses other than 100 are sent reliably.
 pub(crate) const EXTENSIONS: [&str; 2] = ["timer", "100rel"];
 
+/// What a REGISTER may require besides: `path` (RFC 3327), the registrar keeps the
+/// proxies a REGISTER came through and routes the agent's calls through them.
+pub(crate) const REGISTER_EXTENSIONS: [&str; 1] = ["path"];
+
 /// The option tags in `request`'s `Require` that we do not support.
 pub(crate) fn unsupported(request: &Request) -> Vec<String> {
+    let register = request.method() == Method::Register;
+    let known = |tag: &str| {
+        EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(tag))
+            || (register
+                && REGISTER_EXTENSIONS
+                    .iter()
+                    .any(|e| e.eq_ignore_ascii_case(tag)))
+    };
     request
         .header_values("Require")
         .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|tag| !tag.is_empty() && !EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(tag)))
+        .filter(|tag| !tag.is_empty() && !known(tag))
         .map(str::to_owned)
         .collect()
 }

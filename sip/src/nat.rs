@@ -71,6 +71,25 @@ pub fn target(policy: NatPolicy, contact: &str, source: Peer, behind_nat: bool) 
     }
 }
 
+/// Where to send requests routed through `proxy` (a `Path` or `Route` value such as
+/// `<sip:10.0.0.5:5060;lr>`) for a REGISTER received from `source`: the proxy's address
+/// when it is an IP literal on UDP; else the connection or address the REGISTER came
+/// from (a TCP connection is reused; there is no resolver here).
+pub fn route_target(proxy: &str, source: Peer) -> Peer {
+    if source.transport != Transport::Udp {
+        return source;
+    }
+    let uri = proxy.trim();
+    let uri = match (uri.find('<'), uri.find('>')) {
+        (Some(open), Some(close)) if open < close => uri.get(open + 1..close).unwrap_or(uri),
+        _ => uri,
+    };
+    match uri_addr(uri) {
+        Some(addr) if uri_transport(uri) == Transport::Udp => Peer::udp(addr),
+        _ => source,
+    }
+}
+
 /// The socket address of a `sip:` URI whose host is an IP literal (port 5060 if none).
 pub fn uri_addr(uri: &str) -> Option<SocketAddr> {
     let uri = uri.trim();

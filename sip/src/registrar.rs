@@ -55,8 +55,12 @@ pub struct Binding {
     /// Transport and address the REGISTER came from.
     pub peer: Peer,
     /// Where requests to the phone go: its Contact, or `peer` when it is behind NAT
-    /// (see [`crate::nat`] and the registrar's [`NatPolicy`]).
+    /// (see [`crate::nat`] and the registrar's [`NatPolicy`]); the first proxy of
+    /// `path` when the REGISTER came through proxies.
     pub target: Peer,
+    /// The proxies the REGISTER came through (`Path`, RFC 3327), nearest to us first:
+    /// requests to the phone carry them as `Route` headers, in this order.
+    pub path: Vec<String>,
     /// The phone's Via did not name the address it sent from (RFC 3581).
     pub behind_nat: bool,
     /// The phone's User-Agent, if its REGISTER named one.
@@ -490,7 +494,10 @@ impl Registrar {
             return (response, Some(change));
         }
 
-        let behind_nat = nat::behind_nat(request, peer.addr);
+        // Through proxies (RFC 3327), the NAT in front of the phone is theirs to handle:
+        // requests go to the first proxy, which routes them on, and need no keep-alive.
+        let path = request.header_values("Path");
+        let behind_nat = path.is_empty() && nat::behind_nat(request, peer.addr);
         let call_id = request.call_id().unwrap_or_default();
         let mut changed = false;
         for (uri, echo, expires) in wanted {
@@ -498,12 +505,16 @@ impl Registrar {
                 self.bindings.remove_contact(&user, &uri);
                 continue;
             }
-            let target = nat::target(self.nat, &uri, peer, behind_nat);
+            let target = match path.first() {
+                Some(proxy) => nat::route_target(proxy, peer),
+                None => nat::target(self.nat, &uri, peer, behind_nat),
+            };
             let binding = Binding {
                 user: user.clone(),
                 contact: uri,
                 peer,
                 target,
+                path: path.clone(),
                 behind_nat,
                 user_agent: request.header("User-Agent"),
                 expires_at: now + Duration::from_secs(expires.min(MAX_EXPIRES)),
@@ -528,7 +539,13 @@ impl Registrar {
         } else {
             None
         };
-        let response = self.ok_with_current(request, &user, now);
+        let mut response = self.ok_with_current(request, &user, now);
+        if lists_option(request, "path") {
+            // The phone understands Path: tell it the route it was registered with.
+            for proxy in &path {
+                response = response.with_header("Path", proxy);
+            }
+        }
         (response, change)
     }
 
@@ -619,6 +636,17 @@ impl Registrar {
 }
 
 /// `*`, or `[name] <uri>;params` / `uri;params` with the expires param taken out.
+/// Whether `request`'s `Supported` or `Require` lists the option tag `tag`.
+fn lists_option(request: &Request, tag: &str) -> bool {
+    ["Supported", "Require"].iter().any(|h| {
+        request
+            .header_values(h)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(tag))
+    })
+}
+
 fn parse_contact(value: &str) -> Option<ContactSpec> {
     if value.trim() == "*" {
         return Some(ContactSpec::Star);

@@ -99,3 +99,23 @@ fn uri_addresses() {
     assert_eq!(uri_addr("sip:1001@host.example:5060"), None);
     assert_eq!(uri_addr(""), None);
 }
+
+#[test]
+fn a_route_goes_to_its_first_proxy_when_it_names_an_address() {
+    let source = Peer::udp(addr("10.0.0.5:5060"));
+    assert_eq!(
+        route_target("<sip:10.0.0.9:5070;lr>", source),
+        Peer::udp(addr("10.0.0.9:5070"))
+    );
+    assert_eq!(
+        route_target("sip:10.0.0.9;lr", source),
+        Peer::udp(addr("10.0.0.9:5060"))
+    );
+    assert_eq!(route_target("<sip:proxy.example;lr>", source), source);
+    assert_eq!(
+        route_target("<sip:10.0.0.9:5070;transport=tcp;lr>", source),
+        source
+    );
+    let tcp = Peer::tcp(addr("10.0.0.5:40000"));
+    assert_eq!(route_target("<sip:10.0.0.9:5070;lr>", tcp), tcp);
+}

@@ -1085,3 +1085,75 @@ fn contacts_per_user_are_bounded_and_the_soonest_expiring_goes_first() {
         "the three expiring soonest were evicted"
     );
 }
+
+#[test]
+fn a_register_through_proxies_is_reached_through_them() {
+    let t0 = Instant::now();
+    let mut reg = registrar(11).with_nat(NatPolicy::Auto, Some(Duration::from_secs(25)));
+    // An edge proxy (10.0.0.5:5070) in front of a phone behind a home router; a second
+    // proxy beyond it. The REGISTER arrives from the nearest one.
+    let proxy = Peer::udp("10.0.0.5:5070".parse().expect("literal"));
+    let lines = [
+        contact("alice"),
+        "Expires: 600".to_string(),
+        "Supported: outbound, path".to_string(),
+        "Path: <sip:10.0.0.5:5070;lr>".to_string(),
+        "Path: <sip:edge.example.net;lr;ob>".to_string(),
+    ];
+    let (resp, _) = full_exchange_from(
+        &mut reg,
+        t0,
+        "alice",
+        "wonderland",
+        Algorithm::Md5,
+        &lines,
+        proxy,
+    );
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.header_values("Path"),
+        ["<sip:10.0.0.5:5070;lr>", "<sip:edge.example.net;lr;ob>"],
+        "a phone that supports Path is told its route (RFC 3327 §5.3)"
+    );
+    let alice = reg.lookup("alice", t0).expect("bound").clone();
+    assert_eq!(
+        alice.path,
+        ["<sip:10.0.0.5:5070;lr>", "<sip:edge.example.net;lr;ob>"]
+    );
+    assert_eq!(alice.target, proxy, "requests go to the first proxy");
+    assert!(!alice.behind_nat, "the proxies handle the NAT");
+    assert_eq!(
+        reg.poll_timeout(),
+        Some(t0 + Duration::from_secs(600)),
+        "no keep-alive through proxies: only the expiry is due"
+    );
+
+    // A phone that does not list `path` gets no Path back; the route is kept all the same.
+    // A first proxy named by host (no resolver here) is reached where the REGISTER came from.
+    let lines = [
+        contact("bob"),
+        "Expires: 600".to_string(),
+        "Path: <sip:proxy.example.net;lr>".to_string(),
+    ];
+    let (resp, _) = full_exchange_from(
+        &mut reg,
+        t0,
+        "bob",
+        "builder",
+        Algorithm::Md5,
+        &lines,
+        proxy,
+    );
+    assert_eq!(resp.status(), 200);
+    assert!(resp.header_values("Path").is_empty());
+    let bob = reg.lookup("bob", t0).expect("bound").clone();
+    assert_eq!(bob.path, ["<sip:proxy.example.net;lr>"]);
+    assert_eq!(bob.target, proxy);
+
+    // Re-registered directly, the route is gone.
+    let lines = [contact("bob"), "Expires: 600".to_string()];
+    full_exchange(&mut reg, t0, "bob", "builder", Algorithm::Md5, &lines);
+    let bob = reg.lookup("bob", t0).expect("bound");
+    assert!(bob.path.is_empty());
+    assert_eq!(bob.target, udp());
+}
