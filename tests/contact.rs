@@ -232,8 +232,8 @@ async fn an_agent_registered_through_a_proxy_is_called_through_it() {
     assert_eq!(header_lines(&ack, "Route"), route, "{ack}");
 }
 
-/// Agent 1001 on two phones; a patient presses 1 and both ring. `first` refuses with
-/// `status`; returns what reached the other phone within 2 s after: its CANCEL, if any.
+/// Agent 1001 on two phones; a patient presses 1 and both ring. The desk phone refuses
+/// with `status`; returns what reached the softphone within 2 s after: its CANCEL, if any.
 async fn one_of_two_phones_refuses(rtp_base: u16, status: &str) -> Option<String> {
     let server = start(rtp_base).await;
     let desk = UdpSocket::bind("127.0.0.1:0").await.expect("socket");

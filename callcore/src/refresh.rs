@@ -23,7 +23,7 @@ use crate::call::{Call, Side};
 use crate::control::{ClientTx, Core, Due};
 use crate::io::{Leg, MediaCommand, Output};
 use crate::patient::media_codec;
-use crate::session_timer::{MIN_SE, Refresher, SessionExpires, SessionTimer, lists_timer};
+use crate::session_timer::{MIN_SE, Refresher, SessionExpires, SessionTimer};
 
 /// The methods we take, as `Allow` says.
 pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -84,7 +84,7 @@ pub(crate) fn negotiate_as_uas(request: &Request) -> Result<Option<Negotiated>, 
     if asked.seconds < MIN_SE {
         return Err(());
     }
-    let supported = lists_timer(&request.header_values("Supported"));
+    let supported = request.lists_option("Supported", "timer");
     // The phone refreshes whenever it can: it asked (uac) or left it to us (§9).
     let refresher = match (supported, asked.refresher) {
         (false, _) => Refresher::Uas,

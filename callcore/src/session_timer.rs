@@ -68,14 +68,6 @@ impl SessionExpires {
     }
 }
 
-/// Whether a `Supported` or `Require` header list names `timer`.
-pub fn lists_timer(values: &[String]) -> bool {
-    values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("timer"))
-}
-
 /// One leg's running session timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionTimer {
@@ -124,8 +116,6 @@ mod tests {
         let bare = SessionExpires::parse(" 90 ").expect("parse");
         assert_eq!((bare.seconds, bare.refresher), (90, None));
         assert_eq!(SessionExpires::parse("soon"), None);
-        assert!(lists_timer(&["100rel, Timer".to_owned()]));
-        assert!(!lists_timer(&["100rel".to_owned()]));
     }
 
     #[test]

@@ -79,10 +79,8 @@ pub fn route_target(proxy: &str, source: Peer) -> Peer {
     if source.transport != Transport::Udp {
         return source;
     }
-    let uri = proxy.trim();
-    let uri = match (uri.find('<'), uri.find('>')) {
-        (Some(open), Some(close)) if open < close => uri.get(open + 1..close).unwrap_or(uri),
-        _ => uri,
+    let Some(uri) = crate::message::name_addr(proxy).map(|n| n.uri) else {
+        return source;
     };
     match uri_addr(uri) {
         Some(addr) if uri_transport(uri) == Transport::Udp => Peer::udp(addr),

@@ -540,7 +540,7 @@ impl Registrar {
             None
         };
         let mut response = self.ok_with_current(request, &user, now);
-        if lists_option(request, "path") {
+        if request.lists_option("Supported", "path") || request.lists_option("Require", "path") {
             // The phone understands Path: tell it the route it was registered with.
             for proxy in &path {
                 response = response.with_header("Path", proxy);
@@ -636,17 +636,6 @@ impl Registrar {
 }
 
 /// `*`, or `[name] <uri>;params` / `uri;params` with the expires param taken out.
-/// Whether `request`'s `Supported` or `Require` lists the option tag `tag`.
-fn lists_option(request: &Request, tag: &str) -> bool {
-    ["Supported", "Require"].iter().any(|h| {
-        request
-            .header_values(h)
-            .iter()
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(tag))
-    })
-}
-
 fn parse_contact(value: &str) -> Option<ContactSpec> {
     if value.trim() == "*" {
         return Some(ContactSpec::Star);

@@ -296,6 +296,16 @@ macro_rules! common_accessors {
                 self.headers.first(name).map(str::to_string)
             }
 
+            /// Whether the option-tag header `name` (`Supported`, `Require`, …) lists
+            /// `tag`, in any letter case.
+            pub fn lists_option(&self, name: &str, tag: &str) -> bool {
+                self.headers
+                    .values(name)
+                    .into_iter()
+                    .flat_map(|v| v.split(','))
+                    .any(|t| t.trim().eq_ignore_ascii_case(tag))
+            }
+
             /// Every value of a header, in order (list headers split at commas).
             pub fn header_values(&self, name: &str) -> Vec<String> {
                 if header::same_name("Content-Length", name) {

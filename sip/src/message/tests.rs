@@ -575,3 +575,27 @@ fn builder_sanitizes_injection() {
     assert_eq!(r.header_values("Via").len(), 0);
     assert_round_trip(&SipMessage::Request(r));
 }
+
+#[test]
+fn option_tags_are_found_in_lists_in_any_case() {
+    let r = req(&crlf(
+        "REGISTER sip:clinic.example SIP/2.0\n\
+         Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKopt\n\
+         From: <sip:1001@clinic.example>;tag=a\nTo: <sip:1001@clinic.example>\n\
+         Call-ID: opt\nCSeq: 1 REGISTER\n\
+         Supported: 100rel, Timer\nSupported: outbound\nRequire: path\n\
+         Content-Length: 0\n\n",
+    ));
+    assert!(r.lists_option("Supported", "timer"));
+    assert!(r.lists_option("supported", "OUTBOUND"));
+    assert!(
+        !r.lists_option("Supported", "path"),
+        "only the header asked"
+    );
+    assert!(r.lists_option("Require", "path"));
+    assert!(!r.lists_option("Require", "100rel"));
+    assert!(
+        !r.lists_option("Unsupported", "timer"),
+        "an absent header lists nothing"
+    );
+}
