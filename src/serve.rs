@@ -43,6 +43,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 name: q.name.clone(),
                 priority: q.priority,
                 ring_timeout: q.ring_timeout(),
+                wrap_up: std::time::Duration::from_millis(q.wrap_up_ms),
             })
             .collect(),
         config
@@ -51,6 +52,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .map(|a| acd::AgentConfig {
                 id: a.id.clone(),
                 queues: a.queues.clone(),
+                max_missed_rings: a.max_missed_rings,
             })
             .collect(),
     )

@@ -12,16 +12,9 @@ const INPUTS: u64 = 200_000;
 
 /// An ACD of [`AGENTS`] agents in one queue, every one online and ready at `t0`.
 fn online_acd(t0: Instant) -> Acd {
-    let queue = QueueConfig {
-        name: "q".to_owned(),
-        priority: 0,
-        ring_timeout: Duration::from_secs(15),
-    };
+    let queue = QueueConfig::from_rings("q", 0, 3, 5000);
     let agents = (0..AGENTS)
-        .map(|i| AgentConfig {
-            id: format!("a{i}"),
-            queues: vec!["q".to_owned()],
-        })
+        .map(|i| AgentConfig::new(format!("a{i}"), &["q"]))
         .collect();
     let mut acd = Acd::new(vec![queue], agents).expect("acd");
     for i in 0..AGENTS {

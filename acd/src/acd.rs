@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey, ReadyKey};
 use crate::error::Error;
+use crate::journal::{EndedBy, Entry, Logged, OfferEnd};
 use crate::queue::{CallerView, Queue, QueueConfig};
 use crate::timer::{Timer, Timers};
 use crate::{AgentId, CallId};
@@ -53,6 +54,15 @@ pub enum AcdEvent {
         /// How long the caller waited from `enqueue` to the answer.
         waited: Duration,
     },
+    /// The agent's state changed (an input, a ring-out, a wrap-up ending): tell the desks.
+    AgentState {
+        /// The agent.
+        agent: AgentId,
+        /// Its state now.
+        state: AgentState,
+        /// Why it is not ready (`None` in any other state).
+        reason: Option<String>,
+    },
 }
 
 /// The automatic call distributor (sans-IO: no clock, no sockets).
@@ -74,6 +84,7 @@ pub struct Acd {
     calls: HashMap<CallId, usize>,
     timers: Timers,
     events: VecDeque<AcdEvent>,
+    journal: VecDeque<Entry>,
     /// The latest `now` seen; earlier `now`s are treated as this one.
     clock: Option<Instant>,
     /// Orders things that happen at the same instant.
@@ -111,7 +122,7 @@ impl Acd {
                 }
             }
             agent_index.insert(config.id.clone(), built_agents.len());
-            built_agents.push(Agent::new(config.id, served));
+            built_agents.push(Agent::new(config.id, served, config.max_missed_rings));
         }
         Ok(Acd {
             queues: built_queues,
@@ -125,12 +136,14 @@ impl Acd {
             calls: HashMap::new(),
             timers: Timers::default(),
             events: VecDeque::new(),
+            journal: VecDeque::new(),
             clock: None,
             seq: 0,
         })
     }
 
-    /// Registration up or down. Coming online makes the agent Ready; a re-registration while
+    /// Registration up or down. Coming online makes the agent Ready (misses in a row
+    /// forgotten); a re-registration while
     /// online changes nothing. Going offline while ringing rings the offer out at once
     /// (RingOut, miss counted, next agent offered); while talking the call goes on and the
     /// agent is Offline once it ends.
@@ -146,13 +159,16 @@ impl Acd {
             ag.online = true;
             ag.ready_requested = true;
             ag.reason = None;
+            ag.consecutive_misses = 0;
             if ag.activity == Activity::Idle {
                 ag.idle = Some(idle);
             }
         } else {
             self.agent_mut(a).online = false;
-            if let Activity::Ringing { call, .. } = self.agents[a].activity {
-                self.ring_out(now, call, a);
+            match self.agents[a].activity {
+                Activity::Ringing { call, .. } => self.ring_out(now, call, a, OfferEnd::LoggedOut),
+                Activity::WrapUp { .. } => self.end_wrap_up(now, a),
+                Activity::Idle | Activity::Talking { .. } => {}
             }
         }
         self.dispatch(now);
@@ -160,7 +176,9 @@ impl Acd {
     }
 
     /// The desk switches Ready / NotReady (`reason` is kept for the view while not ready).
-    /// While ringing or talking the change takes effect when the offer or call ends.
+    /// While ringing or talking the change takes effect when the offer or call ends. During
+    /// wrap-up either ends it at once: Ready ends after-call work early, NotReady goes on a
+    /// break. Ready also clears the count of misses in a row (after a `missed` pause too).
     /// Returns the agent's state afterwards.
     pub fn set_ready(
         &mut self,
@@ -178,19 +196,69 @@ impl Acd {
             let idle = self.next_idle_key(now);
             let ag = self.agent_mut(a);
             ag.reason = None;
+            ag.consecutive_misses = 0;
             if !ag.ready_requested {
                 ag.ready_requested = true;
                 if ag.activity == Activity::Idle {
                     ag.idle = Some(idle);
                 }
             }
-            self.dispatch(now);
         } else {
             let ag = self.agent_mut(a);
             ag.ready_requested = false;
             ag.reason = reason.map(str::to_string);
         }
+        if matches!(self.agents[a].activity, Activity::WrapUp { .. }) {
+            self.end_wrap_up(now, a);
+        }
+        self.dispatch(now);
         Ok(self.agents[a].state())
+    }
+
+    /// The agent needs more after-call work: its wrap-up ends `by` later than it would have.
+    /// Returns when it ends now. `NotInWrapUp` if the agent is not in wrap-up.
+    pub fn extend_wrap_up(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        by: Duration,
+    ) -> Result<Instant, Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        let Activity::WrapUp { call, until } = self.agents[a].activity else {
+            return Err(Error::NotInWrapUp(agent.to_string()));
+        };
+        let until = until.max(now).checked_add(by).unwrap_or(until);
+        self.agent_mut(a).activity = Activity::WrapUp { call, until };
+        self.timers.set(Timer::WrapUpEnd(a), until);
+        self.dispatch(now);
+        Ok(until)
+    }
+
+    /// The agent's phone put the connected `call` on hold (`held`) or took it off. Only the
+    /// state changes (`on_hold`); the call, its talk time and the agent's place are unchanged.
+    pub fn hold(&mut self, now: Instant, call: CallId, held: bool) -> Result<(), Error> {
+        let now = self.tick(now);
+        let a = self.talking_agent(call).ok_or(Error::NotConnected(call))?;
+        if let Activity::Talking {
+            call,
+            queue,
+            since,
+            waited,
+            held: was,
+        } = self.agents[a].activity
+            && was != held
+        {
+            self.agent_mut(a).activity = Activity::Talking {
+                call,
+                queue,
+                since,
+                waited,
+                held,
+            };
+        }
+        self.dispatch(now);
+        Ok(())
     }
 
     /// A caller starts waiting in `queue` (the wait clock starts now) and is offered at once
@@ -207,6 +275,9 @@ impl Acd {
         let seq = self.next_seq();
         self.queues[q].push(call, now, seq);
         self.calls.insert(call, q);
+        let position = self.queues[q].callers().len();
+        let queue = self.queues[q].config.name.clone();
+        self.log(now, Some(call), Logged::Enqueued { queue, position });
         self.dispatch(now);
         Ok(())
     }
@@ -220,14 +291,37 @@ impl Acd {
         let Some(q) = self.calls.remove(&call) else {
             return;
         };
-        let Some(caller) = self.queues[q].remove(call) else {
+        let Some((caller, position)) = self.queues[q].remove(call) else {
             return;
         };
+        let queue = self.queues[q].config.name.clone();
         if let Some(a) = caller.offered_to {
             self.timers.cancel(Timer::RingOut(call));
+            let rang = self.rang(now, a);
             self.agent_mut(a).activity = Activity::Idle;
-            self.dispatch(now);
+            let agent = self.agents[a].id.clone();
+            self.log(
+                now,
+                Some(call),
+                Logged::OfferEnded {
+                    agent,
+                    queue: queue.clone(),
+                    rang_ms: ms(rang),
+                    why: OfferEnd::CallerHungUp,
+                },
+            );
         }
+        let waited = now.saturating_duration_since(caller.enqueued_at);
+        self.log(
+            now,
+            Some(call),
+            Logged::Abandoned {
+                queue,
+                position,
+                waited_ms: ms(waited),
+            },
+        );
+        self.dispatch(now);
     }
 
     /// The agent's phone answered (200 OK): the caller is connected. An answer for an offer
@@ -237,19 +331,45 @@ impl Acd {
         let now = self.tick(now);
         let a = self.offered_agent(call, agent)?;
         self.timers.cancel(Timer::RingOut(call));
-        let enqueued_at = self
-            .calls
-            .remove(&call)
-            .and_then(|q| self.queues[q].remove(call))
-            .map_or(now, |caller| caller.enqueued_at);
+        let rang = self.rang(now, a);
+        let (q, enqueued_at) = match self.calls.remove(&call) {
+            Some(q) => (
+                q,
+                self.queues[q]
+                    .remove(call)
+                    .map_or(now, |(caller, _)| caller.enqueued_at),
+            ),
+            None => (0, now),
+        };
         let waited = now.saturating_duration_since(enqueued_at);
-        self.agent_mut(a).activity = Activity::Talking { call, waited };
+        let ag = self.agent_mut(a);
+        ag.activity = Activity::Talking {
+            call,
+            queue: q,
+            since: now,
+            waited,
+            held: false,
+        };
+        ag.consecutive_misses = 0;
         self.talking.insert(call, a);
+        let queue = self.queues.get(q).map(|q| q.config.clone());
+        self.log(
+            now,
+            Some(call),
+            Logged::Connected {
+                agent: agent.to_string(),
+                queue: queue.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+                waited_ms: ms(waited),
+                rang_ms: ms(rang),
+                ring_timeout_ms: queue.map_or(0, |q| ms(q.ring_timeout)),
+            },
+        );
         self.events.push_back(AcdEvent::Connected {
             call,
             agent: agent.to_string(),
             waited,
         });
+        self.dispatch(now);
         Ok(())
     }
 
@@ -265,31 +385,47 @@ impl Acd {
             Activity::Ringing { until, .. } => until,
             _ => now,
         };
-        self.release_offer(call);
-        let idle = self.next_idle_key(now);
-        let ag = self.agent_mut(a);
-        ag.miss(idle);
+        self.end_offer(now, call, a, OfferEnd::Declined);
         if until > now {
-            ag.paused_until = Some(until);
+            self.agent_mut(a).paused_until = Some(until);
             self.timers.set(Timer::DeclinePause(a), until);
         }
         self.dispatch(now);
         Ok(())
     }
 
-    /// The agent's call ended (either side hung up): the agent is free, idle since now, and
-    /// the next caller is offered.
-    pub fn call_ended(&mut self, now: Instant, agent: &str) -> Result<(), Error> {
+    /// The agent's call ended (`by` whom): the agent goes into its queue's wrap-up (none
+    /// configured, or logged out meanwhile: free at once, idle since now) and the next
+    /// caller is offered.
+    pub fn call_ended(&mut self, now: Instant, agent: &str, by: EndedBy) -> Result<(), Error> {
         let now = self.tick(now);
         let a = self.agent_idx(agent)?;
-        let Activity::Talking { call, .. } = self.agents[a].activity else {
+        let Activity::Talking {
+            call, queue, since, ..
+        } = self.agents[a].activity
+        else {
             return Err(Error::NotTalking(agent.to_string()));
         };
         self.talking.remove(&call);
-        let idle = self.next_idle_key(now);
-        let ag = self.agent_mut(a);
-        ag.activity = Activity::Idle;
-        ag.idle = Some(idle);
+        let config = self.queues.get(queue).map(|q| q.config.clone());
+        self.log(
+            now,
+            Some(call),
+            Logged::Completed {
+                agent: agent.to_string(),
+                queue: config.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+                talked_ms: ms(now.saturating_duration_since(since)),
+                by,
+            },
+        );
+        let wrap_up = config.map_or(Duration::ZERO, |q| q.wrap_up);
+        match now.checked_add(wrap_up) {
+            Some(until) if !wrap_up.is_zero() && self.agents[a].online => {
+                self.agent_mut(a).activity = Activity::WrapUp { call, until };
+                self.timers.set(Timer::WrapUpEnd(a), until);
+            }
+            _ => self.free(now, a),
+        }
         self.dispatch(now);
         Ok(())
     }
@@ -309,12 +445,20 @@ impl Acd {
                         .and_then(|&q| self.queues[q].get(call))
                         .and_then(|caller| caller.offered_to);
                     if let Some(a) = offered {
-                        self.ring_out(now, call, a);
+                        self.ring_out(now, call, a, OfferEnd::RangOut);
                     }
                 }
                 Timer::DeclinePause(a) => {
                     if a < self.agents.len() {
                         self.agent_mut(a).paused_until = None;
+                    }
+                }
+                Timer::WrapUpEnd(a) => {
+                    if matches!(
+                        self.agents.get(a).map(|ag| ag.activity),
+                        Some(Activity::WrapUp { .. })
+                    ) {
+                        self.end_wrap_up(now, a);
                     }
                 }
             }
@@ -328,6 +472,12 @@ impl Acd {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<AcdEvent> {
         self.events.pop_front()
+    }
+
+    /// The next entry of the event log, oldest first (drain it after every input).
+    #[must_use]
+    pub fn poll_log(&mut self) -> Option<Entry> {
+        self.journal.pop_front()
     }
 
     /// When `handle_timeout` must next be called.
@@ -385,6 +535,32 @@ impl Acd {
     }
 
     // ---- internals ----
+
+    fn log(&mut self, at: Instant, call: Option<CallId>, event: Logged) {
+        self.journal.push_back(Entry { at, call, event });
+    }
+
+    /// How long agent `a`'s phone has rung (zero when it is not ringing).
+    fn rang(&self, now: Instant, a: usize) -> Duration {
+        match self.agents[a].activity {
+            Activity::Ringing { since, .. } => now.saturating_duration_since(since),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Agent `a`'s phone is free from now: idle since now.
+    fn free(&mut self, now: Instant, a: usize) {
+        let idle = self.next_idle_key(now);
+        let ag = self.agent_mut(a);
+        ag.activity = Activity::Idle;
+        ag.idle = Some(idle);
+    }
+
+    /// Ends agent `a`'s after-call work now.
+    fn end_wrap_up(&mut self, now: Instant, a: usize) {
+        self.timers.cancel(Timer::WrapUpEnd(a));
+        self.free(now, a);
+    }
 
     /// Moves the clock forward to `now` (time going backwards is ignored) and returns it.
     fn tick(&mut self, now: Instant) -> Instant {
@@ -447,13 +623,36 @@ impl Acd {
         }
     }
 
-    /// Ends agent `a`'s unanswered offer of `call`: RingOut event, miss, most recently idle.
-    fn ring_out(&mut self, now: Instant, call: CallId, a: usize) {
+    /// Ends agent `a`'s unanswered offer of `call` (`why`): logged, miss counted (perhaps
+    /// making the agent not ready), most recently idle.
+    fn end_offer(&mut self, now: Instant, call: CallId, a: usize, why: OfferEnd) {
+        let rang = self.rang(now, a);
+        let queue = self
+            .calls
+            .get(&call)
+            .map(|&q| self.queues[q].config.name.clone())
+            .unwrap_or_default();
         self.release_offer(call);
         let idle = self.next_idle_key(now);
         let ag = self.agent_mut(a);
         ag.miss(idle);
         let agent = ag.id.clone();
+        self.log(
+            now,
+            Some(call),
+            Logged::OfferEnded {
+                agent,
+                queue,
+                rang_ms: ms(rang),
+                why,
+            },
+        );
+    }
+
+    /// Ends agent `a`'s unanswered offer of `call` and tells call control to cancel it.
+    fn ring_out(&mut self, now: Instant, call: CallId, a: usize, why: OfferEnd) {
+        self.end_offer(now, call, a, why);
+        let agent = self.agents[a].id.clone();
         self.events.push_back(AcdEvent::RingOut { call, agent });
     }
 
@@ -464,16 +663,21 @@ impl Acd {
         &mut self.agents[a]
     }
 
-    /// Brings `ready` up to date with the agents changed since the last time.
-    fn sync_ready(&mut self) {
-        for a in std::mem::take(&mut self.touched) {
+    /// Brings `ready` up to date with the agents changed since the last time, and logs
+    /// (and tells call control) every state that changed.
+    fn sync_ready(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for a in touched {
             if let Some(old) = self.ready_key.get_mut(a).and_then(Option::take) {
                 self.ready.remove(&(old, a));
             }
-            let Some(agent) = self.agents.get(a) else {
+            let Some(agent) = self.agents.get_mut(a) else {
                 continue;
             };
-            if agent.state() == AgentState::Ready {
+            let state = agent.state();
+            if state == AgentState::Ready {
                 // Never idle yet sorts after every agent that was.
                 let key = (agent.idle.is_none(), agent.idle);
                 self.ready.insert((key, a));
@@ -481,13 +685,35 @@ impl Acd {
                     *slot = Some(key);
                 }
             }
+            let shown = (state, agent.shown_reason());
+            if agent.logged != shown {
+                agent.logged = shown.clone();
+                agent.state_since = Some(now);
+                let call = agent.current_call();
+                let (state, reason) = shown;
+                let id = agent.id.clone();
+                self.log(
+                    now,
+                    call,
+                    Logged::AgentState {
+                        agent: id.clone(),
+                        state,
+                        reason: reason.clone(),
+                    },
+                );
+                self.events.push_back(AcdEvent::AgentState {
+                    agent: id,
+                    state,
+                    reason,
+                });
+            }
         }
     }
 
     /// Offers waiting callers to free agents, longest-idle agent first. Walks only
     /// the ready agents, and nothing at all when no caller waits unoffered.
     fn dispatch(&mut self, now: Instant) {
-        self.sync_ready();
+        self.sync_ready(now);
         if self.queues.iter().all(|q| q.next_unoffered().is_none()) {
             return;
         }
@@ -506,7 +732,7 @@ impl Acd {
         }
         self.ready = ready;
         // Offers made agents ringing: take them out of `ready` now.
-        self.sync_ready();
+        self.sync_ready(now);
     }
 
     /// The best unoffered caller among agent `a`'s queues: highest priority, then oldest.
@@ -539,14 +765,35 @@ impl Acd {
         caller.offered_to = Some(a);
         let waited = now.saturating_duration_since(caller.enqueued_at);
         let until = now.checked_add(ring_timeout).unwrap_or(now);
-        self.agent_mut(a).activity = Activity::Ringing { call, until };
+        self.agent_mut(a).activity = Activity::Ringing {
+            call,
+            queue: q,
+            since: now,
+            until,
+        };
         self.timers.set(Timer::RingOut(call), until);
+        let agent = self.agents[a].id.clone();
+        self.log(
+            now,
+            Some(call),
+            Logged::Offered {
+                agent: agent.clone(),
+                queue: queue_name.clone(),
+                waited_ms: ms(waited),
+                ring_timeout_ms: ms(ring_timeout),
+            },
+        );
         self.events.push_back(AcdEvent::Offer {
             call,
-            agent: self.agents[a].id.clone(),
+            agent,
             queue: queue_name,
             waited,
             ring_timeout,
         });
     }
+}
+
+/// A duration in whole milliseconds (saturating), as the event log keeps it.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

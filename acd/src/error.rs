@@ -38,4 +38,10 @@ pub enum Error {
     /// The agent has no connected call to end.
     #[error("agent {0:?} is not in a call")]
     NotTalking(String),
+    /// No agent is connected to that call (it is waiting, ended or unknown).
+    #[error("call {0} is not connected to an agent")]
+    NotConnected(CallId),
+    /// Only after-call work can be extended.
+    #[error("agent {0:?} is not in wrap-up")]
+    NotInWrapUp(String),
 }

@@ -13,6 +13,9 @@ pub struct QueueConfig {
     pub priority: i32,
     /// How long an offer rings before it rings out (`answer_within_rings × ring_cycle_ms`).
     pub ring_timeout: Duration,
+    /// After-call work once a call of this queue ends: the agent is offered nothing, from
+    /// any queue, for this long (zero: free at once).
+    pub wrap_up: Duration,
 }
 
 impl QueueConfig {
@@ -28,7 +31,15 @@ impl QueueConfig {
             name: name.into(),
             priority,
             ring_timeout: Duration::from_millis(ms),
+            wrap_up: Duration::ZERO,
         }
+    }
+
+    /// The same queue with `wrap_up` of after-call work.
+    #[must_use]
+    pub fn with_wrap_up(mut self, wrap_up: Duration) -> Self {
+        self.wrap_up = wrap_up;
+        self
     }
 }
 
@@ -79,10 +90,10 @@ impl Queue {
         });
     }
 
-    /// Removes a caller, returning it if it was here.
-    pub(crate) fn remove(&mut self, call: CallId) -> Option<Caller> {
+    /// Removes a caller, returning it and its position (1: it was first) if it was here.
+    pub(crate) fn remove(&mut self, call: CallId) -> Option<(Caller, usize)> {
         let index = self.callers.iter().position(|c| c.call == call)?;
-        Some(self.callers.remove(index))
+        Some((self.callers.remove(index), index + 1))
     }
 
     pub(crate) fn get(&self, call: CallId) -> Option<&Caller> {
@@ -130,7 +141,7 @@ mod tests {
             c.offered_to = None;
         }
         assert_eq!(q.next_unoffered().map(|c| c.call), Some(1));
-        assert_eq!(q.remove(1).map(|c| c.call), Some(1));
+        assert_eq!(q.remove(1).map(|(c, at)| (c.call, at)), Some((1, 1)));
         assert_eq!(q.remove(1), None);
         assert_eq!(q.callers().len(), 1);
     }

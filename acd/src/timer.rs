@@ -11,6 +11,8 @@ pub(crate) enum Timer {
     RingOut(CallId),
     /// The agent (index) who declined an offer may be offered calls again.
     DeclinePause(usize),
+    /// The agent's (index) after-call work ends.
+    WrapUpEnd(usize),
 }
 
 /// Armed timers with their deadlines; a handful at most, so a vector is enough.

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Instant;
 
-use acd::{Acd, AcdEvent, AgentConfig, AgentState, Error, QueueConfig};
+use acd::{EndedBy, Acd, AcdEvent, AgentConfig, AgentState, Error, QueueConfig};
 use common::*;
 
 #[test]
@@ -15,7 +15,7 @@ fn longest_idle_agent_gets_the_offer() {
     acd.enqueue(t0 + secs(5), 1, "appointments").expect("queue");
     assert_eq!(drain(&mut acd), vec![offer(1, A, "appointments", secs(0))]);
     acd.answered(t0 + secs(7), 1, A).expect("offered");
-    acd.call_ended(t0 + secs(20), A).expect("talking");
+    acd.call_ended(t0 + secs(20), A, EndedBy::Agent).expect("talking");
     assert_eq!(drain(&mut acd), vec![connected(1, A, secs(2))]);
 
     // A just ended a call; B has been idle since t0+1 s, C since t0+2 s.
@@ -45,10 +45,10 @@ fn urgent_caller_enqueued_later_is_offered_first() {
     assert_eq!(drain(&mut acd), vec![], "the only agent is talking");
     assert_eq!(acd.waiting("urgent"), Ok(1));
 
-    acd.call_ended(t0 + secs(10), A).expect("talking");
+    acd.call_ended(t0 + secs(10), A, EndedBy::Agent).expect("talking");
     assert_eq!(drain(&mut acd), vec![offer(3, A, "urgent", secs(7))]);
     acd.answered(t0 + secs(11), 3, A).expect("offered");
-    acd.call_ended(t0 + secs(20), A).expect("talking");
+    acd.call_ended(t0 + secs(20), A, EndedBy::Agent).expect("talking");
     // Then first come, first served across the equal-priority queues.
     assert_eq!(
         drain(&mut acd),
@@ -58,7 +58,7 @@ fn urgent_caller_enqueued_later_is_offered_first() {
         ]
     );
     acd.answered(t0 + secs(21), 1, A).expect("offered");
-    acd.call_ended(t0 + secs(30), A).expect("talking");
+    acd.call_ended(t0 + secs(30), A, EndedBy::Agent).expect("talking");
     assert_eq!(
         drain(&mut acd),
         vec![
@@ -153,7 +153,11 @@ fn lone_agent_who_rang_out_is_offered_the_same_caller_again() {
 #[test]
 fn missed_rings_count_ring_outs_declines_and_offline_during_ring() {
     let t0 = Instant::now();
-    let mut acd = demo();
+    let mut agents = demo_agents();
+    for a in &mut agents {
+        a.max_missed_rings = 0;
+    }
+    let mut acd = Acd::new(demo_queues(), agents).expect("config");
     online_in_order(&mut acd, t0, &[A]);
     acd.enqueue(t0, 1, "appointments").expect("queue");
     acd.handle_timeout(t0 + secs(15)); // miss 1, offered again
@@ -167,6 +171,138 @@ fn missed_rings_count_ring_outs_declines_and_offline_during_ring() {
     assert_eq!(missed(&acd, A), 3, "answering does not reset or add misses");
     let events = drain(&mut acd);
     assert_eq!(events.last(), Some(&connected(1, A, secs(41))));
+}
+
+#[test]
+fn two_ring_outs_in_a_row_make_the_agent_not_ready_missed_until_the_desk_says_ready() {
+    let t0 = Instant::now();
+    let mut acd = demo();
+    online_in_order(&mut acd, t0, &[A, B]);
+    drain_all(&mut acd);
+    acd.enqueue(t0 + secs(2), 1, "appointments").expect("queue");
+    // A rings out, B rings out, A rings out again: A's second miss in a row.
+    acd.handle_timeout(t0 + secs(17));
+    acd.handle_timeout(t0 + secs(32));
+    assert_eq!(state(&acd, A), AgentState::Ringing, "one miss is not enough: offered again");
+    acd.handle_timeout(t0 + secs(47));
+    let view = acd.agent(A).expect("agent");
+    assert_eq!(view.state, AgentState::NotReady);
+    assert_eq!(view.not_ready_reason.as_deref(), Some(acd::MISSED));
+    assert_eq!(view.state_since, Some(t0 + secs(47)));
+    let events = drain_all(&mut acd);
+    assert!(
+        events.contains(&AcdEvent::AgentState {
+            agent: A.into(),
+            state: AgentState::NotReady,
+            reason: Some("missed".into()),
+        }),
+        "the desk is told at once: {events:?}"
+    );
+    // B is ringing (its first miss was followed by nothing); it answers, and its count resets.
+    assert_eq!(state(&acd, B), AgentState::Ringing);
+    acd.answered(t0 + secs(50), 1, B).expect("offered");
+    assert_eq!(acd.agent(B).expect("agent").consecutive_misses, 0);
+    // A stays away from the next caller until the desk says ready.
+    acd.enqueue(t0 + secs(60), 2, "appointments").expect("queue");
+    assert_eq!(state(&acd, A), AgentState::NotReady);
+    assert_eq!(acd.set_ready(t0 + secs(70), A, true, None), Ok(AgentState::Ringing));
+    assert_eq!(acd.agent(A).expect("agent").consecutive_misses, 0);
+    let kinds = log_kinds(&mut acd);
+    let ended = kinds.iter().filter(|(k, _)| *k == "offer_ended").count();
+    assert_eq!(ended, 3, "every ring-out is in the event log: {kinds:?}");
+}
+
+#[test]
+fn wrap_up_keeps_every_queue_away_until_it_ends_and_the_desk_can_end_or_extend_it() {
+    let t0 = Instant::now();
+    let queues = vec![
+        QueueConfig::from_rings("appointments", 0, 3, 5000).with_wrap_up(secs(30)),
+        QueueConfig::from_rings("enquiries", 0, 3, 5000),
+    ];
+    let agents = vec![AgentConfig::new(A, &["appointments", "enquiries"])];
+    let mut acd = Acd::new(queues, agents).expect("config");
+    acd.agent_online(t0, A, true).expect("agent");
+    acd.enqueue(t0 + secs(1), 1, "appointments").expect("queue");
+    acd.answered(t0 + secs(3), 1, A).expect("offered");
+    acd.hold(t0 + secs(10), 1, true).expect("connected");
+    assert_eq!(state(&acd, A), AgentState::OnHold);
+    acd.hold(t0 + secs(20), 1, false).expect("connected");
+    assert_eq!(state(&acd, A), AgentState::Talking);
+    acd.call_ended(t0 + secs(60), A, EndedBy::Caller).expect("talking");
+    assert_eq!(state(&acd, A), AgentState::WrapUp);
+    drain(&mut acd);
+    // A caller of the other queue waits: wrap-up is honoured across queues.
+    acd.enqueue(t0 + secs(61), 2, "enquiries").expect("queue");
+    assert_eq!(drain(&mut acd), vec![]);
+    assert_eq!(acd.poll_timeout(), Some(t0 + secs(90)));
+    acd.handle_timeout(t0 + secs(90) - ms(1));
+    assert_eq!(drain(&mut acd), vec![]);
+    acd.handle_timeout(t0 + secs(90));
+    assert_eq!(drain(&mut acd), vec![offer(2, A, "enquiries", secs(29))]);
+    // enquiries has no wrap-up: free at once after this call.
+    acd.answered(t0 + secs(91), 2, A).expect("offered");
+    acd.call_ended(t0 + secs(100), A, EndedBy::Agent).expect("talking");
+    assert_eq!(state(&acd, A), AgentState::Ready);
+    // Another appointments call: the desk extends the wrap-up, then ends it early.
+    acd.enqueue(t0 + secs(101), 3, "appointments").expect("queue");
+    acd.answered(t0 + secs(102), 3, A).expect("offered");
+    acd.call_ended(t0 + secs(110), A, EndedBy::Agent).expect("talking");
+    assert_eq!(
+        acd.extend_wrap_up(t0 + secs(111), A, secs(15)),
+        Ok(t0 + secs(155))
+    );
+    acd.enqueue(t0 + secs(112), 4, "enquiries").expect("queue");
+    acd.handle_timeout(t0 + secs(140));
+    assert_eq!(state(&acd, A), AgentState::WrapUp, "extended past its 30 s");
+    drain(&mut acd);
+    assert_eq!(acd.set_ready(t0 + secs(141), A, true, None), Ok(AgentState::Ringing));
+    assert_eq!(drain(&mut acd), vec![offer(4, A, "enquiries", secs(29))]);
+    assert_eq!(
+        acd.extend_wrap_up(t0 + secs(142), A, secs(15)),
+        Err(Error::NotInWrapUp(A.into()))
+    );
+    let states: Vec<AgentState> = std::iter::from_fn(|| acd.poll_log())
+        .filter_map(|e| match e.event {
+            acd::Logged::AgentState { state, .. } => Some(state),
+            _ => None,
+        })
+        .collect();
+    use AgentState::*;
+    // Free for no time at all between a wrap-up and the offer it lets through: logged as it was.
+    assert_eq!(
+        states,
+        vec![
+            Ready, Ringing, Talking, OnHold, Talking, WrapUp, Ready, Ringing, Talking, Ready,
+            Ringing, Talking, WrapUp, Ready, Ringing
+        ]
+    );
+}
+
+#[test]
+fn wrap_up_ends_into_not_ready_and_a_logout_ends_it() {
+    let t0 = Instant::now();
+    let queues = vec![QueueConfig::from_rings("appointments", 0, 3, 5000).with_wrap_up(secs(30))];
+    let agents = vec![AgentConfig::new(A, &["appointments"])];
+    let mut acd = Acd::new(queues, agents).expect("config");
+    acd.agent_online(t0, A, true).expect("agent");
+    for (call, start) in [(1u64, 0u64), (2, 100)] {
+        acd.enqueue(t0 + secs(start), call, "appointments").expect("queue");
+        acd.answered(t0 + secs(start + 1), call, A).expect("offered");
+        acd.call_ended(t0 + secs(start + 10), A, EndedBy::Agent).expect("talking");
+        assert_eq!(state(&acd, A), AgentState::WrapUp);
+        if call == 1 {
+            assert_eq!(
+                acd.set_ready(t0 + secs(start + 12), A, false, Some("meal")),
+                Ok(AgentState::NotReady)
+            );
+            assert_eq!(acd.agent(A).expect("agent").not_ready_reason.as_deref(), Some("meal"));
+            acd.set_ready(t0 + secs(start + 20), A, true, None).expect("online");
+        } else {
+            acd.agent_online(t0 + secs(start + 12), A, false).expect("agent");
+            assert_eq!(state(&acd, A), AgentState::LoggedOut);
+        }
+    }
+    assert_eq!(acd.poll_timeout(), None, "no wrap-up timer left behind");
 }
 
 #[test]
@@ -270,7 +406,7 @@ fn agent_going_offline_during_ring_rings_out_and_next_agent_is_offered() {
             offer(1, B, "urgent", secs(4)),
         ]
     );
-    assert_eq!(state(&acd, A), AgentState::Offline);
+    assert_eq!(state(&acd, A), AgentState::LoggedOut);
     assert_eq!(missed(&acd, A), 1);
     // B rings out too: the offline agent is not tried, B rings again.
     acd.handle_timeout(t0 + secs(24));
@@ -294,8 +430,8 @@ fn agent_going_offline_while_talking_keeps_the_call_and_is_offline_after() {
     acd.agent_online(t0 + secs(2), A, false).expect("agent");
     assert_eq!(state(&acd, A), AgentState::Talking);
     acd.enqueue(t0 + secs(3), 2, "urgent").expect("queue");
-    acd.call_ended(t0 + secs(9), A).expect("talking");
-    assert_eq!(state(&acd, A), AgentState::Offline);
+    acd.call_ended(t0 + secs(9), A, EndedBy::Agent).expect("talking");
+    assert_eq!(state(&acd, A), AgentState::LoggedOut);
     assert_eq!(
         drain(&mut acd),
         vec![offer(1, A, "urgent", secs(0)), connected(1, A, secs(1))],
@@ -353,7 +489,7 @@ fn not_ready_while_ringing_or_talking_takes_effect_after() {
         "the ring goes on"
     );
     acd.answered(t0 + secs(2), 1, A).expect("offered");
-    acd.call_ended(t0 + secs(30), A).expect("talking");
+    acd.call_ended(t0 + secs(30), A, EndedBy::Agent).expect("talking");
     assert_eq!(state(&acd, A), AgentState::NotReady);
     assert_eq!(
         drain(&mut acd),
@@ -385,7 +521,7 @@ fn not_ready_while_ringing_or_talking_takes_effect_after() {
         acd.set_ready(t0 + secs(63), A, true, None),
         Ok(AgentState::Talking)
     );
-    acd.call_ended(t0 + secs(70), A).expect("talking");
+    acd.call_ended(t0 + secs(70), A, EndedBy::Agent).expect("talking");
     assert_eq!(state(&acd, A), AgentState::Ready);
     assert_eq!(
         acd.agent(A).expect("agent").ready_since,
@@ -401,7 +537,7 @@ fn two_callers_one_agent_first_come_first_served() {
     acd.enqueue(t0 + ms(1), 3, "enquiries").expect("queue");
     online_in_order(&mut acd, t0 + secs(4), &[A]);
     acd.answered(t0 + secs(5), 7, A).expect("offered");
-    acd.call_ended(t0 + secs(50), A).expect("talking");
+    acd.call_ended(t0 + secs(50), A, EndedBy::Agent).expect("talking");
     acd.answered(t0 + secs(51), 3, A).expect("offered");
     assert_eq!(
         drain(&mut acd),
@@ -418,14 +554,8 @@ fn two_callers_one_agent_first_come_first_served() {
 fn agent_serves_only_its_queues() {
     let t0 = Instant::now();
     let agents = vec![
-        AgentConfig {
-            id: A.into(),
-            queues: vec!["appointments".into()],
-        },
-        AgentConfig {
-            id: B.into(),
-            queues: vec!["urgent".into(), "enquiries".into()],
-        },
+        AgentConfig::new(A, &["appointments"]),
+        AgentConfig::new(B, &["urgent", "enquiries"]),
     ];
     let mut acd = Acd::new(demo_queues(), agents).expect("valid config");
     online_in_order(&mut acd, t0, &[A]);
@@ -470,7 +600,7 @@ fn unknown_names_and_wrong_inputs_are_errors_not_panics() {
         Err(Error::UnknownAgent("9999".into()))
     );
     assert_eq!(
-        acd.call_ended(t0, "9999"),
+        acd.call_ended(t0, "9999", EndedBy::Agent),
         Err(Error::UnknownAgent("9999".into()))
     );
     assert_eq!(
@@ -498,7 +628,7 @@ fn unknown_names_and_wrong_inputs_are_errors_not_panics() {
         acd.declined(t0, 2, A),
         Err(Error::NotOffered { call: 2, .. })
     ));
-    assert_eq!(acd.call_ended(t0, A), Err(Error::NotTalking(A.into())));
+    assert_eq!(acd.call_ended(t0, A, EndedBy::Agent), Err(Error::NotTalking(A.into())));
     // A 200 OK racing the ring-out is refused; call control hangs that leg up.
     // (The clock is at t0+1 s since B came online then: A rings out at t0+16 s.)
     acd.handle_timeout(t0 + secs(16));
@@ -509,10 +639,7 @@ fn unknown_names_and_wrong_inputs_are_errors_not_panics() {
     acd.answered(t0 + secs(17), 1, B).expect("offered to B now");
     assert_eq!(acd.enqueue(t0, 1, "urgent"), Err(Error::DuplicateCall(1)));
 
-    let bad_agent = vec![AgentConfig {
-        id: A.into(),
-        queues: vec!["billing".into()],
-    }];
+    let bad_agent = vec![AgentConfig::new(A, &["billing"])];
     assert_eq!(
         Acd::new(demo_queues(), bad_agent).err(),
         Some(Error::UnknownQueue("billing".into()))
@@ -528,10 +655,7 @@ fn unknown_names_and_wrong_inputs_are_errors_not_panics() {
         Some(Error::DuplicateQueue("urgent".into()))
     );
     let mut agents = demo_agents();
-    agents.push(AgentConfig {
-        id: A.into(),
-        queues: vec![],
-    });
+    agents.push(AgentConfig::new(A, &[]));
     assert_eq!(
         Acd::new(demo_queues(), agents).err(),
         Some(Error::DuplicateAgent(A.into()))
@@ -569,6 +693,6 @@ fn views_show_who_waits_and_who_rings() {
     let views = acd.agents();
     assert_eq!(views.len(), 3);
     assert_eq!(views[0].current_call, Some(1));
-    assert_eq!(views[1].state, AgentState::Offline);
+    assert_eq!(views[1].state, AgentState::LoggedOut);
     assert_eq!(acd.caller_wait(2, t0 + secs(4)), Some(secs(2)));
 }

@@ -46,7 +46,7 @@ impl Core {
         for a in self.acd.agents() {
             let ours = busy.get(a.id.as_str()).and_then(|c| c.first().copied());
             match a.state {
-                acd::AgentState::Ringing | acd::AgentState::Talking => {
+                acd::AgentState::Ringing | acd::AgentState::Talking | acd::AgentState::OnHold => {
                     if a.current_call.is_none() || a.current_call != ours {
                         found.push(format!(
                             "agent {} is {:?} for {:?} but call control has {:?}",

@@ -26,14 +26,14 @@ use sip::transport::{Peer, Transport};
 use tracing::{debug, info, warn};
 
 use crate::CallId;
-use crate::call::{Call, Side};
+use crate::call::{Call, Side, millis};
 use crate::config::CoreConfig;
-use crate::desk::{AgentView, ControlError, DeskEvent, RegistrationFailure, agent_state_name};
+use crate::desk::{AgentView, ControlError, DeskEvent, RegistrationFailure};
 use crate::io::{Live, MediaEvent, Metric, Output, PortToken, Refusal};
 use crate::patient::PendingInvite;
 use crate::pii::mask_addr;
 use crate::ports::Ports;
-use crate::records::Patient;
+use crate::records::{EventRecord, Patient};
 
 /// Why a client transaction was started, so its responses reach the right place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,7 +291,6 @@ impl Core {
     ) -> Result<AgentView, ControlError> {
         let result = match self.acd.set_ready(now, agent, ready, reason) {
             Ok(_) => {
-                self.publish_state(agent);
                 self.acd
                     .agent(agent)
                     .map(|a| self.agent_view(now, a))
@@ -340,7 +339,6 @@ impl Core {
                         if let Err(e) = self.acd.agent_online(now, &user, false) {
                             warn!(error = %e, "unknown agent");
                         }
-                        self.publish_state(&user);
                     }
                     for a in self.registrar.abandoned(now) {
                         self.challenge_abandoned(now, a);
@@ -529,6 +527,9 @@ impl Core {
                 progressed = true;
                 self.handle_acd_event(now, ev);
             }
+            while let Some(entry) = self.acd.poll_log() {
+                self.store_log_entry(entry);
+            }
             while let Some(t) = self.transactions.poll_transmit() {
                 self.outputs.push_back(Output::Transmit(t));
             }
@@ -659,12 +660,10 @@ impl Core {
                 if let Err(e) = self.acd.agent_online(now, &user, true) {
                     warn!(error = %e, agent = %user, "registered user is not an agent");
                 }
-                self.publish_state(&user);
             }
             Some(RegistrationChange::Unregistered { user }) => {
                 info!(agent = %user, "agent unregistered");
                 let _ = self.acd.agent_online(now, &user, false);
-                self.publish_state(&user);
             }
             Some(RegistrationChange::Rejected {
                 user,
@@ -748,32 +747,48 @@ impl Core {
     }
 
     fn handle_acd_event(&mut self, now: Instant, ev: AcdEvent) {
-        // Every ACD event changes the agent's state: the desk shows it.
-        let agent = match ev {
+        match ev {
             AcdEvent::Offer {
                 call,
                 agent,
                 queue,
                 waited,
                 ring_timeout,
-            } => {
-                self.offer(now, call, agent.clone(), queue, waited, ring_timeout);
-                agent
-            }
-            AcdEvent::RingOut { call, agent } => {
-                self.ring_out(now, call, &agent);
-                agent
-            }
+            } => self.offer(now, call, agent, queue, waited, ring_timeout),
+            AcdEvent::RingOut { call, agent } => self.ring_out(now, call, &agent),
             AcdEvent::Connected {
                 call,
                 agent,
                 waited,
+            } => self.connected(now, call, &agent, waited),
+            AcdEvent::AgentState {
+                agent,
+                state,
+                reason,
             } => {
-                self.connected(now, call, &agent, waited);
-                agent
+                info!(%agent, state = state.as_str(), reason = reason.as_deref().unwrap_or(""), "agent state");
+                self.emit(Output::Desk {
+                    agent,
+                    event: DeskEvent::State {
+                        state: state.as_str().to_owned(),
+                        reason,
+                    },
+                });
             }
-        };
-        self.publish_state(&agent);
+        }
+    }
+
+    /// Writes the ACD's event log entry down, naming the call by its call id.
+    fn store_log_entry(&mut self, entry: acd::Entry) {
+        let call_id = entry
+            .call
+            .and_then(|id| self.calls.get(&id))
+            .map(|c| c.call_id.clone());
+        self.emit(Output::StoreEvent(EventRecord {
+            at: self.wall(entry.at),
+            call_id,
+            event: entry.event,
+        }));
     }
 
     fn agent_view(&self, now: Instant, a: acd::AgentView) -> AgentView {
@@ -788,8 +803,13 @@ impl Core {
                 .get(&a.id)
                 .map(|c| c.name.clone())
                 .unwrap_or_default(),
-            state: agent_state_name(a.state).to_owned(),
+            state: a.state.as_str().to_owned(),
             reason: a.not_ready_reason.clone(),
+            in_state_ms: a.state_since.map(|since| millis(now.saturating_duration_since(since))),
+            wrap_up_left_ms: a
+                .wrap_up_until
+                .map(|until| millis(until.saturating_duration_since(now))),
+            consecutive_misses: a.consecutive_misses,
             registered: self.registrar.lookup(&a.id, now).is_some(),
             current_call,
             missed_rings: a.missed_rings,
@@ -807,20 +827,6 @@ impl Core {
                 .collect(),
             id: a.id,
         }
-    }
-
-    /// Tells the agent's desks the agent's state.
-    pub(crate) fn publish_state(&mut self, agent: &str) {
-        let Ok(view) = self.acd.agent(agent) else {
-            return;
-        };
-        self.emit(Output::Desk {
-            agent: agent.to_owned(),
-            event: DeskEvent::State {
-                state: agent_state_name(view.state).to_owned(),
-                reason: view.not_ready_reason.clone(),
-            },
-        });
     }
 
     /// Sends a request outside any transaction's retransmission (ACK to a 2xx).

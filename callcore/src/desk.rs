@@ -30,7 +30,8 @@ pub enum DeskEvent {
     Ended { call_id: String, reason: String },
     /// The agent's phone rang out; the call goes to someone else.
     Missed { call_id: String },
-    /// The agent's state changed ("offline", "not_ready", "ready", "ringing", "talking").
+    /// The agent's state changed ("logged_out", "not_ready", "ready", "ringing", "talking",
+    /// "on_hold", "wrap_up").
     State {
         state: String,
         reason: Option<String>,
@@ -84,12 +85,19 @@ impl fmt::Debug for DeskEvent {
 pub struct AgentView {
     pub id: String,
     pub name: String,
-    /// "offline", "not_ready", "ready", "ringing" or "talking".
+    /// "logged_out", "not_ready", "ready", "ringing", "talking", "on_hold" or "wrap_up".
     pub state: String,
+    /// Why not ready (a desk reason, or "missed" after consecutive ring-outs).
     pub reason: Option<String>,
+    /// How long the agent has been in this state (`null`: since start-up, never changed).
+    pub in_state_ms: Option<u64>,
+    /// While in wrap-up: how long until it ends by itself.
+    pub wrap_up_left_ms: Option<u64>,
     pub registered: bool,
     pub current_call: Option<String>,
     pub missed_rings: u32,
+    /// Of those, how many in a row (at `max_missed_rings` the agent goes not ready, "missed").
+    pub consecutive_misses: u32,
     /// The last REGISTER refused for this agent, kept after a later success so ops can
     /// see what went wrong (`null`: none since start-up).
     pub last_registration_failure: Option<RegistrationFailure>,
@@ -137,17 +145,4 @@ pub enum ControlError {
     Rejected(String),
     #[error("call control is not running")]
     Unavailable,
-}
-
-/// The API's name for an agent state.
-pub fn agent_state_name(state: acd::AgentState) -> &'static str {
-    match state {
-        acd::AgentState::Offline => "offline",
-        acd::AgentState::NotReady => "not_ready",
-        acd::AgentState::Ready => "ready",
-        acd::AgentState::Ringing => "ringing",
-        acd::AgentState::Talking => "talking",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
 }

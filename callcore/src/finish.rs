@@ -97,7 +97,12 @@ impl Core {
         match was {
             Phase::Connected => {
                 if let Some(agent) = agent.as_deref() {
-                    if let Err(e) = self.acd.call_ended(now, agent) {
+                    let by = match side {
+                        Side::Patient => acd::EndedBy::Caller,
+                        Side::Agent => acd::EndedBy::Agent,
+                        Side::System => acd::EndedBy::System,
+                    };
+                    if let Err(e) = self.acd.call_ended(now, agent, by) {
                         warn!(error = %e, "queue did not take the call end");
                     }
                     self.emit(Output::Desk {
@@ -107,7 +112,6 @@ impl Core {
                             reason: reason.to_owned(),
                         },
                     });
-                    self.publish_state(agent);
                 }
             }
             Phase::Queued => {

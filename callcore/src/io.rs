@@ -12,7 +12,7 @@ use sip::transport::Transmit;
 
 use crate::CallId;
 use crate::desk::DeskEvent;
-use crate::records::{CallRecord, Recording, RecordingDone};
+use crate::records::{CallRecord, EventRecord, Recording, RecordingDone};
 
 /// One RTP socket the shell bound for the core; it holds the socket until a
 /// media command names the token, or [`Output::ReleaseRtp`] gives it back.
@@ -55,6 +55,8 @@ pub enum Output {
     StoreCall(CallRecord),
     /// Write (or rewrite) a recording's index row.
     StoreRecording(Recording),
+    /// Append an entry to the event log (never rewritten).
+    StoreEvent(EventRecord),
     /// Count or observe something on `/metrics`.
     Metric(Metric),
 }

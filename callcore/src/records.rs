@@ -108,6 +108,15 @@ impl CallRecord {
     }
 }
 
+/// One entry of the queue event log as stored: when, which call, what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub at: DateTime<Utc>,
+    /// The call's id (as in call records), if the entry is about a call.
+    pub call_id: Option<String>,
+    pub event: acd::Logged,
+}
+
 /// One recorded call (a stereo WAV file on disk).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recording {

@@ -263,7 +263,7 @@ impl Core {
         let ours = if media_unchanged(c, leg, request.body()) {
             ours
         } else {
-            match self.change_media(id, leg, &ours, request.body()) {
+            match self.change_media(now, id, leg, &ours, request.body()) {
                 Some(answer) => answer,
                 None => {
                     let r = response_to(&request, 488, "Not Acceptable Here", None);
@@ -302,6 +302,7 @@ impl Core {
     /// as it was) when the offer is unreadable or has no codec we use.
     fn change_media(
         &mut self,
+        now: Instant,
         id: CallId,
         leg: Leg,
         previous: &str,
@@ -380,6 +381,10 @@ impl Core {
                 _ => MediaCommand::Silence,
             };
             self.emit(Output::Media { call: id, command });
+            // The agent's state shows it (`on_hold`), and the event log has it.
+            if let Err(e) = self.acd.hold(now, id, held) {
+                warn!(error = %e, "the queue did not take the hold");
+            }
         }
         Some(answer)
     }

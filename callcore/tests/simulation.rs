@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use callcore::desk::DeskEvent;
 use callcore::records::CallRecord;
 use callcore::{CallId, Core, Leg, MediaCommand, MediaEvent, Output, PortToken};
 use common::{AGENTS, CORE_SIP, MEDIA_TIMEOUT, REALM, agent_id, core_for, local, ms, sdp};
@@ -61,6 +62,10 @@ enum Event {
     PopDelivered {
         call: CallId,
         seq: u64,
+    },
+    /// An agent put not ready for missed rings is back at the desk and clicks ready.
+    DeskReady {
+        agent: String,
     },
     RecordingOpened {
         call: CallId,
@@ -165,6 +170,8 @@ struct World {
     sockets: HashSet<PortToken>,
     media: HashMap<CallId, SimMedia>,
     records: HashMap<String, CallRecord>,
+    /// The event log as call control wrote it, in order.
+    log: Vec<callcore::records::EventRecord>,
     agents: Vec<SocketAddr>,
     arrivals_left: u64,
     next_patient: u32,
@@ -185,6 +192,8 @@ struct Stats {
     second_phone_cancels: u64,
     /// Agents' holds and unholds (re-INVITEs) answered 200.
     holds_answered: u64,
+    /// Agents made not ready ("missed") after ring-outs in a row.
+    missed_pauses: u64,
 }
 
 impl World {
@@ -204,6 +213,7 @@ impl World {
             sockets: HashSet::new(),
             media: HashMap::new(),
             records: HashMap::new(),
+            log: Vec::new(),
             agents: Vec::new(),
             arrivals_left: calls,
             next_patient: 0,
@@ -903,6 +913,15 @@ impl World {
                 Output::StoreCall(record) => {
                     self.records.insert(record.call_id.clone(), record);
                 }
+                Output::StoreEvent(entry) => self.log.push(entry),
+                Output::Desk {
+                    agent,
+                    event: DeskEvent::State { reason, .. },
+                } if reason.as_deref() == Some(acd::MISSED) => {
+                    self.stats.missed_pauses += 1;
+                    let d = ms(self.rng.random_range(5_000..30_000));
+                    self.at(d, Event::DeskReady { agent });
+                }
                 Output::StoreRecording(_) | Output::Desk { .. } | Output::Metric(_) => {}
             }
         }
@@ -1040,6 +1059,10 @@ impl World {
             }
             Event::PatientLoaded { call } => self.core.handle_patient_loaded(now, call, None),
             Event::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
+            Event::DeskReady { agent } => {
+                // Refused only if the phone is unregistered meanwhile.
+                let _ = self.core.set_agent_state(now, &agent, true, None);
+            }
             Event::RecordingOpened { call, ok } => {
                 if let Some(m) = self.media.get_mut(&call)
                     && !m.stopping
@@ -1156,6 +1179,45 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
             "call {id} has no outcome: {r:?}"
         );
     }
+    // The event log tells each call's story as the records do: the KPIs rest on it.
+    assert!(
+        w.log.windows(2).all(|p| p[0].at <= p[1].at),
+        "seed {seed}: the event log is in time order"
+    );
+    let mut told: HashMap<&str, Vec<&'static str>> = HashMap::new();
+    for entry in &w.log {
+        if let acd::Logged::AgentState { .. } = entry.event {
+            continue;
+        }
+        let call = entry
+            .call_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("seed {seed}: a call's entry names no call: {entry:?}"));
+        told.entry(call).or_default().push(entry.event.kind());
+    }
+    for (id, r) in &w.records {
+        let kinds = told.get(id.as_str()).cloned().unwrap_or_default();
+        let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+        match r.outcome {
+            Some(callcore::records::Outcome::Answered) => assert!(
+                count("enqueued") == 1 && count("connected") == 1 && count("completed") == 1,
+                "seed {seed}: answered call {id} logged as {kinds:?}"
+            ),
+            Some(callcore::records::Outcome::Abandoned) => assert!(
+                count("enqueued") == 1 && count("abandoned") == 1 && count("connected") == 0,
+                "seed {seed}: abandoned call {id} logged as {kinds:?}"
+            ),
+            _ => assert!(
+                count("enqueued") == 0,
+                "seed {seed}: call {id} never queued but logged as {kinds:?}"
+            ),
+        }
+        assert_eq!(
+            count("offered"),
+            r.agents_offered.len(),
+            "seed {seed}: call {id}: one offer entry per agent offered"
+        );
+    }
     let live = w.core.live();
     assert_eq!(
         live,
@@ -1205,6 +1267,10 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
             s.holds_answered > 0,
             "seed {seed}: no agent ever held a call: {s:?}"
         );
+        assert!(
+            s.missed_pauses > 0,
+            "seed {seed}: no agent ever missed two rings in a row: {s:?}"
+        );
         total.arrivals += s.arrivals;
         total.answered_by_ivr += s.answered_by_ivr;
         total.bridged += s.bridged;
@@ -1213,6 +1279,7 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.second_phone_invites += s.second_phone_invites;
         total.second_phone_cancels += s.second_phone_cancels;
         total.holds_answered += s.holds_answered;
+        total.missed_pauses += s.missed_pauses;
     }
     eprintln!("simulated: {total:?}");
 }

@@ -87,9 +87,10 @@ pub fn render(spec: &ServerConfigSpec) -> String {
             quote(&format!("Load Agent {id}")),
             quote(&password)
         );
+        // Load agents have no desk to come back from a `missed` pause: never paused.
         let _ = writeln!(
             t,
-            "queues = [\"appointments\", \"enquiries\", \"urgent\"]\n"
+            "queues = [\"appointments\", \"enquiries\", \"urgent\"]\nmax_missed_rings = 0\n"
         );
     }
     for (name, priority) in [("appointments", 0), ("enquiries", 0), ("urgent", 10)] {

@@ -425,6 +425,13 @@ pub struct Agent {
     /// This agent's digest algorithms, in order, instead of `[sip] digest`.
     #[serde(default)]
     pub digest: Option<Vec<Digest>>,
+    /// After this many rings in a row unanswered the agent goes not ready (`missed`); 0: never.
+    #[serde(default = "default_max_missed_rings")]
+    pub max_missed_rings: u32,
+}
+
+fn default_max_missed_rings() -> u32 {
+    acd::AgentConfig::DEFAULT_MAX_MISSED_RINGS
 }
 
 impl fmt::Debug for Agent {
@@ -435,6 +442,7 @@ impl fmt::Debug for Agent {
             .field("password", &"<hidden>")
             .field("queues", &self.queues)
             .field("digest", &self.digest)
+            .field("max_missed_rings", &self.max_missed_rings)
             .finish()
     }
 }
@@ -457,7 +465,14 @@ pub struct Queue {
     /// The prompt looped while callers wait.
     #[serde(default = "default_hold_prompt")]
     pub hold_prompt: String,
+    /// After-call work once a call of this queue ends: the agent gets no call from any
+    /// queue for this long, unless the desk ends it sooner (0: none).
+    #[serde(default)]
+    pub wrap_up_ms: u64,
 }
+
+/// The longest wrap-up a queue may give (an hour: longer is a typo, not a policy).
+pub const MAX_WRAP_UP_MS: u64 = 3_600_000;
 
 fn default_rings() -> u32 {
     3

@@ -246,6 +246,15 @@ fn queues(config: &Config, issues: &mut Issues) {
                 "ring_cycle_ms must be above 0".into(),
             );
         }
+        if queue.wrap_up_ms > super::MAX_WRAP_UP_MS {
+            issues.at(
+                [k("queues"), i(n), k("wrap_up_ms")],
+                format!(
+                    "wrap_up_ms must be at most {} (an hour)",
+                    super::MAX_WRAP_UP_MS
+                ),
+            );
+        }
         if !known_prompt(config, &queue.hold_prompt) {
             issues.at(
                 [k("queues"), i(n), k("hold_prompt")],

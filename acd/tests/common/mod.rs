@@ -22,10 +22,7 @@ pub fn demo_queues() -> Vec<QueueConfig> {
 pub fn demo_agents() -> Vec<AgentConfig> {
     [A, B, C]
         .iter()
-        .map(|id| AgentConfig {
-            id: (*id).to_string(),
-            queues: vec!["appointments".into(), "enquiries".into(), "urgent".into()],
-        })
+        .map(|id| AgentConfig::new(*id, &["appointments", "enquiries", "urgent"]))
         .collect()
 }
 
@@ -44,8 +41,23 @@ pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// The call events waiting (offers, ring-outs, connects), without the agent-state news.
 pub fn drain(acd: &mut Acd) -> Vec<AcdEvent> {
+    std::iter::from_fn(|| acd.poll_event())
+        .filter(|e| !matches!(e, AcdEvent::AgentState { .. }))
+        .collect()
+}
+
+/// Every event waiting, agent-state news included.
+pub fn drain_all(acd: &mut Acd) -> Vec<AcdEvent> {
     std::iter::from_fn(|| acd.poll_event()).collect()
+}
+
+/// The event log's entries waiting, as (kind, call) pairs.
+pub fn log_kinds(acd: &mut Acd) -> Vec<(&'static str, Option<u64>)> {
+    std::iter::from_fn(|| acd.poll_log())
+        .map(|e| (e.event.kind(), e.call))
+        .collect()
 }
 
 pub fn offer(call: u64, agent: &str, queue: &str, waited: Duration) -> AcdEvent {

@@ -91,12 +91,10 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             name: "general".to_owned(),
             priority: 0,
             ring_timeout: RING_TIMEOUT,
+            wrap_up: std::time::Duration::ZERO,
         }],
         (0..AGENTS)
-            .map(|i| acd::AgentConfig {
-                id: agent_id(i),
-                queues: vec!["general".to_owned()],
-            })
+            .map(|i| acd::AgentConfig::new(agent_id(i), &["general"]))
             .collect(),
     )
     .expect("acd");

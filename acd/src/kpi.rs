@@ -1,0 +1,310 @@
+//! The clinic's numbers, computed from the event log ([`crate::journal`]) alone.
+//!
+//! Every figure counts the entries stamped inside the window `[from, to)`: a call that
+//! waited across the window's start counts where its answer or abandon falls. Agent state
+//! times are the parts of each state inside the window (the state an agent was in at `from`
+//! comes from the last `agent_state` entry before it). The formulas, as the API states them:
+//!
+//! - `answer_rate` = answered ÷ (answered + abandoned), short abandons (caller gone within
+//!   [`SHORT_ABANDON_MS`]) counted apart and left out of both.
+//! - `asa_ms` (average speed of answer) = mean wait of answered calls.
+//! - `mean_wait_ms` = mean wait of every call that stopped waiting (answered or abandoned,
+//!   short abandons included).
+//! - `service_level` = answered within the threshold ÷ (answered + abandoned), short
+//!   abandons left out.
+//! - `answered_within_rings` = answers whose phone rang no longer than the queue's rings ×
+//!   ring cycle ÷ answers; `answered_on_first_ring` = calls answered by the first agent
+//!   offered ÷ answers.
+//! - `aht_ms` (average handle time) = (talk + wrap-up) ÷ completed calls.
+//! - per agent: `occupancy` = (ringing + talking + on hold + wrap-up) ÷ (that + ready).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::agent::AgentState;
+use crate::journal::Logged;
+
+/// Callers who hang up within this wait are short abandons (dialled by mistake, or the
+/// greeting answered what they wanted); counted, but not against the answer rate.
+pub const SHORT_ABANDON_MS: u64 = 5_000;
+
+/// The service level threshold unless asked otherwise: 20 s (the 80/20 convention).
+pub const DEFAULT_SERVICE_LEVEL_MS: u64 = 20_000;
+
+/// What to compute: the window (milliseconds since the Unix epoch) and the filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: i64,
+    /// End of the window (exclusive); states still open are counted up to `min(to, now)`.
+    pub to_ms: i64,
+    pub now_ms: i64,
+    /// Only calls of this queue (agent state times are not per queue).
+    pub queue: Option<String>,
+    /// Only this agent in the per-agent rows.
+    pub agent: Option<String>,
+    pub service_level_ms: u64,
+}
+
+/// The figures for a window. Ratios are fractions (0.0–1.0), `None` when nothing was measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Kpis {
+    /// Calls that started waiting in a queue.
+    pub offered: u64,
+    pub answered: u64,
+    /// Callers who hung up while waiting, short abandons excluded.
+    pub abandoned: u64,
+    /// Callers who hung up within [`SHORT_ABANDON_MS`].
+    pub short_abandoned: u64,
+    pub answer_rate: Option<f64>,
+    pub asa_ms: Option<u64>,
+    pub mean_wait_ms: Option<u64>,
+    pub longest_wait_ms: Option<u64>,
+    pub service_level_threshold_ms: u64,
+    pub service_level: Option<f64>,
+    pub answered_within_rings: Option<f64>,
+    pub answered_on_first_ring: Option<f64>,
+    /// Rings that ended unanswered (rang out, declined, logged out).
+    pub missed_rings: u64,
+    pub completed: u64,
+    pub talk_ms: u64,
+    pub wrap_up_ms: u64,
+    pub aht_ms: Option<u64>,
+    pub agents: Vec<AgentKpis>,
+}
+
+/// One agent's figures for the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentKpis {
+    pub agent: String,
+    pub answered: u64,
+    pub missed_rings: u64,
+    /// Talk time of the calls this agent completed in the window (holds included).
+    pub talk_ms: u64,
+    /// Time inside the window on a call (talking or on hold), from the state changes.
+    pub in_call_ms: u64,
+    pub hold_ms: u64,
+    pub wrap_up_ms: u64,
+    pub ready_ms: u64,
+    pub ringing_ms: u64,
+    pub not_ready_ms: u64,
+    /// Not-ready time by reason (`missed`, `meal`, …; `""` when none was given).
+    pub not_ready_by_reason: BTreeMap<String, u64>,
+    pub occupancy: Option<f64>,
+    /// Satisfaction "likes" from the after-call survey (none is run yet: always `None`).
+    pub likes: Option<u64>,
+}
+
+/// The formulas above, as the API states them next to the figures.
+pub const FORMULAS: &[(&str, &str)] = &[
+    (
+        "answer_rate",
+        "answered / (answered + abandoned); short abandons (waited < 5 s) are left out of both",
+    ),
+    ("asa_ms", "mean wait of answered calls"),
+    (
+        "mean_wait_ms",
+        "mean wait of every call that stopped waiting (answered or abandoned, short abandons included)",
+    ),
+    (
+        "service_level",
+        "answered within service_level_threshold_ms / (answered + abandoned), short abandons left out",
+    ),
+    (
+        "answered_within_rings",
+        "answers whose phone rang no longer than the queue's rings x ring cycle / answers",
+    ),
+    (
+        "answered_on_first_ring",
+        "calls answered by the first agent offered / answers",
+    ),
+    ("aht_ms", "(talk + wrap-up) / completed calls"),
+    (
+        "occupancy",
+        "(ringing + talking + on hold + wrap-up) / (ringing + talking + on hold + wrap-up + ready)",
+    ),
+];
+
+/// An entry of the log with its time (ms since the epoch) and its call, as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamped<'a> {
+    pub at_ms: i64,
+    pub call: Option<&'a str>,
+    pub event: &'a Logged,
+}
+
+/// Computes the figures. `before`: the last `agent_state` entry of each agent before the
+/// window; `entries`: every entry inside it, in the order logged.
+pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> Kpis {
+    let mut k = Kpis {
+        service_level_threshold_ms: w.service_level_ms,
+        ..Kpis::default()
+    };
+    let in_queue = |q: Option<&str>| w.queue.as_deref().is_none_or(|want| q == Some(want));
+    let mut agents: BTreeMap<String, AgentKpis> = BTreeMap::new();
+    let mut waits_answered: Vec<u64> = Vec::new();
+    let mut waits_all: Vec<u64> = Vec::new();
+    let mut within_sl = 0u64;
+    let mut within_rings = 0u64;
+    let mut first_ring = 0u64;
+    let mut missed_calls: HashSet<&str> = HashSet::new();
+    let mut wrap_of_call: HashSet<&str> = HashSet::new();
+
+    for e in entries {
+        if !in_queue(e.event.queue()) && !matches!(e.event, Logged::AgentState { .. }) {
+            continue;
+        }
+        match e.event {
+            Logged::Enqueued { .. } => k.offered += 1,
+            Logged::OfferEnded { agent, why, .. } => {
+                if why.is_miss() {
+                    k.missed_rings += 1;
+                    agent_row(&mut agents, agent).missed_rings += 1;
+                }
+                if let Some(call) = e.call {
+                    missed_calls.insert(call);
+                }
+            }
+            Logged::Connected {
+                agent,
+                waited_ms,
+                rang_ms,
+                ring_timeout_ms,
+                ..
+            } => {
+                k.answered += 1;
+                agent_row(&mut agents, agent).answered += 1;
+                waits_answered.push(*waited_ms);
+                waits_all.push(*waited_ms);
+                if *waited_ms <= w.service_level_ms {
+                    within_sl += 1;
+                }
+                if rang_ms <= ring_timeout_ms {
+                    within_rings += 1;
+                }
+                if e.call.is_none_or(|c| !missed_calls.contains(c)) {
+                    first_ring += 1;
+                }
+            }
+            Logged::Abandoned { waited_ms, .. } => {
+                waits_all.push(*waited_ms);
+                if *waited_ms < SHORT_ABANDON_MS {
+                    k.short_abandoned += 1;
+                } else {
+                    k.abandoned += 1;
+                }
+            }
+            Logged::Completed {
+                agent, talked_ms, ..
+            } => {
+                k.completed += 1;
+                k.talk_ms += talked_ms;
+                agent_row(&mut agents, agent).talk_ms += talked_ms;
+                if let Some(call) = e.call {
+                    wrap_of_call.insert(call);
+                }
+            }
+            Logged::Offered { .. } | Logged::AgentState { .. } => {}
+        }
+    }
+
+    // Agent state times, clipped to the window.
+    let end = w.to_ms.min(w.now_ms).max(w.from_ms);
+    let mut open: BTreeMap<&str, OpenState<'_>> = BTreeMap::new();
+    for e in before {
+        if let Logged::AgentState {
+            agent,
+            state,
+            reason,
+        } = e.event
+        {
+            open.insert(agent, (*state, reason.as_deref(), w.from_ms, e.call));
+        }
+    }
+    let close = |agents: &mut BTreeMap<String, AgentKpis>,
+                     k: &mut Kpis,
+                     agent: &str,
+                     (state, reason, since, call): OpenState<'_>,
+                     until: i64| {
+        let ms = u64::try_from(until.min(end) - since.max(w.from_ms)).unwrap_or(0);
+        let row = agent_row(agents, agent);
+        match state {
+            AgentState::Ready => row.ready_ms += ms,
+            AgentState::Ringing => row.ringing_ms += ms,
+            AgentState::Talking => row.in_call_ms += ms,
+            AgentState::OnHold => {
+                row.in_call_ms += ms;
+                row.hold_ms += ms;
+            }
+            AgentState::WrapUp => {
+                // Wrap-up counts towards the queue of the call it follows.
+                if w.queue.is_none() || call.is_some_and(|c| wrap_of_call.contains(c)) {
+                    row.wrap_up_ms += ms;
+                    k.wrap_up_ms += ms;
+                }
+            }
+            AgentState::NotReady => {
+                row.not_ready_ms += ms;
+                *row
+                    .not_ready_by_reason
+                    .entry(reason.unwrap_or("").to_owned())
+                    .or_default() += ms;
+            }
+            AgentState::LoggedOut => {}
+        }
+    };
+    for e in entries {
+        if let Logged::AgentState {
+            agent,
+            state,
+            reason,
+        } = e.event
+        {
+            if let Some(prev) = open.remove(agent.as_str()) {
+                close(&mut agents, &mut k, agent, prev, e.at_ms);
+            }
+            open.insert(agent, (*state, reason.as_deref(), e.at_ms, e.call));
+        }
+    }
+    for (agent, prev) in std::mem::take(&mut open) {
+        close(&mut agents, &mut k, agent, prev, end);
+    }
+
+    k.answer_rate = ratio(k.answered, k.answered + k.abandoned);
+    k.service_level = ratio(within_sl, k.answered + k.abandoned);
+    k.answered_within_rings = ratio(within_rings, k.answered);
+    k.answered_on_first_ring = ratio(first_ring, k.answered);
+    k.asa_ms = mean(&waits_answered);
+    k.mean_wait_ms = mean(&waits_all);
+    k.longest_wait_ms = waits_all.iter().copied().max();
+    k.aht_ms = (k.completed > 0).then(|| (k.talk_ms + k.wrap_up_ms) / k.completed);
+    k.agents = agents
+        .into_values()
+        .filter(|a| w.agent.as_deref().is_none_or(|want| a.agent == want))
+        .map(|mut a| {
+            let busy = a.ringing_ms + a.in_call_ms + a.wrap_up_ms;
+            a.occupancy = ratio(busy, busy + a.ready_ms);
+            a
+        })
+        .collect();
+    k
+}
+
+/// An agent's state since when: (state, reason, since ms, the call it is about).
+type OpenState<'a> = (AgentState, Option<&'a str>, i64, Option<&'a str>);
+
+fn agent_row<'a>(agents: &'a mut BTreeMap<String, AgentKpis>, id: &str) -> &'a mut AgentKpis {
+    agents.entry(id.to_owned()).or_insert_with(|| AgentKpis {
+        agent: id.to_owned(),
+        ..AgentKpis::default()
+    })
+}
+
+fn ratio(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+fn mean(values: &[u64]) -> Option<u64> {
+    let n = u64::try_from(values.len()).ok().filter(|n| *n > 0)?;
+    Some(values.iter().sum::<u64>() / n)
+}
