@@ -19,6 +19,11 @@ pub enum ControlCommand {
         reason: Option<String>,
         reply: oneshot::Sender<Result<AgentView, ControlError>>,
     },
+    ExtendWrapUp {
+        agent: String,
+        by: std::time::Duration,
+        reply: oneshot::Sender<Result<AgentView, ControlError>>,
+    },
 }
 
 /// Cheap to clone; every HTTP handler holds one.
@@ -55,6 +60,23 @@ impl ControlHandle {
                 agent: agent.to_owned(),
                 ready,
                 reason,
+                reply,
+            })
+            .await
+            .map_err(|_| ControlError::Unavailable)?;
+        rx.await.map_err(|_| ControlError::Unavailable)?
+    }
+
+    pub async fn extend_wrap_up(
+        &self,
+        agent: &str,
+        by: std::time::Duration,
+    ) -> Result<AgentView, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ControlCommand::ExtendWrapUp {
+                agent: agent.to_owned(),
+                by,
                 reply,
             })
             .await

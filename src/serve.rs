@@ -107,6 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         recordings_dir: config.storage.recordings.clone(),
         qa_sample_size: config.qa.daily_sample,
         qa_seed: config.qa.seed,
+        queues: config.queues.iter().map(|q| q.name.clone()).collect(),
     };
     let state = AppState::new(
         storage.clone(),

@@ -51,9 +51,9 @@ fn check_reports_every_problem_and_fails() {
     assert_eq!(
         lines,
         [
-            format!("{path}:46:12: agent `1003` has an empty password"),
-            format!("{path}:53:17: ring_cycle_ms must be above 0"),
-            format!("{path}:71:9: ivr.start names unknown menu `mian`"),
+            format!("{path}:48:12: agent `1003` has an empty password"),
+            format!("{path}:56:17: ring_cycle_ms must be above 0"),
+            format!("{path}:77:9: ivr.start names unknown menu `mian`"),
         ]
     );
 }

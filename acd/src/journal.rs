@@ -157,7 +157,10 @@ mod tests {
             json,
             r#"{"kind":"offer_ended","agent":"1001","queue":"urgent","rang_ms":15000,"why":"rang_out"}"#
         );
-        assert_eq!(serde_json::from_str::<Logged>(&json).ok(), Some(entry.clone()));
+        assert_eq!(
+            serde_json::from_str::<Logged>(&json).ok(),
+            Some(entry.clone())
+        );
         assert_eq!(entry.kind(), "offer_ended");
         let state = Logged::AgentState {
             agent: "1002".into(),

@@ -222,10 +222,10 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
         }
     }
     let close = |agents: &mut BTreeMap<String, AgentKpis>,
-                     k: &mut Kpis,
-                     agent: &str,
-                     (state, reason, since, call): OpenState<'_>,
-                     until: i64| {
+                 k: &mut Kpis,
+                 agent: &str,
+                 (state, reason, since, call): OpenState<'_>,
+                 until: i64| {
         let ms = u64::try_from(until.min(end) - since.max(w.from_ms)).unwrap_or(0);
         let row = agent_row(agents, agent);
         match state {
@@ -245,8 +245,7 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
             }
             AgentState::NotReady => {
                 row.not_ready_ms += ms;
-                *row
-                    .not_ready_by_reason
+                *row.not_ready_by_reason
                     .entry(reason.unwrap_or("").to_owned())
                     .or_default() += ms;
             }

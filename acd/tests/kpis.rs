@@ -50,7 +50,8 @@ fn morning() -> Vec<(i64, Entry)> {
     // and goes for a meal at 96.
     acd.call_ended(t(90), B, EndedBy::Agent).expect("talking");
     acd.call_ended(t(95), A, EndedBy::Agent).expect("talking");
-    acd.set_ready(t(96), A, false, Some("meal")).expect("online");
+    acd.set_ready(t(96), A, false, Some("meal"))
+        .expect("online");
     advance(&mut acd, t(109));
     // Call 5: B declines at 111 (paused until 125), rings 125..140 and misses again: two
     // misses in a row, B is not ready ("missed"). The caller gives up at 150 (waited 40).
@@ -121,7 +122,11 @@ fn the_mornings_figures_match_the_ones_worked_out_by_hand() {
     assert_eq!(k.offered, 5);
     assert_eq!(k.answered, 3, "calls 1, 2, 4");
     assert_eq!((k.abandoned, k.short_abandoned), (1, 1), "call 5; call 3");
-    assert!(close(k.answer_rate, 0.75), "3 / (3 + 1): {:?}", k.answer_rate);
+    assert!(
+        close(k.answer_rate, 0.75),
+        "3 / (3 + 1): {:?}",
+        k.answer_rate
+    );
     assert_eq!(k.asa_ms, Some(15_333), "(4 + 17 + 25) / 3 s");
     assert_eq!(k.mean_wait_ms, Some(17_600), "(4 + 17 + 25 + 2 + 40) / 5 s");
     assert_eq!(k.longest_wait_ms, Some(40_000));
@@ -154,7 +159,11 @@ fn the_mornings_figures_match_the_ones_worked_out_by_hand() {
     assert_eq!(b.ready_ms, 43_000, "1..20, 35..35, 100..110, 111..125");
     assert_eq!(b.ringing_ms, 33_000, "20..35, 35..37, 110..111, 125..140");
     assert_eq!(b.wrap_up_ms, 10_000);
-    assert_eq!(b.not_ready_by_reason.get("missed"), Some(&60_000), "140..200");
+    assert_eq!(
+        b.not_ready_by_reason.get("missed"),
+        Some(&60_000),
+        "140..200"
+    );
     assert!(close(b.occupancy, 96.0 / 139.0), "{:?}", b.occupancy);
     assert_eq!(b.likes, None);
 }
@@ -181,7 +190,10 @@ fn a_window_counts_what_falls_inside_it_and_clips_agent_states() {
     assert_eq!(k.answered, 1, "call 4 at 75");
     assert_eq!(k.completed, 3, "calls 1 (60), 2 (90) and 4 (95)");
     let a = &k.agents[0];
-    assert_eq!(a.in_call_ms, 30_000, "talking 50..60 (from before the window), 75..95");
+    assert_eq!(
+        a.in_call_ms, 30_000,
+        "talking 50..60 (from before the window), 75..95"
+    );
     assert_eq!(a.wrap_up_ms, 10_000);
     assert_eq!(a.ringing_ms, 5_000);
     assert_eq!(a.ready_ms, 1_000);

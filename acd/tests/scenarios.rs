@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Instant;
 
-use acd::{EndedBy, Acd, AcdEvent, AgentConfig, AgentState, Error, QueueConfig};
+use acd::{Acd, AcdEvent, AgentConfig, AgentState, EndedBy, Error, QueueConfig};
 use common::*;
 
 #[test]
@@ -15,7 +15,8 @@ fn longest_idle_agent_gets_the_offer() {
     acd.enqueue(t0 + secs(5), 1, "appointments").expect("queue");
     assert_eq!(drain(&mut acd), vec![offer(1, A, "appointments", secs(0))]);
     acd.answered(t0 + secs(7), 1, A).expect("offered");
-    acd.call_ended(t0 + secs(20), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(20), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(drain(&mut acd), vec![connected(1, A, secs(2))]);
 
     // A just ended a call; B has been idle since t0+1 s, C since t0+2 s.
@@ -45,10 +46,12 @@ fn urgent_caller_enqueued_later_is_offered_first() {
     assert_eq!(drain(&mut acd), vec![], "the only agent is talking");
     assert_eq!(acd.waiting("urgent"), Ok(1));
 
-    acd.call_ended(t0 + secs(10), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(10), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(drain(&mut acd), vec![offer(3, A, "urgent", secs(7))]);
     acd.answered(t0 + secs(11), 3, A).expect("offered");
-    acd.call_ended(t0 + secs(20), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(20), A, EndedBy::Agent)
+        .expect("talking");
     // Then first come, first served across the equal-priority queues.
     assert_eq!(
         drain(&mut acd),
@@ -58,7 +61,8 @@ fn urgent_caller_enqueued_later_is_offered_first() {
         ]
     );
     acd.answered(t0 + secs(21), 1, A).expect("offered");
-    acd.call_ended(t0 + secs(30), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(30), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(
         drain(&mut acd),
         vec![
@@ -183,7 +187,11 @@ fn two_ring_outs_in_a_row_make_the_agent_not_ready_missed_until_the_desk_says_re
     // A rings out, B rings out, A rings out again: A's second miss in a row.
     acd.handle_timeout(t0 + secs(17));
     acd.handle_timeout(t0 + secs(32));
-    assert_eq!(state(&acd, A), AgentState::Ringing, "one miss is not enough: offered again");
+    assert_eq!(
+        state(&acd, A),
+        AgentState::Ringing,
+        "one miss is not enough: offered again"
+    );
     acd.handle_timeout(t0 + secs(47));
     let view = acd.agent(A).expect("agent");
     assert_eq!(view.state, AgentState::NotReady);
@@ -203,9 +211,13 @@ fn two_ring_outs_in_a_row_make_the_agent_not_ready_missed_until_the_desk_says_re
     acd.answered(t0 + secs(50), 1, B).expect("offered");
     assert_eq!(acd.agent(B).expect("agent").consecutive_misses, 0);
     // A stays away from the next caller until the desk says ready.
-    acd.enqueue(t0 + secs(60), 2, "appointments").expect("queue");
+    acd.enqueue(t0 + secs(60), 2, "appointments")
+        .expect("queue");
     assert_eq!(state(&acd, A), AgentState::NotReady);
-    assert_eq!(acd.set_ready(t0 + secs(70), A, true, None), Ok(AgentState::Ringing));
+    assert_eq!(
+        acd.set_ready(t0 + secs(70), A, true, None),
+        Ok(AgentState::Ringing)
+    );
     assert_eq!(acd.agent(A).expect("agent").consecutive_misses, 0);
     let kinds = log_kinds(&mut acd);
     let ended = kinds.iter().filter(|(k, _)| *k == "offer_ended").count();
@@ -228,7 +240,8 @@ fn wrap_up_keeps_every_queue_away_until_it_ends_and_the_desk_can_end_or_extend_i
     assert_eq!(state(&acd, A), AgentState::OnHold);
     acd.hold(t0 + secs(20), 1, false).expect("connected");
     assert_eq!(state(&acd, A), AgentState::Talking);
-    acd.call_ended(t0 + secs(60), A, EndedBy::Caller).expect("talking");
+    acd.call_ended(t0 + secs(60), A, EndedBy::Caller)
+        .expect("talking");
     assert_eq!(state(&acd, A), AgentState::WrapUp);
     drain(&mut acd);
     // A caller of the other queue waits: wrap-up is honoured across queues.
@@ -241,12 +254,15 @@ fn wrap_up_keeps_every_queue_away_until_it_ends_and_the_desk_can_end_or_extend_i
     assert_eq!(drain(&mut acd), vec![offer(2, A, "enquiries", secs(29))]);
     // enquiries has no wrap-up: free at once after this call.
     acd.answered(t0 + secs(91), 2, A).expect("offered");
-    acd.call_ended(t0 + secs(100), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(100), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(state(&acd, A), AgentState::Ready);
     // Another appointments call: the desk extends the wrap-up, then ends it early.
-    acd.enqueue(t0 + secs(101), 3, "appointments").expect("queue");
+    acd.enqueue(t0 + secs(101), 3, "appointments")
+        .expect("queue");
     acd.answered(t0 + secs(102), 3, A).expect("offered");
-    acd.call_ended(t0 + secs(110), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(110), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(
         acd.extend_wrap_up(t0 + secs(111), A, secs(15)),
         Ok(t0 + secs(155))
@@ -255,7 +271,10 @@ fn wrap_up_keeps_every_queue_away_until_it_ends_and_the_desk_can_end_or_extend_i
     acd.handle_timeout(t0 + secs(140));
     assert_eq!(state(&acd, A), AgentState::WrapUp, "extended past its 30 s");
     drain(&mut acd);
-    assert_eq!(acd.set_ready(t0 + secs(141), A, true, None), Ok(AgentState::Ringing));
+    assert_eq!(
+        acd.set_ready(t0 + secs(141), A, true, None),
+        Ok(AgentState::Ringing)
+    );
     assert_eq!(drain(&mut acd), vec![offer(4, A, "enquiries", secs(29))]);
     assert_eq!(
         acd.extend_wrap_up(t0 + secs(142), A, secs(15)),
@@ -286,19 +305,27 @@ fn wrap_up_ends_into_not_ready_and_a_logout_ends_it() {
     let mut acd = Acd::new(queues, agents).expect("config");
     acd.agent_online(t0, A, true).expect("agent");
     for (call, start) in [(1u64, 0u64), (2, 100)] {
-        acd.enqueue(t0 + secs(start), call, "appointments").expect("queue");
-        acd.answered(t0 + secs(start + 1), call, A).expect("offered");
-        acd.call_ended(t0 + secs(start + 10), A, EndedBy::Agent).expect("talking");
+        acd.enqueue(t0 + secs(start), call, "appointments")
+            .expect("queue");
+        acd.answered(t0 + secs(start + 1), call, A)
+            .expect("offered");
+        acd.call_ended(t0 + secs(start + 10), A, EndedBy::Agent)
+            .expect("talking");
         assert_eq!(state(&acd, A), AgentState::WrapUp);
         if call == 1 {
             assert_eq!(
                 acd.set_ready(t0 + secs(start + 12), A, false, Some("meal")),
                 Ok(AgentState::NotReady)
             );
-            assert_eq!(acd.agent(A).expect("agent").not_ready_reason.as_deref(), Some("meal"));
-            acd.set_ready(t0 + secs(start + 20), A, true, None).expect("online");
+            assert_eq!(
+                acd.agent(A).expect("agent").not_ready_reason.as_deref(),
+                Some("meal")
+            );
+            acd.set_ready(t0 + secs(start + 20), A, true, None)
+                .expect("online");
         } else {
-            acd.agent_online(t0 + secs(start + 12), A, false).expect("agent");
+            acd.agent_online(t0 + secs(start + 12), A, false)
+                .expect("agent");
             assert_eq!(state(&acd, A), AgentState::LoggedOut);
         }
     }
@@ -430,7 +457,8 @@ fn agent_going_offline_while_talking_keeps_the_call_and_is_offline_after() {
     acd.agent_online(t0 + secs(2), A, false).expect("agent");
     assert_eq!(state(&acd, A), AgentState::Talking);
     acd.enqueue(t0 + secs(3), 2, "urgent").expect("queue");
-    acd.call_ended(t0 + secs(9), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(9), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(state(&acd, A), AgentState::LoggedOut);
     assert_eq!(
         drain(&mut acd),
@@ -489,7 +517,8 @@ fn not_ready_while_ringing_or_talking_takes_effect_after() {
         "the ring goes on"
     );
     acd.answered(t0 + secs(2), 1, A).expect("offered");
-    acd.call_ended(t0 + secs(30), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(30), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(state(&acd, A), AgentState::NotReady);
     assert_eq!(
         drain(&mut acd),
@@ -521,7 +550,8 @@ fn not_ready_while_ringing_or_talking_takes_effect_after() {
         acd.set_ready(t0 + secs(63), A, true, None),
         Ok(AgentState::Talking)
     );
-    acd.call_ended(t0 + secs(70), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(70), A, EndedBy::Agent)
+        .expect("talking");
     assert_eq!(state(&acd, A), AgentState::Ready);
     assert_eq!(
         acd.agent(A).expect("agent").ready_since,
@@ -537,7 +567,8 @@ fn two_callers_one_agent_first_come_first_served() {
     acd.enqueue(t0 + ms(1), 3, "enquiries").expect("queue");
     online_in_order(&mut acd, t0 + secs(4), &[A]);
     acd.answered(t0 + secs(5), 7, A).expect("offered");
-    acd.call_ended(t0 + secs(50), A, EndedBy::Agent).expect("talking");
+    acd.call_ended(t0 + secs(50), A, EndedBy::Agent)
+        .expect("talking");
     acd.answered(t0 + secs(51), 3, A).expect("offered");
     assert_eq!(
         drain(&mut acd),
@@ -628,7 +659,10 @@ fn unknown_names_and_wrong_inputs_are_errors_not_panics() {
         acd.declined(t0, 2, A),
         Err(Error::NotOffered { call: 2, .. })
     ));
-    assert_eq!(acd.call_ended(t0, A, EndedBy::Agent), Err(Error::NotTalking(A.into())));
+    assert_eq!(
+        acd.call_ended(t0, A, EndedBy::Agent),
+        Err(Error::NotTalking(A.into()))
+    );
     // A 200 OK racing the ring-out is refused; call control hangs that leg up.
     // (The clock is at t0+1 s since B came online then: A rings out at t0+16 s.)
     acd.handle_timeout(t0 + secs(16));

@@ -5,7 +5,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use acd::{EndedBy, Acd, AcdEvent, AgentConfig, AgentState, Error, QueueConfig};
+use acd::{Acd, AcdEvent, AgentConfig, AgentState, EndedBy, Error, QueueConfig};
 use common::*;
 
 /// What an agent does when its phone rings.
@@ -188,7 +188,8 @@ fn queue_index(name: &str) -> usize {
 
 fn random_config() -> (Vec<QueueConfig>, Vec<AgentConfig>) {
     let queues = vec![
-        QueueConfig::from_rings("appointments", PRIORITY[0], 3, 5000).with_wrap_up(ms(WRAP_UP_MS[0])),
+        QueueConfig::from_rings("appointments", PRIORITY[0], 3, 5000)
+            .with_wrap_up(ms(WRAP_UP_MS[0])),
         QueueConfig::from_rings("enquiries", PRIORITY[1], 2, 4000).with_wrap_up(ms(WRAP_UP_MS[1])),
         QueueConfig::from_rings("urgent", PRIORITY[2], 1, 7000).with_wrap_up(ms(WRAP_UP_MS[2])),
     ];
@@ -386,15 +387,28 @@ fn drain_into(acd: &mut Acd, model: &mut Model, served: &[AgentConfig], now: Ins
         assert!(entry.at <= now, "seed {seed}: logged in the future");
         match entry.event {
             acd::Logged::Offered { .. } => model.logged_offers += 1,
-            acd::Logged::Connected { rang_ms, ring_timeout_ms, .. } => {
+            acd::Logged::Connected {
+                rang_ms,
+                ring_timeout_ms,
+                ..
+            } => {
                 model.logged_connects += 1;
-                assert!(rang_ms <= ring_timeout_ms, "seed {seed}: answered after its rings");
+                assert!(
+                    rang_ms <= ring_timeout_ms,
+                    "seed {seed}: answered after its rings"
+                );
             }
             _ => {}
         }
     }
-    assert_eq!(model.offers, model.logged_offers, "seed {seed}: every offer logged");
-    assert_eq!(model.connects, model.logged_connects, "seed {seed}: every connect logged");
+    assert_eq!(
+        model.offers, model.logged_offers,
+        "seed {seed}: every offer logged"
+    );
+    assert_eq!(
+        model.connects, model.logged_connects,
+        "seed {seed}: every connect logged"
+    );
 }
 
 /// The ACD's views agree with the model, and no free agent sits beside a waiting caller.
@@ -412,7 +426,11 @@ fn check_views(acd: &Acd, model: &Model, served: &[AgentConfig], now: Instant, s
         let expect_state = model.expected_state(agent);
         assert_eq!(view.state, expect_state, "seed {seed}: {agent}");
         assert_eq!(
-            model.announced.get(agent).copied().unwrap_or(AgentState::LoggedOut),
+            model
+                .announced
+                .get(agent)
+                .copied()
+                .unwrap_or(AgentState::LoggedOut),
             view.state,
             "seed {seed}: {agent}'s desk was told its state"
         );
@@ -545,7 +563,10 @@ fn random_run(seed: u64) {
                         acd.extend_wrap_up(now, agent, secs(5)),
                         Err(Error::NotInWrapUp(agent.into()))
                     );
-                    assert_eq!(acd.hold(now, next_call, true), Err(Error::NotConnected(next_call)));
+                    assert_eq!(
+                        acd.hold(now, next_call, true),
+                        Err(Error::NotConnected(next_call))
+                    );
                 }
             }
             _ => {

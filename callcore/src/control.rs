@@ -289,13 +289,34 @@ impl Core {
         ready: bool,
         reason: Option<&str>,
     ) -> Result<AgentView, ControlError> {
-        let result = match self.acd.set_ready(now, agent, ready, reason) {
-            Ok(_) => {
-                self.acd
-                    .agent(agent)
-                    .map(|a| self.agent_view(now, a))
-                    .map_err(|_| ControlError::UnknownAgent)
-            }
+        let result = self.acd.set_ready(now, agent, ready, reason).map(|_| ());
+        self.desk_change(now, agent, result)
+    }
+
+    /// An agent in wrap-up needs `by` more of it.
+    pub fn extend_wrap_up(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        by: Duration,
+    ) -> Result<AgentView, ControlError> {
+        let result = self.acd.extend_wrap_up(now, agent, by).map(|_| ());
+        self.desk_change(now, agent, result)
+    }
+
+    /// After a change the desk asked the ACD for: the agent's view, or why it was refused.
+    fn desk_change(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        result: Result<(), acd::Error>,
+    ) -> Result<AgentView, ControlError> {
+        let result = match result {
+            Ok(()) => self
+                .acd
+                .agent(agent)
+                .map(|a| self.agent_view(now, a))
+                .map_err(|_| ControlError::UnknownAgent),
             Err(acd::Error::UnknownAgent(_)) => Err(ControlError::UnknownAgent),
             Err(acd::Error::AgentOffline(_)) => Err(ControlError::Rejected(
                 "the agent's phone is not registered: register it, then set the state".to_owned(),
@@ -805,7 +826,9 @@ impl Core {
                 .unwrap_or_default(),
             state: a.state.as_str().to_owned(),
             reason: a.not_ready_reason.clone(),
-            in_state_ms: a.state_since.map(|since| millis(now.saturating_duration_since(since))),
+            in_state_ms: a
+                .state_since
+                .map(|since| millis(now.saturating_duration_since(since))),
             wrap_up_left_ms: a
                 .wrap_up_until
                 .map(|until| millis(until.saturating_duration_since(now))),

@@ -265,3 +265,88 @@ fn a_phone_behind_nat_is_kept_reachable_with_keepalives_at_its_source() {
         ("192.168.7.*:5062", false)
     );
 }
+
+/// The desk events and event log entries the core put out since the last look.
+fn desk_and_log(core: &mut Core) -> (Vec<callcore::desk::DeskEvent>, Vec<acd::Logged>) {
+    let (mut desk, mut log) = (Vec::new(), Vec::new());
+    while let Some(o) = core.poll_output() {
+        match o {
+            Output::Desk { event, .. } => desk.push(event),
+            Output::StoreEvent(entry) => log.push(entry.event),
+            _ => {}
+        }
+    }
+    (desk, log)
+}
+
+#[test]
+fn the_desk_hears_every_state_change_and_the_event_log_keeps_it() {
+    use callcore::desk::DeskEvent;
+    let t0 = Instant::now();
+    let mut core = core_for(8, 4, t0);
+    let id = agent_id(2);
+    let challenge = register(&mut core, t0, &id, 1, None);
+    assert_eq!(
+        register(&mut core, t0, &id, 2, Some((&challenge, "pw-2"))).status(),
+        200
+    );
+    let view = core
+        .set_agent_state(t0, &id, false, Some("meal"))
+        .expect("registered");
+    assert_eq!(
+        (view.state.as_str(), view.reason.as_deref()),
+        ("not_ready", Some("meal"))
+    );
+    let (desk, log) = desk_and_log(&mut core);
+    assert_eq!(
+        desk,
+        vec![DeskEvent::State {
+            state: "not_ready".into(),
+            reason: Some("meal".into())
+        }],
+        "told once, by call control"
+    );
+    assert_eq!(
+        log,
+        vec![acd::Logged::AgentState {
+            agent: id.clone(),
+            state: acd::AgentState::NotReady,
+            reason: Some("meal".into())
+        }]
+    );
+    // The registration runs out: the agent is logged out and the desk shows it.
+    let later = t0 + std::time::Duration::from_secs(3_700);
+    while let Some(at) = core.poll_timeout().filter(|t| *t <= later) {
+        core.handle_timeout(at);
+    }
+    core.handle_timeout(later);
+    let (desk, log) = desk_and_log(&mut core);
+    assert!(
+        desk.contains(&DeskEvent::State {
+            state: "logged_out".into(),
+            reason: None
+        }),
+        "{desk:?}"
+    );
+    assert!(
+        log.iter().any(|e| matches!(
+            e,
+            acd::Logged::AgentState {
+                state: acd::AgentState::LoggedOut,
+                ..
+            }
+        )),
+        "{log:?}"
+    );
+    let v = core
+        .agents(later)
+        .into_iter()
+        .find(|a| a.id == id)
+        .expect("agent");
+    assert_eq!(v.state, "logged_out");
+    assert_eq!(
+        v.in_state_ms,
+        Some(100_000),
+        "expired at 3,600 s, looked at 3,700 s"
+    );
+}

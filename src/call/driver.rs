@@ -319,6 +319,9 @@ impl Driver {
                     .set_agent_state(now, &agent, ready, reason.as_deref());
                 let _ = reply.send(result);
             }
+            ControlCommand::ExtendWrapUp { agent, by, reply } => {
+                let _ = reply.send(self.core.extend_wrap_up(now, &agent, by));
+            }
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -392,6 +395,7 @@ impl Driver {
                 }
                 Output::StoreCall(record) => self.store.call(record),
                 Output::StoreRecording(row) => self.store.recording(row),
+                Output::StoreEvent(entry) => self.store.event(entry),
                 Output::Metric(metric) => self.metric(metric),
             }
         }

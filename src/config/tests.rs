@@ -155,7 +155,7 @@ fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
             "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
             "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `digest`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`, `nat`, `nat_keepalive_s`",
             "demo.toml:34:12: invalid type: integer `1001`, expected a string",
-            "demo.toml:46:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`, `digest`",
+            "demo.toml:48:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`, `digest`, `max_missed_rings`",
         ]
     );
 }
@@ -232,7 +232,7 @@ fn digest_algorithms_default_to_md5_and_can_be_set_per_clinic_and_agent() {
             "password = \"demo-1003\"",
             "password = \"demo-1003\"\ndigest = [\"SHA-512\"]",
         )]),
-        ["demo.toml:47:11: unknown variant `SHA-512`, expected `MD5` or `SHA-256`"]
+        ["demo.toml:49:11: unknown variant `SHA-512`, expected `MD5` or `SHA-256`"]
     );
 }
 
@@ -252,11 +252,11 @@ fn bad_menu_and_other_ivr_keys_are_both_reported() {
     ]);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
-        found[0].starts_with("demo.toml:71:1: unknown field `begin`"),
+        found[0].starts_with("demo.toml:77:1: unknown field `begin`"),
         "{found:?}"
     );
     assert!(
-        found[1].starts_with("demo.toml:83:13: invalid type"),
+        found[1].starts_with("demo.toml:89:13: invalid type"),
         "{found:?}"
     );
 }
@@ -307,8 +307,8 @@ fn ring_settings_must_be_positive() {
             ("answer_within_rings = 3\n", "answer_within_rings = 0\n"),
         ]),
         [
-            "demo.toml:53:17: ring_cycle_ms must be above 0",
-            "demo.toml:59:23: answer_within_rings must be at least 1",
+            "demo.toml:56:17: ring_cycle_ms must be above 0",
+            "demo.toml:63:23: answer_within_rings must be at least 1",
         ]
     );
 }
@@ -330,10 +330,10 @@ fn references_to_unknown_queues_and_menus_are_all_reported() {
     assert_eq!(
         found,
         [
-            "demo.toml:41:27: agent `1002` is in unknown queue `billing`",
-            "demo.toml:71:9: ivr.start names unknown menu `mian`",
-            "demo.toml:84:11: on_fail: unknown queue `nowhere`",
-            "demo.toml:89:7: option `9`: unknown menu `hours`",
+            "demo.toml:42:27: agent `1002` is in unknown queue `billing`",
+            "demo.toml:77:9: ivr.start names unknown menu `mian`",
+            "demo.toml:90:11: on_fail: unknown queue `nowhere`",
+            "demo.toml:95:7: option `9`: unknown menu `hours`",
         ]
     );
 }
@@ -346,15 +346,15 @@ fn duplicate_names_are_reported() {
         ("name = \"urgent\"", "name = \"enquiries\""),
     ]);
     assert!(
-        found.contains(&"demo.toml:38:6: duplicate agent id `1001`".to_owned()),
+        found.contains(&"demo.toml:39:6: duplicate agent id `1001`".to_owned()),
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:64:8: duplicate queue name `enquiries`".to_owned()),
+        found.contains(&"demo.toml:69:8: duplicate queue name `enquiries`".to_owned()),
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:107:8: duplicate user name `qa`".to_owned()),
+        found.contains(&"demo.toml:113:8: duplicate user name `qa`".to_owned()),
         "{found:?}"
     );
 }
@@ -368,9 +368,9 @@ fn users_and_agents_need_passwords_and_proper_roles() {
             ("name = \"ops\"", "name = \"1001\""),
         ]),
         [
-            "demo.toml:46:12: agent `1003` has an empty password",
-            "demo.toml:107:8: user name `1001` is also an agent id",
-            "demo.toml:109:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
+            "demo.toml:48:12: agent `1003` has an empty password",
+            "demo.toml:113:8: user name `1001` is also an agent id",
+            "demo.toml:115:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
         ]
     );
 }
@@ -392,7 +392,7 @@ fn prompt_files_must_exist_next_to_the_config() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{shown}:78:11: prompt `welcome`: file {} not found",
+            "{shown}:84:11: prompt `welcome`: file {} not found",
             missing.display()
         )
     );
@@ -421,8 +421,8 @@ fn prompt_names_must_be_built_in_or_configured() {
             ),
         ]),
         [
-            "demo.toml:54:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
-            "demo.toml:80:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:86:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
         ]
     );
 }
@@ -445,7 +445,7 @@ fn option_keys_must_be_one_dtmf_key() {
             "\"0\" = \"queue:enquiries\"",
             "\"00\" = \"queue:enquiries\""
         )]),
-        ["demo.toml:86:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
+        ["demo.toml:92:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
     );
 }
 
@@ -456,7 +456,7 @@ fn menus_whose_on_fail_loops_forever_are_reported_once() {
     assert_eq!(
         problems(&text),
         [
-            "demo.toml:113:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+            "demo.toml:119:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
         ]
     );
     let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");

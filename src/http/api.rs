@@ -18,7 +18,6 @@ use tokio::io::AsyncReadExt;
 use super::{ApiError, AppState};
 use crate::auth::{AuthRejection, AuthUser, Role};
 use crate::control::{AgentView, ControlError};
-use crate::events::DeskEvent;
 use crate::pii::mask_phone;
 use crate::storage::{CallRecord, Recording, StorageError, timestamp};
 
@@ -74,13 +73,22 @@ pub async fn agents(
 /// `POST /api/agents/me/state` body.
 #[derive(Debug, Deserialize)]
 pub struct StateRequest {
-    /// "ready" or "not_ready".
+    /// "ready", "not_ready", or "wrap_up" (more after-call work: `extend_ms`).
     pub state: String,
     #[serde(default)]
     pub reason: Option<String>,
+    /// With "wrap_up": how much longer (default 30 s, at most 10 min per request).
+    #[serde(default)]
+    pub extend_ms: Option<u64>,
 }
 
-/// `POST /api/agents/me/state` (agent): Ready / Not ready; answers the agent's new view.
+/// How much a "wrap_up" request adds when it does not say.
+const DEFAULT_EXTEND_MS: u64 = 30_000;
+/// The most one "wrap_up" request may add.
+const MAX_EXTEND_MS: u64 = 600_000;
+
+/// `POST /api/agents/me/state` (agent): Ready / Not ready (both end a wrap-up early), or
+/// more wrap-up; answers the agent's new view. The desks hear the change from call control.
 pub async fn set_my_state(
     State(state): State<AppState>,
     user: Result<AuthUser, AuthRejection>,
@@ -93,9 +101,23 @@ pub async fn set_my_state(
     let ready = match req.state.as_str() {
         "ready" => true,
         "not_ready" => false,
+        "wrap_up" => {
+            let ms = req.extend_ms.unwrap_or(DEFAULT_EXTEND_MS);
+            if ms == 0 || ms > MAX_EXTEND_MS {
+                return Err(ApiError::bad_request(format!(
+                    "extend_ms must be 1..={MAX_EXTEND_MS}, not {ms}"
+                )));
+            }
+            let view = state
+                .control
+                .extend_wrap_up(&user.name, std::time::Duration::from_millis(ms))
+                .await
+                .map_err(control_error)?;
+            return Ok(Json(view));
+        }
         other => {
             return Err(ApiError::bad_request(format!(
-                "unknown state {other:?}: use \"ready\" or \"not_ready\""
+                "unknown state {other:?}: use \"ready\", \"not_ready\" or \"wrap_up\""
             )));
         }
     };
@@ -105,13 +127,6 @@ pub async fn set_my_state(
         .set_agent_state(&user.name, ready, reason)
         .await
         .map_err(control_error)?;
-    state.hub.publish(
-        &user.name,
-        DeskEvent::State {
-            state: view.state.clone(),
-            reason: view.reason.clone(),
-        },
-    );
     Ok(Json(view))
 }
 

@@ -6,6 +6,7 @@
 //! - [`pages`]: the three HTML pages (assets/*.html, embedded).
 
 pub mod api;
+pub mod kpis;
 pub mod pages;
 pub mod ws;
 
@@ -42,6 +43,8 @@ pub struct SiteConfig {
     pub qa_sample_size: usize,
     /// `[qa] seed`.
     pub qa_seed: u64,
+    /// The configured queue names (`/api/kpis?queue=` must name one).
+    pub queues: Vec<String>,
 }
 
 /// Everything the handlers share; cheap to clone.
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recordings", get(api::recordings))
         .route("/api/recordings/{id}/audio", get(api::recording_audio))
         .route("/api/qa/sample", get(api::qa_sample))
+        .route("/api/kpis", get(kpis::kpis))
         .route("/ws/desk", get(ws::desk))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))

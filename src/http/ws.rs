@@ -95,7 +95,7 @@ async fn run(socket: WebSocket, mut sub: DeskSubscription, state: AppState, agen
     tracing::info!(agent, "desk disconnected");
 }
 
-/// The agent's state as call control knows it ("offline" if it does not answer).
+/// The agent's state as call control knows it ("logged_out" if it does not answer).
 async fn current_state(state: &AppState, agent: &str) -> DeskEvent {
     let agents = tokio::time::timeout(Duration::from_secs(1), state.control.agents()).await;
     match agents {
@@ -105,12 +105,12 @@ async fn current_state(state: &AppState, agent: &str) -> DeskEvent {
                 reason: a.reason,
             },
             None => DeskEvent::State {
-                state: "offline".into(),
+                state: "logged_out".into(),
                 reason: Some("unknown agent".into()),
             },
         },
         _ => DeskEvent::State {
-            state: "offline".into(),
+            state: "logged_out".into(),
             reason: Some("call control unavailable".into()),
         },
     }

@@ -37,7 +37,9 @@ pub enum StorageError {
     Corrupt { column: &'static str, value: String },
 }
 
-pub use callcore::records::{CallRecord, Gap, GapChannel, Hold, Outcome, Patient, Recording};
+pub use callcore::records::{
+    CallRecord, EventRecord, Gap, GapChannel, Hold, Outcome, Patient, Recording,
+};
 
 /// One audit log row: who did what to which object, when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,14 +123,31 @@ impl Storage {
         }
     }
 
-    /// Call records and recording rows written in one transaction.
+    /// Call records, recording rows and event log entries written in one transaction.
     pub fn write_batch(
         &self,
         calls: &[CallRecord],
         recordings: &[Recording],
+        events: &[EventRecord],
     ) -> Result<(), StorageError> {
         match &*self.backend {
-            Backend::Sqlite(db) => db.write_batch(calls, recordings),
+            Backend::Sqlite(db) => db.write_batch(calls, recordings, events),
+        }
+    }
+
+    /// The event log between two instants (`[from, to)`), in the order written, and each
+    /// agent's last state before `from` (what the KPIs need to clip agent states).
+    pub fn events_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(Vec<EventRecord>, Vec<EventRecord>), StorageError> {
+        let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
+        match &*self.backend {
+            Backend::Sqlite(db) => Ok((
+                db.agent_states_before(from_ms)?,
+                db.events_between(from_ms, to_ms)?,
+            )),
         }
     }
 
@@ -209,7 +228,7 @@ fn day_bounds(date: NaiveDate, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// The first instant of local day `date`, even where midnight is skipped by DST.
-fn local_day_start(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
+pub fn local_day_start(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
     let midnight = date.and_time(chrono::NaiveTime::MIN);
     // A DST gap never lasts a whole day; step through it a quarter-hour at a time.
     for step in 0..96 {

@@ -7,7 +7,8 @@ use chrono::{Datelike, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    AuditEntry, CallRecord, Outcome, Patient, Recording, StorageError, parse_timestamp, timestamp,
+    AuditEntry, CallRecord, EventRecord, Outcome, Patient, Recording, StorageError,
+    parse_timestamp, timestamp,
 };
 
 /// Schema migrations, applied in order; the database remembers how many ran.
@@ -58,6 +59,19 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE recordings ADD COLUMN gaps TEXT NOT NULL DEFAULT '[]';",
     // 3: where a side held the call (JSON list).
     "ALTER TABLE recordings ADD COLUMN holds TEXT NOT NULL DEFAULT '[]';",
+    // 4: the queue event log, append-only (the KPIs are computed from it).
+    "CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        call_id TEXT,
+        kind TEXT NOT NULL,
+        agent TEXT,
+        queue TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_at_ms ON events (at_ms);
+    CREATE INDEX events_agent_state ON events (kind, agent, at_ms);",
 ];
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
@@ -129,11 +143,12 @@ impl Sqlite {
         upsert_call_on(&self.lock(), c)
     }
 
-    /// Call records and recording rows in one transaction (all or nothing).
+    /// Call records, recording rows and event log entries in one transaction (all or nothing).
     pub(super) fn write_batch(
         &self,
         calls: &[CallRecord],
         recordings: &[Recording],
+        events: &[EventRecord],
     ) -> Result<(), StorageError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -143,8 +158,61 @@ impl Sqlite {
         for r in recordings {
             upsert_recording_on(&tx, r)?;
         }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (at, at_ms, call_id, kind, agent, queue, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for e in events {
+                let data = serde_json::to_string(&e.event).unwrap_or_default();
+                insert.execute(params![
+                    timestamp(e.at),
+                    e.at.timestamp_millis(),
+                    e.call_id,
+                    e.event.kind(),
+                    e.event.agent(),
+                    e.event.queue(),
+                    data
+                ])?;
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Event log entries stamped in `[from_ms, to_ms)`, in the order written.
+    pub(super) fn events_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<EventRecord>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, call_id, data FROM events WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY id",
+        )?;
+        let raws = stmt
+            .query_map([from_ms, to_ms], raw_event)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(decode_event).collect()
+    }
+
+    /// Each agent's last state entry before `at_ms`.
+    pub(super) fn agent_states_before(&self, at_ms: i64) -> Result<Vec<EventRecord>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.at, e.call_id, e.data FROM events e
+             JOIN (SELECT agent, max(id) AS id FROM events
+                   WHERE kind = 'agent_state' AND at_ms < ?1 GROUP BY agent) last
+             ON e.id = last.id ORDER BY e.id",
+        )?;
+        let raws = stmt
+            .query_map([at_ms], raw_event)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(decode_event).collect()
     }
 
     pub(super) fn call(&self, call_id: &str) -> Result<Option<CallRecord>, StorageError> {
@@ -511,6 +579,24 @@ impl RawRecording {
             path: self.path,
         })
     }
+}
+
+type RawEvent = (String, Option<String>, String);
+
+fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn decode_event((at, call_id, data): RawEvent) -> Result<EventRecord, StorageError> {
+    let event = serde_json::from_str(&data).map_err(|_| StorageError::Corrupt {
+        column: "events.data",
+        value: data.clone(),
+    })?;
+    Ok(EventRecord {
+        at: parse_timestamp("events.at", &at)?,
+        call_id,
+        event,
+    })
 }
 
 fn to_i64(v: u64) -> i64 {

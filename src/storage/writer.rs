@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{CallRecord, Recording, Storage};
+use super::{CallRecord, EventRecord, Recording, Storage};
 
 /// How long a failed batch waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -24,12 +24,14 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 struct Pending {
     calls: HashMap<String, CallRecord>,
     recordings: HashMap<String, Recording>,
+    /// Event log entries in the order logged (appended, never replaced).
+    events: Vec<EventRecord>,
     closed: bool,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.calls.len() + self.recordings.len()
+        self.calls.len() + self.recordings.len() + self.events.len()
     }
 }
 
@@ -102,6 +104,14 @@ impl StoreWriter {
         self.shared.wake.notify_one();
     }
 
+    /// An event log entry, appended after every one handed over before it.
+    pub fn event(&self, entry: EventRecord) {
+        let mut p = self.shared.lock();
+        p.events.push(entry);
+        drop(p);
+        self.shared.wake.notify_one();
+    }
+
     /// Rows waiting to be written (a gauge).
     pub fn waiting(&self) -> usize {
         self.shared.lock().len()
@@ -123,22 +133,23 @@ impl WriterThread {
 
 fn run(shared: &Shared, storage: &Storage) {
     loop {
-        let (calls, recordings, closing) = {
+        let (calls, recordings, events, closing) = {
             let mut p = shared.lock();
             while p.len() == 0 && !p.closed {
                 p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
             }
             let calls: Vec<CallRecord> = p.calls.drain().map(|(_, v)| v).collect();
             let recordings: Vec<Recording> = p.recordings.drain().map(|(_, v)| v).collect();
-            (calls, recordings, p.closed)
+            let events = std::mem::take(&mut p.events);
+            (calls, recordings, events, p.closed)
         };
-        if calls.is_empty() && recordings.is_empty() {
+        if calls.is_empty() && recordings.is_empty() && events.is_empty() {
             if closing {
                 return;
             }
             continue;
         }
-        if let Err(e) = storage.write_batch(&calls, &recordings) {
+        if let Err(e) = storage.write_batch(&calls, &recordings, &events) {
             warn!(error = %e, calls = calls.len(), recordings = recordings.len(), "storing call records failed; retrying");
             // Put back what is not superseded by a newer snapshot meanwhile.
             let mut p = shared.lock();
@@ -148,6 +159,9 @@ fn run(shared: &Shared, storage: &Storage) {
             for r in recordings {
                 p.recordings.entry(r.id.clone()).or_insert(r);
             }
+            // The failed entries go back ahead of any logged since, keeping the order.
+            let newer = std::mem::replace(&mut p.events, events);
+            p.events.extend(newer);
             let give_up = p.closed;
             drop(p);
             if give_up {

@@ -186,6 +186,9 @@ class Switchboard:
             ("http", "listen"): f'"{LOOPBACK}:{http_port}"',
             ("storage", "database"): json.dumps(str(data / "switchboard.db")),
             ("storage", "recordings"): json.dumps(str(data / "recordings")),
+            # Calls placed back to back reach the same agent at once; a test that is about
+            # wrap-up sets it again through `extra`.
+            ("queues", "wrap_up_ms"): "0",
         }
         overrides.update(extra or {})
         text = rewrite_config(run.stdout, overrides)
