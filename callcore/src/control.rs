@@ -799,12 +799,47 @@ impl Core {
         }
     }
 
-    /// Writes the ACD's event log entry down, naming the call by its call id.
+    /// Writes the ACD's event log entry down, naming the call by its call id; an offer's
+    /// start and end also go into the call's record (who rang, how long, why it ended).
     fn store_log_entry(&mut self, entry: acd::Entry) {
-        let call_id = entry
+        let call = entry
             .call
-            .and_then(|id| self.calls.get(&id))
-            .map(|c| c.call_id.clone());
+            .and_then(|id| self.calls.get_mut(&id).map(|c| (id, c)));
+        let call_id = call.as_ref().map(|(_, c)| c.call_id.clone());
+        if let Some((id, c)) = call {
+            let ended = match &entry.event {
+                acd::Logged::Offered { agent, .. } => {
+                    c.offers.push(crate::records::OfferRecord {
+                        agent: agent.clone(),
+                        rang_ms: None,
+                        ended: None,
+                    });
+                    None
+                }
+                acd::Logged::OfferEnded {
+                    agent,
+                    rang_ms,
+                    why,
+                    ..
+                } => Some((agent, *rang_ms, offer_end_name(*why))),
+                acd::Logged::Connected { agent, rang_ms, .. } => {
+                    Some((agent, *rang_ms, "answered"))
+                }
+                _ => None,
+            };
+            if let Some((agent, rang_ms, why)) = ended {
+                if let Some(o) = c
+                    .offers
+                    .iter_mut()
+                    .rev()
+                    .find(|o| o.agent == *agent && o.ended.is_none())
+                {
+                    o.rang_ms = Some(rang_ms);
+                    o.ended = Some(why.to_owned());
+                }
+                self.save_call_record(id);
+            }
+        }
         self.emit(Output::StoreEvent(EventRecord {
             at: self.wall(entry.at),
             call_id,
@@ -862,5 +897,15 @@ impl Core {
     pub(crate) fn fire(&mut self, now: Instant, peer: Peer, request: Request) {
         let key = self.transactions.send_request(now, peer, request);
         self.client_tx.insert(key, ClientTx::Fire);
+    }
+}
+
+/// How the call record names the way an offer ended.
+fn offer_end_name(why: acd::OfferEnd) -> &'static str {
+    match why {
+        acd::OfferEnd::RangOut => "rang_out",
+        acd::OfferEnd::Declined => "declined",
+        acd::OfferEnd::LoggedOut => "logged_out",
+        acd::OfferEnd::CallerHungUp => "caller_hung_up",
     }
 }

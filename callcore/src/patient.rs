@@ -263,6 +263,7 @@ impl Core {
                 wait_ms: None,
                 offer: None,
                 agents_offered: Vec::new(),
+                offers: Vec::new(),
                 agent: None,
                 agent_dialog: None,
                 agent_sip_call_id: None,

@@ -74,6 +74,8 @@ pub struct CallRecord {
     pub queue: Option<String>,
     pub wait_ms: Option<u64>,
     pub agents_offered: Vec<String>,
+    /// Every offer in order: who rang, how long, and why it ended.
+    pub offers: Vec<OfferRecord>,
     pub agent: Option<String>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -98,6 +100,7 @@ impl CallRecord {
             queue: None,
             wait_ms: None,
             agents_offered: Vec::new(),
+            offers: Vec::new(),
             agent: None,
             answered_at: None,
             ended_at: None,
@@ -115,6 +118,16 @@ pub struct EventRecord {
     /// The call's id (as in call records), if the entry is about a call.
     pub call_id: Option<String>,
     pub event: acd::Logged,
+}
+
+/// One offer of a call to an agent, as the call record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferRecord {
+    pub agent: String,
+    /// How long the phone rang (`None` while it still rings).
+    pub rang_ms: Option<u64>,
+    /// `answered`, `rang_out`, `declined`, `logged_out` or `caller_hung_up` (`None`: ringing).
+    pub ended: Option<String>,
 }
 
 /// One recorded call (a stereo WAV file on disk).

@@ -1217,6 +1217,34 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
             r.agents_offered.len(),
             "seed {seed}: call {id}: one offer entry per agent offered"
         );
+        // The record tells every offer's end: the answer last, if there was one.
+        let offered: Vec<&str> = r.offers.iter().map(|o| o.agent.as_str()).collect();
+        assert_eq!(offered, r.agents_offered, "seed {seed}: call {id}");
+        assert!(
+            r.offers
+                .iter()
+                .all(|o| o.ended.is_some() && o.rang_ms.is_some()),
+            "seed {seed}: call {id} has an offer with no end: {:?}",
+            r.offers
+        );
+        let answers = r
+            .offers
+            .iter()
+            .filter(|o| o.ended.as_deref() == Some("answered"))
+            .count();
+        let answered = r.outcome == Some(callcore::records::Outcome::Answered);
+        assert_eq!(
+            answers,
+            usize::from(answered),
+            "seed {seed}: call {id}: {:?}",
+            r.offers
+        );
+        if answered {
+            assert_eq!(
+                r.offers.last().map(|o| o.agent.as_str()),
+                r.agent.as_deref()
+            );
+        }
     }
     let live = w.core.live();
     assert_eq!(

@@ -186,6 +186,10 @@ pub struct CallView {
     pub queue: Option<String>,
     pub wait_ms: Option<u64>,
     pub agents_offered: Vec<String>,
+    /// Every offer: `{agent, rang_ms, ended}` (`ended`: answered, rang_out, declined,
+    /// logged_out, caller_hung_up; null while ringing).
+    #[serde(default)]
+    pub offers: Vec<crate::storage::OfferRecord>,
     pub agent: Option<String>,
     pub answered_at: Option<String>,
     pub ended_at: Option<String>,
@@ -204,6 +208,7 @@ impl From<CallRecord> for CallView {
             queue: c.queue,
             wait_ms: c.wait_ms,
             agents_offered: c.agents_offered,
+            offers: c.offers,
             agent: c.agent,
             answered_at: c.answered_at.map(timestamp),
             ended_at: c.ended_at.map(timestamp),

@@ -38,7 +38,7 @@ pub enum StorageError {
 }
 
 pub use callcore::records::{
-    CallRecord, EventRecord, Gap, GapChannel, Hold, Outcome, Patient, Recording,
+    CallRecord, EventRecord, Gap, GapChannel, Hold, OfferRecord, Outcome, Patient, Recording,
 };
 
 /// One audit log row: who did what to which object, when.

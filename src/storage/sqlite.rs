@@ -72,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_at_ms ON events (at_ms);
     CREATE INDEX events_agent_state ON events (kind, agent, at_ms);",
+    // 5: every offer of a call (agent, how long it rang, why it ended; JSON list).
+    "ALTER TABLE calls ADD COLUMN offers TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
@@ -458,7 +460,7 @@ type DemoPatient = (
 );
 
 const CALL_COLUMNS: &str = "SELECT call_id, caller, started_at, ivr_path, queue, wait_ms,
-    agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction FROM calls";
+    agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction, offers FROM calls";
 
 const RECORDING_COLUMNS: &str = "SELECT id, call_id, agent, started_at, duration_ms, channels, path, gaps, holds FROM recordings";
 
@@ -471,6 +473,7 @@ struct RawCall {
     queue: Option<String>,
     wait_ms: Option<i64>,
     agents_offered: String,
+    offers: String,
     agent: Option<String>,
     answered_at: Option<String>,
     ended_at: Option<String>,
@@ -489,6 +492,7 @@ impl RawCall {
             queue: r.get(4)?,
             wait_ms: r.get(5)?,
             agents_offered: r.get(6)?,
+            offers: r.get(13)?,
             agent: r.get(7)?,
             answered_at: r.get(8)?,
             ended_at: r.get(9)?,
@@ -514,6 +518,10 @@ impl RawCall {
             queue: self.queue,
             wait_ms: self.wait_ms.map(|v| u64::try_from(v).unwrap_or(0)),
             agents_offered: parse_list("calls.agents_offered", &self.agents_offered)?,
+            offers: serde_json::from_str(&self.offers).map_err(|_| StorageError::Corrupt {
+                column: "calls.offers",
+                value: self.offers.clone(),
+            })?,
             agent: self.agent,
             answered_at: self
                 .answered_at
@@ -617,17 +625,19 @@ fn parse_list(column: &'static str, s: &str) -> Result<Vec<String>, StorageError
 fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError> {
     let ivr_path = json_list(&c.ivr_path);
     let offered = json_list(&c.agents_offered);
+    let offers = serde_json::to_string(&c.offers).unwrap_or_else(|_| "[]".to_owned());
     conn.execute(
         "INSERT INTO calls (call_id, caller, started_at, ivr_path, queue, wait_ms,
-             agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction,
+             offers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (call_id) DO UPDATE SET
              caller = excluded.caller, started_at = excluded.started_at,
              ivr_path = excluded.ivr_path, queue = excluded.queue, wait_ms = excluded.wait_ms,
              agents_offered = excluded.agents_offered, agent = excluded.agent,
              answered_at = excluded.answered_at, ended_at = excluded.ended_at,
              outcome = excluded.outcome, recording_id = excluded.recording_id,
-             satisfaction = excluded.satisfaction",
+             satisfaction = excluded.satisfaction, offers = excluded.offers",
         params![
             c.call_id,
             c.caller,
@@ -642,6 +652,7 @@ fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError>
             c.outcome.map(Outcome::as_str),
             c.recording_id,
             c.satisfaction,
+            offers,
         ],
     )?;
     Ok(())

@@ -15,6 +15,18 @@ fn call(id: &str, started: chrono::DateTime<Utc>) -> CallRecord {
     c.queue = Some("appointments".into());
     c.wait_ms = Some(4200);
     c.agents_offered = vec!["1001".into(), "1002".into()];
+    c.offers = vec![
+        OfferRecord {
+            agent: "1001".into(),
+            rang_ms: Some(15_000),
+            ended: Some("rang_out".into()),
+        },
+        OfferRecord {
+            agent: "1002".into(),
+            rang_ms: Some(3_100),
+            ended: Some("answered".into()),
+        },
+    ];
     c.agent = Some("1002".into());
     c.answered_at = Some(started + chrono::Duration::seconds(5));
     c.ended_at = Some(started + chrono::Duration::seconds(65));
@@ -219,4 +231,71 @@ fn storage_is_shared_across_threads() {
     let tz: chrono_tz::Tz = "UTC".parse().expect("tz");
     let day = NaiveDate::from_ymd_opt(2026, 11, 25).expect("date");
     assert_eq!(s.calls_on(day, tz).expect("query").len(), 4);
+}
+
+#[test]
+fn the_event_log_is_appended_in_order_survives_a_reopen_and_reads_by_window() {
+    use acd::{AgentState, Logged};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let t = |s: i64| {
+        Utc.with_ymd_and_hms(2026, 12, 3, 1, 0, 0)
+            .single()
+            .expect("valid")
+            + chrono::Duration::seconds(s)
+    };
+    let state = |agent: &str, state: AgentState, reason: Option<&str>| Logged::AgentState {
+        agent: agent.into(),
+        state,
+        reason: reason.map(str::to_owned),
+    };
+    let entries = [
+        (t(0), None, state("1001", AgentState::Ready, None)),
+        (
+            t(5),
+            None,
+            state("1001", AgentState::NotReady, Some("meal")),
+        ),
+        (t(6), None, state("1002", AgentState::Ready, None)),
+        (
+            t(10),
+            Some("c1"),
+            Logged::Enqueued {
+                queue: "urgent".into(),
+                position: 1,
+            },
+        ),
+        (t(20), None, state("1001", AgentState::Ready, None)),
+    ];
+    {
+        let s = Storage::open(&url).expect("open");
+        let records: Vec<EventRecord> = entries
+            .iter()
+            .map(|(at, call, event)| EventRecord {
+                at: *at,
+                call_id: call.map(str::to_owned),
+                event: event.clone(),
+            })
+            .collect();
+        s.write_batch(&[], &[], &records[..3]).expect("first batch");
+        s.write_batch(&[], &[], &records[3..])
+            .expect("second batch");
+    }
+    let s = Storage::open(&url).expect("reopen");
+    let (before, inside) = s.events_between(t(8), t(30)).expect("read");
+    let kinds: Vec<(&str, Option<&str>)> = inside
+        .iter()
+        .map(|e| (e.event.kind(), e.call_id.as_deref()))
+        .collect();
+    assert_eq!(kinds, vec![("enqueued", Some("c1")), ("agent_state", None)]);
+    // Each agent's last state before the window, whatever came earlier.
+    let last: Vec<&Logged> = before.iter().map(|e| &e.event).collect();
+    assert_eq!(
+        last,
+        vec![
+            &state("1001", AgentState::NotReady, Some("meal")),
+            &state("1002", AgentState::Ready, None)
+        ]
+    );
+    assert_eq!(before[0].at, t(5));
 }

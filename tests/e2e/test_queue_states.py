@@ -167,6 +167,11 @@ def test_kpis_of_the_live_run_match_the_call_records(ua: Ua, switchboard: Switch
             break
         time.sleep(0.2)
     answered = [c for c in calls if c["outcome"] == "answered"]
+    # The call record tells each offer: the first caller rang out at 1001 twice, then was answered.
+    missed_twice = next(c for c in answered if len(c["offers"]) == 3)
+    assert [o["ended"] for o in missed_twice["offers"]] == ["rang_out", "rang_out", "answered"], missed_twice
+    for o in missed_twice["offers"][:2]:
+        assert abs(o["rang_ms"] - RING_OUT_S * 1000) <= 300, missed_twice["offers"]
     queued = [c for c in calls if c["queue"]]
     print({k: kpis[k] for k in ("offered", "answered", "abandoned", "missed_rings", "asa_ms", "wrap_up_ms", "aht_ms")})
     assert kpis["offered"] == len(queued), (kpis["offered"], calls)
