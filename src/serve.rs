@@ -44,6 +44,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 priority: q.priority,
                 ring_timeout: q.ring_timeout(),
                 wrap_up: std::time::Duration::from_millis(q.wrap_up_ms),
+                strategy: q.strategy,
+                escalation: q
+                    .escalation
+                    .iter()
+                    .map(|s| (std::time::Duration::from_millis(s.after_ms), s.max_level))
+                    .collect(),
             })
             .collect(),
         config
@@ -53,6 +59,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 id: a.id.clone(),
                 queues: a.queues.clone(),
                 max_missed_rings: a.max_missed_rings,
+                levels: a.levels.iter().map(|(q, l)| (q.clone(), *l)).collect(),
             })
             .collect(),
     )

@@ -49,6 +49,7 @@ fn main() {
             acd.abandon(now, next - 1);
         }
         while acd.poll_event().is_some() {}
+        while acd.poll_log().is_some() {}
     }
     let per = start.elapsed() / u32::try_from(INPUTS).unwrap_or(u32::MAX);
     println!("acd dispatch, {AGENTS} agents all talking: {per:?} per input ({INPUTS} inputs)");
@@ -62,6 +63,7 @@ fn main() {
         acd.enqueue(now, call, "q").expect("enqueue");
         acd.abandon(now, call);
         while acd.poll_event().is_some() {}
+        while acd.poll_log().is_some() {}
     }
     let per = start.elapsed() / u32::try_from(INPUTS).unwrap_or(u32::MAX);
     println!("acd dispatch, {AGENTS} agents all ready: {per:?} per input ({INPUTS} inputs)");

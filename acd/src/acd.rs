@@ -5,11 +5,11 @@
 //! Offers are made inside the input that makes them possible (enqueue, an agent becoming
 //! Ready, a call ending, a ring-out), so nothing has to poll.
 //!
-//! Pairing: the Ready agent idle for longest picks first and gets the best caller among the
-//! queues it serves: highest queue priority, then longest wait. Every agent that was free
-//! picks in idle order in the same step, so an agent that just missed an offer (it is now
-//! the most recently idle) is offered that same call again only if no other free agent who
-//! serves that queue took it first.
+//! Pairing: waiting callers are served in order (highest queue priority, then longest wait),
+//! each by the free agent its queue's [`Strategy`] picks among those of the lowest level
+//! its escalation allows. Longest idle, the default, means an agent that just missed an
+//! offer (it is now the most recently idle) is offered that same call again only if no
+//! other free agent who serves that queue is there to take it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey, ReadyKey};
 use crate::error::Error;
 use crate::journal::{EndedBy, Entry, Logged, OfferEnd};
-use crate::queue::{CallerView, Queue, QueueConfig};
+use crate::queue::{CallerView, Queue, QueueConfig, RoundRobin};
+use crate::strategy::{Rng, Strategy};
 use crate::timer::{Timer, Timers};
 use crate::{AgentId, CallId};
 
@@ -89,6 +90,12 @@ pub struct Acd {
     clock: Option<Instant>,
     /// Orders things that happen at the same instant.
     seq: u64,
+    /// Each queue's round-robin position.
+    round_robin: Vec<RoundRobin>,
+    /// Per queue: the one level all its agents have, if they share one (no level scan then).
+    shared_level: Vec<Option<u32>>,
+    /// For [`Strategy::Random`].
+    rng: Rng,
 }
 
 impl Acd {
@@ -112,19 +119,28 @@ impl Acd {
             if agent_index.contains_key(&config.id) {
                 return Err(Error::DuplicateAgent(config.id));
             }
-            let mut served = Vec::with_capacity(config.queues.len());
+            let mut served: Vec<(usize, u32)> = Vec::with_capacity(config.queues.len());
             for name in &config.queues {
                 let q = *queue_index
                     .get(name)
                     .ok_or_else(|| Error::UnknownQueue(name.clone()))?;
-                if !served.contains(&q) {
-                    served.push(q);
+                if !served.iter().any(|(i, _)| *i == q) {
+                    served.push((q, config.level(name)));
                 }
             }
             agent_index.insert(config.id.clone(), built_agents.len());
             built_agents.push(Agent::new(config.id, served, config.max_missed_rings));
         }
+        let built_queues_len = built_queues.len();
+        let shared_level = (0..built_queues_len)
+            .map(|q| {
+                let mut levels = built_agents.iter().filter_map(|a| a.level_in(q));
+                let first = levels.next().unwrap_or(1);
+                levels.all(|l| l == first).then_some(first)
+            })
+            .collect();
         Ok(Acd {
+            shared_level,
             queues: built_queues,
             queue_index,
             ready: BTreeSet::new(),
@@ -139,7 +155,25 @@ impl Acd {
             journal: VecDeque::new(),
             clock: None,
             seq: 0,
+            round_robin: (0..built_queues_len)
+                .map(|_| RoundRobin::default())
+                .collect(),
+            rng: Rng::new(0x5eed_acd0),
         })
+    }
+
+    /// Seeds [`Strategy::Random`] (a run with the same seed and inputs replays exactly).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
+    /// Starts the fewest-calls and least-talk-time counts afresh (say, at the clinic's
+    /// midnight); nothing else changes.
+    pub fn reset_counts(&mut self) {
+        for a in &mut self.agents {
+            a.answered_calls = 0;
+            a.talk_time = Duration::ZERO;
+        }
     }
 
     /// Registration up or down. Coming online makes the agent Ready (misses in a row
@@ -278,6 +312,7 @@ impl Acd {
         let position = self.queues[q].callers().len();
         let queue = self.queues[q].config.name.clone();
         self.log(now, Some(call), Logged::Enqueued { queue, position });
+        self.arm_escalation(call, q, now, Duration::ZERO);
         self.dispatch(now);
         Ok(())
     }
@@ -295,6 +330,7 @@ impl Acd {
             return;
         };
         let queue = self.queues[q].config.name.clone();
+        self.timers.cancel(Timer::Escalate(call));
         if let Some(a) = caller.offered_to {
             self.timers.cancel(Timer::RingOut(call));
             let rang = self.rang(now, a);
@@ -331,6 +367,7 @@ impl Acd {
         let now = self.tick(now);
         let a = self.offered_agent(call, agent)?;
         self.timers.cancel(Timer::RingOut(call));
+        self.timers.cancel(Timer::Escalate(call));
         let rang = self.rang(now, a);
         let (q, enqueued_at) = match self.calls.remove(&call) {
             Some(q) => (
@@ -351,6 +388,7 @@ impl Acd {
             held: false,
         };
         ag.consecutive_misses = 0;
+        ag.answered_calls = ag.answered_calls.saturating_add(1);
         self.talking.insert(call, a);
         let queue = self.queues.get(q).map(|q| q.config.clone());
         self.log(
@@ -407,6 +445,9 @@ impl Acd {
             return Err(Error::NotTalking(agent.to_string()));
         };
         self.talking.remove(&call);
+        let talked = now.saturating_duration_since(since);
+        let ag = self.agent_mut(a);
+        ag.talk_time = ag.talk_time.saturating_add(talked);
         let config = self.queues.get(queue).map(|q| q.config.clone());
         self.log(
             now,
@@ -414,7 +455,7 @@ impl Acd {
             Logged::Completed {
                 agent: agent.to_string(),
                 queue: config.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
-                talked_ms: ms(now.saturating_duration_since(since)),
+                talked_ms: ms(talked),
                 by,
             },
         );
@@ -451,6 +492,14 @@ impl Acd {
                 Timer::DeclinePause(a) => {
                     if a < self.agents.len() {
                         self.agent_mut(a).paused_until = None;
+                    }
+                }
+                Timer::Escalate(call) => {
+                    if let Some(&q) = self.calls.get(&call)
+                        && let Some(caller) = self.queues[q].get(call)
+                    {
+                        let waited = now.saturating_duration_since(caller.enqueued_at);
+                        self.arm_escalation(call, q, caller.enqueued_at, waited);
                     }
                 }
                 Timer::WrapUpEnd(a) => {
@@ -710,49 +759,106 @@ impl Acd {
         }
     }
 
-    /// Offers waiting callers to free agents, longest-idle agent first. Walks only
-    /// the ready agents, and nothing at all when no caller waits unoffered.
+    /// Arms the caller's next escalation step after `waited` (if its queue has one).
+    fn arm_escalation(&mut self, call: CallId, q: usize, enqueued_at: Instant, waited: Duration) {
+        if let Some(after) = self.queues[q].config.next_escalation(waited)
+            && let Some(at) = enqueued_at.checked_add(after)
+        {
+            self.timers.set(Timer::Escalate(call), at);
+        }
+    }
+
+    /// Offers waiting callers to free agents: callers in order (queue priority, then
+    /// wait), each to the agent its queue's strategy picks. Nothing is walked when no
+    /// agent is ready or no caller waits unoffered.
     fn dispatch(&mut self, now: Instant) {
         self.sync_ready(now);
-        if self.queues.iter().all(|q| q.next_unoffered().is_none()) {
+        if self.ready.is_empty() || self.queues.iter().all(|q| q.next_unoffered().is_none()) {
             return;
         }
-        // Lent out while offering (offers change agents, never the set itself).
-        let ready = std::mem::take(&mut self.ready);
-        for &(_, a) in &ready {
-            if !self.agents[a].is_available(now) {
+        let mut waiting: Vec<(std::cmp::Reverse<i32>, Instant, u64, usize, CallId)> = self
+            .queues
+            .iter()
+            .enumerate()
+            .flat_map(|(q, queue)| {
+                let priority = std::cmp::Reverse(queue.config.priority);
+                queue
+                    .callers()
+                    .iter()
+                    .filter(|c| c.offered_to.is_none())
+                    .map(move |c| (priority, c.enqueued_at, c.seq, q, c.call))
+            })
+            .collect();
+        waiting.sort_unstable();
+        // A queue whose caller found no agent is done for this pass: its later callers
+        // have waited less, so escalation lets them ring no more agents.
+        let mut exhausted = vec![false; self.queues.len()];
+        for (_, enqueued_at, _, q, call) in waiting {
+            if exhausted[q] {
                 continue;
             }
-            if let Some((q, call)) = self.best_caller_for(a) {
-                self.offer(now, a, q, call);
-                if self.queues.iter().all(|q| q.next_unoffered().is_none()) {
-                    break;
+            let waited = now.saturating_duration_since(enqueued_at);
+            match self.pick_agent(now, q, waited) {
+                Some(a) => self.offer(now, a, q, call),
+                None => {
+                    exhausted[q] = true;
+                    if exhausted.iter().all(|e| *e) {
+                        break;
+                    }
                 }
             }
         }
-        self.ready = ready;
         // Offers made agents ringing: take them out of `ready` now.
         self.sync_ready(now);
     }
 
-    /// The best unoffered caller among agent `a`'s queues: highest priority, then oldest.
-    fn best_caller_for(&self, a: usize) -> Option<(usize, CallId)> {
-        self.agents[a]
-            .queues
-            .iter()
-            .filter_map(|&q| {
-                let queue = &self.queues[q];
-                queue.next_unoffered().map(|c| {
-                    let rank = (
-                        std::cmp::Reverse(queue.config.priority),
-                        c.enqueued_at,
-                        c.seq,
-                    );
-                    (rank, q, c.call)
-                })
-            })
-            .min_by_key(|(rank, _, _)| *rank)
-            .map(|(_, q, call)| (q, call))
+    /// The free agent queue `q`'s strategy gives a caller who has waited `waited`: among
+    /// the free agents serving `q` at a level escalation allows, those of the lowest level,
+    /// then the strategy's choice.
+    fn pick_agent(&mut self, now: Instant, q: usize, waited: Duration) -> Option<usize> {
+        let config = &self.queues[q].config;
+        let max_level = config.max_level(waited);
+        let strategy = config.strategy;
+        // `ready` iterates longest idle first: that order breaks every strategy's ties.
+        let candidates = self.ready.iter().filter_map(|&(_, a)| {
+            let agent = &self.agents[a];
+            let level = agent.level_in(q)?;
+            (level <= max_level && agent.is_available(now)).then_some((level, a))
+        });
+        let lowest = match self.shared_level.get(q).copied().flatten() {
+            Some(level) if level <= max_level => level,
+            Some(_) => return None,
+            None => candidates.clone().map(|(level, _)| level).min()?,
+        };
+        let mut best = candidates
+            .filter(|(level, _)| *level == lowest)
+            .map(|(_, a)| a);
+        let n = self.agents.len().max(1);
+        let picked = match strategy {
+            Strategy::LongestIdle => best.next(),
+            Strategy::TopDown => best.min(),
+            Strategy::RoundRobin => {
+                let start = self.round_robin[q].next % n;
+                best.min_by_key(|a| (a + n - start) % n)
+            }
+            Strategy::FewestCalls => best
+                .enumerate()
+                .min_by_key(|(i, a)| (self.agents[*a].answered_calls, *i))
+                .map(|(_, a)| a),
+            Strategy::LeastTalkTime => best
+                .enumerate()
+                .min_by_key(|(i, a)| (self.agents[*a].talk_time, *i))
+                .map(|(_, a)| a),
+            Strategy::Random => {
+                let all: Vec<usize> = best.collect();
+                let i = self.rng.below(all.len());
+                all.get(i).copied()
+            }
+        };
+        if let Some(a) = picked {
+            self.round_robin[q].next = a + 1;
+        }
+        picked
     }
 
     fn offer(&mut self, now: Instant, a: usize, q: usize, call: CallId) {

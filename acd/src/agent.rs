@@ -70,6 +70,9 @@ pub struct AgentConfig {
     /// After this many offers in a row rang out or were declined, the agent goes not ready
     /// with reason [`MISSED`] (0: never).
     pub max_missed_rings: u32,
+    /// The agent's level in a queue (skills): level 1 rings before level 2. A queue not
+    /// named here is level 1.
+    pub levels: Vec<(String, u32)>,
 }
 
 impl AgentConfig {
@@ -79,7 +82,24 @@ impl AgentConfig {
             id: id.into(),
             queues: queues.iter().map(|q| (*q).to_string()).collect(),
             max_missed_rings: Self::DEFAULT_MAX_MISSED_RINGS,
+            levels: Vec::new(),
         }
+    }
+
+    /// The same agent at `level` in `queue`.
+    #[must_use]
+    pub fn with_level(mut self, queue: &str, level: u32) -> Self {
+        self.levels.push((queue.to_string(), level));
+        self
+    }
+
+    /// The agent's level in `queue`.
+    pub fn level(&self, queue: &str) -> u32 {
+        self.levels
+            .iter()
+            .rev()
+            .find(|(q, _)| q == queue)
+            .map_or(1, |(_, l)| *l)
     }
 
     /// Two ring-outs in a row: the agent is not at the phone.
@@ -148,8 +168,11 @@ pub(crate) type ReadyKey = (bool, Option<IdleKey>);
 #[derive(Debug)]
 pub(crate) struct Agent {
     pub(crate) id: AgentId,
-    /// Indices of the queues served.
-    pub(crate) queues: Vec<usize>,
+    /// Indices of the queues served, with the agent's level in each.
+    pub(crate) queues: Vec<(usize, u32)>,
+    /// Calls answered and talk time since the counts were last reset (for the strategies).
+    pub(crate) answered_calls: u64,
+    pub(crate) talk_time: Duration,
     pub(crate) online: bool,
     pub(crate) ready_requested: bool,
     pub(crate) reason: Option<String>,
@@ -166,10 +189,12 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    pub(crate) fn new(id: AgentId, queues: Vec<usize>, max_missed_rings: u32) -> Self {
+    pub(crate) fn new(id: AgentId, queues: Vec<(usize, u32)>, max_missed_rings: u32) -> Self {
         Agent {
             id,
             queues,
+            answered_calls: 0,
+            talk_time: Duration::ZERO,
             online: false,
             ready_requested: false,
             reason: None,
@@ -203,6 +228,11 @@ impl Agent {
             AgentState::NotReady => self.reason.clone(),
             _ => None,
         }
+    }
+
+    /// The agent's level in queue `q`, if it serves it.
+    pub(crate) fn level_in(&self, q: usize) -> Option<u32> {
+        self.queues.iter().find(|(i, _)| *i == q).map(|(_, l)| *l)
     }
 
     /// Whether the ACD may offer this agent a call at `now`.
@@ -268,7 +298,7 @@ mod tests {
     #[test]
     fn readiness_waits_for_the_phone_to_be_free() {
         let t0 = Instant::now();
-        let mut a = Agent::new("1001".into(), vec![0], 2);
+        let mut a = Agent::new("1001".into(), vec![(0, 1)], 2);
         assert_eq!(a.state(), AgentState::LoggedOut);
         a.online = true;
         a.ready_requested = true;
@@ -297,7 +327,7 @@ mod tests {
     #[test]
     fn paused_agent_is_ready_but_not_available_until_the_pause_ends() {
         let t0 = Instant::now();
-        let mut a = Agent::new("1001".into(), vec![0], 2);
+        let mut a = Agent::new("1001".into(), vec![(0, 1)], 2);
         a.online = true;
         a.ready_requested = true;
         a.paused_until = Some(t0 + Duration::from_secs(3));
@@ -309,7 +339,7 @@ mod tests {
     #[test]
     fn consecutive_misses_make_the_agent_not_ready_once() {
         let t0 = Instant::now();
-        let mut a = Agent::new("1001".into(), vec![0], 2);
+        let mut a = Agent::new("1001".into(), vec![(0, 1)], 2);
         a.online = true;
         a.ready_requested = true;
         assert!(!a.miss((t0, 1)));
@@ -318,7 +348,7 @@ mod tests {
         assert_eq!(a.state(), AgentState::NotReady);
         assert_eq!(a.shown_reason().as_deref(), Some(MISSED));
         assert!(!a.miss((t0, 3)), "already not ready");
-        let mut never = Agent::new("1002".into(), vec![0], 0);
+        let mut never = Agent::new("1002".into(), vec![(0, 1)], 0);
         never.online = true;
         never.ready_requested = true;
         for n in 0..10 {

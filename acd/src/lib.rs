@@ -4,6 +4,7 @@
 //! - [`agent`] — agent states (logged out, not ready, ready, ringing, talking, on hold,
 //!   wrap-up), idle order, misses.
 //! - [`queue`] — queue configuration and waiting callers in arrival order.
+//! - [`strategy`] — how a queue picks among free agents (longest idle, round robin, …), levels.
 //! - [`journal`] — the event log: every fact about callers and agents, in order.
 //! - [`kpi`] — the clinic's numbers (answer rate, ASA, service level, occupancy, …) from it.
 //! - `timer` — the named timers (ring-out per offer, decline pause, wrap-up end) as data.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod journal;
 pub mod kpi;
 pub mod queue;
+pub mod strategy;
 mod timer;
 
 pub use acd::{Acd, AcdEvent};
@@ -37,6 +39,7 @@ pub use agent::{AgentConfig, AgentState, AgentView, MISSED};
 pub use error::Error;
 pub use journal::{EndedBy, Entry, Logged, OfferEnd};
 pub use queue::{CallerView, QueueConfig};
+pub use strategy::Strategy;
 
 /// Identifies a call across call control and the ACD.
 pub type CallId = u64;

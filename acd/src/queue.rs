@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::strategy::Strategy;
 use crate::{AgentId, CallId};
 
 /// How one queue is served: its priority against other queues and how long an agent's phone rings.
@@ -16,6 +17,12 @@ pub struct QueueConfig {
     /// After-call work once a call of this queue ends: the agent is offered nothing, from
     /// any queue, for this long (zero: free at once).
     pub wrap_up: Duration,
+    /// How the queue picks among its free agents.
+    pub strategy: Strategy,
+    /// Escalation, like app_queue's penalty rules: `(wait, highest level)` steps in order of
+    /// wait; a caller who has waited at least `wait` may ring agents up to that level. Empty:
+    /// every level may ring at once (lower levels still first).
+    pub escalation: Vec<(Duration, u32)>,
 }
 
 impl QueueConfig {
@@ -32,7 +39,43 @@ impl QueueConfig {
             priority,
             ring_timeout: Duration::from_millis(ms),
             wrap_up: Duration::ZERO,
+            strategy: Strategy::LongestIdle,
+            escalation: Vec::new(),
         }
+    }
+
+    /// The same queue choosing agents by `strategy`.
+    #[must_use]
+    pub fn with_strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The same queue with escalation steps `(wait, highest level)`.
+    #[must_use]
+    pub fn with_escalation(mut self, steps: Vec<(Duration, u32)>) -> Self {
+        self.escalation = steps;
+        self
+    }
+
+    /// The highest agent level a caller who has waited `waited` may ring.
+    pub fn max_level(&self, waited: Duration) -> u32 {
+        if self.escalation.is_empty() {
+            return u32::MAX;
+        }
+        self.escalation
+            .iter()
+            .take_while(|(after, _)| *after <= waited)
+            .last()
+            .map_or(0, |(_, level)| *level)
+    }
+
+    /// The wait at which the next escalation step after `waited` widens the agents.
+    pub fn next_escalation(&self, waited: Duration) -> Option<Duration> {
+        self.escalation
+            .iter()
+            .map(|(after, _)| *after)
+            .find(|after| *after > waited)
     }
 
     /// The same queue with `wrap_up` of after-call work.
@@ -115,6 +158,12 @@ impl Queue {
     }
 }
 
+/// Round-robin memory: where the queue's next search for an agent starts.
+#[derive(Debug, Default)]
+pub(crate) struct RoundRobin {
+    pub(crate) next: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +174,33 @@ mod tests {
         assert_eq!(q.ring_timeout, Duration::from_secs(15));
         let huge = QueueConfig::from_rings("x", 0, u32::MAX, u64::MAX);
         assert_eq!(huge.ring_timeout, Duration::from_millis(u64::MAX));
+    }
+
+    #[test]
+    fn escalation_widens_the_levels_with_the_wait() {
+        let q = QueueConfig::from_rings("q", 0, 3, 5000).with_escalation(vec![
+            (Duration::ZERO, 1),
+            (Duration::from_secs(30), 2),
+            (Duration::from_secs(60), 5),
+        ]);
+        assert_eq!(q.max_level(Duration::ZERO), 1);
+        assert_eq!(q.max_level(Duration::from_millis(29_999)), 1);
+        assert_eq!(q.max_level(Duration::from_secs(30)), 2);
+        assert_eq!(q.max_level(Duration::from_secs(600)), 5);
+        assert_eq!(
+            q.next_escalation(Duration::from_secs(10)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(q.next_escalation(Duration::from_secs(60)), None);
+        let open = QueueConfig::from_rings("q", 0, 3, 5000);
+        assert_eq!(open.max_level(Duration::ZERO), u32::MAX);
+        let late = QueueConfig::from_rings("q", 0, 3, 5000)
+            .with_escalation(vec![(Duration::from_secs(5), 1)]);
+        assert_eq!(
+            late.max_level(Duration::ZERO),
+            0,
+            "nobody before the first step"
+        );
     }
 
     #[test]

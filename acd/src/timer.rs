@@ -13,6 +13,8 @@ pub(crate) enum Timer {
     DeclinePause(usize),
     /// The agent's (index) after-call work ends.
     WrapUpEnd(usize),
+    /// The call's wait reaches its queue's next escalation step: more agents may ring.
+    Escalate(CallId),
 }
 
 /// Armed timers with their deadlines; a handful at most, so a vector is enough.

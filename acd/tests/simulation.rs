@@ -189,9 +189,14 @@ fn queue_index(name: &str) -> usize {
 fn random_config() -> (Vec<QueueConfig>, Vec<AgentConfig>) {
     let queues = vec![
         QueueConfig::from_rings("appointments", PRIORITY[0], 3, 5000)
-            .with_wrap_up(ms(WRAP_UP_MS[0])),
-        QueueConfig::from_rings("enquiries", PRIORITY[1], 2, 4000).with_wrap_up(ms(WRAP_UP_MS[1])),
-        QueueConfig::from_rings("urgent", PRIORITY[2], 1, 7000).with_wrap_up(ms(WRAP_UP_MS[2])),
+            .with_wrap_up(ms(WRAP_UP_MS[0]))
+            .with_strategy(acd::Strategy::RoundRobin),
+        QueueConfig::from_rings("enquiries", PRIORITY[1], 2, 4000)
+            .with_wrap_up(ms(WRAP_UP_MS[1]))
+            .with_strategy(acd::Strategy::FewestCalls),
+        QueueConfig::from_rings("urgent", PRIORITY[2], 1, 7000)
+            .with_wrap_up(ms(WRAP_UP_MS[2]))
+            .with_strategy(acd::Strategy::Random),
     ];
     let served: [&[&str]; 3] = [&QUEUES, &["appointments", "urgent"], &["enquiries"]];
     let agents = AGENTS

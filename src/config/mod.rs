@@ -428,6 +428,9 @@ pub struct Agent {
     /// After this many rings in a row unanswered the agent goes not ready (`missed`); 0: never.
     #[serde(default = "default_max_missed_rings")]
     pub max_missed_rings: u32,
+    /// The agent's level per queue (skills): 1 rings before 2; a queue not named is level 1.
+    #[serde(default)]
+    pub levels: std::collections::BTreeMap<String, u32>,
 }
 
 fn default_max_missed_rings() -> u32 {
@@ -443,6 +446,7 @@ impl fmt::Debug for Agent {
             .field("queues", &self.queues)
             .field("digest", &self.digest)
             .field("max_missed_rings", &self.max_missed_rings)
+            .field("levels", &self.levels)
             .finish()
     }
 }
@@ -469,6 +473,21 @@ pub struct Queue {
     /// queue for this long, unless the desk ends it sooner (0: none).
     #[serde(default)]
     pub wrap_up_ms: u64,
+    /// How the queue picks among free agents (`longest_idle`, `round_robin`, `fewest_calls`,
+    /// `least_talk_time`, `top_down`, `random`).
+    #[serde(default)]
+    pub strategy: acd::Strategy,
+    /// Escalation steps: after a caller waited `after_ms`, agents up to `max_level` may ring.
+    #[serde(default)]
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// One `[[queues]] escalation` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    pub after_ms: u64,
+    pub max_level: u32,
 }
 
 /// The longest wrap-up a queue may give (an hour: longer is a typo, not a policy).

@@ -155,7 +155,7 @@ fn unknown_keys_and_wrong_types_in_different_sections_are_all_reported() {
             "demo.toml:9:12: unknown timezone `Mars/Olympus`, expected an IANA name like `Asia/Shanghai`",
             "demo.toml:18:1: unknown field `relm`, expected one of `udp`, `tcp`, `advertise`, `rtp_ports`, `codecs`, `realm`, `digest`, `media_timeout_ms`, `max_calls`, `max_lag_ms`, `retry_after_s`, `tcp_max_connections`, `tcp_max_per_source`, `tcp_idle_timeout_s`, `nat`, `nat_keepalive_s`",
             "demo.toml:34:12: invalid type: integer `1001`, expected a string",
-            "demo.toml:48:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`, `digest`, `max_missed_rings`",
+            "demo.toml:48:1: unknown field `pasword`, expected one of `id`, `name`, `password`, `queues`, `digest`, `max_missed_rings`, `levels`",
         ]
     );
 }
@@ -252,11 +252,11 @@ fn bad_menu_and_other_ivr_keys_are_both_reported() {
     ]);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
-        found[0].starts_with("demo.toml:77:1: unknown field `begin`"),
+        found[0].starts_with("demo.toml:78:1: unknown field `begin`"),
         "{found:?}"
     );
     assert!(
-        found[1].starts_with("demo.toml:89:13: invalid type"),
+        found[1].starts_with("demo.toml:90:13: invalid type"),
         "{found:?}"
     );
 }
@@ -308,7 +308,7 @@ fn ring_settings_must_be_positive() {
         ]),
         [
             "demo.toml:56:17: ring_cycle_ms must be above 0",
-            "demo.toml:63:23: answer_within_rings must be at least 1",
+            "demo.toml:64:23: answer_within_rings must be at least 1",
         ]
     );
 }
@@ -331,9 +331,9 @@ fn references_to_unknown_queues_and_menus_are_all_reported() {
         found,
         [
             "demo.toml:42:27: agent `1002` is in unknown queue `billing`",
-            "demo.toml:77:9: ivr.start names unknown menu `mian`",
-            "demo.toml:90:11: on_fail: unknown queue `nowhere`",
-            "demo.toml:95:7: option `9`: unknown menu `hours`",
+            "demo.toml:78:9: ivr.start names unknown menu `mian`",
+            "demo.toml:91:11: on_fail: unknown queue `nowhere`",
+            "demo.toml:96:7: option `9`: unknown menu `hours`",
         ]
     );
 }
@@ -350,11 +350,11 @@ fn duplicate_names_are_reported() {
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:69:8: duplicate queue name `enquiries`".to_owned()),
+        found.contains(&"demo.toml:70:8: duplicate queue name `enquiries`".to_owned()),
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:113:8: duplicate user name `qa`".to_owned()),
+        found.contains(&"demo.toml:114:8: duplicate user name `qa`".to_owned()),
         "{found:?}"
     );
 }
@@ -369,8 +369,8 @@ fn users_and_agents_need_passwords_and_proper_roles() {
         ]),
         [
             "demo.toml:48:12: agent `1003` has an empty password",
-            "demo.toml:113:8: user name `1001` is also an agent id",
-            "demo.toml:115:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
+            "demo.toml:114:8: user name `1001` is also an agent id",
+            "demo.toml:116:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
         ]
     );
 }
@@ -392,7 +392,7 @@ fn prompt_files_must_exist_next_to_the_config() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{shown}:84:11: prompt `welcome`: file {} not found",
+            "{shown}:85:11: prompt `welcome`: file {} not found",
             missing.display()
         )
     );
@@ -422,7 +422,7 @@ fn prompt_names_must_be_built_in_or_configured() {
         ]),
         [
             "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
-            "demo.toml:86:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:87:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
         ]
     );
 }
@@ -445,7 +445,7 @@ fn option_keys_must_be_one_dtmf_key() {
             "\"0\" = \"queue:enquiries\"",
             "\"00\" = \"queue:enquiries\""
         )]),
-        ["demo.toml:92:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
+        ["demo.toml:93:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
     );
 }
 
@@ -456,9 +456,70 @@ fn menus_whose_on_fail_loops_forever_are_reported_once() {
     assert_eq!(
         problems(&text),
         [
-            "demo.toml:119:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+            "demo.toml:120:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
         ]
     );
     let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");
     assert!(problems(&text).is_empty(), "{:?}", problems(&text));
+}
+
+#[test]
+fn strategies_levels_and_escalation_are_read_and_checked() {
+    let queue_line = "strategy = \"longest_idle\"          #";
+    let agent_line = "max_missed_rings = 2               #";
+    let good = demo_with(&[
+        (
+            queue_line,
+            "strategy = \"round_robin\"\nescalation = [{ after_ms = 0, max_level = 1 }, { after_ms = 30000, max_level = 2 }] #",
+        ),
+        (
+            agent_line,
+            "levels = { urgent = 2 }\nmax_missed_rings = 2 #",
+        ),
+    ]);
+    let config = match Config::check_str(&good, "demo.toml") {
+        Ok(c) => c,
+        Err(p) => panic!("valid: {p:?}"),
+    };
+    assert_eq!(config.queues[0].strategy, acd::Strategy::RoundRobin);
+    assert_eq!(
+        config.queues[1].strategy,
+        acd::Strategy::LongestIdle,
+        "the default"
+    );
+    let steps: Vec<(u64, u32)> = config.queues[0]
+        .escalation
+        .iter()
+        .map(|s| (s.after_ms, s.max_level))
+        .collect();
+    assert_eq!(steps, [(0, 1), (30_000, 2)]);
+    assert_eq!(config.agents[0].levels.get("urgent"), Some(&2));
+
+    let found = problems_with(&[(queue_line, "strategy = \"ring_everyone\" #")]);
+    let text = found.join("\n");
+    assert!(text.contains("unknown variant `ring_everyone`"), "{text}");
+    assert!(
+        text.contains("longest_idle"),
+        "the choices are named: {text}"
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    let found = problems_with(&[
+        (
+            queue_line,
+            "escalation = [{ after_ms = 30000, max_level = 2 }, { after_ms = 10000, max_level = 0 }] #",
+        ),
+        (
+            agent_line,
+            "levels = { billing = 2, urgent = 0 }\nmax_missed_rings = 2 #",
+        ),
+    ]);
+    let text = found.join("\n");
+    assert!(text.contains("in order of after_ms"), "{text}");
+    assert!(text.contains("max_level must be at least 1"), "{text}");
+    assert!(text.contains("a queue it does not serve"), "{text}");
+    assert!(text.contains("levels start at 1"), "{text}");
+    assert!(
+        found.iter().all(|p| p.starts_with("demo.toml:")),
+        "each at its line: {found:?}"
+    );
 }

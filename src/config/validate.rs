@@ -195,6 +195,20 @@ fn agents(config: &Config, issues: &mut Issues) {
                 );
             }
         }
+        for (queue, level) in &agent.levels {
+            let at = [k("agents"), i(n), k("levels"), k(queue)];
+            if !agent.queues.contains(queue) {
+                issues.at(
+                    at,
+                    format!(
+                        "agent `{}` has a level in `{queue}`, a queue it does not serve",
+                        agent.id
+                    ),
+                );
+            } else if *level == 0 {
+                issues.at(at, "levels start at 1 (1 rings first)".into());
+            }
+        }
     }
 }
 
@@ -245,6 +259,23 @@ fn queues(config: &Config, issues: &mut Issues) {
                 [k("queues"), i(n), k("ring_cycle_ms")],
                 "ring_cycle_ms must be above 0".into(),
             );
+        }
+        let mut previous: Option<u64> = None;
+        for (s, step) in queue.escalation.iter().enumerate() {
+            if previous.is_some_and(|p| step.after_ms <= p) {
+                issues.at(
+                    [k("queues"), i(n), k("escalation"), i(s), k("after_ms")],
+                    "escalation steps must be in order of after_ms, each later than the last"
+                        .into(),
+                );
+            }
+            if step.max_level == 0 {
+                issues.at(
+                    [k("queues"), i(n), k("escalation"), i(s), k("max_level")],
+                    "max_level must be at least 1 (levels start at 1)".into(),
+                );
+            }
+            previous = Some(step.after_ms);
         }
         if queue.wrap_up_ms > super::MAX_WRAP_UP_MS {
             issues.at(

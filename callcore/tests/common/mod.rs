@@ -92,6 +92,8 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             priority: 0,
             ring_timeout: RING_TIMEOUT,
             wrap_up: std::time::Duration::ZERO,
+            strategy: acd::Strategy::LongestIdle,
+            escalation: Vec::new(),
         }],
         (0..AGENTS)
             .map(|i| acd::AgentConfig::new(agent_id(i), &["general"]))

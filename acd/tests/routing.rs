@@ -1,0 +1,177 @@
+//! Which free agent a queue rings: each strategy, levels (skills), and escalation.
+//!
+//! Agents are configured A, B, C but come online C, B, A, so "longest idle" (C first) and
+//! configuration order (A first) disagree and every strategy shows its own choice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use acd::{Acd, AcdEvent, AgentConfig, EndedBy, QueueConfig, Strategy};
+use common::*;
+
+fn acd_with(strategy: Strategy, agents: Vec<AgentConfig>) -> Acd {
+    let queue = QueueConfig::from_rings("q", 0, 3, 5000).with_strategy(strategy);
+    Acd::new(vec![queue], agents).expect("config")
+}
+
+fn three(strategy: Strategy, t0: Instant) -> Acd {
+    let agents = [A, B, C].map(|id| AgentConfig::new(id, &["q"])).to_vec();
+    let mut acd = acd_with(strategy, agents);
+    for (i, id) in [C, B, A].iter().enumerate() {
+        acd.agent_online(t0 + secs(i as u64), id, true)
+            .expect("agent");
+    }
+    acd
+}
+
+/// Places `calls` callers one after another; each is answered at once and talks
+/// `talk(n)`. Returns who answered each.
+fn run_calls(
+    acd: &mut Acd,
+    t0: Instant,
+    calls: u64,
+    talk: impl Fn(u64) -> Duration,
+) -> Vec<String> {
+    let mut who = Vec::new();
+    let mut now = t0 + secs(10);
+    for call in 1..=calls {
+        acd.enqueue(now, call, "q").expect("queue");
+        let agent = drain(acd)
+            .into_iter()
+            .find_map(|e| match e {
+                AcdEvent::Offer { agent, .. } => Some(agent),
+                _ => None,
+            })
+            .expect("a free agent is offered the call");
+        acd.answered(now, call, &agent).expect("offered");
+        now += talk(call);
+        acd.call_ended(now, &agent, EndedBy::Caller)
+            .expect("talking");
+        now += secs(1);
+        who.push(agent);
+        while acd.poll_log().is_some() {}
+    }
+    who
+}
+
+#[test]
+fn longest_idle_rings_the_agent_free_for_longest() {
+    let t0 = Instant::now();
+    let mut acd = three(Strategy::LongestIdle, t0);
+    assert_eq!(run_calls(&mut acd, t0, 4, |_| secs(5)), [C, B, A, C]);
+}
+
+#[test]
+fn round_robin_goes_on_from_the_agent_it_rang_last_in_configuration_order() {
+    let t0 = Instant::now();
+    let mut acd = three(Strategy::RoundRobin, t0);
+    assert_eq!(run_calls(&mut acd, t0, 5, |_| secs(5)), [A, B, C, A, B]);
+}
+
+#[test]
+fn top_down_rings_the_first_free_agent_in_configuration_order() {
+    let t0 = Instant::now();
+    let mut acd = three(Strategy::TopDown, t0);
+    assert_eq!(run_calls(&mut acd, t0, 3, |_| secs(5)), [A, A, A]);
+    // A busy: the next in order.
+    acd.enqueue(t0 + secs(100), 50, "q").expect("queue");
+    acd.answered(t0 + secs(100), 50, A).expect("offered to A");
+    acd.enqueue(t0 + secs(101), 51, "q").expect("queue");
+    assert_eq!(drain(&mut acd).last(), Some(&offer(51, B, "q", secs(0))));
+}
+
+#[test]
+fn fewest_calls_and_least_talk_time_even_out_the_work() {
+    let t0 = Instant::now();
+    let mut acd = three(Strategy::FewestCalls, t0);
+    // Ties go to the longest idle: C, B, A, then C again (all on one call).
+    assert_eq!(run_calls(&mut acd, t0, 4, |_| secs(5)), [C, B, A, C]);
+
+    let mut acd = three(Strategy::LeastTalkTime, t0);
+    // C talks 50 s, B 10 s, A 30 s: then B (10 s) has talked least, then B again (20 s).
+    let talk = |call: u64| secs([50, 10, 30, 10, 10][usize::try_from(call - 1).unwrap_or(0)]);
+    assert_eq!(run_calls(&mut acd, t0, 5, talk), [C, B, A, B, B]);
+    // The counts start afresh when told (the clinic's midnight): ties by idle order again.
+    acd.reset_counts();
+    assert_eq!(run_calls(&mut acd, t0 + secs(1000), 1, |_| secs(5)), [C]);
+}
+
+#[test]
+fn random_spreads_calls_over_every_free_agent_and_replays_with_its_seed() {
+    let t0 = Instant::now();
+    let runs: Vec<Vec<String>> = (0..2)
+        .map(|_| {
+            let mut acd = three(Strategy::Random, t0);
+            acd.set_seed(42);
+            run_calls(&mut acd, t0, 300, |_| secs(5))
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1], "the same seed, the same choices");
+    for agent in [A, B, C] {
+        let n = runs[0].iter().filter(|a| *a == agent).count();
+        assert!(n > 60, "{agent} got {n} of 300");
+    }
+}
+
+#[test]
+fn a_lower_level_rings_first_and_a_higher_one_only_when_it_is_busy() {
+    let t0 = Instant::now();
+    let agents = vec![
+        AgentConfig::new(A, &["q"]),
+        AgentConfig::new(B, &["q"]).with_level("q", 2),
+    ];
+    let mut acd = acd_with(Strategy::LongestIdle, agents);
+    acd.agent_online(t0, B, true).expect("agent"); // B idle longer...
+    acd.agent_online(t0 + secs(1), A, true).expect("agent");
+    acd.enqueue(t0 + secs(2), 1, "q").expect("queue");
+    assert_eq!(
+        drain(&mut acd),
+        vec![offer(1, A, "q", secs(0))],
+        "...but A is level 1"
+    );
+    acd.answered(t0 + secs(3), 1, A).expect("offered");
+    acd.enqueue(t0 + secs(4), 2, "q").expect("queue");
+    let events = drain(&mut acd);
+    assert_eq!(
+        events.last(),
+        Some(&offer(2, B, "q", secs(0))),
+        "level 2 when level 1 is busy"
+    );
+}
+
+#[test]
+fn escalation_widens_the_agents_rung_as_the_caller_waits() {
+    let t0 = Instant::now();
+    let queue = QueueConfig::from_rings("q", 0, 3, 5000)
+        .with_escalation(vec![(Duration::ZERO, 1), (secs(20), 2)]);
+    let agents = vec![
+        AgentConfig::new(A, &["q"]),
+        AgentConfig::new(B, &["q"]).with_level("q", 2),
+    ];
+    let mut acd = Acd::new(vec![queue], agents).expect("config");
+    online_in_order(&mut acd, t0, &[A, B]);
+    acd.enqueue(t0 + secs(2), 1, "q").expect("queue");
+    acd.answered(t0 + secs(3), 1, A).expect("offered");
+    drain(&mut acd);
+    // A is busy; B is free but level 2: the caller waits its 20 s first.
+    acd.enqueue(t0 + secs(10), 2, "q").expect("queue");
+    assert_eq!(drain(&mut acd), vec![]);
+    assert_eq!(acd.poll_timeout(), Some(t0 + secs(30)));
+    acd.handle_timeout(t0 + secs(30) - ms(1));
+    assert_eq!(drain(&mut acd), vec![]);
+    acd.handle_timeout(t0 + secs(30));
+    assert_eq!(drain(&mut acd), vec![offer(2, B, "q", secs(20))]);
+    // A third caller: B's ring ends and A frees up first, so A (level 1) takes it at once.
+    acd.enqueue(t0 + secs(31), 3, "q").expect("queue");
+    acd.call_ended(t0 + secs(32), A, EndedBy::Agent)
+        .expect("talking");
+    assert_eq!(drain(&mut acd), vec![offer(3, A, "q", secs(1))]);
+    acd.abandon(t0 + secs(33), 2);
+    acd.abandon(t0 + secs(33), 3);
+    assert_eq!(
+        acd.poll_timeout(),
+        None,
+        "no escalation timer left for gone callers"
+    );
+}
