@@ -5,13 +5,16 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use callcore::desk::{AgentView, ControlError};
+pub use callcore::desk::{AgentView, ControlError, QueueView};
 
 /// A request to call control, with where to send the answer.
 #[derive(Debug)]
 pub enum ControlCommand {
     Agents {
         reply: oneshot::Sender<Vec<AgentView>>,
+    },
+    Queues {
+        reply: oneshot::Sender<Vec<QueueView>>,
     },
     SetAgentState {
         agent: String,
@@ -43,6 +46,15 @@ impl ControlHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(ControlCommand::Agents { reply })
+            .await
+            .map_err(|_| ControlError::Unavailable)?;
+        rx.await.map_err(|_| ControlError::Unavailable)
+    }
+
+    pub async fn queues(&self) -> Result<Vec<QueueView>, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ControlCommand::Queues { reply })
             .await
             .map_err(|_| ControlError::Unavailable)?;
         rx.await.map_err(|_| ControlError::Unavailable)

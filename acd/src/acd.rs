@@ -544,6 +544,19 @@ impl Acd {
         Ok(self.agents[self.agent_idx(agent)?].view())
     }
 
+    /// Whether `agent` serves `queue`.
+    pub fn serves(&self, agent: &str, queue: &str) -> bool {
+        match (self.agent_index.get(agent), self.queue_index.get(queue)) {
+            (Some(&a), Some(&q)) => self.agents[a].level_in(q).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Every queue's configuration, in configuration order.
+    pub fn queue_configs(&self) -> impl Iterator<Item = &QueueConfig> {
+        self.queues.iter().map(|q| &q.config)
+    }
+
     /// How many callers are in `queue`, including those whose offer is ringing.
     pub fn waiting(&self, queue: &str) -> Result<usize, Error> {
         Ok(self.queues[self.queue_idx(queue)?].callers().len())

@@ -281,6 +281,50 @@ impl Core {
             .collect()
     }
 
+    /// Every queue as ops see it live: who waits how long, and its agents by state.
+    pub fn queues(&self, now: Instant) -> Vec<crate::desk::QueueView> {
+        let agents = self.acd.agents();
+        self.acd
+            .queue_configs()
+            .map(|q| {
+                let callers: Vec<crate::desk::WaitingCaller> = self
+                    .acd
+                    .callers(&q.name, now)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| crate::desk::WaitingCaller {
+                        call_id: self
+                            .calls
+                            .get(&c.call)
+                            .map(|call| call.call_id.clone())
+                            .unwrap_or_default(),
+                        caller: self
+                            .calls
+                            .get(&c.call)
+                            .map(|call| crate::pii::mask_phone(&call.caller))
+                            .unwrap_or_default(),
+                        position: i + 1,
+                        waited_ms: millis(c.waited),
+                        ringing: c.offered_to,
+                    })
+                    .collect();
+                let mut by_state = std::collections::BTreeMap::new();
+                for a in agents.iter().filter(|a| self.acd.serves(&a.id, &q.name)) {
+                    *by_state.entry(a.state.as_str().to_owned()).or_insert(0) += 1;
+                }
+                crate::desk::QueueView {
+                    name: q.name.clone(),
+                    priority: q.priority,
+                    strategy: q.strategy.as_str().to_owned(),
+                    longest_wait_ms: callers.iter().map(|c| c.waited_ms).max(),
+                    callers,
+                    agents: by_state,
+                }
+            })
+            .collect()
+    }
+
     /// An agent sets themselves ready or not ready (with a reason).
     pub fn set_agent_state(
         &mut self,

@@ -146,3 +146,28 @@ pub enum ControlError {
     #[error("call control is not running")]
     Unavailable,
 }
+
+/// One queue as ops see it live (`GET /api/queues`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QueueView {
+    pub name: String,
+    pub priority: i32,
+    pub strategy: String,
+    /// Callers waiting, longest first (those whose offer rings included).
+    pub callers: Vec<WaitingCaller>,
+    pub longest_wait_ms: Option<u64>,
+    /// Agents serving the queue, by state (`ready`, `ringing`, …).
+    pub agents: std::collections::BTreeMap<String, u32>,
+}
+
+/// One waiting caller on the live queue panel.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WaitingCaller {
+    pub call_id: String,
+    /// Masked (`138****0001`).
+    pub caller: String,
+    pub position: usize,
+    pub waited_ms: u64,
+    /// The agent whose phone rings for them, if any.
+    pub ringing: Option<String>,
+}

@@ -308,6 +308,9 @@ impl Driver {
             ControlCommand::Agents { reply } => {
                 let _ = reply.send(self.core.agents(now));
             }
+            ControlCommand::Queues { reply } => {
+                let _ = reply.send(self.core.queues(now));
+            }
             ControlCommand::SetAgentState {
                 agent,
                 ready,

@@ -70,6 +70,17 @@ pub async fn agents(
     Ok(Json(agents))
 }
 
+/// `GET /api/queues` (ops, qa): every queue live, its waiting callers (masked) and its
+/// agents by state.
+pub async fn queues(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+) -> Result<Json<Vec<crate::control::QueueView>>, ApiError> {
+    user?.require(&[Role::Ops, Role::Qa])?;
+    let queues = state.control.queues().await.map_err(control_error)?;
+    Ok(Json(queues))
+}
+
 /// `POST /api/agents/me/state` body.
 #[derive(Debug, Deserialize)]
 pub struct StateRequest {

@@ -136,6 +136,9 @@ fn spawn_control() -> ControlHandle {
                     };
                     let _ = reply.send(result);
                 }
+                ControlCommand::Queues { reply } => {
+                    let _ = reply.send(Vec::new());
+                }
                 ControlCommand::ExtendWrapUp { agent, reply, .. } => {
                     let result = match agents.get(&agent) {
                         None => Err(ControlError::UnknownAgent),

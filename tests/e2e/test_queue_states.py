@@ -77,6 +77,16 @@ def test_two_missed_rings_in_a_row_make_the_agent_not_ready_until_the_desk_says_
         ua.sleep(RING_OUT_S + 1)
         assert len(phone.incoming) == 2, f"rung {len(phone.incoming)} times while not ready"
         assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
+        # Ops see the caller waiting on the live queue panel, and why nobody takes it.
+        queues = {q["name"]: q for q in sb.get_json("/api/queues", ops_token(sb))}
+        waiting = queues["appointments"]["callers"]
+        assert len(waiting) == 1 and waiting[0]["position"] == 1, queues["appointments"]
+        assert waiting[0]["caller"] == "138****0002" and waiting[0]["ringing"] is None, waiting
+        assert waiting[0]["waited_ms"] >= 2 * RING_OUT_S * 1000, waiting
+        assert queues["appointments"]["longest_wait_ms"] == waiting[0]["waited_ms"]
+        assert queues["appointments"]["agents"].get("not_ready") == 1, queues["appointments"]
+        assert queues["urgent"]["callers"] == [] and queues["urgent"]["strategy"] == "longest_idle"
+        assert sb.http("GET", "/api/queues").status == 401
         # Back at the desk: ready again, the same caller rings at once and is answered.
         sb.set_agent_ready("1001")
         third = phone.wait_incoming(timeout=3, after=2)
