@@ -50,6 +50,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     .iter()
                     .map(|s| (std::time::Duration::from_millis(s.after_ms), s.max_level))
                     .collect(),
+                max_wait: q.max_wait_ms.map(std::time::Duration::from_millis),
+                max_callers: q.max_callers,
+                leave_when: q.leave_when,
+                overflow: q.overflow_target().unwrap_or_default(),
             })
             .collect(),
         config

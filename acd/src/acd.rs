@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey, ReadyKey};
 use crate::error::Error;
 use crate::journal::{EndedBy, Entry, Logged, OfferEnd};
-use crate::queue::{CallerView, Queue, QueueConfig, RoundRobin};
+use crate::queue::{CallerView, ExitReason, LeaveWhen, Overflow, Queue, QueueConfig, RoundRobin};
 use crate::strategy::{Rng, Strategy};
 use crate::timer::{Timer, Timers};
 use crate::{AgentId, CallId};
@@ -54,6 +54,25 @@ pub enum AcdEvent {
         agent: AgentId,
         /// How long the caller waited from `enqueue` to the answer.
         waited: Duration,
+    },
+    /// A rule (max wait, a full queue, nobody to answer) sent the caller out of `queue`
+    /// with nowhere else to go: call control ends the call.
+    Exited {
+        /// The call.
+        call: CallId,
+        /// The queue it left.
+        queue: String,
+        /// Which rule.
+        reason: ExitReason,
+    },
+    /// A rule sent the caller from one queue into its overflow queue (wait and seniority kept).
+    Moved {
+        /// The call.
+        call: CallId,
+        /// The queue it left.
+        from: String,
+        /// The queue it now waits in.
+        to: String,
     },
     /// The agent's state changed (an input, a ring-out, a wrap-up ending): tell the desks.
     AgentState {
@@ -94,6 +113,10 @@ pub struct Acd {
     round_robin: Vec<RoundRobin>,
     /// Per queue: the one level all its agents have, if they share one (no level scan then).
     shared_level: Vec<Option<u32>>,
+    /// Per queue: the queue its overflow goes to (`None`: call control ends the call).
+    overflow_to: Vec<Option<usize>>,
+    /// An agent's shown state changed since the leave rules were last checked.
+    states_changed: bool,
     /// For [`Strategy::Random`].
     rng: Rng,
 }
@@ -132,6 +155,18 @@ impl Acd {
             built_agents.push(Agent::new(config.id, served, config.max_missed_rings));
         }
         let built_queues_len = built_queues.len();
+        let mut overflow_to = Vec::with_capacity(built_queues_len);
+        for (q, queue) in built_queues.iter().enumerate() {
+            overflow_to.push(match &queue.config.overflow {
+                Overflow::Hangup => None,
+                Overflow::Queue(name) => match queue_index.get(name) {
+                    Some(&to) if to != q => Some(to),
+                    _ => {
+                        return Err(Error::BadOverflow(queue.config.name.clone(), name.clone()));
+                    }
+                },
+            });
+        }
         let shared_level = (0..built_queues_len)
             .map(|q| {
                 let mut levels = built_agents.iter().filter_map(|a| a.level_in(q));
@@ -141,6 +176,8 @@ impl Acd {
             .collect();
         Ok(Acd {
             shared_level,
+            overflow_to,
+            states_changed: false,
             queues: built_queues,
             queue_index,
             ready: BTreeSet::new(),
@@ -307,12 +344,29 @@ impl Acd {
             return Err(Error::DuplicateCall(call));
         }
         let seq = self.next_seq();
+        let config = &self.queues[q].config;
+        let refused = if config
+            .max_callers
+            .is_some_and(|max| self.queues[q].callers().len() >= max)
+        {
+            Some(ExitReason::Full)
+        } else if self.nobody_can_answer(q) {
+            Some(ExitReason::NoAgents)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            self.route_out(now, call, q, now, seq, reason);
+            self.dispatch(now);
+            return Ok(());
+        }
         self.queues[q].push(call, now, seq);
         self.calls.insert(call, q);
         let position = self.queues[q].callers().len();
         let queue = self.queues[q].config.name.clone();
         self.log(now, Some(call), Logged::Enqueued { queue, position });
         self.arm_escalation(call, q, now, Duration::ZERO);
+        self.arm_max_wait(call, q, now);
         self.dispatch(now);
         Ok(())
     }
@@ -331,6 +385,7 @@ impl Acd {
         };
         let queue = self.queues[q].config.name.clone();
         self.timers.cancel(Timer::Escalate(call));
+        self.timers.cancel(Timer::MaxWait(call));
         if let Some(a) = caller.offered_to {
             self.timers.cancel(Timer::RingOut(call));
             let rang = self.rang(now, a);
@@ -368,6 +423,7 @@ impl Acd {
         let a = self.offered_agent(call, agent)?;
         self.timers.cancel(Timer::RingOut(call));
         self.timers.cancel(Timer::Escalate(call));
+        self.timers.cancel(Timer::MaxWait(call));
         let rang = self.rang(now, a);
         let (q, enqueued_at) = match self.calls.remove(&call) {
             Some(q) => (
@@ -428,6 +484,7 @@ impl Acd {
             self.agent_mut(a).paused_until = Some(until);
             self.timers.set(Timer::DeclinePause(a), until);
         }
+        self.leave_if_overdue(now, call);
         self.dispatch(now);
         Ok(())
     }
@@ -492,6 +549,17 @@ impl Acd {
                 Timer::DeclinePause(a) => {
                     if a < self.agents.len() {
                         self.agent_mut(a).paused_until = None;
+                    }
+                }
+                Timer::MaxWait(call) => {
+                    if let Some(&q) = self.calls.get(&call)
+                        && let Some(caller) = self.queues[q].get_mut(call)
+                    {
+                        if caller.offered_to.is_some() {
+                            caller.overdue = true;
+                        } else {
+                            self.exit(now, call, ExitReason::Timeout);
+                        }
                     }
                 }
                 Timer::Escalate(call) => {
@@ -716,6 +784,138 @@ impl Acd {
         self.end_offer(now, call, a, why);
         let agent = self.agents[a].id.clone();
         self.events.push_back(AcdEvent::RingOut { call, agent });
+        self.leave_if_overdue(now, call);
+    }
+
+    /// A caller whose `max_wait` passed while a phone rang leaves now that the ring is over.
+    fn leave_if_overdue(&mut self, now: Instant, call: CallId) {
+        let overdue = self
+            .calls
+            .get(&call)
+            .and_then(|&q| self.queues[q].get(call))
+            .is_some_and(|c| c.overdue && c.offered_to.is_none());
+        if overdue {
+            self.exit(now, call, ExitReason::Timeout);
+        }
+    }
+
+    /// Arms the caller's `max_wait` in queue `q`, counted from `joined`.
+    fn arm_max_wait(&mut self, call: CallId, q: usize, joined: Instant) {
+        if let Some(at) = self.queues[q]
+            .config
+            .max_wait
+            .and_then(|wait| joined.checked_add(wait))
+        {
+            self.timers.set(Timer::MaxWait(call), at);
+        }
+    }
+
+    /// Whether queue `q`'s `leave_when` holds: nobody who could answer it is there.
+    fn nobody_can_answer(&self, q: usize) -> bool {
+        let mut members = self.agents.iter().filter(|a| a.level_in(q).is_some());
+        match self.queues[q].config.leave_when {
+            LeaveWhen::Never => false,
+            LeaveWhen::NoneLoggedIn => members.all(|a| a.state() == AgentState::LoggedOut),
+            LeaveWhen::NoneReady => {
+                members.all(|a| matches!(a.state(), AgentState::LoggedOut | AgentState::NotReady))
+            }
+        }
+    }
+
+    /// Sends the waiting (unoffered) callers of every queue nobody can answer out of it.
+    fn apply_leave_rules(&mut self, now: Instant) {
+        for q in 0..self.queues.len() {
+            if self.queues[q].config.leave_when == LeaveWhen::Never
+                || self.queues[q].next_unoffered().is_none()
+                || !self.nobody_can_answer(q)
+            {
+                continue;
+            }
+            let leaving: Vec<CallId> = self.queues[q]
+                .callers()
+                .iter()
+                .filter(|c| c.offered_to.is_none())
+                .map(|c| c.call)
+                .collect();
+            for call in leaving {
+                self.exit(now, call, ExitReason::NoAgents);
+            }
+        }
+    }
+
+    /// Takes an unoffered caller out of its queue for `reason` and routes it on.
+    fn exit(&mut self, now: Instant, call: CallId, reason: ExitReason) {
+        let Some(&q) = self.calls.get(&call) else {
+            return;
+        };
+        if self.queues[q]
+            .get(call)
+            .is_none_or(|c| c.offered_to.is_some())
+        {
+            return;
+        }
+        self.calls.remove(&call);
+        let Some((caller, _)) = self.queues[q].remove(call) else {
+            return;
+        };
+        self.timers.cancel(Timer::Escalate(call));
+        self.timers.cancel(Timer::MaxWait(call));
+        self.route_out(now, call, q, caller.enqueued_at, caller.seq, reason);
+    }
+
+    /// A caller leaving queue `q` (or refused at its door) goes to its overflow: another
+    /// queue, in its place by seniority, or back to call control. The overflow queue's
+    /// own door rules are not applied (two full queues must not bounce a caller forever);
+    /// its `max_wait` counts from now.
+    fn route_out(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        q: usize,
+        enqueued_at: Instant,
+        seq: u64,
+        reason: ExitReason,
+    ) {
+        let from = self.queues[q].config.name.clone();
+        let to = self.overflow_to.get(q).copied().flatten();
+        let waited = now.saturating_duration_since(enqueued_at);
+        self.log(
+            now,
+            Some(call),
+            Logged::Exited {
+                queue: from.clone(),
+                reason,
+                waited_ms: ms(waited),
+                to: to.map(|t| self.queues[t].config.name.clone()),
+            },
+        );
+        match to {
+            Some(t) => {
+                let position = self.queues[t].insert_by_seniority(call, enqueued_at, seq);
+                self.calls.insert(call, t);
+                let name = self.queues[t].config.name.clone();
+                self.log(
+                    now,
+                    Some(call),
+                    Logged::Enqueued {
+                        queue: name.clone(),
+                        position,
+                    },
+                );
+                self.arm_escalation(call, t, enqueued_at, waited);
+                self.arm_max_wait(call, t, now);
+                self.events.push_back(AcdEvent::Moved {
+                    call,
+                    from,
+                    to: name,
+                });
+            }
+            None => self.events.push_back(AcdEvent::Exited {
+                call,
+                queue: from,
+                reason,
+            }),
+        }
     }
 
     /// Agent `a`, to change: its place among the ready agents is brought up to date
@@ -749,6 +949,7 @@ impl Acd {
             }
             let shown = (state, agent.shown_reason());
             if agent.logged != shown {
+                self.states_changed = true;
                 agent.logged = shown.clone();
                 agent.state_since = Some(now);
                 let call = agent.current_call();
@@ -786,6 +987,9 @@ impl Acd {
     /// agent is ready or no caller waits unoffered.
     fn dispatch(&mut self, now: Instant) {
         self.sync_ready(now);
+        if std::mem::take(&mut self.states_changed) {
+            self.apply_leave_rules(now);
+        }
         if self.ready.is_empty() || self.queues.iter().all(|q| q.next_unoffered().is_none()) {
             return;
         }

@@ -18,6 +18,9 @@ pub enum Error {
     /// Two agents share an id in the configuration.
     #[error("duplicate agent {0:?}")]
     DuplicateAgent(String),
+    /// A queue overflows into a queue that does not exist, or into itself.
+    #[error("queue {0:?} overflows into unknown queue or itself: {1:?}")]
+    BadOverflow(String, String),
     /// A queue would ring agents for no time at all.
     #[error("queue {0:?} has a zero ring timeout")]
     ZeroRingTimeout(String),

@@ -85,6 +85,13 @@ pub enum Logged {
         position: usize,
         waited_ms: u64,
     },
+    /// A rule sent the caller out of the queue (to `to`, or to call control when `None`).
+    Exited {
+        queue: String,
+        reason: crate::queue::ExitReason,
+        waited_ms: u64,
+        to: Option<String>,
+    },
     /// A connected call ended.
     Completed {
         agent: AgentId,
@@ -109,6 +116,7 @@ impl Logged {
             Logged::OfferEnded { .. } => "offer_ended",
             Logged::Connected { .. } => "connected",
             Logged::Abandoned { .. } => "abandoned",
+            Logged::Exited { .. } => "exited",
             Logged::Completed { .. } => "completed",
             Logged::AgentState { .. } => "agent_state",
         }
@@ -122,7 +130,7 @@ impl Logged {
             | Logged::Connected { agent, .. }
             | Logged::Completed { agent, .. }
             | Logged::AgentState { agent, .. } => Some(agent),
-            Logged::Enqueued { .. } | Logged::Abandoned { .. } => None,
+            Logged::Enqueued { .. } | Logged::Abandoned { .. } | Logged::Exited { .. } => None,
         }
     }
 
@@ -134,6 +142,7 @@ impl Logged {
             | Logged::OfferEnded { queue, .. }
             | Logged::Connected { queue, .. }
             | Logged::Abandoned { queue, .. }
+            | Logged::Exited { queue, .. }
             | Logged::Completed { queue, .. } => Some(queue),
             Logged::AgentState { .. } => None,
         }

@@ -8,8 +8,8 @@
 //! - `answer_rate` = answered ÷ (answered + abandoned), short abandons (caller gone within
 //!   [`SHORT_ABANDON_MS`]) counted apart and left out of both.
 //! - `asa_ms` (average speed of answer) = mean wait of answered calls.
-//! - `mean_wait_ms` = mean wait of every call that stopped waiting (answered or abandoned,
-//!   short abandons included).
+//! - `mean_wait_ms` = mean wait of every call that stopped waiting (answered, abandoned,
+//!   short abandons and overflowed included).
 //! - `service_level` = answered within the threshold ÷ (answered + abandoned), short
 //!   abandons left out.
 //! - `answered_within_rings` = answers whose phone rang no longer than the queue's rings ×
@@ -56,6 +56,9 @@ pub struct Kpis {
     pub abandoned: u64,
     /// Callers who hung up within [`SHORT_ABANDON_MS`].
     pub short_abandoned: u64,
+    /// Callers a rule sent out (max wait, full queue, nobody to answer), to an overflow
+    /// queue or to the end of the call; not in the answer rate of this queue.
+    pub overflowed: u64,
     pub answer_rate: Option<f64>,
     pub asa_ms: Option<u64>,
     pub mean_wait_ms: Option<u64>,
@@ -104,7 +107,7 @@ pub const FORMULAS: &[(&str, &str)] = &[
     ("asa_ms", "mean wait of answered calls"),
     (
         "mean_wait_ms",
-        "mean wait of every call that stopped waiting (answered or abandoned, short abandons included)",
+        "mean wait of every call that stopped waiting (answered, abandoned or overflowed, short abandons included)",
     ),
     (
         "service_level",
@@ -193,6 +196,10 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
                 } else {
                     k.abandoned += 1;
                 }
+            }
+            Logged::Exited { waited_ms, .. } => {
+                k.overflowed += 1;
+                waits_all.push(*waited_ms);
             }
             Logged::Completed {
                 agent, talked_ms, ..

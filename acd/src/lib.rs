@@ -38,7 +38,7 @@ pub use acd::{Acd, AcdEvent};
 pub use agent::{AgentConfig, AgentState, AgentView, MISSED};
 pub use error::Error;
 pub use journal::{EndedBy, Entry, Logged, OfferEnd};
-pub use queue::{CallerView, QueueConfig};
+pub use queue::{CallerView, ExitReason, LeaveWhen, Overflow, QueueConfig};
 pub use strategy::Strategy;
 
 /// Identifies a call across call control and the ACD.

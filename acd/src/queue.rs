@@ -23,6 +23,52 @@ pub struct QueueConfig {
     /// wait; a caller who has waited at least `wait` may ring agents up to that level. Empty:
     /// every level may ring at once (lower levels still first).
     pub escalation: Vec<(Duration, u32)>,
+    /// A caller who has waited this long in the queue leaves it for `overflow` (a phone
+    /// ringing for them then rings to its end first).
+    pub max_wait: Option<Duration>,
+    /// A caller arriving when this many wait goes straight to `overflow`.
+    pub max_callers: Option<usize>,
+    /// When nobody will come: callers leave (and newcomers skip) the queue for `overflow`.
+    pub leave_when: LeaveWhen,
+    /// Where callers go when a rule above sends them out.
+    pub overflow: Overflow,
+}
+
+/// When a queue is given up on because nobody can answer it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveWhen {
+    /// Callers wait whoever is there (the default).
+    #[default]
+    Never,
+    /// No agent of the queue is logged in.
+    NoneLoggedIn,
+    /// No agent of the queue is ready or on a call (all logged out or not ready).
+    NoneReady,
+}
+
+/// Where a caller sent out of a queue goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Call control ends the call (after whatever it plays).
+    #[default]
+    Hangup,
+    /// Into another queue, keeping the wait and seniority of the first.
+    Queue(String),
+}
+
+/// Why a caller was sent out of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// Waited `max_wait`.
+    Timeout,
+    /// The queue held `max_callers`.
+    Full,
+    /// `leave_when`: nobody can answer.
+    NoAgents,
 }
 
 impl QueueConfig {
@@ -41,7 +87,28 @@ impl QueueConfig {
             wrap_up: Duration::ZERO,
             strategy: Strategy::LongestIdle,
             escalation: Vec::new(),
+            max_wait: None,
+            max_callers: None,
+            leave_when: LeaveWhen::Never,
+            overflow: Overflow::Hangup,
         }
+    }
+
+    /// The same queue sending callers to `overflow` after `max_wait`, beyond `max_callers`
+    /// and when `leave_when` holds.
+    #[must_use]
+    pub fn with_overflow(
+        mut self,
+        overflow: Overflow,
+        max_wait: Option<Duration>,
+        max_callers: Option<usize>,
+        leave_when: LeaveWhen,
+    ) -> Self {
+        self.overflow = overflow;
+        self.max_wait = max_wait;
+        self.max_callers = max_callers;
+        self.leave_when = leave_when;
+        self
     }
 
     /// The same queue choosing agents by `strategy`.
@@ -106,6 +173,8 @@ pub(crate) struct Caller {
     pub(crate) seq: u64,
     /// Index of the agent being offered this caller.
     pub(crate) offered_to: Option<usize>,
+    /// The caller's `max_wait` passed while a phone rang: it leaves when that ring ends.
+    pub(crate) overdue: bool,
 }
 
 /// A configured queue and its callers, oldest first.
@@ -130,7 +199,32 @@ impl Queue {
             enqueued_at: now,
             seq,
             offered_to: None,
+            overdue: false,
         });
+    }
+
+    /// Puts a caller from another queue in its place by seniority (arrival, then sequence);
+    /// returns its position (1: first).
+    pub(crate) fn insert_by_seniority(
+        &mut self,
+        call: CallId,
+        enqueued_at: Instant,
+        seq: u64,
+    ) -> usize {
+        let at = self
+            .callers
+            .partition_point(|c| (c.enqueued_at, c.seq) < (enqueued_at, seq));
+        self.callers.insert(
+            at,
+            Caller {
+                call,
+                enqueued_at,
+                seq,
+                offered_to: None,
+                overdue: false,
+            },
+        );
+        at + 1
     }
 
     /// Removes a caller, returning it and its position (1: it was first) if it was here.

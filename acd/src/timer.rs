@@ -15,6 +15,8 @@ pub(crate) enum Timer {
     WrapUpEnd(usize),
     /// The call's wait reaches its queue's next escalation step: more agents may ring.
     Escalate(CallId),
+    /// The call has waited its queue's `max_wait`.
+    MaxWait(CallId),
 }
 
 /// Armed timers with their deadlines; a handful at most, so a vector is enough.

@@ -97,7 +97,7 @@ fn three_agents_ten_callers_all_connected_exactly_once() {
                     let talk = 20 + 5 * (call % 4);
                     pending.push((now + secs(talk), Action::End(agent)));
                 }
-                AcdEvent::AgentState { .. } => {}
+                AcdEvent::AgentState { .. } | AcdEvent::Exited { .. } | AcdEvent::Moved { .. } => {}
             }
         }
         let next_action = pending.iter().map(|(at, _)| *at).min();
@@ -193,10 +193,22 @@ fn random_config() -> (Vec<QueueConfig>, Vec<AgentConfig>) {
             .with_strategy(acd::Strategy::RoundRobin),
         QueueConfig::from_rings("enquiries", PRIORITY[1], 2, 4000)
             .with_wrap_up(ms(WRAP_UP_MS[1]))
-            .with_strategy(acd::Strategy::FewestCalls),
+            .with_strategy(acd::Strategy::FewestCalls)
+            .with_overflow(
+                acd::Overflow::Queue("appointments".into()),
+                Some(secs(40)),
+                None,
+                acd::LeaveWhen::Never,
+            ),
         QueueConfig::from_rings("urgent", PRIORITY[2], 1, 7000)
             .with_wrap_up(ms(WRAP_UP_MS[2]))
-            .with_strategy(acd::Strategy::Random),
+            .with_strategy(acd::Strategy::Random)
+            .with_overflow(
+                acd::Overflow::Hangup,
+                None,
+                Some(2),
+                acd::LeaveWhen::NoneReady,
+            ),
     ];
     let served: [&[&str]; 3] = [&QUEUES, &["appointments", "urgent"], &["enquiries"]];
     let agents = AGENTS
@@ -224,6 +236,10 @@ struct Model {
     /// Callers not yet connected or gone, per queue, in arrival order.
     waiting: [Vec<u64>; 3],
     abandoned: BTreeSet<u64>,
+    /// Callers a queue rule handed back to call control.
+    exited: BTreeSet<u64>,
+    /// Callers a queue rule moved to its overflow queue.
+    moves: u32,
     connected: BTreeMap<u64, u32>,
     /// The last state the ACD announced per agent.
     announced: BTreeMap<&'static str, AgentState>,
@@ -359,6 +375,38 @@ impl Model {
             AcdEvent::AgentState { agent, state, .. } => {
                 self.announced.insert(agent_name(&agent), state);
             }
+            AcdEvent::Exited { call, queue, .. } => {
+                let q = queue_index(&queue);
+                assert!(
+                    self.waiting[q].contains(&call),
+                    "seed {seed}: {call} left {queue} unseen"
+                );
+                assert_eq!(
+                    self.offered_to(call),
+                    None,
+                    "seed {seed}: {call} left while ringing"
+                );
+                self.leave_queue(call);
+                self.exited.insert(call);
+            }
+            AcdEvent::Moved { call, from, to } => {
+                let (f, t) = (queue_index(&from), queue_index(&to));
+                assert_eq!(
+                    self.offered_to(call),
+                    None,
+                    "seed {seed}: {call} moved while ringing"
+                );
+                // Call ids are handed out in arrival order: seniority is the id.
+                let was = self.waiting[f].len();
+                self.waiting[f].retain(|c| *c != call);
+                assert!(
+                    self.waiting[f].len() < was || f == t,
+                    "seed {seed}: {call} moved from {from} without being there"
+                );
+                let at = self.waiting[t].partition_point(|c| *c < call);
+                self.waiting[t].insert(at, call);
+                self.moves += 1;
+            }
         }
     }
 
@@ -458,7 +506,8 @@ fn check_views(acd: &Acd, model: &Model, served: &[AgentConfig], now: Instant, s
     }
 }
 
-fn random_run(seed: u64) {
+/// Returns how many callers were handed back and how many moved queue.
+fn random_run(seed: u64) -> (usize, u32) {
     let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let (queues, agents) = random_config();
     let mut acd = Acd::new(queues, agents.clone()).expect("valid config");
@@ -491,10 +540,13 @@ fn random_run(seed: u64) {
                     model.enqueued.insert(next_call);
                     model.waiting[q].push(next_call);
                     acd.enqueue(now, next_call, QUEUES[q]).expect("known queue");
-                    assert_eq!(
-                        acd.enqueue(now, next_call, QUEUES[q]),
-                        Err(Error::DuplicateCall(next_call))
-                    );
+                    // Unless turned away at the door (then the ACD holds nothing of it).
+                    if acd.caller_wait(next_call, now).is_some() {
+                        assert_eq!(
+                            acd.enqueue(now, next_call, QUEUES[q]),
+                            Err(Error::DuplicateCall(next_call))
+                        );
+                    }
                 }
                 next_call += 1;
             }
@@ -650,7 +702,7 @@ fn random_run(seed: u64) {
     );
     for call in &model.enqueued {
         let times = model.connected.get(call).copied().unwrap_or(0);
-        let expected = u32::from(!model.abandoned.contains(call));
+        let expected = u32::from(!model.abandoned.contains(call) && !model.exited.contains(call));
         assert_eq!(times, expected, "seed {seed}: call {call}");
     }
     assert_eq!(
@@ -658,11 +710,19 @@ fn random_run(seed: u64) {
         None,
         "seed {seed}: no timer left when idle"
     );
+    (model.exited.len(), model.moves)
 }
 
 #[test]
 fn random_inputs_keep_offers_exclusive_and_connect_every_caller() {
+    let (mut exits, mut moves) = (0, 0);
     for seed in 1..=200 {
-        random_run(seed);
+        let (e, m) = random_run(seed);
+        exits += e;
+        moves += m;
     }
+    assert!(
+        exits > 0 && moves > 0,
+        "the rules ran: {exits} exits, {moves} moves"
+    );
 }

@@ -122,6 +122,8 @@ pub(crate) struct Call {
     pub offer: Option<Offer>,
     pub agents_offered: Vec<String>,
     pub offers: Vec<crate::records::OfferRecord>,
+    /// A queue rule (max wait, full, nobody to answer) ended the call's wait.
+    pub overflowed: bool,
     pub agent: Option<String>,
     pub agent_dialog: Option<Dialog>,
     pub agent_sip_call_id: Option<String>,
@@ -177,9 +179,13 @@ impl Call {
 
     /// The stored record of the call as it stands.
     pub fn record(&self) -> CallRecord {
-        let outcome = self
-            .ended_at
-            .map(|_| Outcome::of_ended_call(self.answered_at.is_some(), self.queue.is_some()));
+        let outcome = self.ended_at.map(|_| {
+            if self.overflowed && self.answered_at.is_none() {
+                Outcome::Overflow
+            } else {
+                Outcome::of_ended_call(self.answered_at.is_some(), self.queue.is_some())
+            }
+        });
         CallRecord {
             call_id: self.call_id.clone(),
             caller: self.caller.clone(),

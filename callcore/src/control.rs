@@ -826,6 +826,34 @@ impl Core {
                 agent,
                 waited,
             } => self.connected(now, call, &agent, waited),
+            AcdEvent::Moved { call, from, to } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.span
+                        .in_scope(|| info!(%from, %to, "queue rule: moved to the overflow queue"));
+                    c.queue = Some(to.clone());
+                }
+                self.update_queue_gauge(&from);
+                self.update_queue_gauge(&to);
+                self.save_call_record(call);
+            }
+            AcdEvent::Exited {
+                call,
+                queue,
+                reason,
+            } => {
+                let why = match reason {
+                    acd::ExitReason::Timeout => "queue_timeout",
+                    acd::ExitReason::Full => "queue_full",
+                    acd::ExitReason::NoAgents => "no_agents",
+                };
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.span
+                        .in_scope(|| info!(%queue, reason = why, "queue rule: the call ends"));
+                    c.overflowed = true;
+                }
+                self.hang_up(now, call, Side::System, why);
+                self.update_queue_gauge(&queue);
+            }
             AcdEvent::AgentState {
                 agent,
                 state,

@@ -264,6 +264,7 @@ impl Core {
                 offer: None,
                 agents_offered: Vec::new(),
                 offers: Vec::new(),
+                overflowed: false,
                 agent: None,
                 agent_dialog: None,
                 agent_sip_call_id: None,

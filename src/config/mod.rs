@@ -480,6 +480,37 @@ pub struct Queue {
     /// Escalation steps: after a caller waited `after_ms`, agents up to `max_level` may ring.
     #[serde(default)]
     pub escalation: Vec<EscalationStep>,
+    /// A caller who waited this long goes to `overflow`.
+    #[serde(default)]
+    pub max_wait_ms: Option<u64>,
+    /// A caller arriving when this many wait goes to `overflow`.
+    #[serde(default)]
+    pub max_callers: Option<usize>,
+    /// When nobody can answer (`none_logged_in`, `none_ready`), callers go to `overflow`.
+    #[serde(default)]
+    pub leave_when: acd::LeaveWhen,
+    /// Where the rules above send callers: `"queue:NAME"` or `"hangup"`.
+    #[serde(default)]
+    pub overflow: Option<String>,
+}
+
+impl Queue {
+    /// The overflow as the ACD takes it (`None`: not one of the two forms).
+    pub fn overflow_target(&self) -> Option<acd::Overflow> {
+        match self.overflow.as_deref() {
+            None | Some("hangup") => Some(acd::Overflow::Hangup),
+            Some(s) => s
+                .strip_prefix("queue:")
+                .map(|q| acd::Overflow::Queue(q.to_owned())),
+        }
+    }
+
+    /// Whether any rule can send a caller out.
+    pub fn has_exit_rules(&self) -> bool {
+        self.max_wait_ms.is_some()
+            || self.max_callers.is_some()
+            || self.leave_when != acd::LeaveWhen::Never
+    }
 }
 
 /// One `[[queues]] escalation` step.

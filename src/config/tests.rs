@@ -523,3 +523,51 @@ fn strategies_levels_and_escalation_are_read_and_checked() {
         "each at its line: {found:?}"
     );
 }
+
+#[test]
+fn overflow_rules_name_where_callers_go() {
+    let queue_line = "strategy = \"longest_idle\"          #";
+    let found = problems_with(&[(queue_line, "max_wait_ms = 60000 #")]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("but no overflow: say where callers go")),
+        "{found:?}"
+    );
+    for (overflow, want) in [
+        ("\"queue:appointments\"", "cannot overflow into itself"),
+        ("\"queue:billing\"", "overflow into unknown queue `billing`"),
+        ("\"voicemail\"", "must be \"queue:NAME\" or \"hangup\""),
+    ] {
+        let found = problems_with(&[(
+            queue_line,
+            &format!("max_wait_ms = 60000\noverflow = {overflow} #"),
+        )]);
+        assert!(
+            found.iter().any(|p| p.contains(want)),
+            "{overflow}: {found:?}"
+        );
+    }
+    let found = problems_with(&[(queue_line, "max_callers = 0\noverflow = \"hangup\" #")]);
+    assert!(
+        found.iter().any(|p| p.contains("must be above 0")),
+        "{found:?}"
+    );
+    let good = demo_with(&[(
+        queue_line,
+        "max_wait_ms = 60000\nmax_callers = 20\nleave_when = \"none_ready\"\noverflow = \"queue:enquiries\" #",
+    )]);
+    let config = match Config::check_str(&good, "demo.toml") {
+        Ok(c) => c,
+        Err(p) => panic!("valid: {p:?}"),
+    };
+    let q = &config.queues[0];
+    assert_eq!(
+        (q.max_wait_ms, q.max_callers, q.leave_when),
+        (Some(60_000), Some(20), acd::LeaveWhen::NoneReady)
+    );
+    assert_eq!(
+        q.overflow_target(),
+        Some(acd::Overflow::Queue("enquiries".into()))
+    );
+}

@@ -277,6 +277,34 @@ fn queues(config: &Config, issues: &mut Issues) {
             }
             previous = Some(step.after_ms);
         }
+        match (queue.overflow_target(), &queue.overflow) {
+            (None, Some(bad)) => issues.at(
+                [k("queues"), i(n), k("overflow")],
+                format!("overflow `{bad}` must be \"queue:NAME\" or \"hangup\""),
+            ),
+            (Some(acd::Overflow::Queue(to)), _) if to == queue.name => issues.at(
+                [k("queues"), i(n), k("overflow")],
+                format!("queue `{}` cannot overflow into itself", queue.name),
+            ),
+            (Some(acd::Overflow::Queue(to)), _) if config.queue(&to).is_none() => issues.at(
+                [k("queues"), i(n), k("overflow")],
+                format!("overflow into unknown queue `{to}`"),
+            ),
+            (_, None) if queue.has_exit_rules() => issues.at(
+                [k("queues"), i(n), k("name")],
+                format!(
+                    "queue `{}` has max_wait_ms, max_callers or leave_when but no overflow: say where callers go (\"queue:NAME\" or \"hangup\")",
+                    queue.name
+                ),
+            ),
+            _ => {}
+        }
+        if queue.max_wait_ms == Some(0) || queue.max_callers == Some(0) {
+            issues.at(
+                [k("queues"), i(n), k("name")],
+                "max_wait_ms and max_callers must be above 0 (leave them out for no limit)".into(),
+            );
+        }
         if queue.wrap_up_ms > super::MAX_WRAP_UP_MS {
             issues.at(
                 [k("queues"), i(n), k("wrap_up_ms")],

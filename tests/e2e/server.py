@@ -83,8 +83,9 @@ _TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"-]+)\s*\]\]?\s*(#.*)?$")
 def rewrite_config(text: str, overrides: dict[tuple[str, str], str]) -> str:
     """Sets `key = value` (value is TOML text) in table `section` of a TOML file, keeping comments.
 
-    A key of an array of tables ([[queues]]) is set in every entry. Every override must
-    match at least one line: a key missing from the file is an error, not a silent no-op.
+    A key of an array of tables ([[queues]]) is set in every entry; `("queues:NAME", key)`
+    adds `key` to the one entry named NAME. Every override must match at least one line: a
+    key missing from the file is an error, not a silent no-op.
     """
     section = ""
     hits: dict[tuple[str, str], int] = {k: 0 for k in overrides}
@@ -93,6 +94,16 @@ def rewrite_config(text: str, overrides: dict[tuple[str, str], str]) -> str:
         m = _TABLE.match(line)
         if m:
             section = m.group(1)
+        elif (entry := re.match(r'^\s*name\s*=\s*"([^"]+)"', line)) and any(
+            sec == f"{section}:{entry.group(1)}" for sec, _ in overrides
+        ):
+            # ("queues:appointments", key): a key added to that one entry, after its name.
+            out.append(line)
+            for (sec, key), value in overrides.items():
+                if sec == f"{section}:{entry.group(1)}":
+                    out.append(f"{key} = {value}")
+                    hits[(sec, key)] += 1
+            continue
         else:
             kv = re.match(r"^(\s*)([A-Za-z0-9_\"-]+)(\s*=\s*)(.*)$", line)
             if kv and (section, kv.group(2)) in overrides:

@@ -205,3 +205,11 @@ def test_missing_binary_is_a_clear_failure(tmp_path, monkeypatch):
 def test_config_rewrite_refuses_a_missing_key():
     with pytest.raises(SwitchboardError, match=r"\[sip\] udp"):
         rewrite_config('[sip]\ntcp = "127.0.0.1:5060"\n', {("sip", "udp"): '"x"'})
+
+
+def test_config_rewrite_adds_a_key_to_one_named_entry():
+    text = '[[queues]]\nname = "a"\nrings = 3\n\n[[queues]]\nname = "b"\nrings = 3\n'
+    out = rewrite_config(text, {("queues:b", "max_wait_ms"): "3000", ("queues", "rings"): "2"})
+    assert out == '[[queues]]\nname = "a"\nrings = 2\n\n[[queues]]\nname = "b"\nmax_wait_ms = 3000\nrings = 2\n'
+    with pytest.raises(SwitchboardError, match=r"queues:c"):
+        rewrite_config(text, {("queues:c", "max_wait_ms"): "1"})

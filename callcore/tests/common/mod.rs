@@ -94,6 +94,10 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             wrap_up: std::time::Duration::ZERO,
             strategy: acd::Strategy::LongestIdle,
             escalation: Vec::new(),
+            max_wait: None,
+            max_callers: None,
+            leave_when: acd::LeaveWhen::Never,
+            overflow: acd::Overflow::Hangup,
         }],
         (0..AGENTS)
             .map(|i| acd::AgentConfig::new(agent_id(i), &["general"]))

@@ -1,0 +1,64 @@
+"""A caller who waits too long in one queue moves to its overflow queue and is answered there.
+
+Nobody serves `appointments` here (every agent is in enquiries and urgent only);
+appointments sends callers to enquiries after 3 s.
+"""
+
+from __future__ import annotations
+
+import time
+
+from server import Switchboard, clinic_today
+from sipua import Ua
+from test_call_flow import ANSWER_TIMEOUT, ROUTE_TIMEOUT, agent_phone, call_clinic
+
+MAX_WAIT_S = 3.0
+
+SWITCHBOARD_CONFIG = {
+    ("agents", "queues"): '["enquiries", "urgent"]',
+    ("queues:appointments", "max_wait_ms"): str(int(MAX_WAIT_S * 1000)),
+    ("queues:appointments", "overflow"): '"queue:enquiries"',
+}
+
+
+def test_a_caller_past_max_wait_is_answered_in_the_overflow_queue(ua: Ua, switchboard: Switchboard):
+    sb = switchboard
+    phone = agent_phone(ua, sb, "1003")
+    patient = None
+    try:
+        phone.wait_registered(timeout=5)
+        sb.set_agent_ready("1003")
+        patient = call_clinic(ua, sb, "13800000001")
+        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
+        patient.wait_media(timeout=2)
+        pressed_at = time.monotonic()
+        patient.send_dtmf("1")  # appointments: nobody there
+        ringing = phone.wait_incoming(timeout=MAX_WAIT_S + ROUTE_TIMEOUT)
+        after = ringing.incoming_at - pressed_at
+        print(f"1003 rang {after:.2f} s after the caller chose appointments (max wait {MAX_WAIT_S} s)")
+        assert after >= MAX_WAIT_S - 0.3, f"moved after {after:.2f} s, before its {MAX_WAIT_S} s"
+        ringing.answer(200)
+        ua.wait("the answer to be confirmed", lambda: ringing.confirmed_at, 3)
+        assert not patient.ended
+        patient.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+    finally:
+        if patient is not None:
+            patient.hangup_quietly()
+            patient.phone.close()
+        phone.close()
+    token = sb.login("ops", "demo-ops")
+    today = clinic_today()
+    deadline = time.monotonic() + 5
+    while True:
+        calls = sb.get_json(f"/api/calls?date={today}", token)
+        if calls and calls[-1]["outcome"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    record = calls[-1]
+    assert (record["queue"], record["outcome"], record["agent"]) == ("enquiries", "answered", "1003"), record
+    assert record["wait_ms"] >= MAX_WAIT_S * 1000, "the wait counts from the first queue"
+    appointments = sb.get_json(f"/api/kpis?from={today}&queue=appointments", token)
+    enquiries = sb.get_json(f"/api/kpis?from={today}&queue=enquiries", token)
+    assert (appointments["offered"], appointments["overflowed"], appointments["answered"]) == (1, 1, 0), appointments
+    assert (enquiries["offered"], enquiries["answered"]) == (1, 1), enquiries
