@@ -484,7 +484,12 @@ impl Core {
             let id = format!("r-{call_id}");
             let path = r
                 .dir
-                .join(answered_at.format("%Y-%m-%d").to_string())
+                .join(
+                    answered_at
+                        .with_timezone(&r.timezone)
+                        .format("%Y-%m-%d")
+                        .to_string(),
+                )
                 .join(format!("{id}.wav"));
             c.recording = Some(CallRecording {
                 id,

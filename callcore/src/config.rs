@@ -72,8 +72,10 @@ pub struct AgentSpec {
 /// Where and how recordings are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingConfig {
-    /// Recordings go to `dir/YYYY-MM-DD/r-CALLID.wav`.
+    /// Recordings go to `dir/YYYY-MM-DD/r-CALLID.wav`, the day the clinic's.
     pub dir: PathBuf,
+    /// The clinic's time zone: day folders are its days, as the API's dates are.
+    pub timezone: chrono_tz::Tz,
     /// How often the WAV header is brought up to date while recording.
     pub header_interval_ms: u64,
 }

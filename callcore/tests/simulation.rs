@@ -170,6 +170,8 @@ struct World {
     sockets: HashSet<PortToken>,
     media: HashMap<CallId, SimMedia>,
     records: HashMap<String, CallRecord>,
+    /// Every recording file call control asked for.
+    recording_paths: Vec<std::path::PathBuf>,
     /// The event log as call control wrote it, in order.
     log: Vec<callcore::records::EventRecord>,
     agents: Vec<SocketAddr>,
@@ -214,6 +216,7 @@ impl World {
             media: HashMap::new(),
             records: HashMap::new(),
             log: Vec::new(),
+            recording_paths: Vec::new(),
             agents: Vec::new(),
             arrivals_left: calls,
             next_patient: 0,
@@ -905,7 +908,8 @@ impl World {
                     let d = ms(self.rng.random_range(0..60));
                     self.at(d, Event::PatientLoaded { call });
                 }
-                Output::OpenRecording { call, .. } => {
+                Output::OpenRecording { call, path, .. } => {
+                    self.recording_paths.push(path.clone());
                     let ok = !self.rng.random_bool(0.02);
                     let d = ms(self.rng.random_range(0..30));
                     self.at(d, Event::RecordingOpened { call, ok });
@@ -1179,6 +1183,33 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
             "call {id} has no outcome: {r:?}"
         );
     }
+    // Recordings are filed under the clinic's day of the answer, never UTC's.
+    for (id, r) in &w.records {
+        let (Some(answered), Some(_)) = (r.answered_at, &r.recording_id) else {
+            continue;
+        };
+        let day = answered
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .format("%Y-%m-%d")
+            .to_string();
+        let file = format!("r-{id}.wav");
+        if let Some(path) = w.recording_paths.iter().find(|p| p.ends_with(&file)) {
+            assert!(
+                path.parent().is_some_and(|d| d.ends_with(&day)),
+                "seed {seed}: {path:?} is not in the clinic's day {day}"
+            );
+        }
+    }
+    let late = w
+        .records
+        .values()
+        .filter_map(|r| r.answered_at)
+        .filter(|t| t.with_timezone(&chrono_tz::Asia::Shanghai).date_naive() != t.date_naive())
+        .count();
+    assert!(
+        late > 0,
+        "seed {seed}: the run never crossed the clinic's midnight"
+    );
     // The event log tells each call's story as the records do: the KPIs rest on it.
     assert!(
         w.log.windows(2).all(|p| p[0].at <= p[1].at),

@@ -148,6 +148,7 @@ pub fn core_config(
         prompts: prompts.names().into_iter().map(str::to_owned).collect(),
         recording: config.recording.enabled.then(|| callcore::RecordingConfig {
             dir: config.storage.recordings.clone(),
+            timezone: config.clinic.timezone,
             header_interval_ms: config.recording.header_interval_ms,
         }),
         seed,

@@ -37,6 +37,14 @@ pub fn menus() -> Menus {
     Menus(BTreeMap::from([("main".to_owned(), main)]))
 }
 
+/// The wall clock when a test core starts: two minutes before midnight in the clinic's
+/// Shanghai (15:58 UTC), so a run crosses the clinic's day while UTC's stays the same.
+pub const WALL_START: chrono::DateTime<chrono::Utc> =
+    match chrono::DateTime::from_timestamp(1_796_227_080, 0) {
+        Some(t) => t,
+        None => chrono::DateTime::<chrono::Utc>::MIN_UTC,
+    };
+
 pub fn agent_id(i: usize) -> String {
     format!("{}", 3000 + i)
 }
@@ -81,6 +89,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             .map(str::to_owned)
             .collect(),
         recording: Some(callcore::RecordingConfig {
+            timezone: chrono_tz::Asia::Shanghai,
             dir: "/sim/recordings".into(),
             header_interval_ms: 1000,
         }),
@@ -104,7 +113,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             .collect(),
     )
     .expect("acd");
-    Core::new(config, menus(), acd, now, chrono::Utc::now())
+    Core::new(config, menus(), acd, now, WALL_START)
 }
 
 pub fn local(addr: SocketAddr) -> LocalEndpoint {
