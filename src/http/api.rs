@@ -19,7 +19,7 @@ use super::{ApiError, AppState};
 use crate::auth::{AuthRejection, AuthUser, Role};
 use crate::control::{AgentView, ControlError};
 use crate::pii::mask_phone;
-use crate::storage::{CallRecord, Recording, StorageError, timestamp};
+use crate::storage::{CallRecord, Recording, StorageError};
 
 /// `POST /api/login` body.
 #[derive(Debug, Deserialize)]
@@ -209,20 +209,28 @@ pub struct CallView {
     pub satisfaction: Option<u8>,
 }
 
-impl From<CallRecord> for CallView {
-    fn from(c: CallRecord) -> Self {
+/// An instant as the API shows it: RFC 3339 with milliseconds, in the clinic's time zone.
+pub fn local_time(t: chrono::DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
+impl CallView {
+    /// The record as the API shows it, times in the clinic's zone `tz`.
+    pub fn new(c: CallRecord, tz: Tz) -> Self {
+        let local = |t| local_time(t, tz);
         Self {
             caller: mask_phone(&c.caller),
             call_id: c.call_id,
-            started_at: timestamp(c.started_at),
+            started_at: local(c.started_at),
             ivr_path: c.ivr_path,
             queue: c.queue,
             wait_ms: c.wait_ms,
             agents_offered: c.agents_offered,
             offers: c.offers,
             agent: c.agent,
-            answered_at: c.answered_at.map(timestamp),
-            ended_at: c.ended_at.map(timestamp),
+            answered_at: c.answered_at.map(local),
+            ended_at: c.ended_at.map(local),
             outcome: c.outcome.map(|o| o.as_str().to_owned()),
             recording_id: c.recording_id,
             satisfaction: c.satisfaction,
@@ -241,7 +249,7 @@ pub async fn calls(
     let date = parse_date(query, tz)?;
     let storage = state.storage.clone();
     let calls = blocking("listing calls", move || storage.calls_on(date, tz)).await?;
-    Ok(Json(calls.into_iter().map(CallView::from).collect()))
+    Ok(Json(calls.into_iter().map(|c| CallView::new(c, tz)).collect()))
 }
 
 /// One recording as the API shows it (no file path).
@@ -261,13 +269,14 @@ pub struct RecordingView {
     pub holds: Vec<crate::storage::Hold>,
 }
 
-impl From<Recording> for RecordingView {
-    fn from(r: Recording) -> Self {
+impl RecordingView {
+    /// The row as the API shows it, times in the clinic's zone `tz`.
+    pub fn new(r: Recording, tz: Tz) -> Self {
         Self {
             id: r.id,
             call_id: r.call_id,
             agent: r.agent,
-            started_at: timestamp(r.started_at),
+            started_at: local_time(r.started_at, tz),
             duration_ms: r.duration_ms,
             channels: r.channels,
             gaps: r.gaps,
@@ -290,7 +299,7 @@ pub async fn recordings(
         storage.recordings_on(date, tz)
     })
     .await?;
-    Ok(Json(recs.into_iter().map(RecordingView::from).collect()))
+    Ok(Json(recs.into_iter().map(|r| RecordingView::new(r, tz)).collect()))
 }
 
 /// `GET /api/qa/sample?date=` answer.
@@ -328,7 +337,7 @@ pub async fn qa_sample(
     let recordings = picked
         .iter()
         .filter_map(|id| by_id.remove(id))
-        .map(RecordingView::from)
+        .map(|r| RecordingView::new(r, state.site.timezone))
         .collect();
     Ok(Json(SampleView {
         date: date_str,

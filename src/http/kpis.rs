@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -153,10 +153,7 @@ pub async fn kpis(
         service_level_ms: service_level_s * 1000,
     };
     let kpis = kpi::compute(&stamped(&before), &stamped(&inside), &w);
-    let local = |t: DateTime<Utc>| {
-        t.with_timezone(&tz)
-            .to_rfc3339_opts(SecondsFormat::Millis, false)
-    };
+    let local = |t| super::api::local_time(t, tz);
     Ok(Json(KpiView {
         from: local(from),
         to: local(to),
