@@ -415,6 +415,22 @@ impl Acd {
         self.dispatch(now);
     }
 
+    /// Call control has no such call any more (its dialogs are over): whatever the ACD still
+    /// holds of it is let go, as an abandon (waiting or ringing) or a call end (talking).
+    /// Returns whether there was anything: call control's reconciliation, never needed
+    /// when every input arrived.
+    pub fn forget(&mut self, now: Instant, call: CallId) -> bool {
+        if self.calls.contains_key(&call) {
+            self.abandon(now, call);
+            return true;
+        }
+        if let Some(a) = self.talking_agent(call) {
+            let agent = self.agents[a].id.clone();
+            return self.call_ended(now, &agent, EndedBy::System).is_ok();
+        }
+        false
+    }
+
     /// The agent's phone answered (200 OK): the caller is connected. An answer for an offer
     /// that already ended (a 200 OK racing the ring-out) is `NotOffered`, and call control
     /// must hang up that agent leg.

@@ -730,3 +730,30 @@ fn views_show_who_waits_and_who_rings() {
     assert_eq!(views[1].state, AgentState::LoggedOut);
     assert_eq!(acd.caller_wait(2, t0 + secs(4)), Some(secs(2)));
 }
+
+#[test]
+fn forgetting_an_ended_call_frees_whatever_the_acd_still_held_of_it() {
+    let t0 = Instant::now();
+    let mut acd = demo();
+    online_in_order(&mut acd, t0, &[A, B]);
+    acd.enqueue(t0 + secs(2), 1, "appointments").expect("queue"); // rings A
+    acd.enqueue(t0 + secs(2), 2, "appointments").expect("queue"); // rings B
+    acd.answered(t0 + secs(3), 2, B).expect("offered");
+    acd.enqueue(t0 + secs(4), 3, "appointments").expect("queue"); // waits
+    drain(&mut acd);
+    // Call control lost all three (say, a missed input): forgetting them frees everyone.
+    for call in [1, 2, 3] {
+        assert!(acd.forget(t0 + secs(5), call), "call {call} was held");
+    }
+    assert_eq!(
+        (state(&acd, A), state(&acd, B)),
+        (AgentState::Ready, AgentState::Ready)
+    );
+    assert_eq!(acd.waiting("appointments"), Ok(0));
+    assert!(!acd.forget(t0 + secs(6), 2), "nothing left of it");
+    assert_eq!(
+        acd.poll_timeout(),
+        None,
+        "no ring-out left for a forgotten call"
+    );
+}

@@ -233,7 +233,7 @@ impl Core {
                 };
                 self.hang_up(now, call, Side::System, reason);
             }
-            MediaEvent::Stopped { call, recording } => self.media_stopped(call, recording),
+            MediaEvent::Stopped { call, recording } => self.media_stopped(now, call, recording),
         }
         self.drain(now);
     }

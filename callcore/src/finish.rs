@@ -131,6 +131,7 @@ impl Core {
     /// The media task is done: the recording is final and the call can go.
     pub(crate) fn media_stopped(
         &mut self,
+        now: Instant,
         id: CallId,
         recording: Option<Result<crate::records::RecordingDone, String>>,
     ) {
@@ -143,6 +144,10 @@ impl Core {
         let Some(mut c) = self.calls.remove(&id) else {
             return;
         };
+        // Reconciled against the dialogs: a call that is gone holds no agent or place.
+        if self.acd.forget(now, id) {
+            warn!(call = %c.call_id, "the queue still held an ended call; released it");
+        }
         self.socket_closed(c.patient_port);
         if let Some(token) = c.agent_port {
             self.socket_closed(token);

@@ -249,7 +249,9 @@ pub async fn calls(
     let date = parse_date(query, tz)?;
     let storage = state.storage.clone();
     let calls = blocking("listing calls", move || storage.calls_on(date, tz)).await?;
-    Ok(Json(calls.into_iter().map(|c| CallView::new(c, tz)).collect()))
+    Ok(Json(
+        calls.into_iter().map(|c| CallView::new(c, tz)).collect(),
+    ))
 }
 
 /// One recording as the API shows it (no file path).
@@ -299,7 +301,11 @@ pub async fn recordings(
         storage.recordings_on(date, tz)
     })
     .await?;
-    Ok(Json(recs.into_iter().map(|r| RecordingView::new(r, tz)).collect()))
+    Ok(Json(
+        recs.into_iter()
+            .map(|r| RecordingView::new(r, tz))
+            .collect(),
+    ))
 }
 
 /// `GET /api/qa/sample?date=` answer.

@@ -349,7 +349,10 @@ async fn calls_show_the_clinic_day_with_the_caller_masked() {
     assert_eq!(c["agents_offered"], json!(["1002", "1001"]));
     assert_eq!(c["ivr_path"], json!(["main:1"]));
     assert_eq!(c["wait_ms"], 3500);
-    assert_eq!(c["started_at"], "2026-11-25T10:00:00.000+08:00", "in the clinic's zone");
+    assert_eq!(
+        c["started_at"], "2026-11-25T10:00:00.000+08:00",
+        "in the clinic's zone"
+    );
     for key in [
         "queue",
         "agent",

@@ -206,3 +206,45 @@ def test_kpis_of_the_live_run_match_the_call_records(ua: Ua, switchboard: Switch
     bad = sb.http("GET", "/api/kpis?queue=billing", token=token)
     assert bad.status == 400 and "billing" in bad.json()["error"], bad.body
     assert sb.http("GET", f"/api/kpis?from={today}").status == 401
+
+
+def test_an_urgent_caller_is_offered_before_one_who_waited_longer(ua: Ua, switchboard: Switchboard):
+    sb = switchboard
+    phone = agent_phone(ua, sb, "1003")
+    desk = None
+    patients = []
+    try:
+        phone.wait_registered(timeout=5)
+        token = sb.login("1003", "demo-1003")
+        away = sb.http("POST", "/api/agents/me/state", {"state": "not_ready", "reason": "admin"}, token=token)
+        assert away.status == 200, away.body
+        desk = sb.desk("1003")
+        ua.pollers.append(desk.drain)
+        for number, digit in [("13800000001", "1"), ("13800000005", "9")]:  # appointments, then urgent
+            call = call_clinic(ua, sb, number)
+            call.wait_confirmed(timeout=ANSWER_TIMEOUT)
+            call.wait_media(timeout=2)
+            call.send_dtmf(digit)
+            patients.append(call)
+            ua.sleep(1.0)
+        queues = {q["name"]: q for q in sb.get_json("/api/queues", ops_token(sb))}
+        assert len(queues["appointments"]["callers"]) == 1 and len(queues["urgent"]["callers"]) == 1, queues
+        sb.set_agent_ready("1003")
+        first = phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        desk.drain()
+        offers = desk.of("offer")
+        assert offers, "no screen-pop"
+        assert (offers[0].data["caller"], offers[0].data["queue"]) == ("13800000005", "urgent"), offers[0].data
+        first.answer(200)
+        ua.wait("the urgent call to be confirmed", lambda: first.confirmed_at, 3)
+        patients[1].hangup_quietly()
+        first.wait_ended(timeout=5)
+    finally:
+        if desk is not None:
+            if desk.drain in ua.pollers:
+                ua.pollers.remove(desk.drain)
+            desk.close()
+        for p in patients:
+            p.hangup_quietly()
+            p.phone.close()
+        phone.close()
