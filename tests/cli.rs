@@ -53,7 +53,7 @@ fn check_reports_every_problem_and_fails() {
         [
             format!("{path}:48:12: agent `1003` has an empty password"),
             format!("{path}:56:17: ring_cycle_ms must be above 0"),
-            format!("{path}:78:9: ivr.start names unknown menu `mian`"),
+            format!("{path}:81:9: ivr.start names unknown menu `mian`"),
         ]
     );
 }

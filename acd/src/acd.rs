@@ -119,6 +119,8 @@ pub struct Acd {
     states_changed: bool,
     /// For [`Strategy::Random`].
     rng: Rng,
+    /// Per queue: when its last few callers were answered (the wait estimate's pace).
+    answers: Vec<VecDeque<Instant>>,
 }
 
 impl Acd {
@@ -196,6 +198,7 @@ impl Acd {
                 .map(|_| RoundRobin::default())
                 .collect(),
             rng: Rng::new(0x5eed_acd0),
+            answers: (0..built_queues_len).map(|_| VecDeque::new()).collect(),
         })
     }
 
@@ -462,6 +465,12 @@ impl Acd {
         ag.consecutive_misses = 0;
         ag.answered_calls = ag.answered_calls.saturating_add(1);
         self.talking.insert(call, a);
+        if let Some(recent) = self.answers.get_mut(q) {
+            if recent.len() == ANSWERS_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back(now);
+        }
         let queue = self.queues.get(q).map(|q| q.config.clone());
         self.log(
             now,
@@ -626,6 +635,27 @@ impl Acd {
     /// One agent.
     pub fn agent(&self, agent: &str) -> Result<AgentView, Error> {
         Ok(self.agents[self.agent_idx(agent)?].view())
+    }
+
+    /// Where a waiting caller is in its queue (1: next) and how many wait there.
+    pub fn position(&self, call: CallId) -> Option<(usize, usize)> {
+        let q = *self.calls.get(&call)?;
+        let callers = self.queues[q].callers();
+        let at = callers.iter().position(|c| c.call == call)?;
+        Some((at + 1, callers.len()))
+    }
+
+    /// How long a caller at `position` of `queue` can expect to wait from `now`: the
+    /// queue's recent pace of answers (the last few answers' spacing) times the position.
+    /// `None` until the queue has answered two calls.
+    pub fn estimated_wait(&self, queue: &str, position: usize) -> Option<Duration> {
+        let recent = self.answers.get(*self.queue_index.get(queue)?)?;
+        let (first, last) = (recent.front()?, recent.back()?);
+        let gaps = u32::try_from(recent.len().checked_sub(1)?)
+            .ok()
+            .filter(|n| *n > 0)?;
+        let pace = last.saturating_duration_since(*first) / gaps;
+        pace.checked_mul(u32::try_from(position).unwrap_or(u32::MAX))
     }
 
     /// Whether `agent` serves `queue`.
@@ -1131,6 +1161,9 @@ impl Acd {
         });
     }
 }
+
+/// Answers remembered per queue for the wait estimate.
+const ANSWERS_KEPT: usize = 10;
 
 /// A duration in whole milliseconds (saturating), as the event log keeps it.
 fn ms(d: Duration) -> u64 {

@@ -757,3 +757,35 @@ fn forgetting_an_ended_call_frees_whatever_the_acd_still_held_of_it() {
         "no ring-out left for a forgotten call"
     );
 }
+
+#[test]
+fn the_wait_estimate_follows_the_queues_recent_pace_of_answers() {
+    let t0 = Instant::now();
+    let mut acd = demo();
+    online_in_order(&mut acd, t0, &[A]);
+    assert_eq!(
+        acd.estimated_wait("appointments", 1),
+        None,
+        "nothing answered yet"
+    );
+    // Answers 40 s apart.
+    for (call, at) in [(1u64, 10u64), (2, 50), (3, 90)] {
+        acd.enqueue(t0 + secs(at - 5), call, "appointments")
+            .expect("queue");
+        acd.answered(t0 + secs(at), call, A).expect("offered");
+        acd.call_ended(t0 + secs(at + 1), A, EndedBy::Agent)
+            .expect("talking");
+    }
+    assert_eq!(acd.estimated_wait("appointments", 1), Some(secs(40)));
+    assert_eq!(acd.estimated_wait("appointments", 3), Some(secs(120)));
+    assert_eq!(acd.estimated_wait("urgent", 1), None, "per queue");
+    acd.set_ready(t0 + secs(95), A, false, None)
+        .expect("online");
+    acd.enqueue(t0 + secs(100), 4, "appointments")
+        .expect("queue");
+    acd.enqueue(t0 + secs(101), 5, "appointments")
+        .expect("queue");
+    assert_eq!(acd.position(5), Some((2, 2)));
+    assert_eq!(acd.position(4), Some((1, 2)));
+    assert_eq!(acd.position(3), None, "answered: not waiting");
+}

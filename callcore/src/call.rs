@@ -124,6 +124,10 @@ pub(crate) struct Call {
     pub offers: Vec<crate::records::OfferRecord>,
     /// A queue rule (max wait, full, nobody to answer) ended the call's wait.
     pub overflowed: bool,
+    /// An announcement playing: its prompt generation and the pieces still to play.
+    pub announcing: Option<(u64, std::collections::VecDeque<String>)>,
+    /// The position told at the last announcement.
+    pub announced_position: Option<usize>,
     pub agent: Option<String>,
     pub agent_dialog: Option<Dialog>,
     pub agent_sip_call_id: Option<String>,

@@ -48,6 +48,8 @@ pub struct CoreConfig {
     pub agents: HashMap<String, AgentSpec>,
     /// Each queue's hold prompt, by queue name.
     pub hold_prompts: HashMap<String, String>,
+    /// Each queue's announcements to waiting callers, by queue name (absent: none).
+    pub announce: HashMap<String, Announce>,
     /// The queue a caller goes to when the IVR cannot run.
     pub fallback_queue: Option<String>,
     /// The IVR's first menu.
@@ -78,4 +80,17 @@ pub struct RecordingConfig {
     pub timezone: chrono_tz::Tz,
     /// How often the WAV header is brought up to date while recording.
     pub header_interval_ms: u64,
+}
+
+/// What a queue tells its waiting callers, and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// First after this much waiting, then every this long.
+    pub every: Duration,
+    /// "You are number N in line."
+    pub position: bool,
+    /// "Your estimated wait is about N minutes." (once the queue has a pace of answers).
+    pub wait: bool,
+    /// Only when the caller's position is better than at the last announcement.
+    pub only_improved: bool,
 }

@@ -72,6 +72,8 @@ pub(crate) enum Due {
     Ivr(CallId),
     /// A leg's session timer (RFC 4028): refresh, or give up on the phone.
     Session(CallId, crate::io::Leg),
+    /// A waiting caller's next position / wait announcement.
+    Announce(CallId),
 }
 
 /// At most one WARN about refused calls per this long.
@@ -415,6 +417,7 @@ impl Core {
                 Due::Acd => self.acd.handle_timeout(now),
                 Due::Ivr(id) => self.ivr_timeout(now, id),
                 Due::Session(id, leg) => self.session_due(now, id, leg),
+                Due::Announce(id) => self.announce(now, id),
             }
         }
         self.drain(now);

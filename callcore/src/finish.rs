@@ -84,6 +84,7 @@ impl Core {
         self.deadlines.set(Due::Ivr(id), None);
         self.deadlines.set(Due::Session(id, Leg::Patient), None);
         self.deadlines.set(Due::Session(id, Leg::Agent), None);
+        self.deadlines.set(Due::Announce(id), None);
         for token in unbridged {
             self.release_socket(token);
         }

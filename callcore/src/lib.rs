@@ -24,6 +24,7 @@
 //! - [`pii`]: masking of phone numbers in logs.
 
 mod agent;
+mod announce;
 mod audit;
 pub mod call;
 pub mod config;
@@ -39,7 +40,7 @@ pub mod records;
 mod refresh;
 pub mod session_timer;
 
-pub use crate::config::{AgentSpec, CoreConfig, RecordingConfig};
+pub use crate::config::{AgentSpec, Announce, CoreConfig, RecordingConfig};
 pub use crate::control::Core;
 pub use crate::io::{
     Leg, LegSpec, Live, MediaCommand, MediaEvent, Metric, Output, PortToken, Refusal,

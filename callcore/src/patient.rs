@@ -265,6 +265,8 @@ impl Core {
                 agents_offered: Vec::new(),
                 offers: Vec::new(),
                 overflowed: false,
+                announcing: None,
+                announced_position: None,
                 agent: None,
                 agent_dialog: None,
                 agent_sip_call_id: None,
@@ -328,6 +330,10 @@ impl Core {
             return;
         };
         if c.prompt_generation != generation {
+            return;
+        }
+        if c.announcing.is_some() {
+            self.announce_piece_done(call, generation);
             return;
         }
         if let Some(ivr) = c.ivr.as_mut() {
@@ -418,6 +424,7 @@ impl Core {
         if let Err(e) = self.acd.enqueue(now, id, &queue) {
             warn!(error = %e, %queue, "could not queue the call");
         }
+        self.arm_announce(now, id, &queue);
         self.update_queue_gauge(&queue);
         drop(_entered);
         self.save_call_record(id);

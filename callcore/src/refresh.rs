@@ -390,7 +390,7 @@ impl Core {
     }
 
     /// The hold music of the call's queue, if it has one we can play.
-    fn hold_prompt(&self, id: CallId) -> Option<String> {
+    pub(crate) fn hold_prompt(&self, id: CallId) -> Option<String> {
         let queue = self.calls.get(&id)?.queue.as_ref()?;
         self.config
             .hold_prompts

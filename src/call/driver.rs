@@ -143,6 +143,20 @@ pub fn core_config(
             .iter()
             .map(|q| (q.name.clone(), q.hold_prompt.clone()))
             .collect(),
+        announce: config
+            .queues
+            .iter()
+            .filter(|q| q.announce_every_ms > 0)
+            .map(|q| {
+                let announce = callcore::Announce {
+                    every: std::time::Duration::from_millis(q.announce_every_ms),
+                    position: q.announce_position,
+                    wait: q.announce_wait,
+                    only_improved: q.announce_only_improved,
+                };
+                (q.name.clone(), announce)
+            })
+            .collect(),
         fallback_queue: config.queues.first().map(|q| q.name.clone()),
         ivr_start: config.ivr.start.clone(),
         prompts: prompts.names().into_iter().map(str::to_owned).collect(),

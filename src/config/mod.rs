@@ -492,6 +492,18 @@ pub struct Queue {
     /// Where the rules above send callers: `"queue:NAME"` or `"hangup"`.
     #[serde(default)]
     pub overflow: Option<String>,
+    /// Tell waiting callers their position and estimated wait this often (0: never).
+    #[serde(default)]
+    pub announce_every_ms: u64,
+    /// Say the position ("You are number 3 in line.").
+    #[serde(default = "default_true")]
+    pub announce_position: bool,
+    /// Say the estimated wait, once the queue has a pace of answers.
+    #[serde(default = "default_true")]
+    pub announce_wait: bool,
+    /// Only when the position improved since the last announcement.
+    #[serde(default)]
+    pub announce_only_improved: bool,
 }
 
 impl Queue {

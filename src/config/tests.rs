@@ -252,11 +252,11 @@ fn bad_menu_and_other_ivr_keys_are_both_reported() {
     ]);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
-        found[0].starts_with("demo.toml:78:1: unknown field `begin`"),
+        found[0].starts_with("demo.toml:81:1: unknown field `begin`"),
         "{found:?}"
     );
     assert!(
-        found[1].starts_with("demo.toml:90:13: invalid type"),
+        found[1].starts_with("demo.toml:93:13: invalid type"),
         "{found:?}"
     );
 }
@@ -308,7 +308,7 @@ fn ring_settings_must_be_positive() {
         ]),
         [
             "demo.toml:56:17: ring_cycle_ms must be above 0",
-            "demo.toml:64:23: answer_within_rings must be at least 1",
+            "demo.toml:65:23: answer_within_rings must be at least 1",
         ]
     );
 }
@@ -331,9 +331,9 @@ fn references_to_unknown_queues_and_menus_are_all_reported() {
         found,
         [
             "demo.toml:42:27: agent `1002` is in unknown queue `billing`",
-            "demo.toml:78:9: ivr.start names unknown menu `mian`",
-            "demo.toml:91:11: on_fail: unknown queue `nowhere`",
-            "demo.toml:96:7: option `9`: unknown menu `hours`",
+            "demo.toml:81:9: ivr.start names unknown menu `mian`",
+            "demo.toml:94:11: on_fail: unknown queue `nowhere`",
+            "demo.toml:99:7: option `9`: unknown menu `hours`",
         ]
     );
 }
@@ -350,11 +350,11 @@ fn duplicate_names_are_reported() {
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:70:8: duplicate queue name `enquiries`".to_owned()),
+        found.contains(&"demo.toml:72:8: duplicate queue name `enquiries`".to_owned()),
         "{found:?}"
     );
     assert!(
-        found.contains(&"demo.toml:114:8: duplicate user name `qa`".to_owned()),
+        found.contains(&"demo.toml:117:8: duplicate user name `qa`".to_owned()),
         "{found:?}"
     );
 }
@@ -369,8 +369,8 @@ fn users_and_agents_need_passwords_and_proper_roles() {
         ]),
         [
             "demo.toml:48:12: agent `1003` has an empty password",
-            "demo.toml:114:8: user name `1001` is also an agent id",
-            "demo.toml:116:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
+            "demo.toml:117:8: user name `1001` is also an agent id",
+            "demo.toml:119:8: role must be \"qa\" or \"ops\": agents belong in [[agents]]",
         ]
     );
 }
@@ -392,7 +392,7 @@ fn prompt_files_must_exist_next_to_the_config() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{shown}:85:11: prompt `welcome`: file {} not found",
+            "{shown}:88:11: prompt `welcome`: file {} not found",
             missing.display()
         )
     );
@@ -422,7 +422,7 @@ fn prompt_names_must_be_built_in_or_configured() {
         ]),
         [
             "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
-            "demo.toml:87:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
         ]
     );
 }
@@ -445,7 +445,7 @@ fn option_keys_must_be_one_dtmf_key() {
             "\"0\" = \"queue:enquiries\"",
             "\"00\" = \"queue:enquiries\""
         )]),
-        ["demo.toml:93:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
+        ["demo.toml:96:1: option key \"00\" is not a single DTMF key (0-9, *, #, A-D)"]
     );
 }
 
@@ -456,7 +456,7 @@ fn menus_whose_on_fail_loops_forever_are_reported_once() {
     assert_eq!(
         problems(&text),
         [
-            "demo.toml:120:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+            "demo.toml:123:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
         ]
     );
     let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");

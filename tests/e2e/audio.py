@@ -112,3 +112,37 @@ def window(x: np.ndarray, rate: int, start_s: float, length_s: float | None = No
     a = int(start_s * rate)
     b = len(x) if length_s is None else a + int(length_s * rate)
     return x[a:b]
+
+
+def resample(x: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """Linear-interpolation resampling (enough to line a prompt up with what a phone heard)."""
+    if rate == to:
+        return x
+    n = int(len(x) * to / rate)
+    return np.interp(np.arange(n) * rate / to, np.arange(len(x)), x)
+
+
+def occurrences(heard: np.ndarray, template: np.ndarray, rate: int, min_score: float = 0.5) -> list[tuple[float, float]]:
+    """Where `template` (a prompt) plays inside `heard`: (start s, score) of each match, best
+    first within 0.5 s. The score is the normalised cross-correlation (1.0: the same samples),
+    computed with FFTs; hold music or silence under it scores near 0."""
+    m = len(template)
+    if m == 0 or len(heard) < m:
+        return []
+    t = template - template.mean()
+    n = 1 << (len(heard) + m - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(t, n)), n)[: len(heard) - m + 1]
+    sq = np.concatenate(([0.0], np.cumsum(heard.astype(np.float64) ** 2)))
+    energy = np.sqrt(np.maximum(sq[m:] - sq[:-m], 1e-9)) * np.sqrt(float(np.sum(t**2)))
+    score = corr / energy
+    found: list[tuple[float, float]] = []
+    for i in np.argsort(score)[::-1]:
+        s = float(score[i])
+        if s < min_score:
+            break
+        at = i / rate
+        if all(abs(at - f) > 0.5 for f, _ in found):
+            found.append((at, s))
+        if len(found) >= 20:
+            break
+    return sorted(found)

@@ -200,6 +200,7 @@ class Switchboard:
             # Calls placed back to back reach the same agent at once; a test that is about
             # wrap-up sets it again through `extra`.
             ("queues", "wrap_up_ms"): "0",
+            ("queues", "announce_every_ms"): "0",
         }
         overrides.update(extra or {})
         text = rewrite_config(run.stdout, overrides)

@@ -82,6 +82,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
         timers: TimerConfig::default(),
         agents,
         hold_prompts: HashMap::from([("general".to_owned(), "hold".to_owned())]),
+        announce: HashMap::new(),
         fallback_queue: Some("general".to_owned()),
         ivr_start: "main".to_owned(),
         prompts: ["greeting", "invalid", "hold"]

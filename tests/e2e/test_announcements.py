@@ -1,0 +1,58 @@
+"""A waiting caller hears their place in line over the hold music, every `announce_every_ms`.
+
+The module's queues announce every 3 s and nobody answers. What the patient's phone hears is
+searched for the built-in prompt pieces ("您目前排在第", "一", …) by cross-correlation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from audio import occurrences, read_wav, resample
+from server import REPO, Switchboard
+from sipua import Ua
+from test_call_flow import ANSWER_TIMEOUT, call_clinic
+
+EVERY_S = 3.0
+
+SWITCHBOARD_CONFIG = {("queues", "announce_every_ms"): str(int(EVERY_S * 1000))}
+
+
+def prompt(name: str, rate: int):
+    r, x = read_wav(REPO / "prompts" / "zh" / f"{name}.wav")
+    return resample(x[0], r, rate)
+
+
+def test_a_waiting_caller_hears_their_place_every_few_seconds(ua: Ua, switchboard: Switchboard, tmp_path: Path):
+    sb = switchboard
+    patient = call_clinic(ua, sb, "13800000004")
+    try:
+        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
+        patient.wait_media(timeout=2)
+        patient.send_dtmf("2")  # enquiries; nobody is logged in
+        pressed = time.monotonic()
+        ua.sleep(0.2)
+        recording = patient.record(tmp_path / "waiting.wav")
+        ua.sleep(2 * EVERY_S + 2.5)
+        path = recording.stop()
+        offset = recording.started_at - pressed
+        assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
+    finally:
+        patient.hangup_quietly()
+        patient.phone.close()
+    rate, heard = read_wav(path)
+    intro = occurrences(heard[0], prompt("queue_position", rate), rate)
+    one = occurrences(heard[0], prompt("n_1", rate), rate, min_score=0.6)
+    at = [round(t + offset, 2) for t, _ in intro]
+    print(f"'您目前排在第' heard at {at} s after the digit (scores {[round(s, 2) for _, s in intro]}); "
+          f"'一' at {[round(t + offset, 2) for t, _ in one]}")
+    assert len(intro) >= 2, f"the position was announced {len(intro)} times in {2 * EVERY_S + 2.5:.1f} s: {intro}"
+    first, second = at[0], at[1]
+    assert EVERY_S - 0.5 <= first <= EVERY_S + 1.5, f"first announcement at {first} s, expected about {EVERY_S} s"
+    assert 2 * EVERY_S - 0.5 <= second <= 2 * EVERY_S + 1.5, f"second at {second} s, expected about {2 * EVERY_S} s"
+    # "一" (first in line) follows the intro within its length.
+    intro_len = len(prompt("queue_position", rate)) / rate
+    assert any(0 < (t + offset) - first <= intro_len + 0.5 for t, _ in one), (
+        f"no '一' right after the first intro at {first} s: {one}"
+    )
