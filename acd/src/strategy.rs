@@ -16,7 +16,8 @@ pub enum Strategy {
     LongestIdle,
     /// The next agent after the one this queue rang last, in configuration order.
     RoundRobin,
-    /// The agent who has answered the fewest calls since the counts were last reset.
+    /// The agent who has answered the fewest calls today (the shell resets the counts at
+    /// the clinic's midnight: [`crate::Acd::reset_counts`]).
     FewestCalls,
     /// The agent with the least talk time since the counts were last reset.
     LeastTalkTime,

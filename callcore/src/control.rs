@@ -373,6 +373,12 @@ impl Core {
         result
     }
 
+    /// The clinic's day begins: the ACD's per-day counts (fewest calls, least talk time)
+    /// start afresh.
+    pub fn new_day(&mut self) {
+        self.acd.reset_counts();
+    }
+
     /// Hangs up every call (the process is stopping).
     pub fn shutdown(&mut self, now: Instant) {
         let ids: Vec<CallId> = self.calls.keys().copied().collect();

@@ -74,6 +74,8 @@ const SHUTDOWN_MEDIA_WAIT: Duration = Duration::from_secs(2);
 /// The call-control task.
 pub struct Driver {
     core: Core,
+    /// The clinic's zone: its midnight starts the ACD's daily counts afresh.
+    timezone: chrono_tz::Tz,
     sip: SipIo,
     hub: DeskHub,
     store: StoreWriter,
@@ -185,6 +187,8 @@ impl Driver {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        let midnight = tokio::time::sleep(until_midnight(d.timezone, chrono::Utc::now()));
+        tokio::pin!(midnight);
         loop {
             let deadline = d.core.poll_timeout();
             if deadline != armed {
@@ -221,6 +225,14 @@ impl Driver {
                     armed = None;
                     let now = d.tick();
                     d.core.handle_timeout(now);
+                }
+                () = &mut midnight => {
+                    let wall = chrono::Utc::now();
+                    tracing::info!("the clinic's day begins: fewest-calls and talk-time counts start afresh");
+                    d.core.new_day();
+                    midnight
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + until_midnight(d.timezone, wall));
                 }
             }
             d.apply();
@@ -266,6 +278,7 @@ impl Driver {
         );
         Self {
             core,
+            timezone: config.clinic.timezone,
             sip: parts.sip,
             hub: parts.hub,
             store: parts.store,
@@ -558,4 +571,38 @@ impl Driver {
 /// A leg's media state as negotiated.
 fn leg_media(spec: &LegSpec) -> LegMedia {
     LegMedia::new(spec.codec, spec.telephone_event, spec.ssrc, 0, 0)
+}
+
+/// How long from `now` until the next midnight in the clinic's zone `tz` (at least a second,
+/// so a clock sitting on midnight does not spin).
+fn until_midnight(tz: chrono_tz::Tz, now: chrono::DateTime<chrono::Utc>) -> Duration {
+    let today = now.with_timezone(&tz).date_naive();
+    let next = today
+        .succ_opt()
+        .map(|day| crate::storage::local_day_start(day, tz));
+    next.and_then(|t| (t - now).to_std().ok())
+        .unwrap_or(Duration::from_secs(86_400))
+        .max(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod midnight_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_next_midnight_is_the_clinics() {
+        let tz: chrono_tz::Tz = "Asia/Shanghai".parse().expect("tz");
+        // 15:58 UTC is 23:58 in Shanghai: two minutes to go, though UTC's day has hours left.
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 2, 15, 58, 0)
+            .single()
+            .expect("valid");
+        assert_eq!(until_midnight(tz, now), Duration::from_secs(120));
+        let on = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 2, 16, 0, 0)
+            .single()
+            .expect("valid");
+        assert_eq!(until_midnight(tz, on), Duration::from_secs(86_400));
+    }
 }

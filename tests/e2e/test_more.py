@@ -353,6 +353,10 @@ def test_recording_survives_sigkill_and_is_repaired_at_restart(ua, crash_sb, pho
         assert frames >= (TALK_S - 1.0) * 8000, f"{frames} frames after {TALK_S} s of talk"
 
         qa = sb.login("qa", "demo-qa")
+        # The event log written before the kill is still there: the KPIs count the call.
+        kpis = sb.get_json(f"/api/kpis?from={clinic_today()}", qa)
+        assert (kpis["offered"], kpis["answered"]) == (1, 1), {k: kpis[k] for k in ("offered", "answered")}
+        assert [a["answered"] for a in kpis["agents"] if a["agent"] == "1001"] == [1], kpis["agents"]
         listed = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
         mine = [r for r in listed if r.get("call_id") == call_id]
         assert mine, f"the crashed call's recording is not listed for QA; listed: {listed}"
