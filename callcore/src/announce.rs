@@ -1,5 +1,6 @@
 //! Telling waiting callers where they are: "You are number 3 in line. Your estimated
-//! wait is about 2 minutes.", every `every` of waiting, in the clinic's language.
+//! wait is about 2 minutes.", every `every` of waiting, in the clinic's language, and
+//! the queue's periodic message after it.
 //!
 //! An announcement is a few prompt pieces (`queue_position`, `n_3`, `queue_position_end`,
 //! …) played one after another over the hold music, which resumes after the last one.
@@ -42,11 +43,10 @@ impl Core {
         let Some((position, _)) = self.acd.position(id) else {
             return;
         };
-        if config.only_improved && c.announced_position.is_some_and(|p| position >= p) {
-            return;
-        }
+        let improved = c.announced_position.is_none_or(|p| position < p);
+        let tell = improved || !config.only_improved;
         let mut pieces: Vec<String> = Vec::new();
-        if config.position {
+        if config.position && tell {
             if position <= MAX_SPOKEN {
                 pieces.extend([
                     "queue_position".to_owned(),
@@ -58,10 +58,12 @@ impl Core {
             }
         }
         if config.wait
+            && tell
             && let Some(wait) = self.acd.estimated_wait(&queue, position)
         {
             pieces.extend(wait_pieces(wait));
         }
+        pieces.extend(config.message.clone());
         let known = &self.config.prompts;
         let mut pieces: VecDeque<String> =
             pieces.into_iter().filter(|p| known.contains(p)).collect();
@@ -74,7 +76,9 @@ impl Core {
         c.prompt_generation += 1;
         let generation = c.prompt_generation;
         c.announcing = Some((generation, pieces));
-        c.announced_position = Some(position);
+        if tell {
+            c.announced_position = Some(position);
+        }
         c.span.in_scope(|| debug!(position, "queue announcement"));
         self.emit(Output::Media {
             call: id,

@@ -91,6 +91,10 @@ pub struct Announce {
     pub position: bool,
     /// "Your estimated wait is about N minutes." (once the queue has a pace of answers).
     pub wait: bool,
-    /// Only when the caller's position is better than at the last announcement.
+    /// Only when the caller's position is better than at the last announcement (the
+    /// message below is still played).
     pub only_improved: bool,
+    /// A prompt played after the place and wait at every announcement (say, "Thank you
+    /// for holding"): the queue's periodic message.
+    pub message: Option<String>,
 }

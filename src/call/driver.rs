@@ -155,6 +155,7 @@ pub fn core_config(
                     position: q.announce_position,
                     wait: q.announce_wait,
                     only_improved: q.announce_only_improved,
+                    message: q.announce_message.clone(),
                 };
                 (q.name.clone(), announce)
             })

@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer};
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 /// The names of the prompts built into the binary (see `prompts/`).
-pub const BUILTIN_PROMPTS: [&str; 3] = ["greeting", "invalid", "hold"];
+pub const BUILTIN_PROMPTS: [&str; 4] = ["greeting", "invalid", "hold", "queue_thanks"];
 
 /// The whole configuration (one TOML file).
 #[derive(Debug, Clone, Deserialize)]
@@ -504,6 +504,10 @@ pub struct Queue {
     /// Only when the position improved since the last announcement.
     #[serde(default)]
     pub announce_only_improved: bool,
+    /// A prompt played at every announcement after the place and wait (the periodic
+    /// message; the built-in `queue_thanks` is "Thank you for holding").
+    #[serde(default)]
+    pub announce_message: Option<String>,
 }
 
 impl Queue {

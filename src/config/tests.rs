@@ -421,8 +421,8 @@ fn prompt_names_must_be_built_in_or_configured() {
             ),
         ]),
         [
-            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
-            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold) and not in [ivr.prompts]",
+            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold, queue_thanks) and not in [ivr.prompts]",
+            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold, queue_thanks) and not in [ivr.prompts]",
         ]
     );
 }

@@ -314,6 +314,14 @@ fn queues(config: &Config, issues: &mut Issues) {
                 ),
             );
         }
+        if let Some(message) = &queue.announce_message
+            && !known_prompt(config, message)
+        {
+            issues.at(
+                [k("queues"), i(n), k("announce_message")],
+                unknown_prompt(message),
+            );
+        }
         if !known_prompt(config, &queue.hold_prompt) {
             issues.at(
                 [k("queues"), i(n), k("hold_prompt")],

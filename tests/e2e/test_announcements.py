@@ -16,7 +16,11 @@ from test_call_flow import ANSWER_TIMEOUT, call_clinic
 
 EVERY_S = 3.0
 
-SWITCHBOARD_CONFIG = {("queues", "announce_every_ms"): str(int(EVERY_S * 1000))}
+SWITCHBOARD_CONFIG = {
+    ("queues", "announce_every_ms"): str(int(EVERY_S * 1000)),
+    ("queues:urgent", "announce_message"): '"queue_thanks"',
+    ("queues:urgent", "announce_position"): "false",
+}
 
 
 def prompt(name: str, rate: int):
@@ -56,3 +60,27 @@ def test_a_waiting_caller_hears_their_place_every_few_seconds(ua: Ua, switchboar
     assert any(0 < (t + offset) - first <= intro_len + 0.5 for t, _ in one), (
         f"no '一' right after the first intro at {first} s: {one}"
     )
+
+
+def test_a_queue_can_play_only_its_periodic_message(ua: Ua, switchboard: Switchboard, tmp_path: Path):
+    sb = switchboard
+    patient = call_clinic(ua, sb, "13800000003")
+    try:
+        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
+        patient.wait_media(timeout=2)
+        patient.send_dtmf("9")  # urgent: the periodic message, no place in line
+        pressed = time.monotonic()
+        ua.sleep(0.2)
+        recording = patient.record(tmp_path / "urgent.wav")
+        ua.sleep(EVERY_S + 4.0)
+        path = recording.stop()
+        offset = recording.started_at - pressed
+    finally:
+        patient.hangup_quietly()
+        patient.phone.close()
+    rate, heard = read_wav(path)
+    thanks = occurrences(heard[0], prompt("queue_thanks", rate)[: rate * 3], rate)
+    intro = occurrences(heard[0], prompt("queue_position", rate), rate)
+    print(f"'感谢您的耐心等待' at {[round(t + offset, 2) for t, _ in thanks]}; intros {intro}")
+    assert thanks and EVERY_S - 0.5 <= thanks[0][0] + offset <= EVERY_S + 1.5, thanks
+    assert not intro, f"the urgent queue says no place in line: {intro}"
