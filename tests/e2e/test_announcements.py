@@ -28,26 +28,32 @@ def prompt(name: str, rate: int):
     return resample(x[0], r, rate)
 
 
-def test_a_waiting_caller_hears_their_place_every_few_seconds(ua: Ua, switchboard: Switchboard, tmp_path: Path):
-    sb = switchboard
-    patient = call_clinic(ua, sb, "13800000004")
+def hear_while_waiting(ua: Ua, sb: Switchboard, number: str, digit: str, seconds: float, wav: Path):
+    """A patient picks `digit` and records what it hears for `seconds`: (rate, samples,
+    recording start in seconds after the digit)."""
+    patient = call_clinic(ua, sb, number)
     try:
         patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
         patient.wait_media(timeout=2)
-        patient.send_dtmf("2")  # enquiries; nobody is logged in
+        patient.send_dtmf(digit)
         pressed = time.monotonic()
         ua.sleep(0.2)
-        recording = patient.record(tmp_path / "waiting.wav")
-        ua.sleep(2 * EVERY_S + 2.5)
+        recording = patient.record(wav)
+        ua.sleep(seconds)
         path = recording.stop()
-        offset = recording.started_at - pressed
         assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
     finally:
         patient.hangup_quietly()
         patient.phone.close()
     rate, heard = read_wav(path)
-    intro = occurrences(heard[0], prompt("queue_position", rate), rate)
-    one = occurrences(heard[0], prompt("n_1", rate), rate, min_score=0.6)
+    return rate, heard[0], recording.started_at - pressed
+
+
+def test_a_waiting_caller_hears_their_place_every_few_seconds(ua: Ua, switchboard: Switchboard, tmp_path: Path):
+    # Enquiries; nobody is logged in.
+    rate, heard, offset = hear_while_waiting(ua, switchboard, "13800000004", "2", 2 * EVERY_S + 2.5, tmp_path / "waiting.wav")
+    intro = occurrences(heard, prompt("queue_position", rate), rate)
+    one = occurrences(heard, prompt("n_1", rate), rate, min_score=0.6)
     at = [round(t + offset, 2) for t, _ in intro]
     print(f"'您目前排在第' heard at {at} s after the digit (scores {[round(s, 2) for _, s in intro]}); "
           f"'一' at {[round(t + offset, 2) for t, _ in one]}")
@@ -63,24 +69,10 @@ def test_a_waiting_caller_hears_their_place_every_few_seconds(ua: Ua, switchboar
 
 
 def test_a_queue_can_play_only_its_periodic_message(ua: Ua, switchboard: Switchboard, tmp_path: Path):
-    sb = switchboard
-    patient = call_clinic(ua, sb, "13800000003")
-    try:
-        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
-        patient.wait_media(timeout=2)
-        patient.send_dtmf("9")  # urgent: the periodic message, no place in line
-        pressed = time.monotonic()
-        ua.sleep(0.2)
-        recording = patient.record(tmp_path / "urgent.wav")
-        ua.sleep(EVERY_S + 4.0)
-        path = recording.stop()
-        offset = recording.started_at - pressed
-    finally:
-        patient.hangup_quietly()
-        patient.phone.close()
-    rate, heard = read_wav(path)
-    thanks = occurrences(heard[0], prompt("queue_thanks", rate)[: rate * 3], rate)
-    intro = occurrences(heard[0], prompt("queue_position", rate), rate)
+    # Urgent: the periodic message, no place in line.
+    rate, heard, offset = hear_while_waiting(ua, switchboard, "13800000003", "9", EVERY_S + 4.0, tmp_path / "urgent.wav")
+    thanks = occurrences(heard, prompt("queue_thanks", rate)[: rate * 3], rate)
+    intro = occurrences(heard, prompt("queue_position", rate), rate)
     print(f"'感谢您的耐心等待' at {[round(t + offset, 2) for t, _ in thanks]}; intros {intro}")
     assert thanks and EVERY_S - 0.5 <= thanks[0][0] + offset <= EVERY_S + 1.5, thanks
     assert not intro, f"the urgent queue says no place in line: {intro}"
