@@ -599,6 +599,17 @@ async fn metrics_health_and_pages() {
             "{page}: clinic name escaped"
         );
         assert!(!html.contains("{{"), "{page}: unfilled placeholder");
+        if page != "/" {
+            // Times on the page are the clinic's: the zone is there, the browser's never used.
+            assert!(
+                html.contains("const TZ = \"Asia/Shanghai\""),
+                "{page}: clinic zone"
+            );
+            assert!(
+                !html.contains("toLocaleTimeString()"),
+                "{page}: a time in the browser's zone"
+            );
+        }
         assert!(
             !html.contains("http://") && !html.contains("https://"),
             "{page}: no external resources"
