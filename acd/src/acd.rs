@@ -444,15 +444,15 @@ impl Acd {
         self.timers.cancel(Timer::Escalate(call));
         self.timers.cancel(Timer::MaxWait(call));
         let rang = self.rang(now, a);
-        let (q, enqueued_at) = match self.calls.remove(&call) {
-            Some(q) => (
-                q,
-                self.queues[q]
-                    .remove(call)
-                    .map_or(now, |(caller, _)| caller.enqueued_at),
-            ),
-            None => (0, now),
+        // The queue the phone rings for; the caller waits there (an offer keeps its place).
+        let q = match self.agents[a].activity {
+            Activity::Ringing { queue, .. } => queue,
+            _ => self.calls.get(&call).copied().unwrap_or_default(),
         };
+        self.calls.remove(&call);
+        let enqueued_at = self.queues[q]
+            .remove(call)
+            .map_or(now, |(caller, _)| caller.enqueued_at);
         let waited = now.saturating_duration_since(enqueued_at);
         let ag = self.agent_mut(a);
         ag.activity = Activity::Talking {
