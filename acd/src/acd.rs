@@ -418,6 +418,23 @@ impl Acd {
         self.dispatch(now);
     }
 
+    /// The waiting caller pressed the queue's exit key: it leaves for the queue's overflow
+    /// (`Moved` or `Exited` follows). Returns false, changing nothing, when the caller is
+    /// not waiting or a phone is ringing for them (the agent is about to answer).
+    pub fn leave_by_key(&mut self, now: Instant, call: CallId) -> bool {
+        let now = self.tick(now);
+        let waiting = self
+            .calls
+            .get(&call)
+            .and_then(|&q| self.queues[q].get(call))
+            .is_some_and(|c| c.offered_to.is_none());
+        if waiting {
+            self.exit(now, call, ExitReason::Key);
+            self.dispatch(now);
+        }
+        waiting
+    }
+
     /// Call control has no such call any more (its dialogs are over): whatever the ACD still
     /// holds of it is let go, as an abandon (waiting or ringing) or a call end (talking).
     /// Returns whether there was anything: call control's reconciliation, never needed

@@ -69,6 +69,8 @@ pub enum ExitReason {
     Full,
     /// `leave_when`: nobody can answer.
     NoAgents,
+    /// The caller pressed the queue's exit key.
+    Key,
 }
 
 impl QueueConfig {

@@ -244,3 +244,41 @@ fn exits_are_in_the_kpis_apart_from_abandons() {
     assert_eq!(k.answer_rate, None, "nothing answered or abandoned here");
     assert_eq!(k.mean_wait_ms, Some(20_000));
 }
+
+#[test]
+fn a_caller_pressing_the_exit_key_leaves_for_the_overflow_unless_a_phone_rings() {
+    let t0 = Instant::now();
+    let queues = vec![
+        QueueConfig::from_rings("appointments", 0, 3, 5000).with_overflow(
+            Overflow::Queue("enquiries".into()),
+            None,
+            None,
+            LeaveWhen::Never,
+        ),
+        QueueConfig::from_rings("enquiries", 0, 3, 5000),
+    ];
+    let agents = vec![
+        AgentConfig::new(A, &["appointments"]),
+        AgentConfig::new(B, &["enquiries"]),
+    ];
+    let mut acd = Acd::new(queues, agents).expect("config");
+    acd.agent_online(t0, A, true).expect("agent");
+    acd.enqueue(t0 + secs(1), 1, "appointments").expect("queue");
+    assert!(
+        !acd.leave_by_key(t0 + secs(2), 1),
+        "A is ringing for it: it stays"
+    );
+    acd.answered(t0 + secs(3), 1, A).expect("offered");
+    acd.enqueue(t0 + secs(4), 2, "appointments").expect("queue");
+    acd.agent_online(t0 + secs(5), B, true).expect("agent");
+    drain(&mut acd);
+    assert!(acd.leave_by_key(t0 + secs(6), 2));
+    assert_eq!(
+        drain(&mut acd),
+        vec![
+            moved(2, "appointments", "enquiries"),
+            offer(2, B, "enquiries", secs(2))
+        ]
+    );
+    assert!(!acd.leave_by_key(t0 + secs(7), 99), "unknown call");
+}

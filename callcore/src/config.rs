@@ -50,6 +50,8 @@ pub struct CoreConfig {
     pub hold_prompts: HashMap<String, String>,
     /// Each queue's announcements to waiting callers, by queue name (absent: none).
     pub announce: HashMap<String, Announce>,
+    /// The key a waiting caller presses to leave a queue for its overflow, by queue name.
+    pub exit_keys: HashMap<String, char>,
     /// The queue a caller goes to when the IVR cannot run.
     pub fallback_queue: Option<String>,
     /// The IVR's first menu.

@@ -854,6 +854,7 @@ impl Core {
                     acd::ExitReason::Timeout => "queue_timeout",
                     acd::ExitReason::Full => "queue_full",
                     acd::ExitReason::NoAgents => "no_agents",
+                    acd::ExitReason::Key => "queue_exit_key",
                 };
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.span

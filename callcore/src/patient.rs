@@ -318,6 +318,18 @@ impl Core {
             return;
         };
         c.span.in_scope(|| tracing::debug!(%digit, "digit"));
+        if c.phase == Phase::Queued {
+            let exit = c.queue.as_ref().and_then(|q| self.config.exit_keys.get(q));
+            if exit == Some(&digit) {
+                let left = self.acd.leave_by_key(now, call);
+                if let Some(c) = self.calls.get(&call) {
+                    c.span.in_scope(
+                        || info!(%digit, left, "the caller pressed the queue's exit key"),
+                    );
+                }
+            }
+            return;
+        }
         if let Some(ivr) = c.ivr.as_mut() {
             ivr.handle_digit(now, digit);
         }

@@ -160,6 +160,14 @@ pub fn core_config(
                 (q.name.clone(), announce)
             })
             .collect(),
+        exit_keys: config
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let key = q.exit_key.as_deref()?.chars().next()?;
+                Some((q.name.clone(), key))
+            })
+            .collect(),
         fallback_queue: config.queues.first().map(|q| q.name.clone()),
         ivr_start: config.ivr.start.clone(),
         prompts: prompts.names().into_iter().map(str::to_owned).collect(),

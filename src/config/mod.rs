@@ -492,6 +492,9 @@ pub struct Queue {
     /// Where the rules above send callers: `"queue:NAME"` or `"hangup"`.
     #[serde(default)]
     pub overflow: Option<String>,
+    /// A key (`"0"`–`"9"`, `"*"`, `"#"`) a waiting caller presses to leave for `overflow`.
+    #[serde(default)]
+    pub exit_key: Option<String>,
     /// Tell waiting callers their position and estimated wait this often (0: never).
     #[serde(default)]
     pub announce_every_ms: u64,
@@ -525,6 +528,7 @@ impl Queue {
     pub fn has_exit_rules(&self) -> bool {
         self.max_wait_ms.is_some()
             || self.max_callers.is_some()
+            || self.exit_key.is_some()
             || self.leave_when != acd::LeaveWhen::Never
     }
 }

@@ -571,3 +571,19 @@ fn overflow_rules_name_where_callers_go() {
         Some(acd::Overflow::Queue("enquiries".into()))
     );
 }
+
+#[test]
+fn an_exit_key_is_one_key_and_needs_an_overflow() {
+    let queue_line = "strategy = \"longest_idle\"          #";
+    let found = problems_with(&[(queue_line, "exit_key = \"0\" #")]);
+    assert!(
+        found.iter().any(|p| p.contains("but no overflow")),
+        "{found:?}"
+    );
+    let found = problems_with(&[(queue_line, "exit_key = \"00\"\noverflow = \"hangup\" #")]);
+    assert!(
+        found.iter().any(|p| p.contains("must be one key")),
+        "{found:?}"
+    );
+    assert!(problems_with(&[(queue_line, "exit_key = \"#\"\noverflow = \"hangup\" #")]).is_empty());
+}

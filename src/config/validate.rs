@@ -299,6 +299,17 @@ fn queues(config: &Config, issues: &mut Issues) {
             ),
             _ => {}
         }
+        if let Some(key) = &queue.exit_key
+            && !(key.len() == 1
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#'))
+        {
+            issues.at(
+                [k("queues"), i(n), k("exit_key")],
+                format!("exit_key `{key}` must be one key: 0-9, * or #"),
+            );
+        }
         if queue.max_wait_ms == Some(0) || queue.max_callers == Some(0) {
             issues.at(
                 [k("queues"), i(n), k("name")],

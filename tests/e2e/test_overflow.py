@@ -18,6 +18,7 @@ SWITCHBOARD_CONFIG = {
     ("agents", "queues"): '["enquiries", "urgent"]',
     ("queues:appointments", "max_wait_ms"): str(int(MAX_WAIT_S * 1000)),
     ("queues:appointments", "overflow"): '"queue:enquiries"',
+    ("queues:appointments", "exit_key"): '"0"',
 }
 
 
@@ -62,3 +63,32 @@ def test_a_caller_past_max_wait_is_answered_in_the_overflow_queue(ua: Ua, switch
     enquiries = sb.get_json(f"/api/kpis?from={today}&queue=enquiries", token)
     assert (appointments["offered"], appointments["overflowed"], appointments["answered"]) == (1, 1, 0), appointments
     assert (enquiries["offered"], enquiries["answered"]) == (1, 1), enquiries
+
+
+def test_a_caller_pressing_the_exit_key_leaves_for_the_overflow_queue_at_once(ua: Ua, switchboard: Switchboard):
+    sb = switchboard
+    phone = agent_phone(ua, sb, "1003")
+    patient = None
+    try:
+        phone.wait_registered(timeout=5)
+        sb.set_agent_ready("1003")
+        patient = call_clinic(ua, sb, "13800000002")
+        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
+        patient.wait_media(timeout=2)
+        patient.send_dtmf("1")  # appointments: nobody there
+        ua.sleep(1.0)
+        pressed_at = time.monotonic()
+        patient.send_dtmf("0")  # the exit key, long before the 3 s max wait
+        ringing = phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        after = ringing.incoming_at - pressed_at
+        print(f"1003 rang {after:.2f} s after the exit key")
+        assert after < MAX_WAIT_S - 1.0, f"rang {after:.2f} s after the key: that is the max wait, not the key"
+        ringing.answer(200)
+        ua.wait("the answer to be confirmed", lambda: ringing.confirmed_at, 3)
+        patient.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+    finally:
+        if patient is not None:
+            patient.hangup_quietly()
+            patient.phone.close()
+        phone.close()

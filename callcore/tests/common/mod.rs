@@ -83,6 +83,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
         agents,
         hold_prompts: HashMap::from([("general".to_owned(), "hold".to_owned())]),
         announce: HashMap::new(),
+        exit_keys: HashMap::new(),
         fallback_queue: Some("general".to_owned()),
         ivr_start: "main".to_owned(),
         prompts: ["greeting", "invalid", "hold"]
