@@ -22,32 +22,43 @@ SWITCHBOARD_CONFIG = {
 }
 
 
-def test_a_caller_past_max_wait_is_answered_in_the_overflow_queue(ua: Ua, switchboard: Switchboard):
-    sb = switchboard
+def overflowed_call(ua: Ua, sb: Switchboard, number: str, press_exit_key: bool) -> float:
+    """A caller picks appointments (nobody there), presses the exit key a second later if
+    told, and is answered by 1003 in enquiries. Returns how long after the last key 1003 rang."""
     phone = agent_phone(ua, sb, "1003")
     patient = None
     try:
         phone.wait_registered(timeout=5)
         sb.set_agent_ready("1003")
-        patient = call_clinic(ua, sb, "13800000001")
+        patient = call_clinic(ua, sb, number)
         patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
         patient.wait_media(timeout=2)
         pressed_at = time.monotonic()
-        patient.send_dtmf("1")  # appointments: nobody there
+        patient.send_dtmf("1")
+        if press_exit_key:
+            ua.sleep(1.0)
+            pressed_at = time.monotonic()
+            patient.send_dtmf("0")
         ringing = phone.wait_incoming(timeout=MAX_WAIT_S + ROUTE_TIMEOUT)
         after = ringing.incoming_at - pressed_at
-        print(f"1003 rang {after:.2f} s after the caller chose appointments (max wait {MAX_WAIT_S} s)")
-        assert after >= MAX_WAIT_S - 0.3, f"moved after {after:.2f} s, before its {MAX_WAIT_S} s"
         ringing.answer(200)
         ua.wait("the answer to be confirmed", lambda: ringing.confirmed_at, 3)
         assert not patient.ended
         patient.hangup_quietly()
         ringing.wait_ended(timeout=5)
+        return after
     finally:
         if patient is not None:
             patient.hangup_quietly()
             patient.phone.close()
         phone.close()
+
+
+def test_a_caller_past_max_wait_is_answered_in_the_overflow_queue(ua: Ua, switchboard: Switchboard):
+    sb = switchboard
+    after = overflowed_call(ua, sb, "13800000001", press_exit_key=False)
+    print(f"1003 rang {after:.2f} s after the caller chose appointments (max wait {MAX_WAIT_S} s)")
+    assert after >= MAX_WAIT_S - 0.3, f"moved after {after:.2f} s, before its {MAX_WAIT_S} s"
     token = sb.login("ops", "demo-ops")
     today = clinic_today()
     deadline = time.monotonic() + 5
@@ -66,29 +77,6 @@ def test_a_caller_past_max_wait_is_answered_in_the_overflow_queue(ua: Ua, switch
 
 
 def test_a_caller_pressing_the_exit_key_leaves_for_the_overflow_queue_at_once(ua: Ua, switchboard: Switchboard):
-    sb = switchboard
-    phone = agent_phone(ua, sb, "1003")
-    patient = None
-    try:
-        phone.wait_registered(timeout=5)
-        sb.set_agent_ready("1003")
-        patient = call_clinic(ua, sb, "13800000002")
-        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
-        patient.wait_media(timeout=2)
-        patient.send_dtmf("1")  # appointments: nobody there
-        ua.sleep(1.0)
-        pressed_at = time.monotonic()
-        patient.send_dtmf("0")  # the exit key, long before the 3 s max wait
-        ringing = phone.wait_incoming(timeout=ROUTE_TIMEOUT)
-        after = ringing.incoming_at - pressed_at
-        print(f"1003 rang {after:.2f} s after the exit key")
-        assert after < MAX_WAIT_S - 1.0, f"rang {after:.2f} s after the key: that is the max wait, not the key"
-        ringing.answer(200)
-        ua.wait("the answer to be confirmed", lambda: ringing.confirmed_at, 3)
-        patient.hangup_quietly()
-        ringing.wait_ended(timeout=5)
-    finally:
-        if patient is not None:
-            patient.hangup_quietly()
-            patient.phone.close()
-        phone.close()
+    after = overflowed_call(ua, switchboard, "13800000002", press_exit_key=True)
+    print(f"1003 rang {after:.2f} s after the exit key")
+    assert after < MAX_WAIT_S - 1.0, f"rang {after:.2f} s after the key: that is the max wait, not the key"
