@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey, ReadyKey};
 use crate::error::Error;
 use crate::journal::{EndedBy, Entry, Logged, OfferEnd};
-use crate::queue::{CallerView, ExitReason, LeaveWhen, Overflow, Queue, QueueConfig, RoundRobin};
+use crate::queue::{CallerView, ExitReason, LeaveWhen, Overflow, Queue, QueueConfig};
 use crate::strategy::{Rng, Strategy};
 use crate::timer::{Timer, Timers};
 use crate::{AgentId, CallId};
@@ -109,8 +109,8 @@ pub struct Acd {
     clock: Option<Instant>,
     /// Orders things that happen at the same instant.
     seq: u64,
-    /// Each queue's round-robin position.
-    round_robin: Vec<RoundRobin>,
+    /// Each queue's round-robin memory: the agent index its next search starts at.
+    round_robin: Vec<usize>,
     /// Per queue: the one level all its agents have, if they share one (no level scan then).
     shared_level: Vec<Option<u32>>,
     /// Per queue: the queue its overflow goes to (`None`: call control ends the call).
@@ -194,9 +194,7 @@ impl Acd {
             journal: VecDeque::new(),
             clock: None,
             seq: 0,
-            round_robin: (0..built_queues_len)
-                .map(|_| RoundRobin::default())
-                .collect(),
+            round_robin: vec![0; built_queues_len],
             rng: Rng::new(0x5eed_acd0),
             answers: (0..built_queues_len).map(|_| VecDeque::new()).collect(),
         })
@@ -387,8 +385,7 @@ impl Acd {
             return;
         };
         let queue = self.queues[q].config.name.clone();
-        self.timers.cancel(Timer::Escalate(call));
-        self.timers.cancel(Timer::MaxWait(call));
+        self.cancel_wait_timers(call);
         if let Some(a) = caller.offered_to {
             self.timers.cancel(Timer::RingOut(call));
             let rang = self.rang(now, a);
@@ -423,16 +420,11 @@ impl Acd {
     /// not waiting or a phone is ringing for them (the agent is about to answer).
     pub fn leave_by_key(&mut self, now: Instant, call: CallId) -> bool {
         let now = self.tick(now);
-        let waiting = self
-            .calls
-            .get(&call)
-            .and_then(|&q| self.queues[q].get(call))
-            .is_some_and(|c| c.offered_to.is_none());
-        if waiting {
-            self.exit(now, call, ExitReason::Key);
+        let left = self.exit(now, call, ExitReason::Key);
+        if left {
             self.dispatch(now);
         }
-        waiting
+        left
     }
 
     /// Call control has no such call any more (its dialogs are over): whatever the ACD still
@@ -458,8 +450,7 @@ impl Acd {
         let now = self.tick(now);
         let a = self.offered_agent(call, agent)?;
         self.timers.cancel(Timer::RingOut(call));
-        self.timers.cancel(Timer::Escalate(call));
-        self.timers.cancel(Timer::MaxWait(call));
+        self.cancel_wait_timers(call);
         let rang = self.rang(now, a);
         // The queue the phone rings for; the caller waits there (an offer keeps its place).
         let q = match self.agents[a].activity {
@@ -488,16 +479,17 @@ impl Acd {
             }
             recent.push_back(now);
         }
-        let queue = self.queues.get(q).map(|q| q.config.clone());
+        let config = &self.queues[q].config;
+        let (queue, ring_timeout) = (config.name.clone(), config.ring_timeout);
         self.log(
             now,
             Some(call),
             Logged::Connected {
                 agent: agent.to_string(),
-                queue: queue.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+                queue,
                 waited_ms: ms(waited),
                 rang_ms: ms(rang),
-                ring_timeout_ms: queue.map_or(0, |q| ms(q.ring_timeout)),
+                ring_timeout_ms: ms(ring_timeout),
             },
         );
         self.events.push_back(AcdEvent::Connected {
@@ -547,18 +539,18 @@ impl Acd {
         let talked = now.saturating_duration_since(since);
         let ag = self.agent_mut(a);
         ag.talk_time = ag.talk_time.saturating_add(talked);
-        let config = self.queues.get(queue).map(|q| q.config.clone());
+        let config = &self.queues[queue].config;
+        let (name, wrap_up) = (config.name.clone(), config.wrap_up);
         self.log(
             now,
             Some(call),
             Logged::Completed {
                 agent: agent.to_string(),
-                queue: config.as_ref().map(|q| q.name.clone()).unwrap_or_default(),
+                queue: name,
                 talked_ms: ms(talked),
                 by,
             },
         );
-        let wrap_up = config.map_or(Duration::ZERO, |q| q.wrap_up);
         match now.checked_add(wrap_up) {
             Some(until) if !wrap_up.is_zero() && self.agents[a].online => {
                 self.agent_mut(a).activity = Activity::WrapUp { call, until };
@@ -906,24 +898,31 @@ impl Acd {
         }
     }
 
-    /// Takes an unoffered caller out of its queue for `reason` and routes it on.
-    fn exit(&mut self, now: Instant, call: CallId, reason: ExitReason) {
+    /// Takes an unoffered caller out of its queue for `reason` and routes it on; false
+    /// (nothing changed) when it is not waiting or a phone rings for it.
+    fn exit(&mut self, now: Instant, call: CallId, reason: ExitReason) -> bool {
         let Some(&q) = self.calls.get(&call) else {
-            return;
+            return false;
         };
         if self.queues[q]
             .get(call)
             .is_none_or(|c| c.offered_to.is_some())
         {
-            return;
+            return false;
         }
         self.calls.remove(&call);
         let Some((caller, _)) = self.queues[q].remove(call) else {
-            return;
+            return false;
         };
+        self.cancel_wait_timers(call);
+        self.route_out(now, call, q, caller.enqueued_at, caller.seq, reason);
+        true
+    }
+
+    /// Disarms the timers a waiting caller has (escalation, max wait).
+    fn cancel_wait_timers(&mut self, call: CallId) {
         self.timers.cancel(Timer::Escalate(call));
         self.timers.cancel(Timer::MaxWait(call));
-        self.route_out(now, call, q, caller.enqueued_at, caller.seq, reason);
     }
 
     /// A caller leaving queue `q` (or refused at its door) goes to its overflow: another
@@ -1118,7 +1117,7 @@ impl Acd {
             Strategy::LongestIdle => best.next(),
             Strategy::TopDown => best.min(),
             Strategy::RoundRobin => {
-                let start = self.round_robin[q].next % n;
+                let start = self.round_robin[q] % n;
                 best.min_by_key(|a| (a + n - start) % n)
             }
             Strategy::FewestCalls => best
@@ -1136,7 +1135,7 @@ impl Acd {
             }
         };
         if let Some(a) = picked {
-            self.round_robin[q].next = a + 1;
+            self.round_robin[q] = a + 1;
         }
         picked
     }

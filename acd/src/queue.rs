@@ -254,12 +254,6 @@ impl Queue {
     }
 }
 
-/// Round-robin memory: where the queue's next search for an agent starts.
-#[derive(Debug, Default)]
-pub(crate) struct RoundRobin {
-    pub(crate) next: usize,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -295,20 +295,17 @@ impl Core {
                     .unwrap_or_default()
                     .into_iter()
                     .enumerate()
-                    .map(|(i, c)| crate::desk::WaitingCaller {
-                        call_id: self
-                            .calls
-                            .get(&c.call)
-                            .map(|call| call.call_id.clone())
-                            .unwrap_or_default(),
-                        caller: self
-                            .calls
-                            .get(&c.call)
-                            .map(|call| crate::pii::mask_phone(&call.caller))
-                            .unwrap_or_default(),
-                        position: i + 1,
-                        waited_ms: millis(c.waited),
-                        ringing: c.offered_to,
+                    .map(|(i, c)| {
+                        let call = self.calls.get(&c.call);
+                        crate::desk::WaitingCaller {
+                            call_id: call.map(|call| call.call_id.clone()).unwrap_or_default(),
+                            caller: call
+                                .map(|call| crate::pii::mask_phone(&call.caller))
+                                .unwrap_or_default(),
+                            position: i + 1,
+                            waited_ms: millis(c.waited),
+                            ringing: c.offered_to,
+                        }
                     })
                     .collect();
                 let mut by_state = std::collections::BTreeMap::new();

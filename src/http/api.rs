@@ -176,7 +176,7 @@ fn parse_date(
 }
 
 /// Runs a storage call off the async workers (a day's rows can be many).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {

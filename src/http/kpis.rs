@@ -138,12 +138,10 @@ pub async fn kpis(
         return Err(ApiError::bad_request("service_level_s must be 1..=3600"));
     }
     let storage = state.storage.clone();
-    let (before, inside) =
-        match tokio::task::spawn_blocking(move || storage.events_between(from, to)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(ApiError::internal("reading the event log", e)),
-            Err(e) => return Err(ApiError::internal("reading the event log", e)),
-        };
+    let (before, inside) = super::api::blocking("reading the event log", move || {
+        storage.events_between(from, to)
+    })
+    .await?;
     let w = Window {
         from_ms: from.timestamp_millis(),
         to_ms: to.timestamp_millis(),

@@ -10,7 +10,8 @@ import time
 
 from server import Switchboard, clinic_today
 from sipua import Ua
-from test_call_flow import ANSWER_TIMEOUT, ROUTE_TIMEOUT, agent_phone, call_clinic
+from test_call_flow import ROUTE_TIMEOUT, agent_phone
+from test_queue_states import dial_queue
 
 MAX_WAIT_S = 3.0
 
@@ -30,11 +31,8 @@ def overflowed_call(ua: Ua, sb: Switchboard, number: str, press_exit_key: bool) 
     try:
         phone.wait_registered(timeout=5)
         sb.set_agent_ready("1003")
-        patient = call_clinic(ua, sb, number)
-        patient.wait_confirmed(timeout=ANSWER_TIMEOUT)
-        patient.wait_media(timeout=2)
+        patient = dial_queue(ua, sb, number)  # appointments
         pressed_at = time.monotonic()
-        patient.send_dtmf("1")
         if press_exit_key:
             ua.sleep(1.0)
             pressed_at = time.monotonic()
