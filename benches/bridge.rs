@@ -62,8 +62,14 @@ async fn bench() {
     let bind = || UdpSocket::bind("127.0.0.1:0");
     let patient_phone = bind().await.expect("patient phone socket");
     let agent_phone = bind().await.expect("agent phone socket");
-    let patient_leg = bind().await.expect("patient leg socket");
-    let agent_leg = bind().await.expect("agent leg socket");
+    // The legs' sockets are handed over unregistered; the media task registers them.
+    let std_bind = || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("leg socket");
+        s.set_nonblocking(true).expect("non-blocking");
+        s
+    };
+    let patient_leg = std_bind();
+    let agent_leg = std_bind();
     let patient_leg_addr = patient_leg.local_addr().expect("addr");
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -77,7 +83,14 @@ async fn bench() {
         latch: media::Latch::new(patient_phone.local_addr().expect("addr")),
         media: LegMedia::new(Codec::Pcmu, Some(101), 1, 0, 0),
     };
-    tokio::spawn(run(1, patient, command_rx, events, None));
+    tokio::spawn(run(
+        1,
+        patient,
+        command_rx,
+        events,
+        None,
+        tracing::Span::none(),
+    ));
     commands
         .send(MediaCommand::Bridge {
             agent: AgentLeg {

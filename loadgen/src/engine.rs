@@ -152,6 +152,9 @@ pub struct Engine {
     deadline: Option<Instant>,
     wind_down_until: Option<Instant>,
     server_first: Option<ProcSample>,
+    /// Both processes when the calls started (agents registered, desks connected).
+    server_ready: Option<ProcSample>,
+    self_ready: Option<ProcSample>,
     server_last: Option<ProcSample>,
     server_peak_rss: u64,
     self_first: Option<ProcSample>,
@@ -260,6 +263,8 @@ impl Engine {
             deadline: None,
             wind_down_until: None,
             server_first: None,
+            server_ready: None,
+            self_ready: None,
             server_last: None,
             server_peak_rss: 0,
             self_first: None,
@@ -394,6 +399,10 @@ impl Engine {
             .unwrap_or(Duration::from_secs_f64(estimate.min(86_400.0)));
         self.deadline = Some(now + limit);
         self.calls_start = Some(now);
+        if let Some(pid) = self.cfg.server_pid {
+            self.server_ready = procstat::sample(&pid.to_string());
+        }
+        self.self_ready = procstat::sample("self");
         self.log(format!(
             "{ready} agents ready; {} calls at {}/s; deadline {:.0} s",
             self.cfg.calls,
@@ -798,6 +807,7 @@ impl Engine {
                     .map(|p| p.to_string())
                     .unwrap_or_default(),
                 &a,
+                self.server_ready.as_ref(),
                 &b,
                 self.server_peak_rss,
                 self.peak_active,
@@ -810,6 +820,7 @@ impl Engine {
             (Some(a), Some(b)) => proc_figures(
                 std::process::id().to_string(),
                 &a,
+                self.self_ready.as_ref(),
                 &b,
                 self.self_peak_rss,
                 self.peak_active,
@@ -885,28 +896,37 @@ pub fn signed_us(a: Instant, b: Instant) -> i64 {
     }
 }
 
+/// `ready`: the sample taken when the calls started; memory per call is counted
+/// from it, so the agents' registrations and desk sockets are not charged to calls.
 fn proc_figures(
     pid: String,
     first: &ProcSample,
+    ready: Option<&ProcSample>,
     last: &ProcSample,
     peak_rss: u64,
     peak_active: u64,
     calls: f64,
 ) -> ProcFigures {
     let peak = peak_rss.max(last.rss_kb);
+    let ready_kb = ready.map_or(first.rss_kb, |r| r.rss_kb);
+    let per_call = |base: u64| {
+        if peak_active > 0 {
+            peak.saturating_sub(base) as f64 / peak_active as f64
+        } else {
+            0.0
+        }
+    };
     ProcFigures {
         pid,
         cpu_pct: procstat::cpu_percent(first, last),
         cpu_ms_per_call: (last.cpu_s - first.cpu_s).max(0.0) * 1000.0 / calls,
         rss_start_kb: first.rss_kb,
+        rss_ready_kb: ready_kb,
         rss_end_kb: last.rss_kb,
         rss_peak_kb: peak,
         peak_active_calls: peak_active,
-        kb_per_active_call: if peak_active > 0 {
-            peak.saturating_sub(first.rss_kb) as f64 / peak_active as f64
-        } else {
-            0.0
-        },
+        kb_per_active_call: per_call(ready_kb),
+        kb_per_active_call_from_start: per_call(first.rss_kb),
     }
 }
 
@@ -917,4 +937,46 @@ pub fn random_delay(rng: &mut StdRng, (lo, hi): (u64, u64)) -> Duration {
     } else {
         lo
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rss_kb: u64) -> ProcSample {
+        ProcSample {
+            at: Instant::now(),
+            cpu_s: 0.0,
+            rss_kb,
+            hwm_kb: rss_kb,
+        }
+    }
+
+    #[test]
+    fn memory_per_call_is_counted_from_when_the_agents_were_ready() {
+        // 20 MB at start, 40 MB once 1,000 agents are logged in, 140 MB at 1,000 calls.
+        let f = proc_figures(
+            "1".into(),
+            &sample(20_000),
+            Some(&sample(40_000)),
+            &sample(130_000),
+            140_000,
+            1_000,
+            1_000.0,
+        );
+        assert_eq!(f.rss_ready_kb, 40_000);
+        assert!((f.kb_per_active_call - 100.0).abs() < 1e-9);
+        assert!((f.kb_per_active_call_from_start - 120.0).abs() < 1e-9);
+        // Without a ready sample (no call started) both count from the start.
+        let f = proc_figures(
+            "1".into(),
+            &sample(20_000),
+            None,
+            &sample(30_000),
+            30_000,
+            10,
+            10.0,
+        );
+        assert!((f.kb_per_active_call - 1_000.0).abs() < 1e-9);
+    }
 }

@@ -130,7 +130,8 @@ impl Sender<'_> {
             Direction::PatientToAgent => &mut *self.patient_batch,
             Direction::AgentToPatient => &mut *self.agent_batch,
         };
-        batch.push(socket, buf.get(..n).unwrap_or_default(), dest, self.errors);
+        let packet = buf.get(..n).unwrap_or_default();
+        batch.push_marked(socket, packet, dest, (m, self.epoch), self.errors);
         call.next_seq[d] = call.next_seq[d].wrapping_add(1);
         if call.window_start_us.is_some_and(|w| m.sent_us >= w) {
             call.window_sent[d] += 1;
@@ -146,6 +147,8 @@ pub fn write_marked(sender: &mut RtpSender, tone: &[u8; 160], m: &Marker, buf: &
     sender.write(buf, PT_PCMU, false, &payload, 160)
 }
 
+/// Length of the RTP header [`write_marked`] writes (no CSRC, no extension).
+const RTP_HEADER: usize = 12;
 /// Packets sent per `sendmmsg` at most.
 pub const SEND_BATCH: usize = 64;
 /// Longest packet a [`Batch`] holds (RTP header + 20 ms of G.711 is 172 bytes).
@@ -154,10 +157,17 @@ const BATCH_PACKET: usize = 256;
 /// Packets for one socket, sent together with one `sendmmsg` (a slot's calls at once):
 /// sent one `sendto` each, the generator spent on syscalls nearly what the relay it
 /// measures does. Full or flushed, the batch goes out at once (no waiting).
+///
+/// A marked packet's send time is stamped again right before the `sendmmsg`: a
+/// generator descheduled between building a packet and sending it would otherwise
+/// count its own lateness as the server's relay delay.
 pub struct Batch {
     bufs: Box<[[u8; BATCH_PACKET]; SEND_BATCH]>,
     lens: [usize; SEND_BATCH],
     dests: Vec<Option<nix::sys::socket::SockaddrStorage>>,
+    /// The marker of each queued packet that has one, and the run's epoch.
+    markers: [Option<Marker>; SEND_BATCH],
+    epoch: Option<Instant>,
 }
 
 impl Default for Batch {
@@ -166,6 +176,8 @@ impl Default for Batch {
             bufs: Box::new([[0; BATCH_PACKET]; SEND_BATCH]),
             lens: [0; SEND_BATCH],
             dests: Vec::with_capacity(SEND_BATCH),
+            markers: [None; SEND_BATCH],
+            epoch: None,
         }
     }
 }
@@ -192,8 +204,47 @@ impl Batch {
         };
         dst.copy_from_slice(packet);
         *len = packet.len();
+        if let Some(m) = self.markers.get_mut(i) {
+            *m = None;
+        }
         self.dests
             .push(Some(nix::sys::socket::SockaddrStorage::from(dest)));
+    }
+
+    /// Queues a packet written by [`write_marked`] with `marker` (and the run's epoch):
+    /// its send time is rewritten when the batch goes out.
+    pub fn push_marked(
+        &mut self,
+        socket: &UdpSocket,
+        packet: &[u8],
+        dest: SocketAddr,
+        (marker, epoch): (Marker, Instant),
+        errors: &mut u64,
+    ) {
+        let before = *errors;
+        self.push(socket, packet, dest, errors);
+        if *errors != before {
+            return;
+        }
+        let i = self.dests.len() - 1;
+        if let Some(m) = self.markers.get_mut(i) {
+            *m = Some(marker);
+        }
+        self.epoch = Some(epoch);
+    }
+
+    /// Writes the send time `now` into every queued marker.
+    fn stamp(&mut self) {
+        let Some(epoch) = self.epoch else { return };
+        let now = us_since(epoch, Instant::now());
+        let n = self.dests.len();
+        for (buf, m) in self.bufs.iter_mut().zip(self.markers.iter_mut()).take(n) {
+            let Some(mut marker) = m.take() else { continue };
+            marker.sent_us = now;
+            if let Some(payload) = buf.get_mut(RTP_HEADER..) {
+                marker::encode(&marker, payload);
+            }
+        }
     }
 
     /// Sends what is queued with one `sendmmsg`; what the kernel did not take counts as errors.
@@ -204,6 +255,7 @@ impl Batch {
         if n == 0 {
             return;
         }
+        self.stamp();
         let slices: Vec<[std::io::IoSlice<'_>; 1]> = self
             .bufs
             .iter()
@@ -442,6 +494,53 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_marked_packet_carries_the_time_it_was_sent_not_queued() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let rx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let epoch = Instant::now();
+        let queued = Marker {
+            call: 7,
+            direction: Direction::PatientToAgent,
+            seq: 3,
+            sent_us: us_since(epoch, Instant::now()),
+        };
+        let mut sender = RtpSender::new(0x1234, 0, 0);
+        let mut buf = [0u8; 256];
+        let n = write_marked(&mut sender, &[0x55; 160], &queued, &mut buf);
+        let mut batch = Batch::default();
+        let mut errors = 0;
+        let dest = rx.local_addr().expect("addr");
+        batch.push_marked(
+            &tx,
+            buf.get(..n).unwrap_or_default(),
+            dest,
+            (queued, epoch),
+            &mut errors,
+        );
+        // The generator is "descheduled" between building the packet and sending it.
+        std::thread::sleep(Duration::from_millis(30));
+        let flushed_after = us_since(epoch, Instant::now());
+        batch.flush(&tx, &mut errors);
+        let mut got = [0u8; 512];
+        let (len, _) = tokio::time::timeout(Duration::from_secs(2), rx.recv_from(&mut got))
+            .await
+            .expect("in time")
+            .expect("a packet");
+        let m = marker_of(
+            got.get(..len).unwrap_or_default(),
+            Direction::PatientToAgent,
+        )
+        .expect("still a valid marker");
+        assert_eq!((m.call, m.seq), (7, 3));
+        assert!(
+            m.sent_us >= flushed_after && m.sent_us >= queued.sent_us + 30_000,
+            "stamped at the send: {} µs, queued at {} µs",
+            m.sent_us,
+            queued.sent_us
+        );
+    }
 
     #[tokio::test]
     async fn a_batch_sends_every_queued_packet_to_its_own_destination_in_order() {

@@ -48,11 +48,15 @@ pub struct ProcFigures {
     pub cpu_pct: f64,
     pub cpu_ms_per_call: f64,
     pub rss_start_kb: u64,
+    /// When the calls started: agents registered, desks connected.
+    pub rss_ready_kb: u64,
     pub rss_end_kb: u64,
     pub rss_peak_kb: u64,
     pub peak_active_calls: u64,
-    /// (peak RSS − RSS at start) / peak active calls.
+    /// (peak RSS − RSS when the calls started) / peak active calls.
     pub kb_per_active_call: f64,
+    /// (peak RSS − RSS at start, before any agent registered) / peak active calls.
+    pub kb_per_active_call_from_start: f64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -233,15 +237,17 @@ fn dist(out: &mut String, name: &str, d: &Distribution) {
 fn proc_line(out: &mut String, name: &str, p: &ProcFigures) {
     let _ = writeln!(
         out,
-        "  {name:<10} pid {:<8} cpu {:>6.1}% ({:.2} ms/call)  rss {} → {} KiB, peak {} KiB, {:.1} KiB per active call (peak {} active)",
+        "  {name:<10} pid {:<8} cpu {:>6.1}% ({:.2} ms/call)  rss {} → {} (agents ready) → {} KiB, peak {} KiB, {:.1} KiB per active call (peak {} active; {:.1} counting the agents)",
         p.pid,
         p.cpu_pct,
         p.cpu_ms_per_call,
         p.rss_start_kb,
+        p.rss_ready_kb,
         p.rss_end_kb,
         p.rss_peak_kb,
         p.kb_per_active_call,
-        p.peak_active_calls
+        p.peak_active_calls,
+        p.kb_per_active_call_from_start
     );
 }
 

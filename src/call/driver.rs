@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use callcore::{CallId, Core, LegSpec, MediaEvent, Metric, Output, PortToken};
 use media::leg::LegMedia;
 use recordings::writer::{RecordingWriter, frames_in_ms};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, trace, warn};
+use tracing::{info_span, trace, warn};
 
 use super::media::{self as call_media, AgentLeg, MediaCommand, PatientLeg, now};
 use crate::config::Config;
@@ -87,7 +86,7 @@ pub struct Driver {
     /// Each call's media task.
     media: HashMap<CallId, mpsc::UnboundedSender<MediaCommand>>,
     /// Sockets bound for the core and not yet handed to a media task.
-    sockets: HashMap<PortToken, UdpSocket>,
+    sockets: HashMap<PortToken, std::net::UdpSocket>,
     media_events: mpsc::UnboundedSender<MediaEvent>,
     answers: mpsc::UnboundedSender<Answer>,
     inbound_depth: usize,
@@ -457,10 +456,14 @@ impl Driver {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.media.insert(call, tx);
                 let span = info_span!("call", id = %call_id);
-                tokio::spawn(
-                    call_media::run(call, leg, rx, self.media_events.clone(), media_timeout)
-                        .instrument(span),
-                );
+                tokio::spawn(call_media::run(
+                    call,
+                    leg,
+                    rx,
+                    self.media_events.clone(),
+                    media_timeout,
+                    span,
+                ));
                 return;
             }
             C::Play { prompt, generation } => match self.prompts.get(&prompt) {

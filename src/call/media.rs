@@ -28,7 +28,7 @@ use recordings::timeline::{Channel, FrameInfo, Timeline, TimelineConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, warn};
+use tracing::{Span, debug, warn};
 
 type Frame = [i16; FRAME_SAMPLES];
 const SILENCE: Frame = [0; FRAME_SAMPLES];
@@ -72,10 +72,11 @@ pub enum MediaCommand {
     Stop { at: Instant },
 }
 
-/// The agent's side of the bridge.
+/// The agent's side of the bridge. The socket is registered with the runtime's
+/// reactor by the media task, when the bridge arrives there.
 #[derive(Debug)]
 pub struct AgentLeg {
-    pub socket: UdpSocket,
+    pub socket: std::net::UdpSocket,
     /// Where packets are taken from and sent to (starts at the SDP address).
     pub latch: Latch,
     pub media: LegMedia,
@@ -84,7 +85,7 @@ pub struct AgentLeg {
 /// The patient's side, known once the INVITE has been answered.
 #[derive(Debug)]
 pub struct PatientLeg {
-    pub socket: UdpSocket,
+    pub socket: std::net::UdpSocket,
     /// Where packets are taken from and sent to (starts at the SDP address).
     pub latch: Latch,
     pub media: LegMedia,
@@ -115,8 +116,26 @@ enum Playing {
     Hold(PromptPlayer),
 }
 
+/// A leg in the call's media task: its socket on the runtime's reactor.
+struct LegIo {
+    socket: UdpSocket,
+    latch: Latch,
+    media: LegMedia,
+}
+
+impl LegIo {
+    /// Must run inside the runtime (tokio registers the socket with the current reactor).
+    fn open(socket: std::net::UdpSocket, latch: Latch, media: LegMedia) -> std::io::Result<Self> {
+        Ok(Self {
+            socket: UdpSocket::from_std(socket)?,
+            latch,
+            media,
+        })
+    }
+}
+
 struct Bridge {
-    agent: AgentLeg,
+    agent: LegIo,
     recording: Option<Recorder>,
 }
 
@@ -134,6 +153,8 @@ struct Recorder {
     holds: HoldMarks,
     /// The latest `now` frames were taken at (the end can't be before it).
     polled_at: Instant,
+    /// The call's span, the parent of what is logged.
+    span: Span,
 }
 
 /// Holds per channel as they are signalled: a held side's silence is not a gap.
@@ -306,8 +327,9 @@ const TIMELINE: TimelineConfig = TimelineConfig {
 const RECORDING_FILE_WAIT: Duration = Duration::from_secs(2);
 
 impl Recorder {
-    fn new(start: Instant) -> Self {
+    fn new(start: Instant, span: Span) -> Self {
         Self {
+            span,
             writer: None,
             timeline: Timeline::new(start, TIMELINE),
             warned: false,
@@ -345,7 +367,7 @@ impl Recorder {
             self.gaps.lost(index, dropped);
         }
         if writer.dropped_frames() > 0 && !self.warned {
-            warn!("recordings thread backed up: frames dropped and marked as gaps");
+            warn!(parent: &self.span, "recordings thread backed up: frames dropped and marked as gaps");
             self.warned = true;
         }
     }
@@ -358,6 +380,7 @@ impl Recorder {
         self.write_due(ended);
         let stats = self.timeline.stats();
         debug!(
+            parent: &self.span,
             frames = stats.frames_final,
             caller_gap_frames = stats.left.missing_frames,
             agent_gap_frames = stats.right.missing_frames,
@@ -408,14 +431,27 @@ impl Liveness {
 /// Runs one call's media until `Stop` or until call control goes away.
 ///
 /// `media_timeout`: report [`MediaEvent::MediaTimeout`] once a leg has sent no
-/// RTP for that long.
+/// RTP for that long. `span`: the call's, the parent of everything logged here
+/// (named on each event, not entered on every poll of the task).
 pub async fn run(
     call: CallId,
-    mut patient: PatientLeg,
+    patient: PatientLeg,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     events: mpsc::UnboundedSender<MediaEvent>,
     media_timeout: Option<Duration>,
+    span: Span,
 ) {
+    let mut patient = match LegIo::open(patient.socket, patient.latch, patient.media) {
+        Ok(leg) => leg,
+        Err(e) => {
+            warn!(parent: &span, error = %e, "cannot use the patient's RTP socket; ending the call");
+            let _ = events.send(MediaEvent::Stopped {
+                call,
+                recording: None,
+            });
+            return;
+        }
+    };
     let mut alive = Liveness {
         timeout: media_timeout,
         patient: now(),
@@ -439,6 +475,8 @@ pub async fn run(
 
     loop {
         tokio::select! {
+            // Fixed order (commands, patient, agent, tick): no random draw per poll.
+            biased;
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 match command {
@@ -448,9 +486,17 @@ pub async fn run(
                     MediaCommand::Hold { prompt } => playing = Playing::Hold(PromptPlayer::new(prompt, true)),
                     MediaCommand::Silence => playing = Playing::Nothing,
                     MediaCommand::Bridge { agent, recording, at } => {
+                        let agent = match LegIo::open(agent.socket, agent.latch, agent.media) {
+                            Ok(agent) => agent,
+                            Err(e) => {
+                                // Call control hears the call end as a media stop.
+                                warn!(parent: &span, error = %e, "cannot use the agent's RTP socket; ending the call");
+                                break;
+                            }
+                        };
                         playing = Playing::Nothing;
                         alive.agent = Some(now());
-                        let recording = recording.then(|| Recorder::new(at));
+                        let recording = recording.then(|| Recorder::new(at, span.clone()));
                         bridge = Some(Bridge { agent, recording });
                         agent_flow = Flow::BOTH;
                         ticker = bridged_ticker(BRIDGED_TICK);
@@ -475,7 +521,7 @@ pub async fn run(
                             }
                         }
                         *was = flow;
-                        debug!(?leg, source = %mask_addr(remote), ?codec, ?flow, "leg media changed");
+                        debug!(parent: &span, ?leg, source = %mask_addr(remote), ?codec, ?flow, "leg media changed");
                         if let Some(b) = bridge.as_mut() {
                             if let Some(r) = b.recording.as_mut() {
                                 let channel = if leg == Leg::Patient { 0 } else { 1 };
@@ -497,7 +543,7 @@ pub async fn run(
             received = patient.socket.recv_from(&mut patient_buf) => {
                 let Ok((n, from)) = received else { continue };
                 let Some(packet) = patient_buf.get(..n) else { continue };
-                if !admitted(&mut patient.latch, from, packet, Leg::Patient) {
+                if !admitted(&mut patient.latch, from, packet, Leg::Patient, &span) {
                     continue;
                 }
                 // Any RTP from the phone keeps the call up: audio, a digit, or the comfort
@@ -530,7 +576,7 @@ pub async fn run(
                 let Ok((n, from)) = received else { continue };
                 let Some(b) = bridge.as_mut() else { continue };
                 let Some(packet) = agent_buf.get(..n) else { continue };
-                if !admitted(&mut b.agent.latch, from, packet, Leg::Agent) {
+                if !admitted(&mut b.agent.latch, from, packet, Leg::Agent, &span) {
                     continue;
                 }
                 let now = now();
@@ -557,7 +603,7 @@ pub async fn run(
             }
             _ = ticker.tick() => {
                 if let Some(leg) = alive.check(now(), (patient_flow.receive, agent_flow.receive)) {
-                    warn!(?leg, "no RTP from the phone: ending the call");
+                    warn!(parent: &span, ?leg, "no RTP from the phone: ending the call");
                     let _ = events.send(MediaEvent::MediaTimeout { call, leg });
                 }
                 if let Some(b) = bridge.as_mut() {
@@ -598,7 +644,7 @@ pub async fn run(
         Some(r) => Some(r.finish(ended).await),
         None => None,
     };
-    debug!("media stopped");
+    debug!(parent: &span, "media stopped");
     let _ = events.send(MediaEvent::Stopped { call, recording });
 }
 
@@ -675,18 +721,18 @@ async fn recv_agent(
 /// Whether a packet from `from` belongs to the leg (symmetric RTP, [`Latch`]). A latch or
 /// move is logged; the first packet dropped from elsewhere is warned about, then every
 /// 1,000th, with the source masked.
-fn admitted(latch: &mut Latch, from: SocketAddr, packet: &[u8], leg: Leg) -> bool {
+fn admitted(latch: &mut Latch, from: SocketAddr, packet: &[u8], leg: Leg, span: &Span) -> bool {
     match latch.admit(from, packet) {
         Admit::Accept => true,
         Admit::Latched(to) => {
-            debug!(?leg, source = %mask_addr(to), "RTP latched");
+            debug!(parent: span, ?leg, source = %mask_addr(to), "RTP latched");
             true
         }
         Admit::NotMedia => false,
         Admit::Reject => {
             let n = latch.rejected();
             if n % 1000 == 1 {
-                warn!(?leg, source = %mask_addr(from), dropped = n, "RTP from an unexpected source dropped");
+                warn!(parent: span, ?leg, source = %mask_addr(from), dropped = n, "RTP from an unexpected source dropped");
             }
             false
         }

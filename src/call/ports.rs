@@ -6,21 +6,22 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 
-/// Binds `port` on `ip` as a non-blocking tokio socket.
+/// Binds `port` on `ip` as a non-blocking socket, not yet on the reactor: the
+/// call's media task registers it (off call control's task).
 pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+    let socket = UdpSocket::bind(SocketAddr::new(ip, port))?;
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    Ok(socket)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn binds_the_port_asked_for_and_reports_a_taken_one() {
+    #[test]
+    fn binds_the_port_asked_for_and_reports_a_taken_one() {
         let ip = IpAddr::from([127, 0, 0, 1]);
         let a = bind(ip, 0).expect("an ephemeral port");
         let port = a.local_addr().expect("addr").port();
