@@ -22,6 +22,9 @@ use crate::strategy::{Rng, Strategy};
 use crate::timer::{Timer, Timers};
 use crate::{AgentId, CallId};
 
+/// The order callers are served in: queue priority (higher first), then arrival, then
+/// the ACD's sequence number.
+type ServeOrder = (std::cmp::Reverse<i32>, Instant, u64);
 /// What the ACD asks call control to do, or tells it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcdEvent {
@@ -1055,36 +1058,44 @@ impl Acd {
         if self.ready.is_empty() || self.queues.iter().all(|q| q.next_unoffered().is_none()) {
             return;
         }
-        let mut waiting: Vec<(std::cmp::Reverse<i32>, Instant, u64, usize, CallId)> = self
-            .queues
-            .iter()
-            .enumerate()
-            .flat_map(|(q, queue)| {
-                let priority = std::cmp::Reverse(queue.config.priority);
-                queue
-                    .callers()
-                    .iter()
-                    .filter(|c| c.offered_to.is_none())
-                    .map(move |c| (priority, c.enqueued_at, c.seq, q, c.call))
-            })
-            .collect();
-        waiting.sort_unstable();
+        // Each queue's callers are in seniority order already: the callers in order are a
+        // merge of the queues' heads, so a pass costs the offers it makes (plus the callers
+        // it skips because a phone rings for them), not a sort of everyone waiting.
+        let mut next = vec![0usize; self.queues.len()];
         // A queue whose caller found no agent is done for this pass: its later callers
         // have waited less, so escalation lets them ring no more agents.
         let mut exhausted = vec![false; self.queues.len()];
-        for (_, enqueued_at, _, q, call) in waiting {
-            if exhausted[q] {
-                continue;
+        loop {
+            let mut best: Option<(ServeOrder, usize, CallId)> = None;
+            for (q, queue) in self.queues.iter().enumerate() {
+                if exhausted[q] {
+                    continue;
+                }
+                let callers = queue.callers();
+                while callers.get(next[q]).is_some_and(|c| c.offered_to.is_some()) {
+                    next[q] += 1;
+                }
+                let Some(c) = callers.get(next[q]) else {
+                    exhausted[q] = true;
+                    continue;
+                };
+                let key = (
+                    std::cmp::Reverse(queue.config.priority),
+                    c.enqueued_at,
+                    c.seq,
+                );
+                if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                    best = Some((key, q, c.call));
+                }
             }
+            let Some(((_, enqueued_at, _), q, call)) = best else {
+                break;
+            };
+            next[q] += 1;
             let waited = now.saturating_duration_since(enqueued_at);
             match self.pick_agent(now, q, waited) {
                 Some(a) => self.offer(now, a, q, call),
-                None => {
-                    exhausted[q] = true;
-                    if exhausted.iter().all(|e| *e) {
-                        break;
-                    }
-                }
+                None => exhausted[q] = true,
             }
         }
         // Offers made agents ringing: take them out of `ready` now.

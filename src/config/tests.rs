@@ -515,6 +515,10 @@ fn strategies_levels_and_escalation_are_read_and_checked() {
     ]);
     let text = found.join("\n");
     assert!(text.contains("in order of after_ms"), "{text}");
+    assert!(
+        text.contains("the first escalation step must have after_ms = 0: for the first 30000 ms"),
+        "{text}"
+    );
     assert!(text.contains("max_level must be at least 1"), "{text}");
     assert!(text.contains("a queue it does not serve"), "{text}");
     assert!(text.contains("levels start at 1"), "{text}");

@@ -260,6 +260,18 @@ fn queues(config: &Config, issues: &mut Issues) {
                 "ring_cycle_ms must be above 0".into(),
             );
         }
+        if let Some(first) = queue.escalation.first()
+            && first.after_ms != 0
+        {
+            issues.at(
+                [k("queues"), i(n), k("escalation"), i(0), k("after_ms")],
+                format!(
+                    "the first escalation step must have after_ms = 0: for the first {} ms \
+                     no agent could ring for a caller",
+                    first.after_ms
+                ),
+            );
+        }
         let mut previous: Option<u64> = None;
         for (s, step) in queue.escalation.iter().enumerate() {
             if previous.is_some_and(|p| step.after_ms <= p) {
