@@ -39,20 +39,7 @@ fn main() {
     }
     while acd.poll_event().is_some() {}
     // Callers come and go while nobody is free: each input dispatches.
-    let start = Instant::now();
-    let mut next = AGENTS as u64;
-    for i in 0..INPUTS {
-        let now = t0 + Duration::from_millis(i);
-        if i % 2 == 0 {
-            acd.enqueue(now, next, "q").expect("enqueue");
-            next += 1;
-        } else {
-            acd.abandon(now, next - 1);
-        }
-        while acd.poll_event().is_some() {}
-        while acd.poll_log().is_some() {}
-    }
-    let per = start.elapsed() / u32::try_from(INPUTS).unwrap_or(u32::MAX);
+    let (per, _) = churn(&mut acd, t0, AGENTS as u64);
     println!("acd dispatch, {AGENTS} agents all talking: {per:?} per input ({INPUTS} inputs)");
 
     // The other extreme: every agent ready and idle; each caller is offered at once
@@ -117,6 +104,18 @@ fn waiting_with_deadlines(t0: Instant, escalation: Vec<(Duration, u32)>) -> Dura
         }
     }
     while acd.poll_log().is_some() {}
+    let (per, soonest) = churn(&mut acd, t0, next);
+    assert!(
+        soonest.is_some(),
+        "the waiting callers' deadlines are armed"
+    );
+    per
+}
+
+/// [`INPUTS`] inputs from `t0` on, one a millisecond: a caller (ids from `next`) joins,
+/// then hangs up, and so on; after each, the events and log are drained and the next
+/// deadline asked for, as call control's loop does. The time per input, the last deadline.
+fn churn(acd: &mut Acd, t0: Instant, mut next: u64) -> (Duration, Option<Instant>) {
     let start = Instant::now();
     let mut soonest = None;
     for i in 0..INPUTS {
@@ -131,9 +130,6 @@ fn waiting_with_deadlines(t0: Instant, escalation: Vec<(Duration, u32)>) -> Dura
         while acd.poll_log().is_some() {}
         soonest = acd.poll_timeout();
     }
-    assert!(
-        soonest.is_some(),
-        "the waiting callers' deadlines are armed"
-    );
-    start.elapsed() / u32::try_from(INPUTS).unwrap_or(u32::MAX)
+    let per = start.elapsed() / u32::try_from(INPUTS).unwrap_or(u32::MAX);
+    (per, soonest)
 }
