@@ -27,6 +27,11 @@ pub enum ControlCommand {
         by: std::time::Duration,
         reply: oneshot::Sender<Result<AgentView, ControlError>>,
     },
+    Transfer {
+        agent: String,
+        queue: String,
+        reply: oneshot::Sender<Result<AgentView, ControlError>>,
+    },
 }
 
 /// Cheap to clone; every HTTP handler holds one.
@@ -42,22 +47,25 @@ impl ControlHandle {
         (Self { tx }, rx)
     }
 
-    pub async fn agents(&self) -> Result<Vec<AgentView>, ControlError> {
+    /// Sends the command `make` builds around its reply channel; awaits the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> ControlCommand,
+    ) -> Result<T, ControlError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(ControlCommand::Agents { reply })
+            .send(make(reply))
             .await
             .map_err(|_| ControlError::Unavailable)?;
         rx.await.map_err(|_| ControlError::Unavailable)
     }
 
+    pub async fn agents(&self) -> Result<Vec<AgentView>, ControlError> {
+        self.ask(|reply| ControlCommand::Agents { reply }).await
+    }
+
     pub async fn queues(&self) -> Result<Vec<QueueView>, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ControlCommand::Queues { reply })
-            .await
-            .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)
+        self.ask(|reply| ControlCommand::Queues { reply }).await
     }
 
     pub async fn set_agent_state(
@@ -66,17 +74,14 @@ impl ControlHandle {
         ready: bool,
         reason: Option<String>,
     ) -> Result<AgentView, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ControlCommand::SetAgentState {
-                agent: agent.to_owned(),
-                ready,
-                reason,
-                reply,
-            })
-            .await
-            .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)?
+        let agent = agent.to_owned();
+        self.ask(|reply| ControlCommand::SetAgentState {
+            agent,
+            ready,
+            reason,
+            reply,
+        })
+        .await?
     }
 
     pub async fn extend_wrap_up(
@@ -84,15 +89,20 @@ impl ControlHandle {
         agent: &str,
         by: std::time::Duration,
     ) -> Result<AgentView, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ControlCommand::ExtendWrapUp {
-                agent: agent.to_owned(),
-                by,
-                reply,
-            })
-            .await
-            .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)?
+        let agent = agent.to_owned();
+        self.ask(|reply| ControlCommand::ExtendWrapUp { agent, by, reply })
+            .await?
+    }
+
+    /// Blind transfer of the call `agent` is on to `queue`.
+    pub async fn transfer(&self, agent: &str, queue: &str) -> Result<AgentView, ControlError> {
+        let agent = agent.to_owned();
+        let queue = queue.to_owned();
+        self.ask(|reply| ControlCommand::Transfer {
+            agent,
+            queue,
+            reply,
+        })
+        .await?
     }
 }

@@ -49,6 +49,8 @@ pub enum EndedBy {
     Agent,
     /// Call control (media timeout, shutdown, a failed leg).
     System,
+    /// The agent transferred the caller on (to another queue): the agent's part ended.
+    Transferred,
 }
 
 /// What happened. Times are in milliseconds so entries store and compare as they are.

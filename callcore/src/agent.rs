@@ -475,12 +475,16 @@ impl Core {
         let _entered = c.span.clone().entered();
         c.phase = Phase::Connected;
         c.offer = None;
-        c.wait_ms = Some(millis(waited));
-        c.answered_at = Some(answered_at);
+        // A transferred caller's record keeps the wait before the first answer.
+        c.wait_ms.get_or_insert(millis(waited));
+        // A transferred caller was answered when the first agent answered.
+        c.answered_at.get_or_insert(answered_at);
         c.agent_port = Some(leg.token);
         info!(%agent, waited_ms = c.wait_ms, "agent answered; bridged");
         let call_id = c.call_id.clone();
-        let open = recording.map(|r| {
+        // After a transfer the recording started at the first answer goes on.
+        let continued = c.recording.is_some();
+        let open = recording.filter(|_| !continued).map(|r| {
             let id = format!("r-{call_id}");
             let path = r
                 .dir
@@ -504,7 +508,7 @@ impl Core {
             call,
             command: MediaCommand::Bridge {
                 agent: leg,
-                recording: open.is_some(),
+                recording: open.is_some() || continued,
                 at: now,
             },
         });

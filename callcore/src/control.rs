@@ -926,7 +926,7 @@ impl Core {
         }));
     }
 
-    fn agent_view(&self, now: Instant, a: acd::AgentView) -> AgentView {
+    pub(crate) fn agent_view(&self, now: Instant, a: acd::AgentView) -> AgentView {
         let current_call = a
             .current_call
             .and_then(|id| self.calls.get(&id))

@@ -42,7 +42,7 @@ impl Core {
         if let PatientLookup::Pending(deferred) = &mut c.patient {
             *deferred = None;
         }
-        if was == Phase::Queued {
+        if was == Phase::Queued && c.answered_at.is_none() {
             c.wait_ms = c.waited_ms(now);
         }
         let mut to_send = Vec::new();

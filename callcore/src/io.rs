@@ -113,6 +113,11 @@ pub enum MediaCommand {
         send: bool,
         receive: bool,
     },
+    /// The agent's leg was transferred away at `at`: drop it (its socket closes), let
+    /// the patient hear what plays (the next `Hold`), keep recording the patient with the
+    /// agent's side marked as held until the next `Bridge` brings the next agent into
+    /// the same recording.
+    Unbridge { at: std::time::Instant },
     /// The call was hung up at `at`: finish the recording there (so its length is
     /// the talk time however late this is handled), release the sockets, report `Stopped`.
     Stop { at: std::time::Instant },

@@ -16,7 +16,7 @@
 //! - [`call`]: one call and everything it holds.
 //! - [`control`]: the core: inputs, timers, draining the parts; [`patient`],
 //!   [`agent`] and [`finish`] are its call flow (the patient's leg and IVR,
-//!   offers to agents, hanging up).
+//!   offers to agents, hanging up); [`transfer`] hands a caller on to a queue.
 //! - [`session_timer`]: RFC 4028 session timers (refreshes and mid-call changes
 //!   handled in `refresh`); `keepalive`: OPTIONS to agent phones behind NAT.
 //! - [`ports`]: RTP port numbers.
@@ -39,6 +39,7 @@ pub mod ports;
 pub mod records;
 mod refresh;
 pub mod session_timer;
+mod transfer;
 
 pub use crate::config::{AgentSpec, Announce, CoreConfig, RecordingConfig};
 pub use crate::control::Core;

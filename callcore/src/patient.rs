@@ -417,7 +417,7 @@ impl Core {
         }
     }
 
-    fn route_to_queue(&mut self, now: Instant, id: CallId, queue: String) {
+    pub(crate) fn route_to_queue(&mut self, now: Instant, id: CallId, queue: String) {
         let hold = self.config.hold_prompts.get(&queue).cloned();
         let Some(c) = self.calls.get_mut(&id) else {
             return;

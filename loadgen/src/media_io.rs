@@ -678,17 +678,31 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         stamp_arrivals(&rx).expect("SO_TIMESTAMPNS");
         // The kernel turns stamping on from deferred work: until it has run, datagrams are
-        // stamped when read. The generator asks long before media flows; so does this test.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // stamped when read. The generator asks long before media flows; this test waits
+        // (bounded) until a probe read 50 ms late carries an earlier stamp.
         let epoch = Instant::now();
+        let mut batch = RecvBatch::default();
         let to = rx.local_addr().expect("addr");
+        let mut on = false;
+        for _ in 0..40 {
+            tx.send_to(b"probe", to).await.expect("send");
+            let sent = us_since(epoch, Instant::now());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            rx.readable().await.expect("readable");
+            let mut stamps = Vec::new();
+            drain_stamped(&rx, epoch, &mut batch, |_, at| stamps.push(at));
+            if stamps.iter().any(|&at| at < sent + 25_000) {
+                on = true;
+                break;
+            }
+        }
+        assert!(on, "the kernel never started stamping arrivals");
         tx.send_to(b"one", to).await.expect("send");
         let sent_us = us_since(epoch, Instant::now());
         // Read it 300 ms late, as a busy generator would.
         tokio::time::sleep(Duration::from_millis(300)).await;
         tx.send_to(b"two", to).await.expect("send");
         rx.readable().await.expect("readable");
-        let mut batch = RecvBatch::default();
         let mut got = Vec::new();
         drain_stamped(&rx, epoch, &mut batch, |packet, at| {
             got.push((packet.to_vec(), at))

@@ -361,6 +361,13 @@ impl Driver {
             ControlCommand::ExtendWrapUp { agent, by, reply } => {
                 let _ = reply.send(self.core.extend_wrap_up(now, &agent, by));
             }
+            ControlCommand::Transfer {
+                agent,
+                queue,
+                reply,
+            } => {
+                let _ = reply.send(self.core.transfer_to_queue(now, &agent, &queue));
+            }
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -514,6 +521,7 @@ impl Driver {
                 telephone_event,
                 flow: super::media::Flow { send, receive },
             },
+            C::Unbridge { at } => MediaCommand::Unbridge { at },
             C::Stop { at } => MediaCommand::Stop { at },
         };
         self.send_media(call, command);

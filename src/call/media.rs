@@ -68,6 +68,8 @@ pub enum MediaCommand {
         telephone_event: Option<u8>,
         flow: Flow,
     },
+    /// The agent's leg was transferred away at `at` (see [`callcore::MediaCommand::Unbridge`]).
+    Unbridge { at: Instant },
     /// The call was hung up at `at`: finish the recording there and stop.
     Stop { at: Instant },
 }
@@ -134,8 +136,11 @@ impl LegIo {
     }
 }
 
+/// The call once an agent answered: the agent's leg (none between a transfer and
+/// the next answer) and the recording, which runs from the first answer to hang-up
+/// across transfers.
 struct Bridge {
-    agent: LegIo,
+    agent: Option<LegIo>,
     recording: Option<Recorder>,
 }
 
@@ -496,18 +501,43 @@ pub async fn run(
                         };
                         playing = Playing::Nothing;
                         alive.agent = Some(now());
-                        let recording = recording.then(|| Recorder::new(at, span.clone()));
-                        bridge = Some(Bridge { agent, recording });
+                        match bridge.as_mut() {
+                            // The next agent after a transfer: the recording goes on.
+                            Some(b) => {
+                                if let Some(r) = b.recording.as_mut() {
+                                    r.holds.set(at, 1, false);
+                                }
+                                b.agent = Some(agent);
+                            }
+                            None => {
+                                let recording = recording.then(|| Recorder::new(at, span.clone()));
+                                bridge = Some(Bridge { agent: Some(agent), recording });
+                            }
+                        }
                         agent_flow = Flow::BOTH;
                         ticker = bridged_ticker(BRIDGED_TICK);
+                    }
+                    MediaCommand::Unbridge { at } => {
+                        // The agent's leg goes (its socket closes); the patient hears what
+                        // plays next (hold music) and the recording marks the agent's side
+                        // as held until the next agent answers.
+                        if let Some(b) = bridge.as_mut() {
+                            b.agent = None;
+                            if let Some(r) = b.recording.as_mut() {
+                                r.holds.set(at, 1, true);
+                            }
+                        }
+                        alive.agent = None;
+                        agent_flow = Flow::BOTH;
+                        ticker = bridged_ticker(FRAME);
                     }
                     MediaCommand::Record(writer) => record_to(bridge.as_mut(), writer),
                     MediaCommand::Update { leg, remote, codec, telephone_event, flow } => {
                         let now = now();
                         let (latch, media, was) = match leg {
                             Leg::Patient => (&mut patient.latch, &mut patient.media, &mut patient_flow),
-                            Leg::Agent => match bridge.as_mut() {
-                                Some(b) => (&mut b.agent.latch, &mut b.agent.media, &mut agent_flow),
+                            Leg::Agent => match bridge.as_mut().and_then(|b| b.agent.as_mut()) {
+                                Some(a) => (&mut a.latch, &mut a.media, &mut agent_flow),
                                 None => continue,
                             },
                         };
@@ -528,7 +558,7 @@ pub async fn run(
                                 r.holds.set(now, channel, !flow.send);
                             }
                             // While the agent holds, the patient hears hold music on a 20 ms tick.
-                            let tick = if agent_flow.send { BRIDGED_TICK } else { FRAME };
+                            let tick = if agent_flow.send && b.agent.is_some() { BRIDGED_TICK } else { FRAME };
                             if ticker.period() != tick {
                                 ticker = bridged_ticker(tick);
                             }
@@ -556,10 +586,10 @@ pub async fn run(
                     }
                     Received::Audio(n) => {
                         if let Some(b) = bridge.as_mut() {
-                            if agent_flow.send {
-                                let len = relay(&patient.media, decoded.get(..n).unwrap_or_default(), &mut b.agent.media, &mut out);
+                            if let Some(agent) = b.agent.as_mut().filter(|_| agent_flow.send) {
+                                let len = relay(&patient.media, decoded.get(..n).unwrap_or_default(), &mut agent.media, &mut out);
                                 if let Some(bytes) = out.get(..len) {
-                                    let _ = b.agent.socket.try_send_to(bytes, b.agent.latch.target());
+                                    let _ = agent.socket.try_send_to(bytes, agent.latch.target());
                                 }
                             }
                             if let Some(r) = b.recording.as_mut() {
@@ -575,13 +605,14 @@ pub async fn run(
             received = recv_agent(bridge.as_ref(), &mut agent_buf) => {
                 let Ok((n, from)) = received else { continue };
                 let Some(b) = bridge.as_mut() else { continue };
+                let Some(agent) = b.agent.as_mut() else { continue };
                 let Some(packet) = agent_buf.get(..n) else { continue };
-                if !admitted(&mut b.agent.latch, from, packet, Leg::Agent, &span) {
+                if !admitted(&mut agent.latch, from, packet, Leg::Agent, &span) {
                     continue;
                 }
                 let now = now();
                 alive.agent = Some(now);
-                if let Received::Audio(n) = b.agent.media.handle_rtp(packet, &mut decoded) {
+                if let Received::Audio(n) = agent.media.handle_rtp(packet, &mut decoded) {
                     if !agent_flow.send {
                         // The agent holds: what its phone sends (its own music, or the
                         // agent's voice) is neither heard by the patient nor recorded.
@@ -590,12 +621,12 @@ pub async fn run(
                     if !patient_flow.send {
                         continue;
                     }
-                    let len = relay(&b.agent.media, decoded.get(..n).unwrap_or_default(), &mut patient.media, &mut out);
+                    let len = relay(&agent.media, decoded.get(..n).unwrap_or_default(), &mut patient.media, &mut out);
                     if let Some(bytes) = out.get(..len) {
                         let _ = patient.socket.try_send_to(bytes, patient.latch.target());
                     }
                     if let Some(r) = b.recording.as_mut() {
-                        let (ssrc, ts) = b.agent.media.last_audio();
+                        let (ssrc, ts) = agent.media.last_audio();
                         let samples = decoded.get(..n).unwrap_or_default();
                         r.timeline.push(now, Channel::Right, ssrc, ts, samples);
                     }
@@ -610,10 +641,11 @@ pub async fn run(
                     if let Some(r) = b.recording.as_mut() {
                         r.write_due(now());
                     }
-                    if agent_flow.send {
+                    if agent_flow.send && b.agent.is_some() {
                         continue;
                     }
-                    // The agent holds: the patient hears what plays (hold music).
+                    // The agent holds, or was transferred away: the patient hears what
+                    // plays (hold music).
                 }
                 let finished = match &mut playing {
                     Playing::Nothing => { pcm = SILENCE; None }
@@ -712,8 +744,8 @@ async fn recv_agent(
     bridge: Option<&Bridge>,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr)> {
-    match bridge {
-        Some(b) => b.agent.socket.recv_from(buf).await,
+    match bridge.and_then(|b| b.agent.as_ref()) {
+        Some(agent) => agent.socket.recv_from(buf).await,
         None => std::future::pending().await,
     }
 }

@@ -141,6 +141,33 @@ pub async fn set_my_state(
     Ok(Json(view))
 }
 
+/// `POST /api/agents/me/transfer` body.
+#[derive(Debug, Deserialize)]
+pub struct TransferRequest {
+    /// The queue the caller goes to (blind: they wait there like any caller).
+    pub queue: String,
+}
+
+/// `POST /api/agents/me/transfer` (agent): hands the caller the agent is talking to on
+/// to a queue; the agent's phone is hung up and after-call work follows. Answers the
+/// agent's new view; 409 when the agent is on no call or the queue does not exist.
+pub async fn transfer_my_call(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    body: Result<Json<TransferRequest>, JsonRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    let Json(req) = body
+        .map_err(|e| ApiError::bad_request(format!("bad transfer request: {}", e.body_text())))?;
+    let view = state
+        .control
+        .transfer(&user.name, req.queue.trim())
+        .await
+        .map_err(control_error)?;
+    Ok(Json(view))
+}
+
 fn control_error(e: ControlError) -> ApiError {
     match e {
         ControlError::UnknownAgent => ApiError::not_found("no such agent"),

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(api::login))
         .route("/api/agents", get(api::agents))
         .route("/api/agents/me/state", post(api::set_my_state))
+        .route("/api/agents/me/transfer", post(api::transfer_my_call))
         .route("/api/queues", get(api::queues))
         .route("/api/calls", get(api::calls))
         .route("/api/recordings", get(api::recordings))

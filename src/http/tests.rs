@@ -139,6 +139,23 @@ fn spawn_control() -> ControlHandle {
                 ControlCommand::Queues { reply } => {
                     let _ = reply.send(Vec::new());
                 }
+                ControlCommand::Transfer {
+                    agent,
+                    queue,
+                    reply,
+                } => {
+                    // The stand-in's agents are on no call; "billing" is its one queue.
+                    let result = match agents.get(&agent) {
+                        None => Err(ControlError::UnknownAgent),
+                        Some(_) if queue != "billing" => {
+                            Err(ControlError::Rejected(format!("no queue named `{queue}`")))
+                        }
+                        Some(_) => Err(ControlError::Rejected(
+                            "no call to transfer: the agent is not on a call".into(),
+                        )),
+                    };
+                    let _ = reply.send(result);
+                }
                 ControlCommand::ExtendWrapUp { agent, reply, .. } => {
                     let result = match agents.get(&agent) {
                         None => Err(ControlError::UnknownAgent),
@@ -562,6 +579,69 @@ async fn agents_and_my_state_go_through_call_control() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_transfer_is_the_agents_own_and_says_why_it_is_refused() {
+    let f = fixture();
+    let agent = f.token("1001", Role::Agent);
+    for (who, body, want, says) in [
+        (
+            &agent,
+            json!({"queue":"billing"}),
+            StatusCode::CONFLICT,
+            "not on a call",
+        ),
+        (
+            &agent,
+            json!({"queue":"nowhere"}),
+            StatusCode::CONFLICT,
+            "no queue named `nowhere`",
+        ),
+        (
+            &agent,
+            json!({"to":"billing"}),
+            StatusCode::BAD_REQUEST,
+            "bad transfer request",
+        ),
+    ] {
+        let (status, answer) = f
+            .json(
+                "POST",
+                "/api/agents/me/transfer",
+                Some(who),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{body}: {answer}"
+        );
+    }
+    let ops = f.token("ops", Role::Ops);
+    let (status, _) = f
+        .json(
+            "POST",
+            "/api/agents/me/transfer",
+            Some(&ops),
+            Some(json!({"queue":"billing"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only an agent transfers its own call"
+    );
+    let (status, _) = f
+        .json(
+            "POST",
+            "/api/agents/me/transfer",
+            None,
+            Some(json!({"queue":"billing"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ from test_more import (
     ROUTE_TIMEOUT,
     SETTLE_S,
     dial,
+    hear_both,
     log_on_failure,
     poll,
     record_of,
@@ -213,10 +214,7 @@ def test_agent_codec_change_mid_call_is_followed_and_transcoded(ua, switchboard,
         assert patient.getStreamInfo(0).codecName.upper() == "PCMU", "the patient's leg changed codec too"
         replay(agent, tones[1000])
         ua.sleep(0.4)
-        agent_rec = agent.record(tmp_path / "agent-hears.wav")
-        patient_rec = patient.record(tmp_path / "patient-hears.wav")
-        ua.sleep(2.0)
-        agent_hears, patient_hears = agent_rec.stop(), patient_rec.stop()
+        agent_hears, patient_hears = hear_both(ua, patient, agent, tmp_path, 2.0)
         patient.hangup_quietly()
         agent.wait_ended(timeout=5)
         for who, wav, hz in (("agent", agent_hears, 440), ("patient", patient_hears, 1000)):

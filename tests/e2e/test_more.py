@@ -148,6 +148,14 @@ def offers(desk: DeskClient) -> list[dict]:
     return [e.data for e in desk.of("offer")]
 
 
+def hear_both(ua: Ua, patient: PhoneCall, agent: PhoneCall, out: Path, seconds: float) -> tuple[Path, Path]:
+    """Records what the agent and the patient hear for `seconds`; returns (agent's, patient's) WAVs."""
+    agent_rec = agent.record(out / "agent-hears.wav")
+    patient_rec = patient.record(out / "patient-hears.wav")
+    ua.sleep(seconds)
+    return agent_rec.stop(), patient_rec.stop()
+
+
 def answer_and_talk(ua: Ua, patient: PhoneCall, agent: PhoneCall, tones, out: Path) -> tuple[Path, Path]:
     """The agent answers; patient plays 440 Hz, agent 1000 Hz for TALK_S; returns what each heard."""
     agent.answer(200)
@@ -156,10 +164,7 @@ def answer_and_talk(ua: Ua, patient: PhoneCall, agent: PhoneCall, tones, out: Pa
     agent.play(tones[1000])
     patient.stop_playing()
     patient.play(tones[440])
-    agent_rec = agent.record(out / "agent-hears.wav")
-    patient_rec = patient.record(out / "patient-hears.wav")
-    ua.sleep(TALK_S)
-    return agent_rec.stop(), patient_rec.stop()
+    return hear_both(ua, patient, agent, out, TALK_S)
 
 
 def assert_tones_both_ways(agent_hears: Path, patient_hears: Path) -> None:

@@ -1,0 +1,125 @@
+"""Blind transfer from the desk (issue 7), with PJSIP as every phone.
+
+Agent 1001 answers a caller and hands them on to the enquiries queue with
+`POST /api/agents/me/transfer`: 1001's phone is hung up and 1001 goes to wrap-up; the caller
+hears the hold music (not silence, not 1001) until agent 1002 answers, then talks with 1002.
+The call keeps one record (both offers answered, 1002 last) and one recording from the
+first answer to the hang-up, with the stretch between the two agents marked as a hold.
+"""
+
+from __future__ import annotations
+
+from audio import analyse_tone, loud_frames, read_wav, tone_problem, window, write_tone_wav
+from test_midcall import answer_with_tones, replay
+from test_more import (
+    RECORD_TIMEOUT,
+    ROUTE_TIMEOUT,
+    SETTLE_S,
+    dial,
+    hear_both,
+    log_on_failure,
+    poll,
+    record_of,
+    register,
+    set_state,
+)
+from server import clinic_today
+
+WRAP_UP_S = 5
+SWITCHBOARD_CONFIG = {("queues", "wrap_up_ms"): str(WRAP_UP_S * 1000)}
+SECOND_AGENT_HZ = 700
+
+
+def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
+    ua, switchboard, phones, tones, tmp_path
+):
+    sb = switchboard
+    qa = sb.login("qa", "demo-qa")
+    second_tone = write_tone_wav(tmp_path / "tone-700.wav", SECOND_AGENT_HZ)
+    with log_on_failure(sb):
+        before = {r.get("id") for r in sb.get_json(f"/api/recordings?date={clinic_today()}", qa)}
+        first_phone = register(phones, sb, "1001")
+        set_state(sb, "1001", "ready")
+        patient = dial(ua, sb, phones, "13800000071", "1")
+        first = first_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        answer_with_tones(ua, patient, first, tones)
+        ua.sleep(1.0)
+        # 1002 comes in only now; 1001 will be in wrap-up, so the transfer rings 1002.
+        second_phone = register(phones, sb, "1002")
+        set_state(sb, "1002", "ready")
+
+        token = sb.login("1001", "demo-1001")
+        refused = sb.http("POST", "/api/agents/me/transfer", {"queue": "nowhere"}, token=token)
+        assert refused.status == 409 and "nowhere" in refused.body.decode(), refused.body[:300]
+        assert not first.ended, "a refused transfer changed nothing"
+        result = sb.http("POST", "/api/agents/me/transfer", {"queue": "enquiries"}, token=token)
+        assert result.status == 200, f"transfer gave HTTP {result.status}: {result.body[:300]!r}"
+        assert result.json().get("state") == "wrap_up", f"after the transfer 1001 is {result.json()}"
+        first.wait_ended(timeout=5)
+        assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
+        again = sb.http("POST", "/api/agents/me/transfer", {"queue": "enquiries"}, token=token)
+        assert again.status == 409, "1001 has no call left to transfer"
+
+        # Until 1002 answers the caller hears the queue's hold music, not 1001.
+        waiting = patient.record(tmp_path / "waiting.wav")
+        second = second_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        ua.sleep(1.0)
+        waiting = waiting.stop()
+        second.answer(200)
+        second.wait_confirmed(timeout=3)
+        second.wait_media(timeout=2)
+        replay(second, second_tone)
+        second_hears, patient_hears = hear_both(ua, patient, second, tmp_path, 2.5)
+        patient.hangup_quietly()
+        second.wait_ended(timeout=5)
+
+        rate, audio = read_wav(waiting)
+        heard = window(audio[0], rate, 0.2)
+        report, frames = analyse_tone(heard, rate, 1000), len(heard) // (rate // 50)
+        loud = loud_frames(heard, rate)
+        print(f"caller while transferred: {report}; {loud}/{frames} frames with sound")
+        assert abs(report.dominant_hz - 1000) > 50 or report.purity < 0.5, f"the caller still heard 1001 ({report})"
+        assert loud >= frames // 2, f"the caller heard silence while transferred ({loud}/{frames} loud frames)"
+        rate, audio = read_wav(patient_hears)
+        heard = window(audio[0], rate, SETTLE_S)
+        print("caller hears 1002:", analyse_tone(heard, rate, SECOND_AGENT_HZ))
+        assert (p := tone_problem(heard, rate, SECOND_AGENT_HZ)) is None, f"caller: {p}"
+        rate, audio = read_wav(second_hears)
+        heard = window(audio[0], rate, SETTLE_S)
+        print("1002 hears the caller:", analyse_tone(heard, rate, 440))
+        assert (p := tone_problem(heard, rate, 440)) is None, f"1002: {p}"
+
+        def recording():
+            rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
+            new = [r for r in rows if r.get("id") not in before]
+            return new if new and all(r.get("duration_ms") for r in new) else None
+
+        rows = poll(ua, "the call's recording with its length", recording, RECORD_TIMEOUT)
+        print("recordings:", rows)
+        assert len(rows) == 1, f"one recording for the whole call, not {len(rows)}: {rows}"
+        row = rows[0]
+        assert row.get("agent") == "1002", row
+        holds = [h for h in row.get("holds") or [] if h.get("by") == "agent"]
+        assert len(holds) == 1 and 1000 <= holds[0]["ms"] <= 8000, f"the transfer is not marked as a hold: {row}"
+        assert row["duration_ms"] >= holds[0]["at_ms"] + holds[0]["ms"] + 2000, (
+            f"the recording does not run from the first answer to the hang-up: {row}"
+        )
+        record = poll(ua, "the call record", lambda: record_of(sb, row["call_id"]), 5)
+        print("record:", record)
+        assert record.get("agent") == "1002" and record.get("queue") == "enquiries", record
+        answered = [o.get("agent") for o in record.get("offers") or [] if o.get("ended") == "answered"]
+        assert answered == ["1001", "1002"], f"both answers are on the record: {record.get('offers')}"
+        assert record.get("outcome") == "answered", record
+        assert record.get("answered_at", "")[:19] == row.get("started_at", "")[:19], (
+            f"the caller was answered when 1001 answered, as the recording starts: {record} {row}"
+        )
+
+        # 1001's after-call work came with the transfer and ends by itself.
+        ops = sb.login("ops", "demo-ops")
+        view = poll(
+            ua,
+            "1001 back to ready after its wrap-up",
+            lambda: next((a for a in sb.get_json("/api/agents", ops) if a["id"] == "1001" and a["state"] == "ready"), None),
+            WRAP_UP_S + 5,
+        )
+        print("1001:", view)
