@@ -701,6 +701,7 @@ impl Core {
             }
             Method::Invite => self.handle_refresh(now, key, request),
             Method::Other(m) if m == "UPDATE" => self.handle_refresh(now, key, request),
+            Method::Other(m) if m == "REFER" => self.handle_refer(now, key, request),
             Method::Bye => self.handle_bye(now, key, request),
             Method::Cancel => self.handle_cancel(now, key, request),
             Method::Info => self.handle_info(now, key, request),

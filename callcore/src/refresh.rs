@@ -26,7 +26,7 @@ use crate::patient::media_codec;
 use crate::session_timer::{MIN_SE, Refresher, SessionExpires, SessionTimer};
 
 /// The methods we take, as `Allow` says.
-pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER";
 
 /// The extensions a phone may require of us (RFC 3261 §8.2.2.3): session timers, and
 /// reliable provisional responses (RFC 3262) — which costs nothing, since a patient's

@@ -1,4 +1,5 @@
-//! Blind transfer from the desk: the agent hands the caller on to a queue.
+//! Blind transfer: the agent hands the caller on to a queue, from the desk or
+//! from the phone (REFER, RFC 3515, with `Refer-To: <sip:QUEUE@…>`).
 //!
 //! The agent's leg is hung up (BYE) and its media dropped, the agent's part of
 //! the call ends in the ACD (after-call work follows, as after any call), and
@@ -9,10 +10,11 @@
 
 use std::time::Instant;
 
-use sip::message::Method;
+use sip::message::{Method, Request, response_to};
+use sip::transaction::TransactionKey;
 use tracing::info;
 
-use crate::call::Phase;
+use crate::call::{Phase, Side};
 use crate::control::{Core, Due};
 use crate::desk::{AgentView, ControlError, DeskEvent};
 use crate::io::{Leg, MediaCommand, Output};
@@ -90,5 +92,66 @@ impl Core {
             .map_err(|_| ControlError::UnknownAgent);
         self.drain(now);
         view
+    }
+
+    /// REFER on the agent's leg: a blind transfer to the queue the `Refer-To` names.
+    /// Accepted with 202 and a final NOTIFY (`SIP/2.0 200 OK`), then done as from the
+    /// desk. Refused with 403 from the patient's leg or outside a connected call, 404
+    /// for a target that is no queue, 501 for an attended transfer (`Replaces`).
+    pub(crate) fn handle_refer(&mut self, now: Instant, key: TransactionKey, request: Request) {
+        let refuse = |core: &mut Self, code: u16, reason: &str| {
+            info!(code, %reason, "REFER refused");
+            let r = response_to(&request, code, reason, None);
+            core.transactions.send_response(now, &key, r);
+        };
+        let found = request
+            .call_id()
+            .ok()
+            .and_then(|cid| self.by_sip_call_id.get(&cid).copied().map(|id| (id, cid)));
+        let Some((id, sip_call_id)) = found else {
+            return refuse(self, 481, "Call/Transaction Does Not Exist");
+        };
+        let Some(c) = self.calls.get(&id) else {
+            return refuse(self, 481, "Call/Transaction Does Not Exist");
+        };
+        let agent = match (c.side_of(&sip_call_id), c.phase, c.agent.clone()) {
+            (Some(Side::Agent), Phase::Connected, Some(agent)) => agent,
+            _ => return refuse(self, 403, "Only the agent of a connected call transfers"),
+        };
+        let target = match request.refer_to() {
+            None => return refuse(self, 400, "Missing or bad Refer-To"),
+            Some((_, true)) => return refuse(self, 501, "Attended transfer is not supported"),
+            Some((user, false)) => user,
+        };
+        if !self.acd.queue_configs().any(|q| q.name == target) {
+            return refuse(self, 404, "No queue by that name");
+        }
+        let local = self.leg_local(c, Leg::Agent);
+        let branch = self.ids.branch();
+        self.transactions
+            .send_response(now, &key, response_to(&request, 202, "Accepted", None));
+        // The implicit subscription ends at once: the transfer is done on our side.
+        let notify = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.agent_dialog.as_mut())
+            .zip(local)
+            .map(|(dialog, local)| {
+                let notify = dialog
+                    .request(Method::Other("NOTIFY".into()), &local, branch)
+                    .with_header("Event", "refer")
+                    .with_header("Subscription-State", "terminated;reason=noresource")
+                    .with_body(
+                        "message/sipfrag;version=2.0",
+                        b"SIP/2.0 200 OK\r\n".to_vec(),
+                    );
+                (dialog.peer, notify)
+            });
+        if let Some((peer, notify)) = notify {
+            self.fire(now, peer, notify);
+        }
+        if let Err(e) = self.transfer_to_queue(now, &agent, &target) {
+            tracing::warn!(error = %e, "transfer from the phone failed");
+        }
     }
 }

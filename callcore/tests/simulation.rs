@@ -99,6 +99,8 @@ enum Act {
     Busy,
     /// Agent: put the talking call on hold (re-INVITE `sendonly`), or take it off (`sendrecv`).
     Hold(bool),
+    /// Agent: REFER the talking call to the queue (0), to no queue (1), or attended (2).
+    Refer(u8),
 }
 
 /// How a patient behaves.
@@ -202,6 +204,9 @@ struct Stats {
     missed_pauses: u64,
     /// Calls an agent transferred to the queue from the desk.
     transfers: u64,
+    /// Agents' REFERs answered 202 (done) and refused (no queue, attended).
+    refers_accepted: u64,
+    refers_refused: u64,
 }
 
 impl World {
@@ -470,6 +475,32 @@ impl World {
                     _ => {}
                 }
             }
+            Some(Phone::Agent(a)) if matches!(act, Act::Refer(_)) => {
+                let Act::Refer(kind) = act else { return };
+                let Some(dialog) = a.talking.values_mut().next() else {
+                    return; // the call ended meanwhile
+                };
+                let target = match kind {
+                    0 => format!("<sip:general@{CORE_SIP}>"),
+                    1 => format!("<sip:nowhere@{CORE_SIP}>"),
+                    _ => format!(
+                        "<sip:general@{CORE_SIP}?Replaces=x%40y%3Bto-tag%3D1%3Bfrom-tag%3D2>"
+                    ),
+                };
+                let refer = dialog
+                    .request(
+                        Method::Other("REFER".into()),
+                        &local(addr),
+                        format!("z9hG4bK-refer-{}", self.seq),
+                    )
+                    .with_header("Refer-To", &target);
+                self.seq += 1;
+                if let Some(layer) = self.layers.get_mut(&addr) {
+                    layer.send_request(now, Peer::udp(CORE_SIP), refer);
+                }
+                self.flush_phone(addr);
+                return;
+            }
             Some(Phone::Agent(a)) if matches!(act, Act::Hold(_)) => {
                 let Act::Hold(on) = act else { return };
                 let Some(dialog) = a.talking.values_mut().next() else {
@@ -523,10 +554,20 @@ impl World {
                         }
                         self.flush_phone(addr);
                         if matches!(act, Act::Answer) {
-                            // Some agents hand the caller on, from the desk.
+                            // Some agents hand the caller on, from the desk or the phone.
                             if self.rng.random_bool(0.1) {
                                 let at = ms(self.rng.random_range(300..30_000));
                                 self.at(at, Event::Transfer { agent });
+                            } else if self.rng.random_bool(0.1) {
+                                let at = ms(self.rng.random_range(300..30_000));
+                                let kind = [0, 0, 0, 1, 2][self.rng.random_range(0..5)];
+                                self.at(
+                                    at,
+                                    Event::Phone {
+                                        addr,
+                                        act: Act::Refer(kind),
+                                    },
+                                );
                             }
                             // Some agents hold the caller a while, mid-call.
                             if self.rng.random_bool(0.2) {
@@ -790,6 +831,19 @@ impl World {
                     }
                     self.flush_phone(addr);
                 }
+            }
+            TransactionEvent::Response { response, .. }
+                if response
+                    .cseq()
+                    .is_ok_and(|(_, m)| m == Method::Other("REFER".into())) =>
+            {
+                let status = response.status();
+                assert!(
+                    matches!(status, 202 | 404 | 501 | 481),
+                    "a REFER answered {status}"
+                );
+                self.stats.refers_accepted += u64::from(status == 202);
+                self.stats.refers_refused += u64::from(matches!(status, 404 | 501));
             }
             TransactionEvent::Response { response, .. } => {
                 if response.status() == 401 && !a.registered {
@@ -1381,7 +1435,13 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.holds_answered += s.holds_answered;
         total.missed_pauses += s.missed_pauses;
         total.transfers += s.transfers;
+        total.refers_accepted += s.refers_accepted;
+        total.refers_refused += s.refers_refused;
     }
+    assert!(
+        total.refers_accepted > 0 && total.refers_refused > 0,
+        "phones' REFERs were never both done and refused: {total:?}"
+    );
     eprintln!("simulated: {total:?}");
 }
 

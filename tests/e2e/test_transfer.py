@@ -1,13 +1,17 @@
-"""Blind transfer from the desk (issue 7), with PJSIP as every phone.
+"""Blind transfer from the desk and from the phone (issue 7), with PJSIP as every phone.
 
 Agent 1001 answers a caller and hands them on to the enquiries queue with
-`POST /api/agents/me/transfer`: 1001's phone is hung up and 1001 goes to wrap-up; the caller
+`POST /api/agents/me/transfer` (or its phone's REFER to `sip:enquiries@…`; a REFER to
+something that is no queue is refused and the call goes on): 1001's phone is hung up and
+1001 goes to wrap-up; the caller
 hears the hold music (not silence, not 1001) until agent 1002 answers, then talks with 1002.
 The call keeps one record (both offers answered, 1002 last) and one recording from the
 first answer to the hang-up, with the stretch between the two agents marked as a hold.
 """
 
 from __future__ import annotations
+
+import pjsua2 as pj
 
 from audio import analyse_tone, loud_frames, read_wav, tone_problem, window, write_tone_wav
 from test_midcall import answer_with_tones, replay
@@ -30,6 +34,41 @@ SWITCHBOARD_CONFIG = {("queues", "wrap_up_ms"): str(WRAP_UP_S * 1000)}
 SECOND_AGENT_HZ = 700
 
 
+def on_call_with_1001(ua, sb, phones, tones, patient_number: str):
+    """1001 (made ready, any wrap-up ended) answers `patient_number`'s call and they exchange
+    tones; then 1002 registers and is made ready: 1001, in wrap-up after a transfer, cannot
+    take the caller back, so a transfer rings 1002. Returns (patient, 1001's call, 1002's phone)."""
+    first_phone = register(phones, sb, "1001")
+    set_state(sb, "1001", "ready")
+    patient = dial(ua, sb, phones, patient_number, "1")
+    first = first_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+    answer_with_tones(ua, patient, first, tones)
+    ua.sleep(1.0)
+    second_phone = register(phones, sb, "1002")
+    set_state(sb, "1002", "ready")
+    return patient, first, second_phone
+
+
+def second_agent_talks(ua, patient, second, tone, out) -> None:
+    """The next agent answers playing `tone`; after 2.5 s of talk the caller hangs up.
+    Both must have heard the other (the caller `tone`, the agent the caller's 440 Hz)."""
+    second.answer(200)
+    second.wait_confirmed(timeout=3)
+    second.wait_media(timeout=2)
+    replay(second, tone)
+    second_hears, patient_hears = hear_both(ua, patient, second, out, 2.5)
+    patient.hangup_quietly()
+    second.wait_ended(timeout=5)
+    rate, audio = read_wav(patient_hears)
+    heard = window(audio[0], rate, SETTLE_S)
+    print("caller hears 1002:", analyse_tone(heard, rate, SECOND_AGENT_HZ))
+    assert (p := tone_problem(heard, rate, SECOND_AGENT_HZ)) is None, f"caller: {p}"
+    rate, audio = read_wav(second_hears)
+    heard = window(audio[0], rate, SETTLE_S)
+    print("1002 hears the caller:", analyse_tone(heard, rate, 440))
+    assert (p := tone_problem(heard, rate, 440)) is None, f"1002: {p}"
+
+
 def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
     ua, switchboard, phones, tones, tmp_path
 ):
@@ -38,15 +77,7 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
     second_tone = write_tone_wav(tmp_path / "tone-700.wav", SECOND_AGENT_HZ)
     with log_on_failure(sb):
         before = {r.get("id") for r in sb.get_json(f"/api/recordings?date={clinic_today()}", qa)}
-        first_phone = register(phones, sb, "1001")
-        set_state(sb, "1001", "ready")
-        patient = dial(ua, sb, phones, "13800000071", "1")
-        first = first_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
-        answer_with_tones(ua, patient, first, tones)
-        ua.sleep(1.0)
-        # 1002 comes in only now; 1001 will be in wrap-up, so the transfer rings 1002.
-        second_phone = register(phones, sb, "1002")
-        set_state(sb, "1002", "ready")
+        patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, "13800000071")
 
         token = sb.login("1001", "demo-1001")
         refused = sb.http("POST", "/api/agents/me/transfer", {"queue": "nowhere"}, token=token)
@@ -65,13 +96,7 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
         second = second_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
         ua.sleep(1.0)
         waiting = waiting.stop()
-        second.answer(200)
-        second.wait_confirmed(timeout=3)
-        second.wait_media(timeout=2)
-        replay(second, second_tone)
-        second_hears, patient_hears = hear_both(ua, patient, second, tmp_path, 2.5)
-        patient.hangup_quietly()
-        second.wait_ended(timeout=5)
+        second_agent_talks(ua, patient, second, second_tone, tmp_path)
 
         rate, audio = read_wav(waiting)
         heard = window(audio[0], rate, 0.2)
@@ -80,14 +105,6 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
         print(f"caller while transferred: {report}; {loud}/{frames} frames with sound")
         assert abs(report.dominant_hz - 1000) > 50 or report.purity < 0.5, f"the caller still heard 1001 ({report})"
         assert loud >= frames // 2, f"the caller heard silence while transferred ({loud}/{frames} loud frames)"
-        rate, audio = read_wav(patient_hears)
-        heard = window(audio[0], rate, SETTLE_S)
-        print("caller hears 1002:", analyse_tone(heard, rate, SECOND_AGENT_HZ))
-        assert (p := tone_problem(heard, rate, SECOND_AGENT_HZ)) is None, f"caller: {p}"
-        rate, audio = read_wav(second_hears)
-        heard = window(audio[0], rate, SETTLE_S)
-        print("1002 hears the caller:", analyse_tone(heard, rate, 440))
-        assert (p := tone_problem(heard, rate, 440)) is None, f"1002: {p}"
 
         def recording():
             rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
@@ -123,3 +140,33 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
             WRAP_UP_S + 5,
         )
         print("1001:", view)
+
+
+def test_blind_transfer_from_the_agents_phone_with_refer(ua, switchboard, phones, tones, tmp_path):
+    sb = switchboard
+    second_tone = write_tone_wav(tmp_path / "tone-700.wav", SECOND_AGENT_HZ)
+    with log_on_failure(sb):
+        patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, "13800000072")
+
+        # A REFER to something that is no queue is refused; the call goes on.
+        first.xfer(sb.uri("nowhere"), pj.CallOpParam(True))
+        ua.sleep(1.0)
+        assert not first.ended and not patient.ended, "a refused REFER ended the call"
+        assert "REFER refused" in sb.log_path.read_text(errors="replace")
+
+        first.xfer(sb.uri("enquiries"), pj.CallOpParam(True))
+        first.wait_ended(timeout=5)
+        assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
+        second = second_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        second_agent_talks(ua, patient, second, second_tone, tmp_path)
+
+        def transferred():
+            for c in sb.get_json(f"/api/calls?date={clinic_today()}", sb.login("ops", "demo-ops")):
+                answered = [o.get("agent") for o in c.get("offers") or [] if o.get("ended") == "answered"]
+                if str(c.get("caller", "")).endswith("0072") and c.get("outcome") and answered == ["1001", "1002"]:
+                    return c
+            return None
+
+        record = poll(ua, "the transferred call's record", transferred, RECORD_TIMEOUT)
+        print("record:", record)
+        assert record.get("agent") == "1002" and record.get("queue") == "enquiries", record

@@ -390,6 +390,21 @@ impl Request {
         header::uri_user(&self.uri)
     }
 
+    /// A REFER's target (RFC 3515 `Refer-To`): the user part of its URI, and whether
+    /// the URI carries a `Replaces` header (an attended transfer, RFC 3891).
+    pub fn refer_to(&self) -> Option<(String, bool)> {
+        let n = header::name_addr(self.headers.first("Refer-To")?)?;
+        let user = header::uri_user(n.uri)?;
+        let replaces = n.uri.split_once('?').is_some_and(|(_, headers)| {
+            headers.split('&').any(|h| {
+                h.split('=')
+                    .next()
+                    .is_some_and(|k| k.trim().eq_ignore_ascii_case("replaces"))
+            })
+        });
+        Some((user, replaces))
+    }
+
     /// The wire form, with a correct Content-Length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let start = format!("{} {} SIP/2.0", self.method, self.uri);

@@ -599,3 +599,34 @@ fn option_tags_are_found_in_lists_in_any_case() {
         "an absent header lists nothing"
     );
 }
+
+#[test]
+fn a_refer_names_its_target_and_says_whether_it_replaces_a_dialog() {
+    let refer = |refer_to: &str| {
+        let text = format!(
+            "REFER sip:clinic@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r\r\n\
+             From: <sip:1001@127.0.0.1>;tag=a\r\nTo: <sip:clinic@127.0.0.1>;tag=b\r\nCall-ID: r1\r\n\
+             CSeq: 2 REFER\r\n{refer_to}Content-Length: 0\r\n\r\n"
+        );
+        match parse(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    };
+    assert_eq!(
+        refer("Refer-To: <sip:enquiries@127.0.0.1:5060>\r\n").refer_to(),
+        Some(("enquiries".to_owned(), false))
+    );
+    assert_eq!(
+        refer("r: sip:1002@127.0.0.1\r\n").refer_to(),
+        Some(("1002".to_owned(), false)),
+        "compact form, bare URI"
+    );
+    assert_eq!(
+        refer("Refer-To: <sip:1002@127.0.0.1?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n")
+            .refer_to(),
+        Some(("1002".to_owned(), true))
+    );
+    assert_eq!(refer("").refer_to(), None, "no Refer-To");
+    assert_eq!(refer("Refer-To: <mailto:x@y>\r\n").refer_to(), None);
+}
