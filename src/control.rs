@@ -29,7 +29,7 @@ pub enum ControlCommand {
     },
     Transfer {
         agent: String,
-        queue: String,
+        to: callcore::TransferTarget,
         reply: oneshot::Sender<Result<AgentView, ControlError>>,
     },
 }
@@ -94,15 +94,14 @@ impl ControlHandle {
             .await?
     }
 
-    /// Blind transfer of the call `agent` is on to `queue`.
-    pub async fn transfer(&self, agent: &str, queue: &str) -> Result<AgentView, ControlError> {
+    /// Blind transfer of the call `agent` is on.
+    pub async fn transfer(
+        &self,
+        agent: &str,
+        to: callcore::TransferTarget,
+    ) -> Result<AgentView, ControlError> {
         let agent = agent.to_owned();
-        let queue = queue.to_owned();
-        self.ask(|reply| ControlCommand::Transfer {
-            agent,
-            queue,
-            reply,
-        })
-        .await?
+        self.ask(|reply| ControlCommand::Transfer { agent, to, reply })
+            .await?
     }
 }

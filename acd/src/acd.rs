@@ -375,6 +375,60 @@ impl Acd {
         Ok(())
     }
 
+    /// Whether `agent` could be offered a call right now (ready: logged in, not paused,
+    /// not ringing, talking or in wrap-up); if not, the state it is in.
+    pub fn is_free(&self, agent: &str) -> Result<Result<(), AgentState>, Error> {
+        let state = self.agents[self.agent_idx(agent)?].state();
+        Ok(if state == AgentState::Ready {
+            Ok(())
+        } else {
+            Err(state)
+        })
+    }
+
+    /// A caller handed to one agent (a transfer): queued in `queue` and offered to
+    /// `agent` at once, whichever callers wait there. Refused, changing nothing, unless
+    /// the agent is free ([`Error::AgentNotFree`]). If the agent does not answer, the
+    /// caller waits in `queue` like any other caller, its wait counted from now.
+    pub fn enqueue_to_agent(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        agent: &str,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        let q = *self
+            .queue_index
+            .get(queue)
+            .ok_or_else(|| Error::UnknownQueue(queue.to_string()))?;
+        let a = self.agent_idx(agent)?;
+        if self.calls.contains_key(&call) || self.talking_agent(call).is_some() {
+            return Err(Error::DuplicateCall(call));
+        }
+        if let Err(state) = self.is_free(agent)? {
+            return Err(Error::AgentNotFree(agent.to_string(), state.as_str()));
+        }
+        let seq = self.next_seq();
+        self.queues[q].push(call, now, seq);
+        self.calls.insert(call, q);
+        let position = self.queues[q].callers().len();
+        let name = self.queues[q].config.name.clone();
+        self.log(
+            now,
+            Some(call),
+            Logged::Enqueued {
+                queue: name,
+                position,
+            },
+        );
+        self.arm_escalation(call, q, now, Duration::ZERO);
+        self.arm_max_wait(call, q, now);
+        self.offer(now, a, q, call);
+        self.dispatch(now);
+        Ok(())
+    }
+
     /// The caller hung up. A waiting caller leaves its queue; if it was being offered, the
     /// offer ends silently: no RingOut event (call control cancels the agent's INVITE
     /// itself), no miss counted, and the agent is free again keeping its place in idle order.

@@ -47,4 +47,7 @@ pub enum Error {
     /// Only after-call work can be extended.
     #[error("agent {0:?} is not in wrap-up")]
     NotInWrapUp(String),
+    /// A caller can be handed only to an agent who is ready and free.
+    #[error("agent {0:?} is not free to take a call ({1})")]
+    AgentNotFree(String, &'static str),
 }

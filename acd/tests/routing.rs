@@ -175,3 +175,78 @@ fn escalation_widens_the_agents_rung_as_the_caller_waits() {
         "no escalation timer left for gone callers"
     );
 }
+
+#[test]
+fn a_caller_handed_to_a_free_agent_rings_that_agent_ahead_of_the_queue_then_waits_in_it() {
+    let t0 = Instant::now();
+    let mut acd = three(Strategy::LongestIdle, t0);
+    let now = t0 + secs(10);
+    // A and B take calls 1 and 2; call 3 waits for nobody but C.
+    for call in [1, 2] {
+        acd.enqueue(now, call, "q").expect("queue");
+        let agent = drain(&mut acd)
+            .into_iter()
+            .find_map(|e| match e {
+                AcdEvent::Offer { agent, .. } => Some(agent),
+                _ => None,
+            })
+            .expect("offered");
+        acd.answered(now, call, &agent).expect("answer");
+    }
+    let talking: Vec<String> = [1, 2]
+        .iter()
+        .filter_map(|c| {
+            acd.agents()
+                .into_iter()
+                .find(|a| a.current_call == Some(*c))
+        })
+        .map(|a| a.id)
+        .collect();
+    let free = [A, B, C]
+        .into_iter()
+        .find(|id| !talking.iter().any(|t| t == id))
+        .expect("one agent is free");
+    let busy = talking[0].clone();
+    drain_all(&mut acd);
+    assert_eq!(
+        acd.enqueue_to_agent(now, 9, "q", &busy),
+        Err(acd::Error::AgentNotFree(busy.clone(), "talking")),
+        "a talking agent is not handed a caller"
+    );
+    assert!(drain(&mut acd).is_empty(), "a refusal changes nothing");
+    acd.enqueue_to_agent(now, 9, "q", free)
+        .expect("a free agent");
+    let offers: Vec<(u64, String)> = drain(&mut acd)
+        .into_iter()
+        .filter_map(|e| match e {
+            AcdEvent::Offer { call, agent, .. } => Some((call, agent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        offers,
+        [(9, free.to_owned())],
+        "rung at once, that agent only"
+    );
+    // Refused there, the caller stays in the queue and is offered to the next free agent.
+    acd.declined(now + secs(3), 9, free).expect("offered");
+    let events = drain_all(&mut acd);
+    assert!(
+        !events.iter().any(|e| matches!(e, AcdEvent::Offer { .. })),
+        "nobody else is free: {events:?}"
+    );
+    assert_eq!(acd.position(9), Some((1, 1)), "waiting in the queue");
+    // While the agent who declined sits out the rest of that ring, the next agent to
+    // come free takes the caller.
+    acd.call_ended(now + secs(10), &busy, EndedBy::Caller)
+        .expect("talking");
+    let offered = drain(&mut acd).into_iter().find_map(|e| match e {
+        AcdEvent::Offer { call: 9, agent, .. } => Some(agent),
+        _ => None,
+    });
+    assert_eq!(
+        offered.as_deref(),
+        Some(busy.as_str()),
+        "the next free agent rings"
+    );
+}

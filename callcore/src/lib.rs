@@ -39,13 +39,14 @@ pub mod ports;
 pub mod records;
 mod refresh;
 pub mod session_timer;
-mod transfer;
+pub mod transfer;
 
 pub use crate::config::{AgentSpec, Announce, CoreConfig, RecordingConfig};
 pub use crate::control::Core;
 pub use crate::io::{
     Leg, LegSpec, Live, MediaCommand, MediaEvent, Metric, Output, PortToken, Refusal,
 };
+pub use crate::transfer::TransferTarget;
 
 /// A call's handle inside call control (the ACD's call id too).
 pub type CallId = u64;

@@ -289,7 +289,7 @@ impl Core {
             None => {
                 // Without a working IVR the caller still reaches a person.
                 if let Some(queue) = self.config.fallback_queue.clone() {
-                    self.route_to_queue(now, id, queue);
+                    self.route_to_queue(now, id, queue, None);
                 }
             }
         }
@@ -404,7 +404,7 @@ impl Core {
                 IvrOutput::Route { queue } => {
                     c.ivr_path = ivr.path().to_vec();
                     c.ivr = None;
-                    self.route_to_queue(now, id, queue);
+                    self.route_to_queue(now, id, queue, None);
                     return;
                 }
                 IvrOutput::Hangup => {
@@ -417,7 +417,15 @@ impl Core {
         }
     }
 
-    pub(crate) fn route_to_queue(&mut self, now: Instant, id: CallId, queue: String) {
+    /// Queues the call in `queue` (hold music, announcements, rules); `for_agent`: handed
+    /// to that free agent first (a transfer; if that fails it just waits in the queue).
+    pub(crate) fn route_to_queue(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        queue: String,
+        for_agent: Option<&str>,
+    ) {
         let hold = self.config.hold_prompts.get(&queue).cloned();
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -433,7 +441,13 @@ impl Core {
                 command: MediaCommand::Hold { prompt },
             });
         }
-        if let Err(e) = self.acd.enqueue(now, id, &queue) {
+        let handed = for_agent.map(|agent| self.acd.enqueue_to_agent(now, id, &queue, agent));
+        if let Some(Err(e)) = &handed {
+            warn!(error = %e, %queue, "could not hand the call to the agent; queueing it");
+        }
+        if !matches!(handed, Some(Ok(())))
+            && let Err(e) = self.acd.enqueue(now, id, &queue)
+        {
             warn!(error = %e, %queue, "could not queue the call");
         }
         self.arm_announce(now, id, &queue);

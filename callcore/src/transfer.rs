@@ -1,10 +1,13 @@
-//! Blind transfer: the agent hands the caller on to a queue, from the desk or
-//! from the phone (REFER, RFC 3515, with `Refer-To: <sip:QUEUE@…>`).
+//! Blind transfer: the agent hands the caller on to a queue or to a free agent,
+//! from the desk or from the phone (REFER, RFC 3515, `Refer-To: <sip:QUEUE@…>` or
+//! `<sip:AGENT@…>`).
 //!
 //! The agent's leg is hung up (BYE) and its media dropped, the agent's part of
 //! the call ends in the ACD (after-call work follows, as after any call), and
 //! the caller joins the target queue with its hold music, announcements and
-//! rules, as a caller coming from the IVR does. The patient's leg, its media
+//! rules, as a caller coming from the IVR does. Handed to an agent, the caller
+//! rings that agent at once (refused first if the agent is not free) and, if not
+//! answered there, waits in the call's queue like any caller. The patient's leg, its media
 //! task and the recording go on: the next agent's answer joins the same
 //! recording, with the gap between the two agents marked as held.
 
@@ -19,19 +22,26 @@ use crate::control::{Core, Due};
 use crate::desk::{AgentView, ControlError, DeskEvent};
 use crate::io::{Leg, MediaCommand, Output};
 
+/// Where a blind transfer hands the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// To wait in this queue.
+    Queue(String),
+    /// To this agent, who must be free (ready) now.
+    Agent(String),
+}
+
 impl Core {
-    /// Transfers the call `agent` is talking on to `queue` (blind: nobody is
-    /// asked first). Refused, changing nothing, when the agent is on no call or
-    /// the queue does not exist.
-    pub fn transfer_to_queue(
+    /// Transfers the call `agent` is talking on to `to` (blind: nobody is asked
+    /// first). Refused, changing nothing, when the agent is on no call, the queue
+    /// or agent does not exist, or the agent is not free.
+    pub fn transfer(
         &mut self,
         now: Instant,
         agent: &str,
-        queue: &str,
+        to: &TransferTarget,
     ) -> Result<AgentView, ControlError> {
-        if !self.acd.queue_configs().any(|q| q.name == queue) {
-            return Err(ControlError::Rejected(format!("no queue named `{queue}`")));
-        }
+        self.transfer_possible(agent, to)?;
         let id = self
             .calls
             .iter()
@@ -49,7 +59,7 @@ impl Core {
             return Err(ControlError::Unavailable);
         };
         let _entered = c.span.clone().entered();
-        info!(%agent, %queue, "blind transfer to a queue");
+        info!(%agent, ?to, "blind transfer");
         // The agent's leg goes: a late request from its phone no longer finds the call.
         let bye =
             c.agent_dialog.take().zip(local).map(|(mut dialog, local)| {
@@ -84,7 +94,18 @@ impl Core {
                 reason: "transferred".to_owned(),
             },
         });
-        self.route_to_queue(now, id, queue.to_owned());
+        match to {
+            TransferTarget::Queue(queue) => self.route_to_queue(now, id, queue.clone(), None),
+            TransferTarget::Agent(to) => {
+                let queue = self
+                    .calls
+                    .get(&id)
+                    .and_then(|c| c.queue.clone())
+                    .or_else(|| self.config.fallback_queue.clone())
+                    .unwrap_or_default();
+                self.route_to_queue(now, id, queue, Some(to));
+            }
+        }
         let view = self
             .acd
             .agent(agent)
@@ -94,10 +115,39 @@ impl Core {
         view
     }
 
-    /// REFER on the agent's leg: a blind transfer to the queue the `Refer-To` names.
+    /// Why `agent` cannot hand its caller to `to`, if it cannot (its call is checked by
+    /// the caller of this).
+    fn transfer_possible(&self, agent: &str, to: &TransferTarget) -> Result<(), ControlError> {
+        match to {
+            TransferTarget::Queue(queue) => {
+                if !self.acd.queue_configs().any(|q| &q.name == queue) {
+                    return Err(ControlError::Rejected(format!("no queue named `{queue}`")));
+                }
+            }
+            TransferTarget::Agent(to) if to == agent => {
+                return Err(ControlError::Rejected(
+                    "a call cannot be transferred to the agent on it".into(),
+                ));
+            }
+            TransferTarget::Agent(to) => match self.acd.is_free(to) {
+                Err(_) => return Err(ControlError::Rejected(format!("no agent `{to}`"))),
+                Ok(Err(state)) => {
+                    return Err(ControlError::Rejected(format!(
+                        "agent {to} is {}, not free to take the call",
+                        state.as_str()
+                    )));
+                }
+                Ok(Ok(())) => {}
+            },
+        }
+        Ok(())
+    }
+
+    /// REFER on the agent's leg: a blind transfer to the queue or agent the `Refer-To` names.
     /// Accepted with 202 and a final NOTIFY (`SIP/2.0 200 OK`), then done as from the
     /// desk. Refused with 403 from the patient's leg or outside a connected call, 404
-    /// for a target that is no queue, 501 for an attended transfer (`Replaces`).
+    /// for a target that is no queue or agent, 480 for an agent who is not free, 501 for
+    /// an attended transfer (`Replaces`).
     pub(crate) fn handle_refer(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let refuse = |core: &mut Self, code: u16, reason: &str| {
             info!(code, %reason, "REFER refused");
@@ -123,8 +173,15 @@ impl Core {
             Some((_, true)) => return refuse(self, 501, "Attended transfer is not supported"),
             Some((user, false)) => user,
         };
-        if !self.acd.queue_configs().any(|q| q.name == target) {
-            return refuse(self, 404, "No queue by that name");
+        let to = if self.acd.queue_configs().any(|q| q.name == target) {
+            TransferTarget::Queue(target)
+        } else if self.acd.is_free(&target).is_ok() {
+            TransferTarget::Agent(target)
+        } else {
+            return refuse(self, 404, "No queue or agent by that name");
+        };
+        if self.transfer_possible(&agent, &to).is_err() {
+            return refuse(self, 480, "Temporarily Unavailable");
         }
         let local = self.leg_local(c, Leg::Agent);
         let branch = self.ids.branch();
@@ -150,7 +207,7 @@ impl Core {
         if let Some((peer, notify)) = notify {
             self.fire(now, peer, notify);
         }
-        if let Err(e) = self.transfer_to_queue(now, &agent, &target) {
+        if let Err(e) = self.transfer(now, &agent, &to) {
             tracing::warn!(error = %e, "transfer from the phone failed");
         }
     }

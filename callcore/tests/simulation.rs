@@ -99,7 +99,8 @@ enum Act {
     Busy,
     /// Agent: put the talking call on hold (re-INVITE `sendonly`), or take it off (`sendrecv`).
     Hold(bool),
-    /// Agent: REFER the talking call to the queue (0), to no queue (1), or attended (2).
+    /// Agent: REFER the talking call to the queue (0), to no queue (1), attended (2), or
+    /// to agent `n - 3` (3 and up).
     Refer(u8),
 }
 
@@ -202,8 +203,9 @@ struct Stats {
     holds_answered: u64,
     /// Agents made not ready ("missed") after ring-outs in a row.
     missed_pauses: u64,
-    /// Calls an agent transferred to the queue from the desk.
+    /// Calls an agent transferred from the desk (to the queue, or to a free agent).
     transfers: u64,
+    agent_transfers: u64,
     /// Agents' REFERs answered 202 (done) and refused (no queue, attended).
     refers_accepted: u64,
     refers_refused: u64,
@@ -483,9 +485,10 @@ impl World {
                 let target = match kind {
                     0 => format!("<sip:general@{CORE_SIP}>"),
                     1 => format!("<sip:nowhere@{CORE_SIP}>"),
-                    _ => format!(
+                    2 => format!(
                         "<sip:general@{CORE_SIP}?Replaces=x%40y%3Bto-tag%3D1%3Bfrom-tag%3D2>"
                     ),
+                    n => format!("<sip:{}@{CORE_SIP}>", agent_id(usize::from(n - 3))),
                 };
                 let refer = dialog
                     .request(
@@ -560,7 +563,15 @@ impl World {
                                 self.at(at, Event::Transfer { agent });
                             } else if self.rng.random_bool(0.1) {
                                 let at = ms(self.rng.random_range(300..30_000));
-                                let kind = [0, 0, 0, 1, 2][self.rng.random_range(0..5)];
+                                let kind = match self.rng.random_range(0..6) {
+                                    0 | 1 => 0,
+                                    2 => 1,
+                                    3 => 2,
+                                    _ => {
+                                        3 + u8::try_from(self.rng.random_range(0..AGENTS))
+                                            .unwrap_or(0)
+                                    }
+                                };
                                 self.at(
                                     at,
                                     Event::Phone {
@@ -839,11 +850,12 @@ impl World {
             {
                 let status = response.status();
                 assert!(
-                    matches!(status, 202 | 404 | 501 | 481),
+                    // 403/481: the call was transferred or ended meanwhile (its BYE on the way).
+                    matches!(status, 202 | 403 | 404 | 480 | 501 | 481),
                     "a REFER answered {status}"
                 );
                 self.stats.refers_accepted += u64::from(status == 202);
-                self.stats.refers_refused += u64::from(matches!(status, 404 | 501));
+                self.stats.refers_refused += u64::from(matches!(status, 404 | 480 | 501));
             }
             TransactionEvent::Response { response, .. } => {
                 if response.status() == 401 && !a.registered {
@@ -1189,8 +1201,22 @@ impl World {
             Event::Arrival => self.arrival(),
             Event::Transfer { agent } => {
                 // Refused when the call ended meanwhile.
-                if self.core.transfer_to_queue(now, &agent, "general").is_ok() {
+                // Half hand the caller to a colleague who is free, if one is.
+                let free = self
+                    .core
+                    .agents(now)
+                    .into_iter()
+                    .find(|a| a.state == "ready" && a.id != agent)
+                    .map(|a| a.id);
+                let to = match free.filter(|_| self.rng.random_bool(0.5)) {
+                    Some(colleague) => callcore::TransferTarget::Agent(colleague),
+                    None => callcore::TransferTarget::Queue("general".into()),
+                };
+                if self.core.transfer(now, &agent, &to).is_ok() {
                     self.stats.transfers += 1;
+                    if matches!(to, callcore::TransferTarget::Agent(_)) {
+                        self.stats.agent_transfers += 1;
+                    }
                 }
             }
         }
@@ -1435,11 +1461,12 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.holds_answered += s.holds_answered;
         total.missed_pauses += s.missed_pauses;
         total.transfers += s.transfers;
+        total.agent_transfers += s.agent_transfers;
         total.refers_accepted += s.refers_accepted;
         total.refers_refused += s.refers_refused;
     }
     assert!(
-        total.refers_accepted > 0 && total.refers_refused > 0,
+        total.refers_accepted > 0 && total.refers_refused > 0 && total.agent_transfers > 0,
         "phones' REFERs were never both done and refused: {total:?}"
     );
     eprintln!("simulated: {total:?}");

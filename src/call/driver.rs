@@ -361,12 +361,8 @@ impl Driver {
             ControlCommand::ExtendWrapUp { agent, by, reply } => {
                 let _ = reply.send(self.core.extend_wrap_up(now, &agent, by));
             }
-            ControlCommand::Transfer {
-                agent,
-                queue,
-                reply,
-            } => {
-                let _ = reply.send(self.core.transfer_to_queue(now, &agent, &queue));
+            ControlCommand::Transfer { agent, to, reply } => {
+                let _ = reply.send(self.core.transfer(now, &agent, &to));
             }
             #[allow(unreachable_patterns)]
             _ => {}

@@ -141,16 +141,22 @@ pub async fn set_my_state(
     Ok(Json(view))
 }
 
-/// `POST /api/agents/me/transfer` body.
+/// `POST /api/agents/me/transfer` body: exactly one of the two.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// The queue the caller goes to (blind: they wait there like any caller).
-    pub queue: String,
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The agent the caller is handed to (free now; else the transfer is refused).
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// `POST /api/agents/me/transfer` (agent): hands the caller the agent is talking to on
-/// to a queue; the agent's phone is hung up and after-call work follows. Answers the
-/// agent's new view; 409 when the agent is on no call or the queue does not exist.
+/// to a queue or a free agent; the agent's phone is hung up and after-call work follows.
+/// Answers the agent's new view; 409 when the agent is on no call, the target does not
+/// exist or the agent named is not free.
 pub async fn transfer_my_call(
     State(state): State<AppState>,
     user: Result<AuthUser, AuthRejection>,
@@ -160,9 +166,19 @@ pub async fn transfer_my_call(
     user.require(&[Role::Agent])?;
     let Json(req) = body
         .map_err(|e| ApiError::bad_request(format!("bad transfer request: {}", e.body_text())))?;
+    let name = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let to = match (req.queue.and_then(name), req.agent.and_then(name)) {
+        (Some(queue), None) => callcore::TransferTarget::Queue(queue),
+        (None, Some(agent)) => callcore::TransferTarget::Agent(agent),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad transfer request: give either \"queue\" or \"agent\"",
+            ));
+        }
+    };
     let view = state
         .control
-        .transfer(&user.name, req.queue.trim())
+        .transfer(&user.name, to)
         .await
         .map_err(control_error)?;
     Ok(Json(view))

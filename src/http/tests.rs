@@ -139,18 +139,14 @@ fn spawn_control() -> ControlHandle {
                 ControlCommand::Queues { reply } => {
                     let _ = reply.send(Vec::new());
                 }
-                ControlCommand::Transfer {
-                    agent,
-                    queue,
-                    reply,
-                } => {
+                ControlCommand::Transfer { agent, to, reply } => {
                     // The stand-in's agents are on no call; "billing" is its one queue.
-                    let result = match agents.get(&agent) {
-                        None => Err(ControlError::UnknownAgent),
-                        Some(_) if queue != "billing" => {
-                            Err(ControlError::Rejected(format!("no queue named `{queue}`")))
+                    let result = match (agents.get(&agent), to) {
+                        (None, _) => Err(ControlError::UnknownAgent),
+                        (Some(_), callcore::TransferTarget::Queue(q)) if q != "billing" => {
+                            Err(ControlError::Rejected(format!("no queue named `{q}`")))
                         }
-                        Some(_) => Err(ControlError::Rejected(
+                        (Some(_), _) => Err(ControlError::Rejected(
                             "no call to transfer: the agent is not on a call".into(),
                         )),
                     };
@@ -600,9 +596,21 @@ async fn a_transfer_is_the_agents_own_and_says_why_it_is_refused() {
         ),
         (
             &agent,
+            json!({"agent":"1002"}),
+            StatusCode::CONFLICT,
+            "not on a call",
+        ),
+        (
+            &agent,
             json!({"to":"billing"}),
             StatusCode::BAD_REQUEST,
             "bad transfer request",
+        ),
+        (
+            &agent,
+            json!({"queue":"billing","agent":"1002"}),
+            StatusCode::BAD_REQUEST,
+            "either \"queue\" or \"agent\"",
         ),
     ] {
         let (status, answer) = f

@@ -49,6 +49,21 @@ def on_call_with_1001(ua, sb, phones, tones, patient_number: str):
     return patient, first, second_phone
 
 
+def desk_transfer(sb, patient, first, refused_to: dict, says: str, to: dict) -> dict:
+    """1001's desk asks to transfer to `refused_to` (refused with 409 saying `says`, the call
+    going on), then to `to`: accepted, 1001's phone hung up, the caller still there.
+    Returns 1001's view after the transfer."""
+    token = sb.login("1001", "demo-1001")
+    refused = sb.http("POST", "/api/agents/me/transfer", refused_to, token=token)
+    assert refused.status == 409 and says in refused.body.decode(), refused.body[:300]
+    assert not first.ended, "a refused transfer changed nothing"
+    result = sb.http("POST", "/api/agents/me/transfer", to, token=token)
+    assert result.status == 200, f"transfer gave HTTP {result.status}: {result.body[:300]!r}"
+    first.wait_ended(timeout=5)
+    assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
+    return result.json()
+
+
 def second_agent_talks(ua, patient, second, tone, out) -> None:
     """The next agent answers playing `tone`; after 2.5 s of talk the caller hangs up.
     Both must have heard the other (the caller `tone`, the agent the caller's 440 Hz)."""
@@ -79,15 +94,9 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
         before = {r.get("id") for r in sb.get_json(f"/api/recordings?date={clinic_today()}", qa)}
         patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, "13800000071")
 
+        view = desk_transfer(sb, patient, first, {"queue": "nowhere"}, "nowhere", {"queue": "enquiries"})
+        assert view.get("state") == "wrap_up", f"after the transfer 1001 is {view}"
         token = sb.login("1001", "demo-1001")
-        refused = sb.http("POST", "/api/agents/me/transfer", {"queue": "nowhere"}, token=token)
-        assert refused.status == 409 and "nowhere" in refused.body.decode(), refused.body[:300]
-        assert not first.ended, "a refused transfer changed nothing"
-        result = sb.http("POST", "/api/agents/me/transfer", {"queue": "enquiries"}, token=token)
-        assert result.status == 200, f"transfer gave HTTP {result.status}: {result.body[:300]!r}"
-        assert result.json().get("state") == "wrap_up", f"after the transfer 1001 is {result.json()}"
-        first.wait_ended(timeout=5)
-        assert not patient.ended, f"the caller was dropped: {patient.end_code} {patient.end_reason}"
         again = sb.http("POST", "/api/agents/me/transfer", {"queue": "enquiries"}, token=token)
         assert again.status == 409, "1001 has no call left to transfer"
 
@@ -170,3 +179,16 @@ def test_blind_transfer_from_the_agents_phone_with_refer(ua, switchboard, phones
         record = poll(ua, "the transferred call's record", transferred, RECORD_TIMEOUT)
         print("record:", record)
         assert record.get("agent") == "1002" and record.get("queue") == "enquiries", record
+
+
+def test_blind_transfer_to_a_free_agent_rings_that_agent_and_a_busy_one_is_refused(
+    ua, switchboard, phones, tones, tmp_path
+):
+    sb = switchboard
+    second_tone = write_tone_wav(tmp_path / "tone-700.wav", SECOND_AGENT_HZ)
+    with log_on_failure(sb):
+        patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, "13800000073")
+        # 1003 is logged out: not free.
+        desk_transfer(sb, patient, first, {"agent": "1003"}, "not free", {"agent": "1002"})
+        second = second_phone.wait_incoming(timeout=3)
+        second_agent_talks(ua, patient, second, second_tone, tmp_path)
