@@ -339,6 +339,27 @@ impl Acd {
     /// A caller starts waiting in `queue` (the wait clock starts now) and is offered at once
     /// if an agent is free.
     pub fn enqueue(&mut self, now: Instant, call: CallId, queue: &str) -> Result<(), Error> {
+        self.enqueue_as(now, call, queue, false)
+    }
+
+    /// [`Acd::enqueue`] for a caller an agent transferred on: logged as such, so the KPIs
+    /// count the patient's call once (see [`crate::kpi`]).
+    pub fn enqueue_transferred(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+    ) -> Result<(), Error> {
+        self.enqueue_as(now, call, queue, true)
+    }
+
+    fn enqueue_as(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        transferred: bool,
+    ) -> Result<(), Error> {
         let now = self.tick(now);
         let q = *self
             .queue_index
@@ -364,15 +385,28 @@ impl Acd {
             self.dispatch(now);
             return Ok(());
         }
+        self.join(now, call, q, seq, transferred);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The caller starts waiting at the end of queue `q`: logged, its deadlines armed.
+    fn join(&mut self, now: Instant, call: CallId, q: usize, seq: u64, transferred: bool) {
         self.queues[q].push(call, now, seq);
         self.calls.insert(call, q);
         let position = self.queues[q].callers().len();
         let queue = self.queues[q].config.name.clone();
-        self.log(now, Some(call), Logged::Enqueued { queue, position });
+        self.log(
+            now,
+            Some(call),
+            Logged::Enqueued {
+                queue,
+                position,
+                transferred,
+            },
+        );
         self.arm_escalation(call, q, now, Duration::ZERO);
         self.arm_max_wait(call, q, now);
-        self.dispatch(now);
-        Ok(())
     }
 
     /// Whether `agent` could be offered a call right now (ready: logged in, not paused,
@@ -386,7 +420,7 @@ impl Acd {
         })
     }
 
-    /// A caller handed to one agent (a transfer): queued in `queue` and offered to
+    /// A caller handed to one agent (a transfer, logged as one): queued in `queue` and offered to
     /// `agent` at once, whichever callers wait there. Refused, changing nothing, unless
     /// the agent is free ([`Error::AgentNotFree`]). If the agent does not answer, the
     /// caller waits in `queue` like any other caller, its wait counted from now.
@@ -410,20 +444,7 @@ impl Acd {
             return Err(Error::AgentNotFree(agent.to_string(), state.as_str()));
         }
         let seq = self.next_seq();
-        self.queues[q].push(call, now, seq);
-        self.calls.insert(call, q);
-        let position = self.queues[q].callers().len();
-        let name = self.queues[q].config.name.clone();
-        self.log(
-            now,
-            Some(call),
-            Logged::Enqueued {
-                queue: name,
-                position,
-            },
-        );
-        self.arm_escalation(call, q, now, Duration::ZERO);
-        self.arm_max_wait(call, q, now);
+        self.join(now, call, q, seq, true);
         self.offer(now, a, q, call);
         self.dispatch(now);
         Ok(())
@@ -1019,6 +1040,7 @@ impl Acd {
                     Logged::Enqueued {
                         queue: name.clone(),
                         position,
+                        transferred: false,
                     },
                 );
                 self.arm_escalation(call, t, enqueued_at, waited);

@@ -57,8 +57,14 @@ pub enum EndedBy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Logged {
-    /// A caller started waiting; `position` 1 is the head of the queue.
-    Enqueued { queue: String, position: usize },
+    /// A caller started waiting; `position` 1 is the head of the queue. `transferred`:
+    /// an agent handed the caller on (the call was answered before).
+    Enqueued {
+        queue: String,
+        position: usize,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transferred: bool,
+    },
     /// An agent's phone was rung for the caller.
     Offered {
         agent: AgentId,

@@ -17,6 +17,10 @@
 //!   offered ÷ answers.
 //! - `aht_ms` (average handle time) = (talk + wrap-up) ÷ completed calls.
 //! - per agent: `occupancy` = (ringing + talking + on hold + wrap-up) ÷ (that + ready).
+//! - a transferred caller is one patient's call: `offered`, `answered`, the abandons, the
+//!   overflows, the waits and the service level count its first wait only. The waits that
+//!   transfers began are `transferred_in` (and how they ended is not counted again); the
+//!   transfers agents made are `transferred`; per agent, `answered` counts every answer.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -59,6 +63,10 @@ pub struct Kpis {
     /// Callers a rule sent out (max wait, full queue, nobody to answer), to an overflow
     /// queue or to the end of the call; not in the answer rate of this queue.
     pub overflowed: u64,
+    /// Calls agents handed on (to a queue or another agent).
+    pub transferred: u64,
+    /// Waits that began with a transfer (not in `offered`: the patient was answered before).
+    pub transferred_in: u64,
     pub answer_rate: Option<f64>,
     pub asa_ms: Option<u64>,
     pub mean_wait_ms: Option<u64>,
@@ -123,6 +131,10 @@ pub const FORMULAS: &[(&str, &str)] = &[
     ),
     ("aht_ms", "(talk + wrap-up) / completed calls"),
     (
+        "transferred_in",
+        "waits that began with a transfer; a transferred caller counts once in offered, answered, abandoned, waits and service level (its first wait); per agent, answered counts every answer",
+    ),
+    (
         "occupancy",
         "(ringing + talking + on hold + wrap-up) / (ringing + talking + on hold + wrap-up + ready)",
     ),
@@ -152,13 +164,35 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
     let mut first_ring = 0u64;
     let mut missed_calls: HashSet<&str> = HashSet::new();
     let mut wrap_of_call: HashSet<&str> = HashSet::new();
+    // Calls whose current wait began with a transfer: how it ends is not counted again.
+    let mut after_transfer: HashSet<&str> = HashSet::new();
 
     for e in entries {
         if !in_queue(e.event.queue()) && !matches!(e.event, Logged::AgentState { .. }) {
             continue;
         }
+        let transfer_wait = e.call.is_some_and(|c| after_transfer.contains(c));
         match e.event {
+            Logged::Enqueued {
+                transferred: true, ..
+            } => {
+                k.transferred_in += 1;
+                if let Some(call) = e.call {
+                    after_transfer.insert(call);
+                }
+            }
             Logged::Enqueued { .. } => k.offered += 1,
+            Logged::Connected { agent, .. } if transfer_wait => {
+                agent_row(&mut agents, agent).answered += 1;
+                if let Some(call) = e.call {
+                    after_transfer.remove(call);
+                }
+            }
+            Logged::Abandoned { .. } | Logged::Exited { .. } if transfer_wait => {
+                if let Some(call) = e.call {
+                    after_transfer.remove(call);
+                }
+            }
             Logged::OfferEnded { agent, why, .. } => {
                 if why.is_miss() {
                     k.missed_rings += 1;
@@ -202,9 +236,15 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
                 waits_all.push(*waited_ms);
             }
             Logged::Completed {
-                agent, talked_ms, ..
+                agent,
+                talked_ms,
+                by,
+                ..
             } => {
                 k.completed += 1;
+                if *by == crate::journal::EndedBy::Transferred {
+                    k.transferred += 1;
+                }
                 k.talk_ms += talked_ms;
                 agent_row(&mut agents, agent).talk_ms += talked_ms;
                 if let Some(call) = e.call {

@@ -203,3 +203,68 @@ fn a_window_counts_what_falls_inside_it_and_clips_agent_states() {
     assert_eq!(empty.answer_rate, None, "nothing measured is not 0 %");
     assert_eq!(empty.asa_ms, None);
 }
+
+#[test]
+fn a_transferred_caller_counts_once_and_every_answer_counts_for_its_agent() {
+    let t0 = Instant::now();
+    let t = |s: u64| t0 + secs(s);
+    let queues = vec![
+        QueueConfig::from_rings("appointments", 0, 3, 5000),
+        QueueConfig::from_rings("urgent", 10, 3, 5000),
+    ];
+    let agents = vec![
+        AgentConfig::new(A, &["appointments"]),
+        AgentConfig::new(B, &["urgent"]),
+    ];
+    let mut acd = Acd::new(queues, agents).expect("config");
+    acd.agent_online(t(0), A, true).expect("agent");
+    // Call 1: A answers after 4 s, hands the caller to urgent at 30, B answers at 33.
+    acd.enqueue(t(10), 1, "appointments").expect("queue");
+    acd.answered(t(14), 1, A).expect("offered");
+    acd.call_ended(t(30), A, EndedBy::Transferred)
+        .expect("talking");
+    acd.enqueue_transferred(t(30), 1, "urgent").expect("queue");
+    acd.agent_online(t(31), B, true).expect("agent");
+    acd.answered(t(33), 1, B).expect("offered");
+    acd.call_ended(t(60), B, EndedBy::Caller).expect("talking");
+    // Call 2: answered by A, handed to B who is busy: abandoned there after 40 s.
+    acd.enqueue(t(70), 2, "appointments").expect("queue");
+    acd.answered(t(72), 2, A).expect("offered");
+    acd.enqueue(t(80), 3, "urgent").expect("queue");
+    acd.answered(t(80), 3, B).expect("offered");
+    acd.call_ended(t(90), A, EndedBy::Transferred)
+        .expect("talking");
+    acd.enqueue_transferred(t(90), 2, "urgent").expect("queue");
+    acd.abandon(t(130), 2);
+    acd.call_ended(t(140), B, EndedBy::Caller).expect("talking");
+    let log: Vec<(i64, Entry)> = std::iter::from_fn(|| acd.poll_log())
+        .map(|e| {
+            let ms = i64::try_from(e.at.duration_since(t0).as_millis()).expect("ms");
+            (ms, e)
+        })
+        .collect();
+    let k = kpis(&log, 0, 200, None);
+    assert_eq!(k.offered, 3, "calls 1, 2, 3 once each");
+    assert_eq!(k.transferred_in, 2);
+    assert_eq!(k.transferred, 2, "A handed on calls 1 and 2");
+    assert_eq!(k.answered, 3, "each call's first answer");
+    assert_eq!(
+        k.abandoned, 0,
+        "call 2 was answered before its caller gave up"
+    );
+    assert!(close(k.answer_rate, 1.0), "{:?}", k.answer_rate);
+    assert_eq!(
+        k.asa_ms,
+        Some(2_000),
+        "(4 + 2 + 0) / 3 s: the first waits only"
+    );
+    assert_eq!(k.completed, 4, "A twice (transferred), B twice");
+    let answered = |id: &str| k.agents.iter().find(|a| a.agent == id).map(|a| a.answered);
+    assert_eq!((answered(A), answered(B)), (Some(2), Some(2)));
+    // Filtered to urgent: the transferred waits are not its offered calls.
+    let urgent = kpis(&log, 0, 200, Some("urgent"));
+    assert_eq!(
+        (urgent.offered, urgent.transferred_in, urgent.answered),
+        (1, 2, 1)
+    );
+}

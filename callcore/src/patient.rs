@@ -42,6 +42,17 @@ pub(crate) fn media_codec(codec: sdp::Codec) -> media::codec::Codec {
     }
 }
 
+/// How a call joins a queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Joining<'a> {
+    /// From the IVR.
+    New,
+    /// An agent transferred it to the queue.
+    Transferred,
+    /// An agent transferred it to this (free) agent.
+    HandedTo(&'a str),
+}
+
 impl Core {
     /// A new INVITE from a patient: refuse it under overload, else bind its port.
     pub(crate) fn handle_new_call(
@@ -289,7 +300,7 @@ impl Core {
             None => {
                 // Without a working IVR the caller still reaches a person.
                 if let Some(queue) = self.config.fallback_queue.clone() {
-                    self.route_to_queue(now, id, queue, None);
+                    self.route_to_queue(now, id, queue, Joining::New);
                 }
             }
         }
@@ -404,7 +415,7 @@ impl Core {
                 IvrOutput::Route { queue } => {
                     c.ivr_path = ivr.path().to_vec();
                     c.ivr = None;
-                    self.route_to_queue(now, id, queue, None);
+                    self.route_to_queue(now, id, queue, Joining::New);
                     return;
                 }
                 IvrOutput::Hangup => {
@@ -417,15 +428,10 @@ impl Core {
         }
     }
 
-    /// Queues the call in `queue` (hold music, announcements, rules); `for_agent`: handed
-    /// to that free agent first (a transfer; if that fails it just waits in the queue).
-    pub(crate) fn route_to_queue(
-        &mut self,
-        now: Instant,
-        id: CallId,
-        queue: String,
-        for_agent: Option<&str>,
-    ) {
+    /// Queues the call in `queue` (hold music, announcements, rules), as a new caller or
+    /// as one an agent transferred (handed to a free agent first: if that fails it just
+    /// waits in the queue).
+    pub(crate) fn route_to_queue(&mut self, now: Instant, id: CallId, queue: String, how: Joining) {
         let hold = self.config.hold_prompts.get(&queue).cloned();
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -441,13 +447,17 @@ impl Core {
                 command: MediaCommand::Hold { prompt },
             });
         }
-        let handed = for_agent.map(|agent| self.acd.enqueue_to_agent(now, id, &queue, agent));
-        if let Some(Err(e)) = &handed {
-            warn!(error = %e, %queue, "could not hand the call to the agent; queueing it");
-        }
-        if !matches!(handed, Some(Ok(())))
-            && let Err(e) = self.acd.enqueue(now, id, &queue)
-        {
+        let queued = match how {
+            Joining::New => self.acd.enqueue(now, id, &queue),
+            Joining::Transferred => self.acd.enqueue_transferred(now, id, &queue),
+            Joining::HandedTo(agent) => self.acd.enqueue_to_agent(now, id, &queue, agent).or_else(
+                |e| {
+                    warn!(error = %e, %queue, "could not hand the call to the agent; queueing it");
+                    self.acd.enqueue_transferred(now, id, &queue)
+                },
+            ),
+        };
+        if let Err(e) = queued {
             warn!(error = %e, %queue, "could not queue the call");
         }
         self.arm_announce(now, id, &queue);

@@ -21,6 +21,7 @@ use crate::call::{Phase, Side};
 use crate::control::{Core, Due};
 use crate::desk::{AgentView, ControlError, DeskEvent};
 use crate::io::{Leg, MediaCommand, Output};
+use crate::patient::Joining;
 
 /// Where a blind transfer hands the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +96,9 @@ impl Core {
             },
         });
         match to {
-            TransferTarget::Queue(queue) => self.route_to_queue(now, id, queue.clone(), None),
+            TransferTarget::Queue(queue) => {
+                self.route_to_queue(now, id, queue.clone(), Joining::Transferred)
+            }
             TransferTarget::Agent(to) => {
                 let queue = self
                     .calls
@@ -103,7 +106,7 @@ impl Core {
                     .and_then(|c| c.queue.clone())
                     .or_else(|| self.config.fallback_queue.clone())
                     .unwrap_or_default();
-                self.route_to_queue(now, id, queue, Some(to));
+                self.route_to_queue(now, id, queue, Joining::HandedTo(to));
             }
         }
         let view = self

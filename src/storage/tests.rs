@@ -263,6 +263,7 @@ fn the_event_log_is_appended_in_order_survives_a_reopen_and_reads_by_window() {
             Logged::Enqueued {
                 queue: "urgent".into(),
                 position: 1,
+                transferred: false,
             },
         ),
         (t(20), None, state("1001", AgentState::Ready, None)),

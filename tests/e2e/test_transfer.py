@@ -140,6 +140,13 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
             f"the caller was answered when 1001 answered, as the recording starts: {record} {row}"
         )
 
+        # The KPIs count the patient's call once, and the transfer as one.
+        kpis = sb.get_json(f"/api/kpis?from={clinic_today()}", sb.login("ops", "demo-ops"))
+        print({k: kpis[k] for k in ("offered", "answered", "transferred", "transferred_in", "answer_rate")})
+        assert (kpis["offered"], kpis["answered"], kpis["transferred"], kpis["transferred_in"]) == (1, 1, 1, 1), kpis
+        per_agent = {a["agent"]: a["answered"] for a in kpis["agents"]}
+        assert per_agent.get("1001") == 1 and per_agent.get("1002") == 1, per_agent
+
         # 1001's after-call work came with the transfer and ends by itself.
         ops = sb.login("ops", "demo-ops")
         view = poll(
