@@ -22,7 +22,8 @@ pub async fn index(State(state): State<AppState>) -> Response {
     ))
 }
 
-/// `GET /desk`: the agent desk (login, screen-pop card, Ready/Not ready).
+/// `GET /desk`: the agent desk (login, screen-pop card, Ready/Not ready, wrap-up,
+/// blind transfer to a queue or an agent).
 pub async fn desk(State(state): State<AppState>) -> Response {
     page(fill(DESK, &state))
 }
@@ -42,9 +43,19 @@ fn page(html: String) -> Response {
 }
 
 fn fill(template: &str, state: &AppState) -> String {
+    let queue_options: String = state
+        .site
+        .queues
+        .iter()
+        .map(|q| {
+            let q = escape(q);
+            format!("<option value=\"{q}\">{q}</option>")
+        })
+        .collect();
     template
         .replace("{{CLINIC}}", &escape(&state.site.clinic_name))
         .replace("{{TZ}}", &escape(state.site.timezone.name()))
+        .replace("{{QUEUE_OPTIONS}}", &queue_options)
 }
 
 /// Escapes text for HTML element content and quoted attributes.

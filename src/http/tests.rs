@@ -702,6 +702,14 @@ async fn metrics_health_and_pages() {
             !html.contains("http://") && !html.contains("https://"),
             "{page}: no external resources"
         );
+        if page == "/desk" {
+            // The transfer control lists the clinic's queues.
+            assert!(
+                html.contains("<option value=\"enquiries\">enquiries</option>")
+                    && html.contains("/api/agents/me/transfer"),
+                "the desk can transfer to each queue"
+            );
+        }
     }
 }
 
