@@ -339,27 +339,6 @@ impl Acd {
     /// A caller starts waiting in `queue` (the wait clock starts now) and is offered at once
     /// if an agent is free.
     pub fn enqueue(&mut self, now: Instant, call: CallId, queue: &str) -> Result<(), Error> {
-        self.enqueue_as(now, call, queue, false)
-    }
-
-    /// [`Acd::enqueue`] for a caller an agent transferred on: logged as such, so the KPIs
-    /// count the patient's call once (see [`crate::kpi`]).
-    pub fn enqueue_transferred(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        queue: &str,
-    ) -> Result<(), Error> {
-        self.enqueue_as(now, call, queue, true)
-    }
-
-    fn enqueue_as(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        queue: &str,
-        transferred: bool,
-    ) -> Result<(), Error> {
         let now = self.tick(now);
         let q = *self
             .queue_index
@@ -381,18 +360,18 @@ impl Acd {
             None
         };
         if let Some(reason) = refused {
-            self.route_out(now, call, q, now, seq, reason);
+            self.route_out(now, call, q, now, seq, reason, false);
             self.dispatch(now);
             return Ok(());
         }
-        self.join(now, call, q, seq, transferred);
+        self.join(now, call, q, seq, false);
         self.dispatch(now);
         Ok(())
     }
 
     /// The caller starts waiting at the end of queue `q`: logged, its deadlines armed.
     fn join(&mut self, now: Instant, call: CallId, q: usize, seq: u64, transferred: bool) {
-        self.queues[q].push(call, now, seq);
+        self.queues[q].push(call, now, seq, transferred);
         self.calls.insert(call, q);
         let position = self.queues[q].callers().len();
         let queue = self.queues[q].config.name.clone();
@@ -420,32 +399,77 @@ impl Acd {
         })
     }
 
-    /// A caller handed to one agent (a transfer, logged as one): queued in `queue` and offered to
-    /// `agent` at once, whichever callers wait there. Refused, changing nothing, unless
-    /// the agent is free ([`Error::AgentNotFree`]). If the agent does not answer, the
-    /// caller waits in `queue` like any other caller, its wait counted from now.
-    pub fn enqueue_to_agent(
-        &mut self,
+    /// Whether `agent` may hand the caller it talks to on to `queue` (and first to
+    /// `to_agent`): why not, if not. A queue must take the caller (not full, someone to
+    /// answer, as its rules say); an agent must be available now, and not `agent` itself.
+    pub fn check_transfer(
+        &self,
         now: Instant,
-        call: CallId,
-        queue: &str,
         agent: &str,
+        queue: &str,
+        to_agent: Option<&str>,
     ) -> Result<(), Error> {
-        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        if !matches!(self.agents[a].activity, Activity::Talking { .. }) {
+            return Err(Error::NotTalking(agent.to_string()));
+        }
         let q = *self
             .queue_index
             .get(queue)
             .ok_or_else(|| Error::UnknownQueue(queue.to_string()))?;
+        if let Some(to) = to_agent {
+            let t = self.agent_idx(to)?;
+            if t == a || !self.agents[t].is_available(now) {
+                let why = match self.agents[t].state() {
+                    // Ready, but sitting out the rest of a ring it declined.
+                    AgentState::Ready => "just declined a call",
+                    state => state.as_str(),
+                };
+                return Err(Error::AgentNotFree(to.to_string(), why));
+            }
+            return Ok(());
+        }
+        let config = &self.queues[q].config;
+        if config
+            .max_callers
+            .is_some_and(|max| self.queues[q].callers().len() >= max)
+        {
+            return Err(Error::QueueRefuses(queue.to_string(), ExitReason::Full));
+        }
+        if self.nobody_can_answer(q) {
+            return Err(Error::QueueRefuses(queue.to_string(), ExitReason::NoAgents));
+        }
+        Ok(())
+    }
+
+    /// `agent` hands the caller it talks to on (a blind transfer), in one step: its part
+    /// ends (completed, by transferred; wrap-up follows as after any call) and the caller
+    /// waits in `queue`, logged as a wait a transfer began, offered first to `to_agent`
+    /// if given (if not answered there, it waits on like any caller). Refused, changing
+    /// nothing, for the reasons [`Acd::check_transfer`] gives.
+    pub fn transfer(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        queue: &str,
+        to_agent: Option<&str>,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        self.check_transfer(now, agent, queue, to_agent)?;
         let a = self.agent_idx(agent)?;
-        if self.calls.contains_key(&call) || self.talking_agent(call).is_some() {
-            return Err(Error::DuplicateCall(call));
-        }
-        if let Err(state) = self.is_free(agent)? {
-            return Err(Error::AgentNotFree(agent.to_string(), state.as_str()));
-        }
+        let q = *self
+            .queue_index
+            .get(queue)
+            .ok_or_else(|| Error::UnknownQueue(queue.to_string()))?;
+        let target = to_agent.map(|t| self.agent_idx(t)).transpose()?;
+        let Some(call) = self.end_talk(now, a, EndedBy::Transferred) else {
+            return Err(Error::NotTalking(agent.to_string()));
+        };
         let seq = self.next_seq();
         self.join(now, call, q, seq, true);
-        self.offer(now, a, q, call);
+        if let Some(t) = target {
+            self.offer(now, t, q, call);
+        }
         self.dispatch(now);
         Ok(())
     }
@@ -607,12 +631,23 @@ impl Acd {
     pub fn call_ended(&mut self, now: Instant, agent: &str, by: EndedBy) -> Result<(), Error> {
         let now = self.tick(now);
         let a = self.agent_idx(agent)?;
+        if self.end_talk(now, a, by).is_none() {
+            return Err(Error::NotTalking(agent.to_string()));
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Agent `a`'s call ends (`by`): logged, talk time counted, wrap-up or free. No dispatch.
+    /// The call, if the agent was talking.
+    fn end_talk(&mut self, now: Instant, a: usize, by: EndedBy) -> Option<CallId> {
         let Activity::Talking {
             call, queue, since, ..
         } = self.agents[a].activity
         else {
-            return Err(Error::NotTalking(agent.to_string()));
+            return None;
         };
+        let agent = self.agents[a].id.clone();
         self.talking.remove(&call);
         let talked = now.saturating_duration_since(since);
         let ag = self.agent_mut(a);
@@ -623,7 +658,7 @@ impl Acd {
             now,
             Some(call),
             Logged::Completed {
-                agent: agent.to_string(),
+                agent,
                 queue: name,
                 talked_ms: ms(talked),
                 by,
@@ -636,8 +671,7 @@ impl Acd {
             }
             _ => self.free(now, a),
         }
-        self.dispatch(now);
-        Ok(())
+        Some(call)
     }
 
     /// Fires every timer due at or before `now` (ring-outs, decline pauses), then offers.
@@ -993,7 +1027,15 @@ impl Acd {
             return false;
         };
         self.cancel_wait_timers(call);
-        self.route_out(now, call, q, caller.enqueued_at, caller.seq, reason);
+        self.route_out(
+            now,
+            call,
+            q,
+            caller.enqueued_at,
+            caller.seq,
+            reason,
+            caller.transferred,
+        );
         true
     }
 
@@ -1007,6 +1049,8 @@ impl Acd {
     /// queue, in its place by seniority, or back to call control. The overflow queue's
     /// own door rules are not applied (two full queues must not bounce a caller forever);
     /// its `max_wait` counts from now.
+    /// `transferred`: the caller's wait began with a transfer (its move says so too).
+    #[allow(clippy::too_many_arguments)]
     fn route_out(
         &mut self,
         now: Instant,
@@ -1015,6 +1059,7 @@ impl Acd {
         enqueued_at: Instant,
         seq: u64,
         reason: ExitReason,
+        transferred: bool,
     ) {
         let from = self.queues[q].config.name.clone();
         let to = self.overflow_to.get(q).copied().flatten();
@@ -1031,7 +1076,8 @@ impl Acd {
         );
         match to {
             Some(t) => {
-                let position = self.queues[t].insert_by_seniority(call, enqueued_at, seq);
+                let position =
+                    self.queues[t].insert_by_seniority(call, enqueued_at, seq, transferred);
                 self.calls.insert(call, t);
                 let name = self.queues[t].config.name.clone();
                 self.log(
@@ -1040,7 +1086,7 @@ impl Acd {
                     Logged::Enqueued {
                         queue: name.clone(),
                         position,
-                        transferred: false,
+                        transferred,
                     },
                 );
                 self.arm_escalation(call, t, enqueued_at, waited);

@@ -50,4 +50,7 @@ pub enum Error {
     /// A caller can be handed only to an agent who is ready and free.
     #[error("agent {0:?} is not free to take a call ({1})")]
     AgentNotFree(String, &'static str),
+    /// The queue's rules would turn the caller away (full, nobody to answer).
+    #[error("queue {0:?} would not take the caller ({1:?})")]
+    QueueRefuses(String, crate::queue::ExitReason),
 }

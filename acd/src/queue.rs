@@ -177,6 +177,8 @@ pub(crate) struct Caller {
     pub(crate) offered_to: Option<usize>,
     /// The caller's `max_wait` passed while a phone rang: it leaves when that ring ends.
     pub(crate) overdue: bool,
+    /// This wait began with a transfer (the patient was answered before).
+    pub(crate) transferred: bool,
 }
 
 /// A configured queue and its callers, oldest first.
@@ -195,13 +197,14 @@ impl Queue {
     }
 
     /// Appends a caller; the ACD's clock never goes backwards, so this keeps arrival order.
-    pub(crate) fn push(&mut self, call: CallId, now: Instant, seq: u64) {
+    pub(crate) fn push(&mut self, call: CallId, now: Instant, seq: u64, transferred: bool) {
         self.callers.push(Caller {
             call,
             enqueued_at: now,
             seq,
             offered_to: None,
             overdue: false,
+            transferred,
         });
     }
 
@@ -212,6 +215,7 @@ impl Queue {
         call: CallId,
         enqueued_at: Instant,
         seq: u64,
+        transferred: bool,
     ) -> usize {
         let at = self
             .callers
@@ -224,6 +228,7 @@ impl Queue {
                 seq,
                 offered_to: None,
                 overdue: false,
+                transferred,
             },
         );
         at + 1
@@ -297,8 +302,8 @@ mod tests {
     fn offered_callers_keep_their_place_but_are_skipped() {
         let t0 = Instant::now();
         let mut q = Queue::new(QueueConfig::from_rings("q", 0, 3, 5000));
-        q.push(1, t0, 0);
-        q.push(2, t0, 1);
+        q.push(1, t0, 0, false);
+        q.push(2, t0, 1, false);
         if let Some(c) = q.get_mut(1) {
             c.offered_to = Some(0);
         }

@@ -221,10 +221,11 @@ fn a_transferred_caller_counts_once_and_every_answer_counts_for_its_agent() {
     // Call 1: A answers after 4 s, hands the caller to urgent at 30, B answers at 33.
     acd.enqueue(t(10), 1, "appointments").expect("queue");
     acd.answered(t(14), 1, A).expect("offered");
-    acd.call_ended(t(30), A, EndedBy::Transferred)
-        .expect("talking");
-    acd.enqueue_transferred(t(30), 1, "urgent").expect("queue");
-    acd.agent_online(t(31), B, true).expect("agent");
+    acd.agent_online(t(29), B, true).expect("agent");
+    acd.set_ready(t(29), B, false, Some("admin"))
+        .expect("online");
+    acd.set_ready(t(30), B, true, None).expect("online");
+    acd.transfer(t(30), A, "urgent", None).expect("transfer");
     acd.answered(t(33), 1, B).expect("offered");
     acd.call_ended(t(60), B, EndedBy::Caller).expect("talking");
     // Call 2: answered by A, handed to B who is busy: abandoned there after 40 s.
@@ -232,9 +233,7 @@ fn a_transferred_caller_counts_once_and_every_answer_counts_for_its_agent() {
     acd.answered(t(72), 2, A).expect("offered");
     acd.enqueue(t(80), 3, "urgent").expect("queue");
     acd.answered(t(80), 3, B).expect("offered");
-    acd.call_ended(t(90), A, EndedBy::Transferred)
-        .expect("talking");
-    acd.enqueue_transferred(t(90), 2, "urgent").expect("queue");
+    acd.transfer(t(90), A, "urgent", None).expect("transfer");
     acd.abandon(t(130), 2);
     acd.call_ended(t(140), B, EndedBy::Caller).expect("talking");
     let log: Vec<(i64, Entry)> = std::iter::from_fn(|| acd.poll_log())

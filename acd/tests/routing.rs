@@ -179,9 +179,16 @@ fn escalation_widens_the_agents_rung_as_the_caller_waits() {
 #[test]
 fn a_caller_handed_to_a_free_agent_rings_that_agent_ahead_of_the_queue_then_waits_in_it() {
     let t0 = Instant::now();
-    let mut acd = three(Strategy::LongestIdle, t0);
+    // A minute of wrap-up: the agent who hands the caller on cannot be rung back.
+    let queue = QueueConfig::from_rings("q", 0, 3, 5000).with_wrap_up(secs(60));
+    let agents = [A, B, C].map(|id| AgentConfig::new(id, &["q"])).to_vec();
+    let mut acd = Acd::new(vec![queue], agents).expect("config");
+    for (i, id) in [C, B, A].iter().enumerate() {
+        acd.agent_online(t0 + secs(i as u64), id, true)
+            .expect("agent");
+    }
     let now = t0 + secs(10);
-    // A and B take calls 1 and 2; call 3 waits for nobody but C.
+    // Two agents take calls 1 and 2; the third is free.
     for call in [1, 2] {
         acd.enqueue(now, call, "q").expect("queue");
         let agent = drain(&mut acd)
@@ -193,28 +200,28 @@ fn a_caller_handed_to_a_free_agent_rings_that_agent_ahead_of_the_queue_then_wait
             .expect("offered");
         acd.answered(now, call, &agent).expect("answer");
     }
-    let talking: Vec<String> = [1, 2]
-        .iter()
-        .filter_map(|c| {
-            acd.agents()
-                .into_iter()
-                .find(|a| a.current_call == Some(*c))
-        })
-        .map(|a| a.id)
-        .collect();
+    let on = |acd: &Acd, call| {
+        acd.agents()
+            .into_iter()
+            .find(|a| a.current_call == Some(call))
+            .map(|a| a.id)
+            .expect("talking")
+    };
+    let (from, busy) = (on(&acd, 1), on(&acd, 2));
     let free = [A, B, C]
         .into_iter()
-        .find(|id| !talking.iter().any(|t| t == id))
+        .find(|id| *id != from && *id != busy)
         .expect("one agent is free");
-    let busy = talking[0].clone();
     drain_all(&mut acd);
-    assert_eq!(
-        acd.enqueue_to_agent(now, 9, "q", &busy),
-        Err(acd::Error::AgentNotFree(busy.clone(), "talking")),
-        "a talking agent is not handed a caller"
-    );
+    for to in [&busy, &from] {
+        assert_eq!(
+            acd.transfer(now, &from, "q", Some(to)),
+            Err(acd::Error::AgentNotFree(to.clone(), "talking")),
+            "a talking agent (or the agent itself) is not handed a caller"
+        );
+    }
     assert!(drain(&mut acd).is_empty(), "a refusal changes nothing");
-    acd.enqueue_to_agent(now, 9, "q", free)
+    acd.transfer(now, &from, "q", Some(free))
         .expect("a free agent");
     let offers: Vec<(u64, String)> = drain(&mut acd)
         .into_iter()
@@ -225,28 +232,77 @@ fn a_caller_handed_to_a_free_agent_rings_that_agent_ahead_of_the_queue_then_wait
         .collect();
     assert_eq!(
         offers,
-        [(9, free.to_owned())],
+        [(1, free.to_owned())],
         "rung at once, that agent only"
     );
     // Refused there, the caller stays in the queue and is offered to the next free agent.
-    acd.declined(now + secs(3), 9, free).expect("offered");
+    acd.declined(now + secs(3), 1, free).expect("offered");
     let events = drain_all(&mut acd);
     assert!(
         !events.iter().any(|e| matches!(e, AcdEvent::Offer { .. })),
         "nobody else is free: {events:?}"
     );
-    assert_eq!(acd.position(9), Some((1, 1)), "waiting in the queue");
+    assert_eq!(acd.position(1), Some((1, 1)), "waiting in the queue");
     // While the agent who declined sits out the rest of that ring, the next agent to
     // come free takes the caller.
     acd.call_ended(now + secs(10), &busy, EndedBy::Caller)
         .expect("talking");
+    acd.set_ready(now + secs(10), &busy, true, None)
+        .expect("wrap-up ended from the desk");
     let offered = drain(&mut acd).into_iter().find_map(|e| match e {
-        AcdEvent::Offer { call: 9, agent, .. } => Some(agent),
+        AcdEvent::Offer { call: 1, agent, .. } => Some(agent),
         _ => None,
     });
     assert_eq!(
         offered.as_deref(),
         Some(busy.as_str()),
         "the next free agent rings"
+    );
+}
+
+#[test]
+fn a_transfer_into_a_queue_that_would_turn_the_caller_away_is_refused() {
+    let t0 = Instant::now();
+    let queues = vec![
+        QueueConfig::from_rings("q", 0, 3, 5000),
+        QueueConfig::from_rings("full", 0, 3, 5000).with_overflow(
+            acd::Overflow::Hangup,
+            None,
+            Some(0),
+            acd::LeaveWhen::Never,
+        ),
+        QueueConfig::from_rings("empty", 0, 3, 5000).with_overflow(
+            acd::Overflow::Hangup,
+            None,
+            None,
+            acd::LeaveWhen::NoneReady,
+        ),
+    ];
+    // Only B serves "empty", and B is away.
+    let agents = vec![
+        AgentConfig::new(A, &["q", "full"]),
+        AgentConfig::new(B, &["empty"]),
+    ];
+    let mut acd = Acd::new(queues, agents).expect("config");
+    acd.agent_online(t0, A, true).expect("agent");
+    acd.agent_online(t0, B, true).expect("agent");
+    acd.set_ready(t0, B, false, Some("meal")).expect("online");
+    acd.enqueue(t0, 1, "q").expect("queue");
+    acd.answered(t0, 1, A).expect("offered");
+    drain_all(&mut acd);
+    for (queue, why) in [
+        ("full", acd::ExitReason::Full),
+        ("empty", acd::ExitReason::NoAgents),
+    ] {
+        assert_eq!(
+            acd.transfer(t0 + secs(5), A, queue, None),
+            Err(acd::Error::QueueRefuses(queue.into(), why))
+        );
+    }
+    assert!(drain_all(&mut acd).is_empty(), "the call goes on untouched");
+    assert_eq!(
+        acd.agent(A).expect("agent").current_call,
+        Some(1),
+        "still talking"
     );
 }

@@ -478,6 +478,7 @@ impl Core {
         // A transferred caller's record keeps the wait before the first answer.
         c.wait_ms.get_or_insert(millis(waited));
         // A transferred caller was answered when the first agent answered.
+        let first_answer = c.answered_at.is_none();
         c.answered_at.get_or_insert(answered_at);
         c.agent_port = Some(leg.token);
         info!(%agent, waited_ms = c.wait_ms, "agent answered; bridged");
@@ -523,7 +524,9 @@ impl Core {
             agent: agent.to_owned(),
             event: DeskEvent::Answered { call_id },
         });
-        self.emit(Output::Metric(Metric::CallAnswered));
+        if first_answer {
+            self.emit(Output::Metric(Metric::CallAnswered));
+        }
         if let Some(queue) = queue {
             self.update_queue_gauge(&queue);
         }

@@ -228,6 +228,15 @@ impl Core {
                 self.prompt_finished(now, call, generation)
             }
             MediaEvent::MediaTimeout { call, leg } => {
+                // Sent just before a transfer dropped the agent's leg: nothing to end.
+                let gone = leg == crate::io::Leg::Agent
+                    && self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.agent_dialog.is_none());
+                if gone {
+                    return;
+                }
                 self.emit(Output::Metric(Metric::MediaTimeout));
                 let reason = match leg {
                     crate::io::Leg::Patient => "caller_media_timeout",

@@ -80,6 +80,7 @@ impl Core {
         let agent = c.agent.clone();
         let call_id = c.call_id.clone();
         let queue = c.queue.clone();
+        let answered = c.answered_at.is_some();
         drop(_entered);
         self.deadlines.set(Due::Ivr(id), None);
         self.deadlines.set(Due::Session(id, Leg::Patient), None);
@@ -120,7 +121,8 @@ impl Core {
                 if let Some(queue) = queue {
                     self.update_queue_gauge(&queue);
                 }
-                if side == Side::Patient {
+                // A caller transferred on was answered before: not an abandoned call.
+                if side == Side::Patient && !answered {
                     self.emit(Output::Metric(Metric::CallAbandoned));
                 }
             }
@@ -136,6 +138,15 @@ impl Core {
         id: CallId,
         recording: Option<Result<crate::records::RecordingDone, String>>,
     ) {
+        // Media that stopped by itself (it could not use a socket): the call ends properly
+        // first, both phones told, its record closed.
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.phase != Phase::Ending)
+        {
+            self.hang_up(now, id, Side::System, "media_failed");
+        }
         match recording {
             Some(Ok(done)) => self.save_recording_row(id, done),
             Some(Err(e)) => warn!(error = %e, "recording ended with an error"),

@@ -47,10 +47,11 @@ pub(crate) fn media_codec(codec: sdp::Codec) -> media::codec::Codec {
 pub(crate) enum Joining<'a> {
     /// From the IVR.
     New,
-    /// An agent transferred it to the queue.
-    Transferred,
-    /// An agent transferred it to this (free) agent.
-    HandedTo(&'a str),
+    /// Agent `from` transferred it (to ring `to_agent` first, if given).
+    Transfer {
+        from: &'a str,
+        to_agent: Option<&'a str>,
+    },
 }
 
 impl Core {
@@ -440,6 +441,8 @@ impl Core {
         c.phase = Phase::Queued;
         c.queue = Some(queue.clone());
         c.enqueued_at = Some(now);
+        // Announcements in this queue start afresh ("only when improved" included).
+        c.announced_position = None;
         info!(%queue, path = ?c.ivr_path, "queued");
         if let Some(prompt) = hold.filter(|p| self.config.prompts.contains(p)) {
             self.emit(Output::Media {
@@ -449,13 +452,14 @@ impl Core {
         }
         let queued = match how {
             Joining::New => self.acd.enqueue(now, id, &queue),
-            Joining::Transferred => self.acd.enqueue_transferred(now, id, &queue),
-            Joining::HandedTo(agent) => self.acd.enqueue_to_agent(now, id, &queue, agent).or_else(
-                |e| {
-                    warn!(error = %e, %queue, "could not hand the call to the agent; queueing it");
-                    self.acd.enqueue_transferred(now, id, &queue)
-                },
-            ),
+            Joining::Transfer { from, to_agent } => {
+                self.acd.transfer(now, from, &queue, to_agent).or_else(|e| {
+                    // Checked just before, so not expected: end the agent's part and queue.
+                    warn!(error = %e, %queue, "the transfer was refused late; queueing the caller");
+                    let _ = self.acd.call_ended(now, from, acd::EndedBy::Transferred);
+                    self.acd.enqueue(now, id, &queue)
+                })
+            }
         };
         if let Err(e) = queued {
             warn!(error = %e, %queue, "could not queue the call");
@@ -468,17 +472,25 @@ impl Core {
 
     /// SIP INFO: DTMF fallback for phones that don't send RFC 4733.
     pub(crate) fn handle_info(&mut self, now: Instant, key: TransactionKey, request: Request) {
-        let call = request
+        let found = request
             .call_id()
             .ok()
-            .and_then(|cid| self.by_sip_call_id.get(&cid).copied());
-        let Some(call) = call else {
+            .and_then(|cid| self.by_sip_call_id.get(&cid).copied().map(|id| (id, cid)));
+        let Some((call, sip_call_id)) = found else {
             let r = response_to(&request, 481, "Call/Transaction Does Not Exist", None);
             self.transactions.send_response(now, &key, r);
             return;
         };
         self.transactions
             .send_response(now, &key, response_to(&request, 200, "OK", None));
+        // Only the caller's keys steer the call (not an agent's phone, nor a transferred one).
+        let from_patient = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.side_of(&sip_call_id) == Some(Side::Patient));
+        if !from_patient {
+            return;
+        }
         let content_type = request.content_type().unwrap_or_default();
         if let Some(digit) = media::dtmf::sip_info_digit(&content_type, request.body()) {
             self.digit(now, call, digit);

@@ -17,8 +17,9 @@ use sip::message::{Method, Request, response_to};
 use sip::transaction::TransactionKey;
 use tracing::info;
 
+use crate::CallId;
 use crate::call::{Phase, Side};
-use crate::control::{Core, Due};
+use crate::control::{ClientTx, Core, Due};
 use crate::desk::{AgentView, ControlError, DeskEvent};
 use crate::io::{Leg, MediaCommand, Output};
 use crate::patient::Joining;
@@ -42,15 +43,7 @@ impl Core {
         agent: &str,
         to: &TransferTarget,
     ) -> Result<AgentView, ControlError> {
-        self.transfer_possible(agent, to)?;
-        let id = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.phase == Phase::Connected && c.agent.as_deref() == Some(agent))
-            .map(|(id, _)| *id)
-            .ok_or_else(|| {
-                ControlError::Rejected("no call to transfer: the agent is not on a call".into())
-            })?;
+        let (id, queue, to_agent) = self.transfer_possible(now, agent, to)?;
         let Some(c) = self.calls.get(&id) else {
             return Err(ControlError::Unavailable);
         };
@@ -74,6 +67,10 @@ impl Core {
         let call_id = c.call_id.clone();
         drop(_entered);
         self.deadlines.set(Due::Session(id, Leg::Agent), None);
+        // A session refresh still on its way to the old phone decides nothing any more.
+        self.client_tx.retain(
+            |_, tx| !matches!(tx, ClientTx::Refresh { call, leg: Leg::Agent } if *call == id),
+        );
         self.emit(Output::Media {
             call: id,
             command: MediaCommand::Unbridge { at: now },
@@ -85,9 +82,6 @@ impl Core {
         if let Some((peer, bye)) = bye {
             self.fire(now, peer, bye);
         }
-        if let Err(e) = self.acd.call_ended(now, agent, acd::EndedBy::Transferred) {
-            tracing::warn!(error = %e, "queue did not take the transfer");
-        }
         self.emit(Output::Desk {
             agent: agent.to_owned(),
             event: DeskEvent::Ended {
@@ -95,20 +89,11 @@ impl Core {
                 reason: "transferred".to_owned(),
             },
         });
-        match to {
-            TransferTarget::Queue(queue) => {
-                self.route_to_queue(now, id, queue.clone(), Joining::Transferred)
-            }
-            TransferTarget::Agent(to) => {
-                let queue = self
-                    .calls
-                    .get(&id)
-                    .and_then(|c| c.queue.clone())
-                    .or_else(|| self.config.fallback_queue.clone())
-                    .unwrap_or_default();
-                self.route_to_queue(now, id, queue, Joining::HandedTo(to));
-            }
-        }
+        let how = Joining::Transfer {
+            from: agent,
+            to_agent: to_agent.as_deref(),
+        };
+        self.route_to_queue(now, id, queue, how);
         let view = self
             .acd
             .agent(agent)
@@ -118,32 +103,56 @@ impl Core {
         view
     }
 
-    /// Why `agent` cannot hand its caller to `to`, if it cannot (its call is checked by
-    /// the caller of this).
-    fn transfer_possible(&self, agent: &str, to: &TransferTarget) -> Result<(), ControlError> {
-        match to {
-            TransferTarget::Queue(queue) => {
-                if !self.acd.queue_configs().any(|q| &q.name == queue) {
-                    return Err(ControlError::Rejected(format!("no queue named `{queue}`")));
+    /// The call `agent` is on, the queue its caller would wait in and the agent it
+    /// would ring first; or why `agent` cannot hand its caller to `to`.
+    fn transfer_possible(
+        &self,
+        now: Instant,
+        agent: &str,
+        to: &TransferTarget,
+    ) -> Result<(CallId, String, Option<String>), ControlError> {
+        let (id, c) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.phase == Phase::Connected && c.agent.as_deref() == Some(agent))
+            .ok_or_else(|| {
+                ControlError::Rejected("no call to transfer: the agent is not on a call".into())
+            })?;
+        let (queue, to_agent) = match to {
+            TransferTarget::Queue(queue) => (queue.clone(), None),
+            TransferTarget::Agent(to) => {
+                let queue = c
+                    .queue
+                    .clone()
+                    .or_else(|| self.config.fallback_queue.clone())
+                    .unwrap_or_default();
+                (queue, Some(to.clone()))
+            }
+        };
+        let checked = self
+            .acd
+            .check_transfer(now, agent, &queue, to_agent.as_deref());
+        let refused = |why: String| Err(ControlError::Rejected(why));
+        match checked {
+            Ok(()) => Ok((*id, queue, to_agent)),
+            Err(acd::Error::UnknownQueue(q)) => refused(format!("no queue named `{q}`")),
+            Err(acd::Error::UnknownAgent(a)) => refused(format!("no agent `{a}`")),
+            Err(acd::Error::AgentNotFree(a, state)) if Some(&a) == to_agent.as_ref() => {
+                if a == agent {
+                    refused("a call cannot be transferred to the agent on it".into())
+                } else {
+                    refused(format!("agent {a} is not free to take the call ({state})"))
                 }
             }
-            TransferTarget::Agent(to) if to == agent => {
-                return Err(ControlError::Rejected(
-                    "a call cannot be transferred to the agent on it".into(),
-                ));
-            }
-            TransferTarget::Agent(to) => match self.acd.is_free(to) {
-                Err(_) => return Err(ControlError::Rejected(format!("no agent `{to}`"))),
-                Ok(Err(state)) => {
-                    return Err(ControlError::Rejected(format!(
-                        "agent {to} is {}, not free to take the call",
-                        state.as_str()
-                    )));
+            Err(acd::Error::QueueRefuses(q, why)) => refused(format!(
+                "queue `{q}` would turn the caller away now ({})",
+                match why {
+                    acd::ExitReason::Full => "full",
+                    _ => "nobody there to answer",
                 }
-                Ok(Ok(())) => {}
-            },
+            )),
+            Err(e) => refused(e.to_string()),
         }
-        Ok(())
     }
 
     /// REFER on the agent's leg: a blind transfer to the queue or agent the `Refer-To` names.
@@ -183,7 +192,7 @@ impl Core {
         } else {
             return refuse(self, 404, "No queue or agent by that name");
         };
-        if self.transfer_possible(&agent, &to).is_err() {
+        if self.transfer_possible(now, &agent, &to).is_err() {
             return refuse(self, 480, "Temporarily Unavailable");
         }
         let local = self.leg_local(c, Leg::Agent);

@@ -479,9 +479,9 @@ pub async fn run(
     let mut decoded = [0i16; MAX_PACKET_SAMPLES];
 
     loop {
+        // Branches in random order (tokio's default): a flood of datagrams at one leg's
+        // port cannot starve the other leg, the commands or the tick.
         tokio::select! {
-            // Fixed order (commands, patient, agent, tick): no random draw per poll.
-            biased;
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 match command {
