@@ -467,6 +467,9 @@ impl Acd {
         };
         let seq = self.next_seq();
         self.join(now, call, q, seq, true);
+        if let Some(c) = self.queues[q].get_mut(call) {
+            c.handed_by = Some(a);
+        }
         if let Some(t) = target {
             self.offer(now, t, q, call);
         }
@@ -1188,7 +1191,7 @@ impl Acd {
         // have waited less, so escalation lets them ring no more agents.
         let mut exhausted = vec![false; self.queues.len()];
         loop {
-            let mut best: Option<(ServeOrder, usize, CallId)> = None;
+            let mut best: Option<(ServeOrder, usize, CallId, Option<usize>)> = None;
             for (q, queue) in self.queues.iter().enumerate() {
                 if exhausted[q] {
                     continue;
@@ -1206,17 +1209,27 @@ impl Acd {
                     c.enqueued_at,
                     c.seq,
                 );
-                if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
-                    best = Some((key, q, c.call));
+                if best.as_ref().is_none_or(|(k, ..)| key < *k) {
+                    best = Some((key, q, c.call, c.handed_by));
                 }
             }
-            let Some(((_, enqueued_at, _), q, call)) = best else {
+            let Some(((_, enqueued_at, _), q, call, handed_by)) = best else {
                 break;
             };
             next[q] += 1;
             let waited = now.saturating_duration_since(enqueued_at);
-            match self.pick_agent(now, q, waited) {
+            // The agent who handed this caller on is passed over while the queue has
+            // another agent (free or not).
+            let avoid = handed_by.filter(|&h| {
+                self.agents
+                    .iter()
+                    .enumerate()
+                    .any(|(i, a)| i != h && a.level_in(q).is_some())
+            });
+            match self.pick_agent(now, q, waited, avoid) {
                 Some(a) => self.offer(now, a, q, call),
+                // Only this caller may be out of luck: later ones may take that agent.
+                None if avoid.is_some() => {}
                 None => exhausted[q] = true,
             }
         }
@@ -1227,7 +1240,13 @@ impl Acd {
     /// The free agent queue `q`'s strategy gives a caller who has waited `waited`: among
     /// the free agents serving `q` at a level escalation allows, those of the lowest level,
     /// then the strategy's choice.
-    fn pick_agent(&mut self, now: Instant, q: usize, waited: Duration) -> Option<usize> {
+    fn pick_agent(
+        &mut self,
+        now: Instant,
+        q: usize,
+        waited: Duration,
+        avoid: Option<usize>,
+    ) -> Option<usize> {
         let config = &self.queues[q].config;
         let max_level = config.max_level(waited);
         let strategy = config.strategy;
@@ -1235,7 +1254,8 @@ impl Acd {
         let candidates = self.ready.iter().filter_map(|&(_, a)| {
             let agent = &self.agents[a];
             let level = agent.level_in(q)?;
-            (level <= max_level && agent.is_available(now)).then_some((level, a))
+            (level <= max_level && agent.is_available(now) && Some(a) != avoid)
+                .then_some((level, a))
         });
         let lowest = match self.shared_level.get(q).copied().flatten() {
             Some(level) if level <= max_level => level,

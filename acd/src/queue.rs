@@ -179,6 +179,9 @@ pub(crate) struct Caller {
     pub(crate) overdue: bool,
     /// This wait began with a transfer (the patient was answered before).
     pub(crate) transferred: bool,
+    /// The agent who transferred the caller here: not rung for it again while another
+    /// agent serves the queue.
+    pub(crate) handed_by: Option<usize>,
 }
 
 /// A configured queue and its callers, oldest first.
@@ -205,6 +208,7 @@ impl Queue {
             offered_to: None,
             overdue: false,
             transferred,
+            handed_by: None,
         });
     }
 
@@ -229,6 +233,7 @@ impl Queue {
                 offered_to: None,
                 overdue: false,
                 transferred,
+                handed_by: None,
             },
         );
         at + 1

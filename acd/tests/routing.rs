@@ -306,3 +306,41 @@ fn a_transfer_into_a_queue_that_would_turn_the_caller_away_is_refused() {
         "still talking"
     );
 }
+
+#[test]
+fn the_agent_who_transferred_a_caller_is_not_rung_for_it_again_but_takes_others() {
+    let t0 = Instant::now();
+    // No wrap-up: the agent who hands the caller on is free at once.
+    let queue = QueueConfig::from_rings("q", 0, 3, 5000);
+    let agents = [A, B].map(|id| AgentConfig::new(id, &["q"])).to_vec();
+    let mut acd = Acd::new(vec![queue], agents).expect("config");
+    acd.agent_online(t0, A, true).expect("agent");
+    acd.agent_online(t0 + secs(1), B, true).expect("agent");
+    let now = t0 + secs(10);
+    for (call, agent) in [(1, A), (2, B)] {
+        acd.enqueue(now, call, "q").expect("queue");
+        acd.answered(now, call, agent).expect("offered");
+    }
+    drain_all(&mut acd);
+    acd.transfer(now + secs(5), A, "q", None).expect("transfer");
+    let offers = |acd: &mut Acd| -> Vec<(u64, String)> {
+        drain_all(acd)
+            .into_iter()
+            .filter_map(|e| match e {
+                AcdEvent::Offer { call, agent, .. } => Some((call, agent)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        offers(&mut acd),
+        [],
+        "A is free but not rung for the caller it handed on"
+    );
+    // A newcomer is A's to take; the transferred caller waits for B.
+    acd.enqueue(now + secs(6), 3, "q").expect("queue");
+    assert_eq!(offers(&mut acd), [(3, A.to_owned())]);
+    acd.call_ended(now + secs(8), B, EndedBy::Caller)
+        .expect("talking");
+    assert_eq!(offers(&mut acd), [(1, B.to_owned())]);
+}
