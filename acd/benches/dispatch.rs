@@ -11,9 +11,8 @@ use acd::{Acd, AgentConfig, QueueConfig};
 const AGENTS: usize = 2_000;
 const INPUTS: u64 = 200_000;
 
-/// An ACD of [`AGENTS`] agents in one queue, every one online and ready at `t0`.
-fn online_acd(t0: Instant) -> Acd {
-    let queue = QueueConfig::from_rings("q", 0, 3, 5000);
+/// An ACD of [`AGENTS`] agents in one queue "q" (`queue`), every one online and ready at `t0`.
+fn online_acd(t0: Instant, queue: QueueConfig) -> Acd {
     let agents = (0..AGENTS)
         .map(|i| AgentConfig::new(format!("a{i}"), &["q"]))
         .collect();
@@ -27,7 +26,7 @@ fn online_acd(t0: Instant) -> Acd {
 
 fn main() {
     let t0 = Instant::now();
-    let mut acd = online_acd(t0);
+    let mut acd = online_acd(t0, QueueConfig::from_rings("q", 0, 3, 5000));
     // Every agent takes a call: all busy.
     for call in 0..AGENTS as u64 {
         acd.enqueue(t0, call, "q").expect("enqueue");
@@ -44,7 +43,7 @@ fn main() {
 
     // The other extreme: every agent ready and idle; each caller is offered at once
     // and hangs up while ringing.
-    let mut acd = online_acd(t0);
+    let mut acd = online_acd(t0, QueueConfig::from_rings("q", 0, 3, 5000));
     let start = Instant::now();
     for call in 0..INPUTS / 2 {
         let now = t0 + Duration::from_millis(call);
@@ -85,14 +84,7 @@ fn waiting_with_deadlines(t0: Instant, escalation: Vec<(Duration, u32)>) -> Dura
             acd::LeaveWhen::Never,
         )
         .with_escalation(escalation);
-    let agents = (0..AGENTS)
-        .map(|i| AgentConfig::new(format!("a{i}"), &["q"]))
-        .collect();
-    let mut acd = Acd::new(vec![queue], agents).expect("acd");
-    for i in 0..AGENTS {
-        acd.agent_online(t0, &format!("a{i}"), true)
-            .expect("online");
-    }
+    let mut acd = online_acd(t0, queue);
     let mut next = 0u64;
     for _ in 0..2 * AGENTS {
         acd.enqueue(t0, next, "q").expect("enqueue");

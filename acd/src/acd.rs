@@ -348,18 +348,7 @@ impl Acd {
             return Err(Error::DuplicateCall(call));
         }
         let seq = self.next_seq();
-        let config = &self.queues[q].config;
-        let refused = if config
-            .max_callers
-            .is_some_and(|max| self.queues[q].callers().len() >= max)
-        {
-            Some(ExitReason::Full)
-        } else if self.nobody_can_answer(q) {
-            Some(ExitReason::NoAgents)
-        } else {
-            None
-        };
-        if let Some(reason) = refused {
+        if let Some(reason) = self.turned_away(q) {
             self.route_out(now, call, q, now, seq, reason, false);
             self.dispatch(now);
             return Ok(());
@@ -409,37 +398,7 @@ impl Acd {
         queue: &str,
         to_agent: Option<&str>,
     ) -> Result<(), Error> {
-        let a = self.agent_idx(agent)?;
-        if !matches!(self.agents[a].activity, Activity::Talking { .. }) {
-            return Err(Error::NotTalking(agent.to_string()));
-        }
-        let q = *self
-            .queue_index
-            .get(queue)
-            .ok_or_else(|| Error::UnknownQueue(queue.to_string()))?;
-        if let Some(to) = to_agent {
-            let t = self.agent_idx(to)?;
-            if t == a || !self.agents[t].is_available(now) {
-                let why = match self.agents[t].state() {
-                    // Ready, but sitting out the rest of a ring it declined.
-                    AgentState::Ready => "just declined a call",
-                    state => state.as_str(),
-                };
-                return Err(Error::AgentNotFree(to.to_string(), why));
-            }
-            return Ok(());
-        }
-        let config = &self.queues[q].config;
-        if config
-            .max_callers
-            .is_some_and(|max| self.queues[q].callers().len() >= max)
-        {
-            return Err(Error::QueueRefuses(queue.to_string(), ExitReason::Full));
-        }
-        if self.nobody_can_answer(q) {
-            return Err(Error::QueueRefuses(queue.to_string(), ExitReason::NoAgents));
-        }
-        Ok(())
+        self.transfer_plan(now, agent, queue, to_agent).map(|_| ())
     }
 
     /// `agent` hands the caller it talks to on (a blind transfer), in one step: its part
@@ -455,13 +414,7 @@ impl Acd {
         to_agent: Option<&str>,
     ) -> Result<(), Error> {
         let now = self.tick(now);
-        self.check_transfer(now, agent, queue, to_agent)?;
-        let a = self.agent_idx(agent)?;
-        let q = *self
-            .queue_index
-            .get(queue)
-            .ok_or_else(|| Error::UnknownQueue(queue.to_string()))?;
-        let target = to_agent.map(|t| self.agent_idx(t)).transpose()?;
+        let (a, q, target) = self.transfer_plan(now, agent, queue, to_agent)?;
         let Some(call) = self.end_talk(now, a, EndedBy::Transferred) else {
             return Err(Error::NotTalking(agent.to_string()));
         };
@@ -475,6 +428,53 @@ impl Acd {
         }
         self.dispatch(now);
         Ok(())
+    }
+
+    /// The transfer's agent, queue and target agent (indices), or why it cannot be.
+    fn transfer_plan(
+        &self,
+        now: Instant,
+        agent: &str,
+        queue: &str,
+        to_agent: Option<&str>,
+    ) -> Result<(usize, usize, Option<usize>), Error> {
+        let a = self.agent_idx(agent)?;
+        if !matches!(self.agents[a].activity, Activity::Talking { .. }) {
+            return Err(Error::NotTalking(agent.to_string()));
+        }
+        let q = self.queue_idx(queue)?;
+        let Some(to) = to_agent else {
+            // To a queue: it must take the caller, as it would a newcomer.
+            return match self.turned_away(q) {
+                Some(why) => Err(Error::QueueRefuses(queue.to_string(), why)),
+                None => Ok((a, q, None)),
+            };
+        };
+        let t = self.agent_idx(to)?;
+        if t == a || !self.agents[t].is_available(now) {
+            let why = match self.agents[t].state() {
+                // Ready, but sitting out the rest of a ring it declined.
+                AgentState::Ready => "just declined a call",
+                state => state.as_str(),
+            };
+            return Err(Error::AgentNotFree(to.to_string(), why));
+        }
+        Ok((a, q, Some(t)))
+    }
+
+    /// Why queue `q` would turn a newcomer away now (full, nobody to answer), if it would.
+    fn turned_away(&self, q: usize) -> Option<ExitReason> {
+        let full = self.queues[q]
+            .config
+            .max_callers
+            .is_some_and(|max| self.queues[q].callers().len() >= max);
+        if full {
+            Some(ExitReason::Full)
+        } else if self.nobody_can_answer(q) {
+            Some(ExitReason::NoAgents)
+        } else {
+            None
+        }
     }
 
     /// The caller hung up. A waiting caller leaves its queue; if it was being offered, the

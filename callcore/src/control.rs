@@ -357,7 +357,7 @@ impl Core {
     }
 
     /// After a change the desk asked the ACD for: the agent's view, or why it was refused.
-    fn desk_change(
+    pub(crate) fn desk_change(
         &mut self,
         now: Instant,
         agent: &str,
@@ -936,7 +936,7 @@ impl Core {
         }));
     }
 
-    pub(crate) fn agent_view(&self, now: Instant, a: acd::AgentView) -> AgentView {
+    fn agent_view(&self, now: Instant, a: acd::AgentView) -> AgentView {
         let current_call = a
             .current_call
             .and_then(|id| self.calls.get(&id))

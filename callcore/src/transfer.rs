@@ -94,13 +94,7 @@ impl Core {
             to_agent: to_agent.as_deref(),
         };
         self.route_to_queue(now, id, queue, how);
-        let view = self
-            .acd
-            .agent(agent)
-            .map(|a| self.agent_view(now, a))
-            .map_err(|_| ControlError::UnknownAgent);
-        self.drain(now);
-        view
+        self.desk_change(now, agent, Ok(()))
     }
 
     /// The call `agent` is on, the queue its caller would wait in and the agent it
@@ -111,10 +105,14 @@ impl Core {
         agent: &str,
         to: &TransferTarget,
     ) -> Result<(CallId, String, Option<String>), ControlError> {
+        // The ACD knows the call the agent is on; call control, that it is still bridged.
         let (id, c) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.phase == Phase::Connected && c.agent.as_deref() == Some(agent))
+            .acd
+            .agent(agent)
+            .ok()
+            .and_then(|a| a.current_call)
+            .and_then(|id| self.calls.get(&id).map(|c| (id, c)))
+            .filter(|(_, c)| c.phase == Phase::Connected && c.agent.as_deref() == Some(agent))
             .ok_or_else(|| {
                 ControlError::Rejected("no call to transfer: the agent is not on a call".into())
             })?;
@@ -134,7 +132,7 @@ impl Core {
             .check_transfer(now, agent, &queue, to_agent.as_deref());
         let refused = |why: String| Err(ControlError::Rejected(why));
         match checked {
-            Ok(()) => Ok((*id, queue, to_agent)),
+            Ok(()) => Ok((id, queue, to_agent)),
             Err(acd::Error::UnknownQueue(q)) => refused(format!("no queue named `{q}`")),
             Err(acd::Error::UnknownAgent(a)) => refused(format!("no agent `{a}`")),
             Err(acd::Error::AgentNotFree(a, state)) if Some(&a) == to_agent.as_ref() => {

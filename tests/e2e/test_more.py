@@ -167,15 +167,16 @@ def answer_and_talk(ua: Ua, patient: PhoneCall, agent: PhoneCall, tones, out: Pa
     return hear_both(ua, patient, agent, out, TALK_S)
 
 
-def assert_tones_both_ways(agent_hears: Path, patient_hears: Path) -> None:
+def assert_tones_both_ways(agent_hears: Path, patient_hears: Path, agent_hz: int = 1000) -> None:
+    """The agent heard the patient's 440 Hz, the patient the agent's `agent_hz`."""
     rate, agent = read_wav(agent_hears)
     heard = window(agent[0], rate, SETTLE_S)
     print("agent hears:", analyse_tone(heard, rate, 440))
     assert (p := tone_problem(heard, rate, 440)) is None, f"agent: {p}"
     rate, patient = read_wav(patient_hears)
     heard = window(patient[0], rate, SETTLE_S)
-    print("patient hears:", analyse_tone(heard, rate, 1000))
-    assert (p := tone_problem(heard, rate, 1000)) is None, f"patient: {p}"
+    print("patient hears:", analyse_tone(heard, rate, agent_hz))
+    assert (p := tone_problem(heard, rate, agent_hz)) is None, f"patient: {p}"
 
 
 # ---- 1. an agent on SIP over TCP --------------------------------------------------------------

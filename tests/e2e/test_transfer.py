@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import pjsua2 as pj
 
-from audio import analyse_tone, loud_frames, read_wav, tone_problem, window, write_tone_wav
+from audio import analyse_tone, loud_frames, read_wav, window, write_tone_wav
 from test_midcall import answer_with_tones, replay
 from test_more import (
     RECORD_TIMEOUT,
     ROUTE_TIMEOUT,
-    SETTLE_S,
+    assert_tones_both_ways,
     dial,
     hear_both,
     log_on_failure,
@@ -74,14 +74,7 @@ def second_agent_talks(ua, patient, second, tone, out) -> None:
     second_hears, patient_hears = hear_both(ua, patient, second, out, 2.5)
     patient.hangup_quietly()
     second.wait_ended(timeout=5)
-    rate, audio = read_wav(patient_hears)
-    heard = window(audio[0], rate, SETTLE_S)
-    print("caller hears 1002:", analyse_tone(heard, rate, SECOND_AGENT_HZ))
-    assert (p := tone_problem(heard, rate, SECOND_AGENT_HZ)) is None, f"caller: {p}"
-    rate, audio = read_wav(second_hears)
-    heard = window(audio[0], rate, SETTLE_S)
-    print("1002 hears the caller:", analyse_tone(heard, rate, 440))
-    assert (p := tone_problem(heard, rate, 440)) is None, f"1002: {p}"
+    assert_tones_both_ways(second_hears, patient_hears, agent_hz=SECOND_AGENT_HZ)
 
 
 def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
