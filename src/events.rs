@@ -231,6 +231,7 @@ mod tests {
             queue: "appointments".into(),
             waited_ms: 1200,
             ring_timeout_ms: 15000,
+            callback: false,
         }
     }
 

@@ -94,6 +94,7 @@ struct Inner {
     calls_abandoned_total: AtomicU64,
     agent_missed_rings_total: AtomicU64,
     media_timeouts_total: AtomicU64,
+    callbacks_failed_total: AtomicU64,
     refused_capacity_total: AtomicU64,
     refused_lag_total: AtomicU64,
     gauges: Mutex<Gauges>,
@@ -156,6 +157,13 @@ impl Metrics {
     pub fn media_timeout(&self) {
         self.inner
             .media_timeouts_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A callback was given up without reaching the patient.
+    pub fn callback_failed(&self) {
+        self.inner
+            .callbacks_failed_total
             .fetch_add(1, Ordering::Relaxed);
     }
 
@@ -223,6 +231,11 @@ impl Metrics {
                 "switchboard_media_timeouts_total",
                 "Calls hung up because a phone sent no RTP.",
                 &i.media_timeouts_total,
+            ),
+            (
+                "switchboard_callbacks_failed_total",
+                "Callbacks given up without reaching the patient.",
+                &i.callbacks_failed_total,
             ),
         ];
         for (name, help, value) in counters {
@@ -314,6 +327,7 @@ mod tests {
         m.observe_screen_pop(Duration::from_millis(3));
         m.observe_screen_pop(Duration::from_millis(200));
         m.media_timeout();
+        m.callback_failed();
         m.call_refused(Refusal::Capacity);
         m.call_refused(Refusal::Capacity);
         m.call_refused(Refusal::Lag);
@@ -327,6 +341,7 @@ mod tests {
         let text = m.render();
         for line in [
             "switchboard_media_timeouts_total 1",
+            "switchboard_callbacks_failed_total 1",
             "switchboard_calls_refused_total{reason=\"capacity\"} 2",
             "switchboard_calls_refused_total{reason=\"lag\"} 1",
             "switchboard_calls_active 7",

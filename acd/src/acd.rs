@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::agent::{Activity, Agent, AgentConfig, AgentState, AgentView, IdleKey, ReadyKey};
 use crate::error::Error;
-use crate::journal::{EndedBy, Entry, Logged, OfferEnd};
-use crate::queue::{CallerView, ExitReason, LeaveWhen, Overflow, Queue, QueueConfig};
+use crate::journal::{CallbackResult, EndedBy, Entry, Logged, OfferEnd};
+use crate::queue::{Caller, CallerView, ExitReason, LeaveWhen, Overflow, Queue, QueueConfig};
 use crate::strategy::{Rng, Strategy};
 use crate::timer::{Timer, Timers};
 use crate::{AgentId, CallId};
@@ -67,6 +67,15 @@ pub enum AcdEvent {
         queue: String,
         /// Which rule.
         reason: ExitReason,
+    },
+    /// The caller is to be called back (it pressed the callback key, or a rule whose
+    /// overflow is a callback sent it): it keeps its place in `queue`; call control tells
+    /// the patient so and lets the line go. Offers of it come as for any caller.
+    Callback {
+        /// The call.
+        call: CallId,
+        /// The queue it keeps its place in.
+        queue: String,
     },
     /// A rule sent the caller from one queue into its overflow queue (wait and seniority kept).
     Moved {
@@ -163,7 +172,7 @@ impl Acd {
         let mut overflow_to = Vec::with_capacity(built_queues_len);
         for (q, queue) in built_queues.iter().enumerate() {
             overflow_to.push(match &queue.config.overflow {
-                Overflow::Hangup => None,
+                Overflow::Hangup | Overflow::Callback => None,
                 Overflow::Queue(name) => match queue_index.get(name) {
                     Some(&to) if to != q => Some(to),
                     _ => {
@@ -349,6 +358,14 @@ impl Acd {
         }
         let seq = self.next_seq();
         if let Some(reason) = self.turned_away(q) {
+            if self.queues[q].config.overflow == Overflow::Callback {
+                // Called back instead: it joins, and leaves the line at once.
+                self.join(now, call, q, seq, false);
+                let position = self.queues[q].callers().len();
+                self.become_callback(now, call, q, position, Some(reason));
+                self.dispatch(now);
+                return Ok(());
+            }
             self.route_out(now, call, q, now, seq, reason, false);
             self.dispatch(now);
             return Ok(());
@@ -467,7 +484,7 @@ impl Acd {
         let full = self.queues[q]
             .config
             .max_callers
-            .is_some_and(|max| self.queues[q].callers().len() >= max);
+            .is_some_and(|max| self.queues[q].on_the_line() >= max);
         if full {
             Some(ExitReason::Full)
         } else if self.nobody_can_answer(q) {
@@ -483,12 +500,27 @@ impl Acd {
     /// A call that is unknown or already connected is left alone (end it with `call_ended`).
     pub fn abandon(&mut self, now: Instant, call: CallId) {
         let now = self.tick(now);
-        let Some(q) = self.calls.remove(&call) else {
+        let Some((caller, position, queue)) = self.leave_queue(now, call) else {
             return;
         };
-        let Some((caller, position)) = self.queues[q].remove(call) else {
-            return;
-        };
+        let waited = now.saturating_duration_since(caller.enqueued_at);
+        self.log(
+            now,
+            Some(call),
+            Logged::Abandoned {
+                queue,
+                position,
+                waited_ms: ms(waited),
+            },
+        );
+        self.dispatch(now);
+    }
+
+    /// Takes a waiting (or offered) caller out of its queue, an offer ringing for it ended
+    /// silently (not the agent's miss). No dispatch.
+    fn leave_queue(&mut self, now: Instant, call: CallId) -> Option<(Caller, usize, String)> {
+        let q = self.calls.remove(&call)?;
+        let (caller, position) = self.queues[q].remove(call)?;
         let queue = self.queues[q].config.name.clone();
         self.cancel_wait_timers(call);
         if let Some(a) = caller.offered_to {
@@ -507,17 +539,7 @@ impl Acd {
                 },
             );
         }
-        let waited = now.saturating_duration_since(caller.enqueued_at);
-        self.log(
-            now,
-            Some(call),
-            Logged::Abandoned {
-                queue,
-                position,
-                waited_ms: ms(waited),
-            },
-        );
-        self.dispatch(now);
+        Some((caller, position, queue))
     }
 
     /// The waiting caller pressed the queue's exit key: it leaves for the queue's overflow
@@ -530,6 +552,170 @@ impl Acd {
             self.dispatch(now);
         }
         left
+    }
+
+    /// The waiting caller asked to be called back (pressed the queue's callback key): it
+    /// keeps its place, its max wait and the leave rules no longer apply, and `Callback`
+    /// follows. Returns false, changing nothing, when the caller is not waiting, is a
+    /// callback already, was transferred here (it was answered before: it waits on), or a
+    /// phone is ringing for them (the agent is about to answer).
+    pub fn request_callback(&mut self, now: Instant, call: CallId) -> bool {
+        let now = self.tick(now);
+        let Some(&q) = self.calls.get(&call) else {
+            return false;
+        };
+        let Some(position) = self.queues[q].callers().iter().position(|c| {
+            c.call == call && c.offered_to.is_none() && !c.callback && !c.transferred
+        }) else {
+            return false;
+        };
+        self.become_callback(now, call, q, position + 1, None);
+        self.dispatch(now);
+        true
+    }
+
+    /// Caller `call` in queue `q` (at `position`) is a callback from now: logged, its max
+    /// wait disarmed, call control told.
+    fn become_callback(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        q: usize,
+        position: usize,
+        rule: Option<ExitReason>,
+    ) {
+        self.timers.cancel(Timer::MaxWait(call));
+        let Some(caller) = self.queues[q].get_mut(call) else {
+            return;
+        };
+        caller.callback = true;
+        caller.overdue = false;
+        let waited = now.saturating_duration_since(caller.enqueued_at);
+        let queue = self.queues[q].config.name.clone();
+        self.log(
+            now,
+            Some(call),
+            Logged::CallbackRequested {
+                queue: queue.clone(),
+                position,
+                waited_ms: ms(waited),
+                rule,
+            },
+        );
+        self.events.push_back(AcdEvent::Callback { call, queue });
+    }
+
+    /// The patient answered dial `attempt` of the callback `agent` answered, after ringing
+    /// `rang`: logged; the call goes on as any connected call.
+    pub fn callback_reached(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        attempt: u32,
+        rang: Duration,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        self.log_dial(now, agent, attempt, CallbackResult::Answered, rang)
+            .map(|_| ())
+    }
+
+    /// Logs how dial `attempt` of the callback `agent` talks in ended: the agent's index
+    /// and the call.
+    fn log_dial(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        attempt: u32,
+        result: CallbackResult,
+        rang: Duration,
+    ) -> Result<(usize, CallId), Error> {
+        let a = self.agent_idx(agent)?;
+        let (call, queue) = self
+            .talking_in(a)
+            .ok_or_else(|| Error::NotTalking(agent.to_string()))?;
+        self.log(
+            now,
+            Some(call),
+            Logged::CallbackDialled {
+                agent: agent.to_string(),
+                queue,
+                attempt,
+                rang_ms: ms(rang),
+                result,
+            },
+        );
+        Ok((a, call))
+    }
+
+    /// Dial `attempt` of the callback `agent` answered did not reach the patient (its phone
+    /// rang `rang`): logged, the agent's part ends (completed, by `unreached`; wrap-up
+    /// follows). Call control
+    /// retries with [`Acd::requeue_callback`] or gives up with [`Acd::callback_failed`].
+    pub fn callback_unreached(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        attempt: u32,
+        result: CallbackResult,
+        rang: Duration,
+    ) -> Result<CallId, Error> {
+        let now = self.tick(now);
+        let (a, call) = self.log_dial(now, agent, attempt, result, rang)?;
+        self.end_talk(now, a, EndedBy::Unreached);
+        self.dispatch(now);
+        Ok(call)
+    }
+
+    /// A callback whose dial failed waits again in `queue`, in its place by seniority as
+    /// of `since` (when it first joined), to be offered to the next free agent.
+    pub fn requeue_callback(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        since: Instant,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        let q = self.queue_idx(queue)?;
+        if self.calls.contains_key(&call) || self.talking_agent(call).is_some() {
+            return Err(Error::DuplicateCall(call));
+        }
+        let seq = self.next_seq();
+        self.queues[q].insert_by_seniority(call, since.min(now), seq, false);
+        if let Some(c) = self.queues[q].get_mut(call) {
+            c.callback = true;
+        }
+        self.calls.insert(call, q);
+        let waited = now.saturating_duration_since(since);
+        self.arm_escalation(call, q, since.min(now), waited);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Call control gives the callback up after `attempts` dials (or it is stopping):
+    /// logged, and its place, if it still waits, is let go.
+    pub fn callback_failed(&mut self, now: Instant, call: CallId, queue: &str, attempts: u32) {
+        let now = self.tick(now);
+        self.leave_queue(now, call);
+        self.log(
+            now,
+            Some(call),
+            Logged::CallbackFailed {
+                queue: queue.to_string(),
+                attempts,
+            },
+        );
+        self.dispatch(now);
+    }
+
+    /// The call agent `a` talks in, and its queue's name.
+    fn talking_in(&self, a: usize) -> Option<(CallId, String)> {
+        match self.agents[a].activity {
+            Activity::Talking { call, queue, .. } => {
+                Some((call, self.queues[queue].config.name.clone()))
+            }
+            _ => None,
+        }
     }
 
     /// Call control has no such call any more (its dialogs are over): whatever the ACD still
@@ -813,6 +999,7 @@ impl Acd {
                     .offered_to
                     .and_then(|a| self.agents.get(a))
                     .map(|a| a.id.clone()),
+                callback: c.callback,
             })
             .collect())
     }
@@ -996,7 +1183,10 @@ impl Acd {
     fn apply_leave_rules(&mut self, now: Instant) {
         for q in 0..self.queues.len() {
             if self.queues[q].config.leave_when == LeaveWhen::Never
-                || self.queues[q].next_unoffered().is_none()
+                || !self.queues[q]
+                    .callers()
+                    .iter()
+                    .any(|c| c.offered_to.is_none() && !c.callback)
                 || !self.nobody_can_answer(q)
             {
                 continue;
@@ -1004,7 +1194,7 @@ impl Acd {
             let leaving: Vec<CallId> = self.queues[q]
                 .callers()
                 .iter()
-                .filter(|c| c.offered_to.is_none())
+                .filter(|c| c.offered_to.is_none() && !c.callback)
                 .map(|c| c.call)
                 .collect();
             for call in leaving {
@@ -1021,9 +1211,22 @@ impl Acd {
         };
         if self.queues[q]
             .get(call)
-            .is_none_or(|c| c.offered_to.is_some())
+            .is_none_or(|c| c.offered_to.is_some() || c.callback)
         {
             return false;
+        }
+        if self.queues[q].config.overflow == Overflow::Callback {
+            if self.queues[q].get(call).is_some_and(|c| c.transferred) {
+                // Answered before (its recording runs): it waits on rather than be cut off.
+                return false;
+            }
+            let position = self.queues[q]
+                .callers()
+                .iter()
+                .position(|c| c.call == call)
+                .map_or(1, |i| i + 1);
+            self.become_callback(now, call, q, position, Some(reason));
+            return true;
         }
         self.calls.remove(&call);
         let Some((caller, _)) = self.queues[q].remove(call) else {

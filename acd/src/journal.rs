@@ -51,6 +51,24 @@ pub enum EndedBy {
     System,
     /// The agent transferred the caller on (to another queue): the agent's part ended.
     Transferred,
+    /// A callback's patient could not be reached (the agent's part ended).
+    Unreached,
+}
+
+/// How one dial of a callback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackResult {
+    /// The patient answered: bridged with the agent.
+    Answered,
+    /// The patient's phone rang the whole ring time.
+    NoAnswer,
+    /// Busy (486/600) or declined (603).
+    Busy,
+    /// The trunk refused the call or did not answer.
+    Failed,
+    /// The agent hung up while the patient's phone rang.
+    AgentHungUp,
 }
 
 /// What happened. Times are in milliseconds so entries store and compare as they are.
@@ -107,6 +125,26 @@ pub enum Logged {
         talked_ms: u64,
         by: EndedBy,
     },
+    /// The caller left the line to be called back, keeping its place (`rule`: a queue
+    /// rule sent it, else it pressed the callback key).
+    CallbackRequested {
+        queue: String,
+        position: usize,
+        waited_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<crate::queue::ExitReason>,
+    },
+    /// Attempt `attempt` (1: the first) at dialling the patient for the agent who answered
+    /// the callback, after its phone rang `rang_ms`.
+    CallbackDialled {
+        agent: AgentId,
+        queue: String,
+        attempt: u32,
+        rang_ms: u64,
+        result: CallbackResult,
+    },
+    /// The callback was given up after `attempts` dials (or at shutdown, `attempts` made).
+    CallbackFailed { queue: String, attempts: u32 },
     /// The agent's state changed (the entry's call: the call it rings, talks or wraps up).
     AgentState {
         agent: AgentId,
@@ -126,6 +164,9 @@ impl Logged {
             Logged::Abandoned { .. } => "abandoned",
             Logged::Exited { .. } => "exited",
             Logged::Completed { .. } => "completed",
+            Logged::CallbackRequested { .. } => "callback_requested",
+            Logged::CallbackDialled { .. } => "callback_dialled",
+            Logged::CallbackFailed { .. } => "callback_failed",
             Logged::AgentState { .. } => "agent_state",
         }
     }
@@ -137,8 +178,13 @@ impl Logged {
             | Logged::OfferEnded { agent, .. }
             | Logged::Connected { agent, .. }
             | Logged::Completed { agent, .. }
+            | Logged::CallbackDialled { agent, .. }
             | Logged::AgentState { agent, .. } => Some(agent),
-            Logged::Enqueued { .. } | Logged::Abandoned { .. } | Logged::Exited { .. } => None,
+            Logged::Enqueued { .. }
+            | Logged::Abandoned { .. }
+            | Logged::Exited { .. }
+            | Logged::CallbackRequested { .. }
+            | Logged::CallbackFailed { .. } => None,
         }
     }
 
@@ -151,7 +197,10 @@ impl Logged {
             | Logged::Connected { queue, .. }
             | Logged::Abandoned { queue, .. }
             | Logged::Exited { queue, .. }
-            | Logged::Completed { queue, .. } => Some(queue),
+            | Logged::Completed { queue, .. }
+            | Logged::CallbackRequested { queue, .. }
+            | Logged::CallbackDialled { queue, .. }
+            | Logged::CallbackFailed { queue, .. } => Some(queue),
             Logged::AgentState { .. } => None,
         }
     }

@@ -21,6 +21,11 @@
 //!   overflows, the waits and the service level count its first wait only. The waits that
 //!   transfers began are `transferred_in` (and how they ended is not counted again); the
 //!   transfers agents made are `transferred`; per agent, `answered` counts every answer.
+//! - callbacks are counted apart: a caller who left the line to be called back
+//!   (`callbacks_requested`) stopped waiting then (its wait is in `mean_wait_ms`), is
+//!   neither answered nor abandoned; `callbacks_completed` reached the patient,
+//!   `callbacks_failed` were given up after every retry. Per agent, `answered` counts the
+//!   agent's answer of a callback.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -67,6 +72,12 @@ pub struct Kpis {
     pub transferred: u64,
     /// Waits that began with a transfer (not in `offered`: the patient was answered before).
     pub transferred_in: u64,
+    /// Callers who left the line to be called back, keeping their place.
+    pub callbacks_requested: u64,
+    /// Callbacks whose patient answered.
+    pub callbacks_completed: u64,
+    /// Callbacks given up (every dial failed, or the adapter stopped).
+    pub callbacks_failed: u64,
     pub answer_rate: Option<f64>,
     pub asa_ms: Option<u64>,
     pub mean_wait_ms: Option<u64>,
@@ -135,6 +146,10 @@ pub const FORMULAS: &[(&str, &str)] = &[
         "waits that began with a transfer; a transferred caller counts once in offered, answered, abandoned, waits and service level (its first wait); per agent, answered counts every answer",
     ),
     (
+        "callbacks_requested",
+        "callers who left the line to be called back: not in answered or abandoned (their wait until the request is in mean_wait_ms); callbacks_completed reached the patient, callbacks_failed were given up",
+    ),
+    (
         "occupancy",
         "(ringing + talking + on hold + wrap-up) / (ringing + talking + on hold + wrap-up + ready)",
     ),
@@ -166,13 +181,42 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
     let mut wrap_of_call: HashSet<&str> = HashSet::new();
     // Calls whose current wait began with a transfer: how it ends is not counted again.
     let mut after_transfer: HashSet<&str> = HashSet::new();
+    // Calls waiting to be called back: their agent's answer is not the patient's.
+    let mut callbacks: HashSet<&str> = HashSet::new();
 
     for e in entries {
         if !in_queue(e.event.queue()) && !matches!(e.event, Logged::AgentState { .. }) {
             continue;
         }
         let transfer_wait = e.call.is_some_and(|c| after_transfer.contains(c));
+        let callback = e.call.is_some_and(|c| callbacks.contains(c));
         match e.event {
+            Logged::CallbackRequested { waited_ms, .. } => {
+                k.callbacks_requested += 1;
+                if let Some(call) = e.call {
+                    callbacks.insert(call);
+                    if !after_transfer.remove(call) {
+                        waits_all.push(*waited_ms);
+                    }
+                }
+            }
+            Logged::Connected { agent, .. } if callback => {
+                agent_row(&mut agents, agent).answered += 1;
+            }
+            Logged::CallbackDialled { result, .. } => {
+                if *result == crate::journal::CallbackResult::Answered {
+                    k.callbacks_completed += 1;
+                    if let Some(call) = e.call {
+                        callbacks.remove(call);
+                    }
+                }
+            }
+            Logged::CallbackFailed { .. } => {
+                k.callbacks_failed += 1;
+                if let Some(call) = e.call {
+                    callbacks.remove(call);
+                }
+            }
             Logged::Enqueued {
                 transferred: true, ..
             } => {

@@ -37,7 +37,7 @@ mod timer;
 pub use acd::{Acd, AcdEvent};
 pub use agent::{AgentConfig, AgentState, AgentView, MISSED};
 pub use error::Error;
-pub use journal::{EndedBy, Entry, Logged, OfferEnd};
+pub use journal::{CallbackResult, EndedBy, Entry, Logged, OfferEnd};
 pub use queue::{CallerView, ExitReason, LeaveWhen, Overflow, QueueConfig};
 pub use strategy::Strategy;
 

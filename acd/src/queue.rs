@@ -57,6 +57,8 @@ pub enum Overflow {
     Hangup,
     /// Into another queue, keeping the wait and seniority of the first.
     Queue(String),
+    /// The caller is called back: told so and let go, it keeps its place in this queue.
+    Callback,
 }
 
 /// Why a caller was sent out of a queue.
@@ -164,6 +166,8 @@ pub struct CallerView {
     pub waited: Duration,
     /// The agent whose phone is ringing for this caller, if any.
     pub offered_to: Option<AgentId>,
+    /// A callback: the patient is not on the line and is dialled when an agent answers.
+    pub callback: bool,
 }
 
 /// A caller in a queue (waiting, or being offered to one agent).
@@ -182,6 +186,9 @@ pub(crate) struct Caller {
     /// The agent who transferred the caller here: not rung for it again while another
     /// agent serves the queue.
     pub(crate) handed_by: Option<usize>,
+    /// A callback: the patient left the line keeping this place (no max wait, no leave
+    /// rules, not counted against `max_callers`).
+    pub(crate) callback: bool,
 }
 
 /// A configured queue and its callers, oldest first.
@@ -209,6 +216,7 @@ impl Queue {
             overdue: false,
             transferred,
             handed_by: None,
+            callback: false,
         });
     }
 
@@ -234,6 +242,7 @@ impl Queue {
                 overdue: false,
                 transferred,
                 handed_by: None,
+                callback: false,
             },
         );
         at + 1
@@ -261,6 +270,11 @@ impl Queue {
     /// Callers in the queue, oldest first (including those being offered).
     pub(crate) fn callers(&self) -> &[Caller] {
         &self.callers
+    }
+
+    /// Callers on the line (callbacks left it).
+    pub(crate) fn on_the_line(&self) -> usize {
+        self.callers.iter().filter(|c| !c.callback).count()
     }
 }
 

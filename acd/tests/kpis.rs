@@ -267,3 +267,61 @@ fn a_transferred_caller_counts_once_and_every_answer_counts_for_its_agent() {
         (1, 2, 1)
     );
 }
+
+#[test]
+fn callbacks_are_counted_apart_from_answers_and_abandons() {
+    let t0 = Instant::now();
+    let t = |s: u64| t0 + secs(s);
+    let queues = vec![QueueConfig::from_rings("appointments", 0, 3, 5000)];
+    let mut acd = Acd::new(queues, vec![AgentConfig::new(A, &["appointments"])]).expect("config");
+    acd.agent_online(t(0), A, true).expect("agent");
+    // Call 1 is answered after 2 s and talks until 100.
+    acd.enqueue(t(10), 1, "appointments").expect("queue");
+    acd.answered(t(12), 1, A).expect("offered");
+    // Call 2 waits 10 s, asks for a callback; A answers it at 102, the patient at 110.
+    acd.enqueue(t(20), 2, "appointments").expect("queue");
+    assert!(acd.request_callback(t(30), 2));
+    // Call 3 waits 20 s and asks too; its first dial fails, its second is given up.
+    acd.enqueue(t(40), 3, "appointments").expect("queue");
+    assert!(acd.request_callback(t(60), 3));
+    acd.call_ended(t(100), A, EndedBy::Caller).expect("talking");
+    acd.answered(t(102), 2, A).expect("offered");
+    acd.callback_reached(t(110), A, 1, secs(8))
+        .expect("talking");
+    acd.call_ended(t(150), A, EndedBy::Caller).expect("talking");
+    acd.answered(t(151), 3, A).expect("offered");
+    acd.callback_unreached(t(181), A, 1, acd::CallbackResult::NoAnswer, secs(30))
+        .expect("talking");
+    acd.callback_failed(t(181), 3, "appointments", 1);
+    let log: Vec<(i64, Entry)> = std::iter::from_fn(|| acd.poll_log())
+        .map(|e| {
+            let ms = i64::try_from(e.at.duration_since(t0).as_millis()).expect("ms");
+            (ms, e)
+        })
+        .collect();
+    let k = kpis(&log, 0, 200, None);
+    assert_eq!(k.offered, 3);
+    assert_eq!(
+        (k.answered, k.abandoned),
+        (1, 0),
+        "only call 1 was answered on the line; no callback is an abandon"
+    );
+    assert!(close(k.answer_rate, 1.0), "{:?}", k.answer_rate);
+    assert_eq!(k.asa_ms, Some(2_000), "call 1's wait only");
+    assert_eq!(
+        (
+            k.callbacks_requested,
+            k.callbacks_completed,
+            k.callbacks_failed
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        k.mean_wait_ms,
+        Some(32_000 / 3),
+        "(2 + 10 + 20) / 3 s: a callback's wait ends at its request"
+    );
+    let a = k.agents.iter().find(|a| a.agent == A).expect("A");
+    assert_eq!(a.answered, 3, "A answered call 1 and both callbacks");
+    assert_eq!(k.completed, 3, "calls 1 and 2, and 3's unreached try");
+}

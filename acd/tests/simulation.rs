@@ -97,7 +97,10 @@ fn three_agents_ten_callers_all_connected_exactly_once() {
                     let talk = 20 + 5 * (call % 4);
                     pending.push((now + secs(talk), Action::End(agent)));
                 }
-                AcdEvent::AgentState { .. } | AcdEvent::Exited { .. } | AcdEvent::Moved { .. } => {}
+                AcdEvent::AgentState { .. }
+                | AcdEvent::Exited { .. }
+                | AcdEvent::Moved { .. }
+                | AcdEvent::Callback { .. } => {}
             }
         }
         let next_action = pending.iter().map(|(at, _)| *at).min();
@@ -241,6 +244,16 @@ struct Model {
     /// Callers a queue rule moved to its overflow queue.
     moves: u32,
     connected: BTreeMap<u64, u32>,
+    /// When each caller joined its first queue (a callback waits again in that place).
+    enqueued_at: BTreeMap<u64, Instant>,
+    /// Callers who left the line to be called back.
+    callbacks: BTreeSet<u64>,
+    /// Callbacks' dials that did not reach the patient, per call.
+    unreached: BTreeMap<u64, u32>,
+    /// Callbacks waiting for their next try: (call, queue index).
+    retrying: Vec<(u64, usize)>,
+    /// Callbacks given up.
+    failed: BTreeSet<u64>,
     /// The last state the ACD announced per agent.
     announced: BTreeMap<&'static str, AgentState>,
     /// Offers and connects announced as events, to compare with the event log.
@@ -320,8 +333,11 @@ impl Model {
                     "seed {seed}: {agent} offered during its decline pause"
                 );
                 assert!(self.enqueued.contains(&call) && !self.abandoned.contains(&call));
+                // A callback whose dial failed is offered again; anyone else never after
+                // it connected.
                 assert!(
-                    !self.connected.contains_key(&call),
+                    self.connected.get(&call).copied().unwrap_or(0)
+                        <= self.unreached.get(&call).copied().unwrap_or(0),
                     "seed {seed}: offered after connect"
                 );
                 // First come, first served within a queue; a higher queue goes first.
@@ -369,13 +385,30 @@ impl Model {
                 self.misses_in_row.remove(agent);
                 let n = self.connected.entry(call).or_default();
                 *n += 1;
-                assert_eq!(*n, 1, "seed {seed}: call {call} connected twice");
+                let tries = 1 + self.unreached.get(&call).copied().unwrap_or(0);
+                assert_eq!(*n, tries, "seed {seed}: call {call} connected twice");
                 self.connects += 1;
             }
             AcdEvent::AgentState { agent, state, .. } => {
                 self.announced.insert(agent_name(&agent), state);
             }
+            AcdEvent::Callback { call, queue } => {
+                let q = queue_index(&queue);
+                assert!(
+                    self.waiting[q].contains(&call),
+                    "seed {seed}: {call} became a callback in {queue} unseen"
+                );
+                assert_eq!(self.offered_to(call), None, "seed {seed}: {call} rings");
+                assert!(
+                    self.callbacks.insert(call),
+                    "seed {seed}: {call} became a callback twice"
+                );
+            }
             AcdEvent::Exited { call, queue, .. } => {
+                assert!(
+                    !self.callbacks.contains(&call),
+                    "seed {seed}: callback {call} sent out by a rule"
+                );
                 let q = queue_index(&queue);
                 assert!(
                     self.waiting[q].contains(&call),
@@ -390,6 +423,10 @@ impl Model {
                 self.exited.insert(call);
             }
             AcdEvent::Moved { call, from, to } => {
+                assert!(
+                    !self.callbacks.contains(&call),
+                    "seed {seed}: callback {call} moved by a rule"
+                );
                 let (f, t) = (queue_index(&from), queue_index(&to));
                 assert_eq!(
                     self.offered_to(call),
@@ -506,8 +543,19 @@ fn check_views(acd: &Acd, model: &Model, served: &[AgentConfig], now: Instant, s
     }
 }
 
-/// Returns how many callers were handed back and how many moved queue.
-fn random_run(seed: u64) -> (usize, u32) {
+/// A callback's next try: it waits again in queue `q`, in its place as of its first arrival.
+fn requeue(acd: &mut Acd, model: &mut Model, call: u64, q: usize, now: Instant) {
+    let since = model.enqueued_at[&call];
+    acd.requeue_callback(now, call, QUEUES[q], since)
+        .expect("not in the acd");
+    let at =
+        model.waiting[q].partition_point(|c| model.enqueued_at.get(c).is_some_and(|t| *t <= since));
+    model.waiting[q].insert(at, call);
+}
+
+/// Returns how many callers were handed back, how many moved queue, and how many callbacks
+/// were asked for.
+fn random_run(seed: u64) -> (usize, u32, usize) {
     let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let (queues, agents) = random_config();
     let mut acd = Acd::new(queues, agents.clone()).expect("valid config");
@@ -538,6 +586,7 @@ fn random_run(seed: u64) -> (usize, u32) {
                 } else {
                     let q = rng.below(3);
                     model.enqueued.insert(next_call);
+                    model.enqueued_at.insert(next_call, now);
                     model.waiting[q].push(next_call);
                     acd.enqueue(now, next_call, QUEUES[q]).expect("known queue");
                     // Unless turned away at the door (then the ACD holds nothing of it).
@@ -550,8 +599,39 @@ fn random_run(seed: u64) -> (usize, u32) {
                 }
                 next_call += 1;
             }
+            2 if rng.chance(40) => {
+                // A waiting caller asks to be called back: it keeps its place.
+                let call = 1 + (rng.next() % next_call);
+                let waiting = model.waiting.iter().any(|q| q.contains(&call));
+                let expect =
+                    waiting && model.offered_to(call).is_none() && !model.callbacks.contains(&call);
+                assert_eq!(
+                    acd.request_callback(now, call),
+                    expect,
+                    "seed {seed}: callback of {call}"
+                );
+            }
+            2 if !model.retrying.is_empty() => {
+                // A callback's next try is due: it waits again in its place.
+                let (call, q) = model.retrying.remove(rng.below(model.retrying.len()));
+                requeue(&mut acd, &mut model, call, q, now);
+            }
             2 => {
                 let call = 1 + (rng.next() % next_call);
+                if model.callbacks.contains(&call)
+                    && model.waiting.iter().any(|q| q.contains(&call))
+                {
+                    // Call control gives a waiting callback up (say, at shutdown).
+                    if let Some(a) = model.offered_to(call) {
+                        model.ringing.remove(a);
+                    }
+                    model.leave_queue(call);
+                    model.failed.insert(call);
+                    acd.callback_failed(now, call, "appointments", 0);
+                    drain_into(&mut acd, &mut model, &agents, now, seed);
+                    check_views(&acd, &model, &agents, now, seed);
+                    continue;
+                }
                 if let Some(a) = model.offered_to(call) {
                     model.ringing.remove(a);
                 }
@@ -576,6 +656,41 @@ fn random_run(seed: u64) -> (usize, u32) {
                     acd.declined(now, call, a).expect("offered");
                 } else {
                     assert!(acd.declined(now, 1, agent).is_err());
+                }
+            }
+            6 if model
+                .talking
+                .get(agent)
+                .is_some_and(|(call, _)| model.callbacks.contains(call))
+                && rng.chance(50) =>
+            {
+                // The callback's patient is not reached: the agent's part ends; the
+                // callback tries again later, or is given up.
+                let Some((call, q)) = model.talking.remove(agent) else {
+                    continue;
+                };
+                let tries = model.unreached.entry(call).or_default();
+                *tries += 1;
+                let attempt = *tries;
+                let ended = acd
+                    .callback_unreached(
+                        now,
+                        agent,
+                        attempt,
+                        acd::CallbackResult::NoAnswer,
+                        secs(20),
+                    )
+                    .expect("talking");
+                assert_eq!(ended, call, "seed {seed}");
+                model.held.remove(agent);
+                if WRAP_UP_MS[q] > 0 && model.online.contains(agent) {
+                    model.wrap_until.insert(agent, now + ms(WRAP_UP_MS[q]));
+                }
+                if rng.chance(70) {
+                    model.retrying.push((call, q));
+                } else {
+                    model.failed.insert(call);
+                    acd.callback_failed(now, call, QUEUES[q], attempt);
                 }
             }
             6 => {
@@ -648,7 +763,11 @@ fn random_run(seed: u64) -> (usize, u32) {
         check_views(&acd, &model, &agents, now, seed);
     }
 
-    // Every agent comes back and answers at once: everyone still waiting must connect.
+    // Callbacks waiting for a try wait again; then every agent comes back and answers at
+    // once: everyone still waiting must connect.
+    for (call, q) in std::mem::take(&mut model.retrying) {
+        requeue(&mut acd, &mut model, call, q, now);
+    }
     for agent in AGENTS {
         acd.agent_online(now, agent, true).expect("known agent");
         if model.online.insert(agent) {
@@ -702,7 +821,13 @@ fn random_run(seed: u64) -> (usize, u32) {
     );
     for call in &model.enqueued {
         let times = model.connected.get(call).copied().unwrap_or(0);
-        let expected = u32::from(!model.abandoned.contains(call) && !model.exited.contains(call));
+        let tries = model.unreached.get(call).copied().unwrap_or(0);
+        let gone = model.abandoned.contains(call) || model.exited.contains(call);
+        let expected = if model.failed.contains(call) {
+            tries
+        } else {
+            u32::from(!gone) + tries
+        };
         assert_eq!(times, expected, "seed {seed}: call {call}");
     }
     assert_eq!(
@@ -710,19 +835,20 @@ fn random_run(seed: u64) -> (usize, u32) {
         None,
         "seed {seed}: no timer left when idle"
     );
-    (model.exited.len(), model.moves)
+    (model.exited.len(), model.moves, model.callbacks.len())
 }
 
 #[test]
 fn random_inputs_keep_offers_exclusive_and_connect_every_caller() {
-    let (mut exits, mut moves) = (0, 0);
+    let (mut exits, mut moves, mut callbacks) = (0, 0, 0);
     for seed in 1..=200 {
-        let (e, m) = random_run(seed);
+        let (e, m, c) = random_run(seed);
         exits += e;
         moves += m;
+        callbacks += c;
     }
     assert!(
-        exits > 0 && moves > 0,
-        "the rules ran: {exits} exits, {moves} moves"
+        exits > 0 && moves > 0 && callbacks > 0,
+        "the rules ran: {exits} exits, {moves} moves, {callbacks} callbacks"
     );
 }

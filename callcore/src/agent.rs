@@ -22,7 +22,16 @@ use crate::io::{LegSpec, MediaCommand, Metric, Output, PortToken};
 use crate::patient::media_codec;
 
 /// RTP payload type we offer for telephone-event.
-const TELEPHONE_EVENT_PT: u8 = 101;
+pub(crate) const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Why a 2xx to one of our INVITEs cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnswerProblem {
+    /// No dialog can be made of it (logged; nothing sent).
+    NoDialog,
+    /// Its SDP answer is unusable (the leg was ACKed and hung up).
+    BadSdp,
+}
 
 impl Core {
     /// The ACD picked `agent` for `call`: screen-pop first.
@@ -35,6 +44,21 @@ impl Core {
         waited: Duration,
         ring_timeout: Duration,
     ) {
+        let deferred = DeferredOffer {
+            agent,
+            queue,
+            waited,
+            ring_timeout,
+        };
+        if self.defer_callback_offer(call, &deferred) {
+            return;
+        }
+        let DeferredOffer {
+            agent,
+            queue,
+            waited,
+            ring_timeout,
+        } = deferred;
         let Some(c) = self.calls.get_mut(&call) else {
             self.acd.abandon(now, call);
             return;
@@ -75,6 +99,7 @@ impl Core {
             queue,
             waited_ms: millis(waited),
             ring_timeout_ms: millis(ring_timeout),
+            callback: c.callback.is_some(),
         };
         self.emit(Output::ScreenPop {
             agent,
@@ -219,6 +244,11 @@ impl Core {
         {
             *deferred = None;
         }
+        if let Some(cb) = c.callback.as_mut()
+            && cb.deferred.as_ref().is_some_and(|d| d.agent == agent)
+        {
+            cb.deferred = None;
+        }
         let mut ringing = Vec::new();
         let mut port = None;
         if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
@@ -264,7 +294,11 @@ impl Core {
     }
 
     /// CANCELs INVITEs still ringing; a 200 that crosses a CANCEL is ACKed and hung up.
-    fn cancel_forks(&mut self, now: Instant, ringing: Vec<(sip::transport::Peer, sip::Request)>) {
+    pub(crate) fn cancel_forks(
+        &mut self,
+        now: Instant,
+        ringing: Vec<(sip::transport::Peer, sip::Request)>,
+    ) {
         for (peer, invite) in ringing {
             let cancel = cancel_for(&invite);
             if let Ok(cid) = invite.call_id() {
@@ -369,27 +403,15 @@ impl Core {
             self.send_stateless(peer, ack);
             return;
         }
-        let mut dialog = match Dialog::uac(&invite, &response, peer) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "bad 200 from agent phone");
-                return;
-            }
-        };
-        let ack = dialog.ack(1, &local, self.ids.branch());
-        self.send_stateless(peer, ack);
-        let negotiated = sdp::parse(response.body())
-            .and_then(|answer| sdp::accept_answer(&answer, &self.config.codecs));
-        let negotiated = match negotiated {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(error = %e, "agent phone answered with unusable SDP; hanging up that leg");
-                let bye = dialog.request(Method::Bye, &local, self.ids.branch());
-                self.fire(now, peer, bye);
-                self.fork_over(now, call, agent, seq, fork, Some(488));
-                return;
-            }
-        };
+        let (dialog, negotiated) =
+            match self.take_answer(now, &invite, &response, peer, &local, "agent phone") {
+                Ok(answer) => answer,
+                Err(AnswerProblem::NoDialog) => return,
+                Err(AnswerProblem::BadSdp) => {
+                    self.fork_over(now, call, agent, seq, fork, Some(488));
+                    return;
+                }
+            };
         let ssrc = self.ids.next_u32();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -432,6 +454,37 @@ impl Core {
         }
     }
 
+    /// A 2xx to an INVITE of ours (to an agent's phone, or a callback's dial): ACKed, its
+    /// dialog and the media its SDP answer settles. An answer with SDP we cannot use is
+    /// hung up at once.
+    pub(crate) fn take_answer(
+        &mut self,
+        now: Instant,
+        invite: &sip::Request,
+        response: &Response,
+        peer: sip::transport::Peer,
+        local: &sip::dialog::LocalEndpoint,
+        who: &str,
+    ) -> Result<(Dialog, sdp::Negotiated), AnswerProblem> {
+        let mut dialog = Dialog::uac(invite, response, peer).map_err(|e| {
+            warn!(error = %e, "bad 200 from the {who}");
+            AnswerProblem::NoDialog
+        })?;
+        let ack = dialog.ack(1, local, self.ids.branch());
+        self.send_stateless(peer, ack);
+        let negotiated = sdp::parse(response.body())
+            .and_then(|answer| sdp::accept_answer(&answer, &self.config.codecs));
+        match negotiated {
+            Ok(n) => Ok((dialog, n)),
+            Err(e) => {
+                warn!(error = %e, "the {who} answered with unusable SDP; hanging up that leg");
+                let bye = dialog.request(Method::Bye, local, self.ids.branch());
+                self.fire(now, peer, bye);
+                Err(AnswerProblem::BadSdp)
+            }
+        }
+    }
+
     /// The ACD would not take the agent's answer: hang up that leg, free its port.
     fn answer_refused(
         &mut self,
@@ -462,8 +515,22 @@ impl Core {
         }
     }
 
-    /// The ACD connected the call: bridge media, start recording, tell the desk.
+    /// The ACD connected the call: bridge media, start recording, tell the desk (for a
+    /// callback, the patient is dialled first).
     pub(crate) fn connected(&mut self, now: Instant, call: CallId, agent: &str, waited: Duration) {
+        if self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.phase == Phase::Callback)
+        {
+            self.callback_answered(now, call, agent);
+            return;
+        }
+        self.bridge(now, call, agent, waited);
+    }
+
+    /// The agent's leg joins the patient's: bridge media, start recording, tell the desk.
+    pub(crate) fn bridge(&mut self, now: Instant, call: CallId, agent: &str, waited: Duration) {
         let answered_at = self.wall(now);
         let recording = self.config.recording.clone();
         let Some(c) = self.calls.get_mut(&call) else {
@@ -550,8 +617,8 @@ impl Core {
         }
     }
 
-    /// A 200 from an agent phone for an offer we already gave up on.
-    fn ack_and_bye_stale(&mut self, now: Instant, response: &Response) {
+    /// A 200 for an INVITE we already gave up on (an offer, a callback's dial).
+    pub(crate) fn ack_and_bye_stale(&mut self, now: Instant, response: &Response) {
         let Some((invite, peer)) = response
             .call_id()
             .ok()

@@ -25,6 +25,25 @@ impl Core {
                 Phase::Queued if c.queue.is_none() => {
                     found.push(format!("call {id} is queued without a queue"))
                 }
+                Phase::Callback => {
+                    let Some(cb) = c.callback.as_ref() else {
+                        found.push(format!(
+                            "call {id} waits to be called back but is no callback"
+                        ));
+                        continue;
+                    };
+                    // An agent who answered talks while the patient's phone rings.
+                    match (c.agent.as_deref(), cb.dial.is_some()) {
+                        (Some(agent), true) => busy.entry(agent).or_default().push(id),
+                        (None, false) => {}
+                        (agent, dialling) => found.push(format!(
+                            "callback {id} has agent {agent:?} but dialling is {dialling}"
+                        )),
+                    }
+                    if let Some(d) = &cb.deferred {
+                        busy.entry(d.agent.as_str()).or_default().push(id);
+                    }
+                }
                 _ => {}
             }
             if c.phase != Phase::Ending {

@@ -37,8 +37,44 @@ pub enum Phase {
     Queued,
     /// Bridged with an agent.
     Connected,
+    /// The patient left the line to be called back: waiting for its turn (in its queue or
+    /// for the next try), an agent's answer, or the patient's phone to be answered.
+    Callback,
     /// Hung up; waiting for the media task to finish the recording.
     Ending,
+}
+
+/// A callback: what is left of the call while the patient is off the line.
+#[derive(Debug, Default)]
+pub(crate) struct Callback {
+    /// Dials made so far.
+    pub attempts: u32,
+    /// The confirmation playing (its prompt generation) before the line is let go.
+    pub confirming: Option<u64>,
+    /// The patient's first line is still up.
+    pub line_up: bool,
+    /// The first line's media task has not reported `Stopped` yet (a new one for the
+    /// dialled leg cannot start before).
+    pub media_running: bool,
+    /// An offer the ACD made before that media stopped: it goes ahead then.
+    pub deferred: Option<DeferredOffer>,
+    /// The dial in progress, once an agent answered.
+    pub dial: Option<Dial>,
+}
+
+/// One dial of the patient for a callback.
+#[derive(Debug)]
+pub(crate) struct Dial {
+    /// The INVITE (`None` while its port is bound).
+    pub invite: Option<Request>,
+    /// The dialled leg's port.
+    pub rtp: Option<PortToken>,
+    /// Our SDP offer.
+    pub sdp: Option<String>,
+    /// When the INVITE went out.
+    pub started: Instant,
+    /// Its client transaction.
+    pub key: Option<TransactionKey>,
 }
 
 /// One INVITE of an offer: an agent registered on a desk phone and a softphone
@@ -143,6 +179,8 @@ pub(crate) struct Call {
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub recording: Option<CallRecording>,
+    /// Set when the caller asked (or a rule chose) to be called back.
+    pub callback: Option<Callback>,
 }
 
 impl Offer {
@@ -184,7 +222,9 @@ impl Call {
     /// The stored record of the call as it stands.
     pub fn record(&self) -> CallRecord {
         let outcome = self.ended_at.map(|_| {
-            if self.overflowed && self.answered_at.is_none() {
+            if self.callback.is_some() && self.answered_at.is_none() {
+                Outcome::CallbackFailed
+            } else if self.overflowed && self.answered_at.is_none() {
                 Outcome::Overflow
             } else {
                 Outcome::of_ended_call(self.answered_at.is_some(), self.queue.is_some())

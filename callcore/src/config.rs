@@ -52,6 +52,10 @@ pub struct CoreConfig {
     pub announce: HashMap<String, Announce>,
     /// The key a waiting caller presses to leave a queue for its overflow, by queue name.
     pub exit_keys: HashMap<String, char>,
+    /// The key a waiting caller presses to be called back keeping its place, by queue name.
+    pub callback_keys: HashMap<String, char>,
+    /// How callbacks dial patients (`None`: no queue calls back).
+    pub callback: Option<CallbackConfig>,
     /// The queue a caller goes to when the IVR cannot run.
     pub fallback_queue: Option<String>,
     /// The IVR's first menu.
@@ -82,6 +86,27 @@ pub struct RecordingConfig {
     pub timezone: chrono_tz::Tz,
     /// How often the WAV header is brought up to date while recording.
     pub header_interval_ms: u64,
+}
+
+/// How patients are called back: through which trunk, how long their phone rings, how
+/// often a failed callback is tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackConfig {
+    /// The outbound SIP trunk (gateway or carrier) the callback's INVITE goes to.
+    pub trunk: SocketAddr,
+    pub transport: sip::transport::Transport,
+    /// The caller id the patient sees (the user part of our From).
+    pub caller_id: String,
+    /// Put before the patient's number in the Request-URI (say, "0" for an outside line).
+    pub dial_prefix: String,
+    /// How long the patient's phone rings before the try counts as unanswered.
+    pub ring: Duration,
+    /// Tries after the first before the callback is given up.
+    pub retries: u32,
+    /// How long after a failed try the callback waits in its queue again.
+    pub retry_after: Duration,
+    /// Played to the caller before the line is let go ("we will call you back").
+    pub confirm_prompt: String,
 }
 
 /// What a queue tells its waiting callers, and how often.

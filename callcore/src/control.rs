@@ -47,6 +47,8 @@ pub(crate) enum ClientTx {
         /// Which of the offer's INVITEs (one per registered phone of the agent).
         fork: usize,
     },
+    /// The INVITE that dials a callback's patient through the trunk.
+    Callback { call: CallId },
     /// Our session refresh (UPDATE) on a leg of `call`.
     Refresh { call: CallId, leg: crate::io::Leg },
     /// A CANCEL or BYE whose answer changes nothing.
@@ -60,6 +62,8 @@ pub(crate) enum BindFor {
     Patient(Box<PendingInvite>),
     /// Offer `seq` of `call`: its INVITE goes out once the port is bound.
     Agent { call: CallId, seq: u64 },
+    /// The leg that dials a callback's patient.
+    Callback { call: CallId },
 }
 
 /// The owner of a deadline in the core's heap.
@@ -74,6 +78,8 @@ pub(crate) enum Due {
     Session(CallId, crate::io::Leg),
     /// A waiting caller's next position / wait announcement.
     Announce(CallId),
+    /// A callback: the patient's phone rang its time, or the next try is due.
+    Callback(CallId),
 }
 
 /// At most one WARN about refused calls per this long.
@@ -314,6 +320,7 @@ impl Core {
                             position: i + 1,
                             waited_ms: millis(c.waited),
                             ringing: c.offered_to,
+                            callback: c.callback,
                         }
                     })
                     .collect();
@@ -430,6 +437,7 @@ impl Core {
                 Due::Ivr(id) => self.ivr_timeout(now, id),
                 Due::Session(id, leg) => self.session_due(now, id, leg),
                 Due::Announce(id) => self.announce(now, id),
+                Due::Callback(id) => self.callback_due(now, id),
             }
         }
         self.drain(now);
@@ -560,6 +568,7 @@ impl Core {
                 match purpose {
                     BindFor::Patient(pending) => self.answer_call(now, *pending, token, local),
                     BindFor::Agent { call, seq } => self.ring_agent(now, call, seq, token, local),
+                    BindFor::Callback { call } => self.send_dial(now, call, token, local),
                 }
                 return;
             }
@@ -589,6 +598,9 @@ impl Core {
                 if let Some(agent) = agent {
                     self.agent_unreachable(now, call, &agent, seq);
                 }
+            }
+            BindFor::Callback { call } => {
+                self.dial_failed(now, call, acd::CallbackResult::Failed, false)
             }
         }
     }
@@ -649,6 +661,9 @@ impl Core {
                 }) => {
                     self.handle_agent_response(now, (call, &agent, seq, fork), &key, response);
                 }
+                Some(ClientTx::Callback { call }) => {
+                    self.handle_dial_response(now, call, &key, response);
+                }
                 Some(ClientTx::Refresh { call, leg }) if response.status() >= 200 => {
                     self.client_tx.remove(&key);
                     self.refresh_answered(now, call, leg, Some(response.status()));
@@ -671,6 +686,7 @@ impl Core {
                 Some(ClientTx::Refresh { call, leg }) => {
                     self.refresh_answered(now, call, leg, None)
                 }
+                Some(ClientTx::Callback { call }) => self.dial_timed_out(now, call, &key),
                 Some(ClientTx::Fire) => {}
                 None => self.server_timeout(now, &key),
             },
@@ -842,6 +858,7 @@ impl Core {
                 agent,
                 waited,
             } => self.connected(now, call, &agent, waited),
+            AcdEvent::Callback { call, .. } => self.callback_requested(now, call),
             AcdEvent::Moved { call, from, to } => {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.span
@@ -890,7 +907,7 @@ impl Core {
 
     /// Writes the ACD's event log entry down, naming the call by its call id; an offer's
     /// start and end also go into the call's record (who rang, how long, why it ended).
-    fn store_log_entry(&mut self, entry: acd::Entry) {
+    pub(crate) fn store_log_entry(&mut self, entry: acd::Entry) {
         let call = entry
             .call
             .and_then(|id| self.calls.get_mut(&id).map(|c| (id, c)));

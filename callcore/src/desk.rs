@@ -23,6 +23,9 @@ pub enum DeskEvent {
         queue: String,
         waited_ms: u64,
         ring_timeout_ms: u64,
+        /// A callback: the patient is dialled once the agent answers.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        callback: bool,
     },
     /// The agent answered the call.
     Answered { call_id: String },
@@ -49,6 +52,7 @@ impl fmt::Debug for DeskEvent {
                 queue,
                 waited_ms,
                 ring_timeout_ms,
+                callback,
             } => f
                 .debug_struct("Offer")
                 .field("call_id", call_id)
@@ -58,6 +62,7 @@ impl fmt::Debug for DeskEvent {
                 .field("queue", queue)
                 .field("waited_ms", waited_ms)
                 .field("ring_timeout_ms", ring_timeout_ms)
+                .field("callback", callback)
                 .finish(),
             DeskEvent::Answered { call_id } => f
                 .debug_struct("Answered")
@@ -170,4 +175,6 @@ pub struct WaitingCaller {
     pub waited_ms: u64,
     /// The agent whose phone rings for them, if any.
     pub ringing: Option<String>,
+    /// Left the line to be called back (keeps the place).
+    pub callback: bool,
 }

@@ -34,6 +34,10 @@ impl Core {
         if c.phase == Phase::Ending {
             return;
         }
+        if c.phase == Phase::Callback {
+            self.callback_hang_up(now, id, side, reason);
+            return;
+        }
         let _entered = c.span.clone().entered();
         info!(?side, %reason, "call ending");
         let was = std::mem::replace(&mut c.phase, Phase::Ending);
@@ -126,7 +130,7 @@ impl Core {
                     self.emit(Output::Metric(Metric::CallAbandoned));
                 }
             }
-            Phase::Ivr | Phase::Ending => {}
+            Phase::Ivr | Phase::Callback | Phase::Ending => {}
         }
         self.save_call_record(id);
     }
@@ -138,6 +142,10 @@ impl Core {
         id: CallId,
         recording: Option<Result<crate::records::RecordingDone, String>>,
     ) {
+        // A callback's first line: the call stays.
+        if self.callback_media_stopped(now, id, recording.clone()) {
+            return;
+        }
         // Media that stopped by itself (it could not use a socket): the call ends properly
         // first, both phones told, its record closed.
         if self
@@ -153,13 +161,18 @@ impl Core {
             None => {}
         }
         self.save_call_record(id);
+        // Reconciled against the dialogs: a call that is gone holds no agent or place.
+        if self.acd.forget(now, id) {
+            let call = self.calls.get(&id).map(|c| c.call_id.clone());
+            warn!(?call, "the queue still held an ended call; released it");
+        }
+        // What the ACD logged of the call is written under its id while it still has one.
+        while let Some(entry) = self.acd.poll_log() {
+            self.store_log_entry(entry);
+        }
         let Some(mut c) = self.calls.remove(&id) else {
             return;
         };
-        // Reconciled against the dialogs: a call that is gone holds no agent or place.
-        if self.acd.forget(now, id) {
-            warn!(call = %c.call_id, "the queue still held an ended call; released it");
-        }
         self.socket_closed(c.patient_port);
         if let Some(token) = c.agent_port {
             self.socket_closed(token);
@@ -171,6 +184,7 @@ impl Core {
         self.deadlines.set(Due::Ivr(id), None);
         self.deadlines.set(Due::Session(id, Leg::Patient), None);
         self.deadlines.set(Due::Session(id, Leg::Agent), None);
+        self.deadlines.set(Due::Callback(id), None);
         // Every SIP Call-ID of the call: the patient's, the answering agent's, and
         // those of offers that rang out; and the agent INVITEs' client transactions.
         let by_sip_call_id = &self.by_sip_call_id;
@@ -178,7 +192,9 @@ impl Core {
             .retain(|cid, _| by_sip_call_id.get(cid) != Some(&id));
         self.by_sip_call_id.retain(|_, call| *call != id);
         self.client_tx.retain(|_, tx| match tx {
-            ClientTx::AgentInvite { call, .. } | ClientTx::Refresh { call, .. } => *call != id,
+            ClientTx::AgentInvite { call, .. }
+            | ClientTx::Refresh { call, .. }
+            | ClientTx::Callback { call } => *call != id,
             ClientTx::Fire => true,
         });
     }

@@ -182,6 +182,8 @@ pub enum Metric {
     CallRefused(Refusal),
     AgentMissedRing,
     MediaTimeout,
+    /// A callback was given up (the patient never reached).
+    CallbackFailed,
     /// Offer made → the desks have the pop.
     ScreenPop(Duration),
     /// Callers waiting in a queue now.

@@ -16,7 +16,8 @@
 //! - [`call`]: one call and everything it holds.
 //! - [`control`]: the core: inputs, timers, draining the parts; [`patient`],
 //!   [`agent`] and [`finish`] are its call flow (the patient's leg and IVR,
-//!   offers to agents, hanging up); [`transfer`] hands a caller on to a queue.
+//!   offers to agents, hanging up); [`transfer`] hands a caller on to a queue;
+//!   `callback` lets the caller off the line keeping its place, then dials it back.
 //! - [`session_timer`]: RFC 4028 session timers (refreshes and mid-call changes
 //!   handled in `refresh`); `keepalive`: OPTIONS to agent phones behind NAT.
 //! - [`ports`]: RTP port numbers.
@@ -27,6 +28,7 @@ mod agent;
 mod announce;
 mod audit;
 pub mod call;
+mod callback;
 pub mod config;
 pub mod control;
 pub mod desk;
@@ -41,7 +43,7 @@ mod refresh;
 pub mod session_timer;
 pub mod transfer;
 
-pub use crate::config::{AgentSpec, Announce, CoreConfig, RecordingConfig};
+pub use crate::config::{AgentSpec, Announce, CallbackConfig, CoreConfig, RecordingConfig};
 pub use crate::control::Core;
 pub use crate::io::{
     Leg, LegSpec, Live, MediaCommand, MediaEvent, Metric, Output, PortToken, Refusal,

@@ -290,6 +290,7 @@ impl Core {
                 answered_at: None,
                 ended_at: None,
                 recording: None,
+                callback: None,
             },
         );
         self.save_call_record(id);
@@ -331,6 +332,20 @@ impl Core {
         };
         c.span.in_scope(|| tracing::debug!(%digit, "digit"));
         if c.phase == Phase::Queued {
+            let callback = c
+                .queue
+                .as_ref()
+                .and_then(|q| self.config.callback_keys.get(q));
+            if callback == Some(&digit) {
+                let dialable = crate::callback::dialable(&c.caller);
+                let asked = dialable && self.acd.request_callback(now, call);
+                if let Some(c) = self.calls.get(&call) {
+                    c.span.in_scope(
+                        || info!(%digit, asked, dialable, "the caller pressed the queue's callback key"),
+                    );
+                }
+                return;
+            }
             let exit = c.queue.as_ref().and_then(|q| self.config.exit_keys.get(q));
             if exit == Some(&digit) {
                 let left = self.acd.leave_by_key(now, call);
@@ -356,6 +371,12 @@ impl Core {
         if c.prompt_generation != generation {
             return;
         }
+        if self.callback_prompt_finished(now, call, generation) {
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if c.announcing.is_some() {
             self.announce_piece_done(call, generation);
             return;

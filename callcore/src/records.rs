@@ -26,6 +26,8 @@ pub enum Outcome {
     Abandoned,
     Overflow,
     IvrOnly,
+    /// The caller left the line to be called back and was never reached.
+    CallbackFailed,
 }
 
 impl Outcome {
@@ -48,6 +50,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::Overflow => "overflow",
             Outcome::IvrOnly => "ivr_only",
+            Outcome::CallbackFailed => "callback_failed",
         }
     }
 
@@ -58,6 +61,7 @@ impl Outcome {
             "abandoned" => Outcome::Abandoned,
             "overflow" => Outcome::Overflow,
             "ivr_only" => Outcome::IvrOnly,
+            "callback_failed" => Outcome::CallbackFailed,
             _ => return None,
         })
     }

@@ -20,7 +20,9 @@ mod common;
 use callcore::desk::DeskEvent;
 use callcore::records::CallRecord;
 use callcore::{CallId, Core, Leg, MediaCommand, MediaEvent, Output, PortToken};
-use common::{AGENTS, CORE_SIP, MEDIA_TIMEOUT, REALM, agent_id, core_for, local, ms, sdp};
+use common::{
+    AGENTS, CALLBACK_KEY, CORE_SIP, MEDIA_TIMEOUT, REALM, TRUNK, agent_id, core_for, local, ms, sdp,
+};
 use deadlines::Deadlines;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -82,6 +84,17 @@ enum Event {
     /// An agent hands the call it is on to the queue again, from the desk.
     Transfer {
         agent: String,
+    },
+    /// The trunk's far end (a patient called back) does something with call `cid`.
+    Trunk {
+        cid: String,
+        act: Act,
+    },
+    /// A media task reports silence (if it is still the one that went quiet).
+    MediaTimeout {
+        call: CallId,
+        leg: Leg,
+        instance: u64,
     },
 }
 
@@ -148,13 +161,31 @@ struct AgentPhone {
     answered: u64,
 }
 
+/// The trunk callbacks dial through: each INVITE is a patient's phone called back.
+#[derive(Debug, Default)]
+struct TrunkPhone {
+    /// INVITEs ringing and their server transactions, by Call-ID.
+    ringing: HashMap<String, (TransactionKey, Request)>,
+    /// Answered calls, by Call-ID.
+    talking: HashMap<String, Dialog>,
+    /// Call-IDs the far end went silent for (not even a 180).
+    vanished: HashSet<String>,
+    /// Media address of each call's SDP answer → its Call-ID.
+    media: HashMap<SocketAddr, String>,
+    invites: u64,
+    answered: u64,
+}
+
 #[derive(Debug)]
 enum Phone {
     Patient(Box<PatientPhone>),
     Agent(Box<AgentPhone>),
+    Trunk(Box<TrunkPhone>),
 }
 
 struct SimMedia {
+    /// Which media task of the call (a callback has a second).
+    instance: u64,
     recording: bool,
     opened: Option<bool>,
     stopping: bool,
@@ -185,6 +216,7 @@ struct World {
     arrivals_left: u64,
     next_patient: u32,
     loss: f64,
+    next_media: u64,
     stats: Stats,
 }
 
@@ -209,6 +241,13 @@ struct Stats {
     /// Agents' REFERs answered 202 (done) and refused (no queue, attended).
     refers_accepted: u64,
     refers_refused: u64,
+    /// Patients who pressed the callback key while queued.
+    callback_keys: u64,
+    /// Callbacks dialled through the trunk, and answered there.
+    trunk_invites: u64,
+    trunk_answered: u64,
+    /// Calls recorded as a callback given up.
+    callbacks_failed: u64,
 }
 
 impl World {
@@ -234,8 +273,12 @@ impl World {
             arrivals_left: calls,
             next_patient: 0,
             loss,
+            next_media: 0,
             stats: Stats::default(),
         };
+        w.phones.insert(TRUNK, Phone::Trunk(Box::default()));
+        w.layers
+            .insert(TRUNK, TransactionLayer::new(TimerConfig::default()));
         for i in 0..AGENTS {
             let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10 + i as u8)), 5060);
             w.agents.push(addr);
@@ -445,6 +488,7 @@ impl World {
                 match act {
                     Act::Digit(digit) => {
                         if let Some(call) = p.call {
+                            self.stats.callback_keys += u64::from(digit == CALLBACK_KEY);
                             self.core
                                 .handle_media(now, MediaEvent::Dtmf { call, digit });
                         }
@@ -628,7 +672,7 @@ impl World {
                     _ => {}
                 }
             }
-            None => {}
+            Some(Phone::Trunk(_)) | None => {}
         }
         // An agent's hang-up or vanish mid-call applies to its talking call.
         if let Some(Phone::Agent(a)) = self.phones.get_mut(&addr)
@@ -683,9 +727,14 @@ impl World {
             && !m.timeout_sent
         {
             m.timeout_sent = true;
+            let instance = m.instance;
             self.at(
                 MEDIA_TIMEOUT,
-                Event::Media(MediaEvent::MediaTimeout { call, leg }),
+                Event::MediaTimeout {
+                    call,
+                    leg,
+                    instance,
+                },
             );
         }
     }
@@ -711,10 +760,10 @@ impl World {
 
     fn phone_event(&mut self, addr: SocketAddr, ev: TransactionEvent) {
         let now = self.now;
-        let is_agent = matches!(self.phones.get(&addr), Some(Phone::Agent(_)));
-        if is_agent {
-            self.agent_event(addr, ev);
-            return;
+        match self.phones.get(&addr) {
+            Some(Phone::Agent(_)) => return self.agent_event(addr, ev),
+            Some(Phone::Trunk(_)) => return self.trunk_event(ev),
+            _ => {}
         }
         let seq = self.seq;
         self.seq += 1;
@@ -779,6 +828,17 @@ impl World {
                                 act: Act::Digit(digit),
                             },
                         );
+                        // Some, once queued, ask to be called back.
+                        if digit == '1' && self.rng.random_bool(0.12) {
+                            let later = after + ms(self.rng.random_range(500..40_000));
+                            self.at(
+                                later,
+                                Event::Phone {
+                                    addr,
+                                    act: Act::Digit(CALLBACK_KEY),
+                                },
+                            );
+                        }
                     }
                 }
                 let p = self.patient(addr);
@@ -809,6 +869,134 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    fn trunk(&mut self) -> &mut TrunkPhone {
+        match self.phones.get_mut(&TRUNK) {
+            Some(Phone::Trunk(t)) => t,
+            _ => panic!("no trunk"),
+        }
+    }
+
+    /// The trunk gets a request from the core: a callback's INVITE, its CANCEL, a BYE.
+    fn trunk_event(&mut self, ev: TransactionEvent) {
+        let now = self.now;
+        let TransactionEvent::Request { key, request, .. } = ev else {
+            return;
+        };
+        let cid = request.call_id().unwrap_or_default();
+        if self.trunk().vanished.contains(&cid) {
+            return;
+        }
+        let respond = |w: &mut World, r: Response| {
+            if let Some(layer) = w.layers.get_mut(&TRUNK) {
+                layer.send_response(now, &key, r);
+            }
+        };
+        match request.method() {
+            Method::Invite => {
+                assert!(
+                    request.uri().contains(&format!("@{TRUNK}")),
+                    "a callback dialled {} instead of the trunk",
+                    request.uri()
+                );
+                self.stats.trunk_invites += 1;
+                let t = self.trunk();
+                t.invites += 1;
+                t.ringing
+                    .insert(cid.clone(), (key.clone(), request.clone()));
+                let r: f64 = self.rng.random();
+                if r < 0.08 {
+                    self.trunk().vanished.insert(cid);
+                    return;
+                }
+                respond(self, response_to(&request, 180, "Ringing", Some("tr")));
+                let (act, after) = if r < 0.6 {
+                    // Sometimes just as our ring time runs out.
+                    (Act::Answer, self.rng.random_range(500..24_000))
+                } else if r < 0.78 {
+                    (Act::Busy, self.rng.random_range(200..5_000))
+                } else {
+                    return; // rings until cancelled
+                };
+                self.at(ms(after), Event::Trunk { cid, act });
+            }
+            Method::Cancel => {
+                respond(self, response_to(&request, 200, "OK", None));
+                if let Some((ikey, invite)) = self.trunk().ringing.remove(&cid) {
+                    let r = response_to(&invite, 487, "Request Terminated", Some("tr"));
+                    if let Some(layer) = self.layers.get_mut(&TRUNK) {
+                        layer.send_response(now, &ikey, r);
+                    }
+                }
+            }
+            Method::Bye => {
+                self.trunk().talking.remove(&cid);
+                respond(self, response_to(&request, 200, "OK", None));
+            }
+            _ => respond(self, response_to(&request, 200, "OK", None)),
+        }
+        self.flush_phone(TRUNK);
+    }
+
+    /// The called-back patient answers, is busy, or hangs up.
+    fn trunk_act(&mut self, cid: String, act: Act) {
+        let now = self.now;
+        match act {
+            Act::Answer | Act::Busy => {
+                let Some((key, invite)) = self.trunk().ringing.remove(&cid) else {
+                    return;
+                };
+                let response = if matches!(act, Act::Answer) {
+                    let n = self.trunk().invites;
+                    let media = SocketAddr::new(TRUNK.ip(), 6000 + (n % 50_000) as u16);
+                    let Ok(dialog) = Dialog::uas(&invite, "tr".to_owned(), Peer::udp(CORE_SIP))
+                    else {
+                        return;
+                    };
+                    let t = self.trunk();
+                    t.talking.insert(cid.clone(), dialog);
+                    t.media.insert(media, cid.clone());
+                    t.answered += 1;
+                    self.stats.trunk_answered += 1;
+                    {
+                        // The patient hangs up in the end (unless the agent does first).
+                        let after = ms(self.rng.random_range(1_000..90_000));
+                        self.at(
+                            after,
+                            Event::Trunk {
+                                cid: cid.clone(),
+                                act: Act::HangUp,
+                            },
+                        );
+                    }
+                    response_to(&invite, 200, "OK", Some("tr"))
+                        .with_header("Contact", &format!("<sip:patient@{TRUNK}>"))
+                        .with_body("application/sdp", sdp(media))
+                } else {
+                    response_to(&invite, 486, "Busy Here", Some("tr"))
+                };
+                if let Some(layer) = self.layers.get_mut(&TRUNK) {
+                    layer.send_response(now, &key, response);
+                }
+            }
+            Act::HangUp => {
+                let Some(mut dialog) = self.trunk().talking.remove(&cid) else {
+                    return;
+                };
+                let bye = dialog.request(
+                    Method::Bye,
+                    &local(TRUNK),
+                    format!("z9hG4bK-tbye-{}", self.seq),
+                );
+                self.seq += 1;
+                if let Some(layer) = self.layers.get_mut(&TRUNK) {
+                    layer.send_request(now, Peer::udp(CORE_SIP), bye);
+                }
+            }
+            _ => {}
+        }
+        self.flush_phone(TRUNK);
     }
 
     fn agent_event(&mut self, addr: SocketAddr, ev: TransactionEvent) {
@@ -1016,6 +1204,23 @@ impl World {
                     self.sockets.remove(&patient.token),
                     "patient leg's socket unknown"
                 );
+                self.next_media += 1;
+                let instance = self.next_media;
+                if self.trunk().media.contains_key(&patient.remote) {
+                    // A called-back patient, through the trunk.
+                    let fresh = SimMedia {
+                        instance,
+                        recording: false,
+                        opened: None,
+                        stopping: false,
+                        timeout_sent: false,
+                    };
+                    assert!(
+                        self.media.insert(call, fresh).is_none(),
+                        "call {call}'s callback media started while the first still ran"
+                    );
+                    return;
+                }
                 let owner = self.media_owner.get(&patient.remote).copied();
                 let Some(addr) = owner else {
                     panic!("media for an unknown patient {}", patient.remote);
@@ -1028,6 +1233,7 @@ impl World {
                         .insert(
                             call,
                             SimMedia {
+                                instance,
                                 recording: false,
                                 opened: None,
                                 stopping: false,
@@ -1199,6 +1405,21 @@ impl World {
                 }
             }
             Event::Arrival => self.arrival(),
+            Event::Trunk { cid, act } => self.trunk_act(cid, act),
+            Event::MediaTimeout {
+                call,
+                leg,
+                instance,
+            } => {
+                let current = self
+                    .media
+                    .get(&call)
+                    .is_some_and(|m| m.instance == instance && !m.stopping);
+                if current {
+                    self.core
+                        .handle_media(now, MediaEvent::MediaTimeout { call, leg });
+                }
+            }
             Event::Transfer { agent } => {
                 // Refused when the call ended meanwhile.
                 // Half hand the caller to a colleague who is free, if one is.
@@ -1279,6 +1500,11 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
     }
     let mut stats = w.stats;
     stats.refused_503 = refused;
+    stats.callbacks_failed = w
+        .records
+        .values()
+        .filter(|r| r.outcome == Some(callcore::records::Outcome::CallbackFailed))
+        .count() as u64;
     // Every call has an outcome.
     for (id, r) in &w.records {
         assert!(
@@ -1340,7 +1566,29 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
     for (id, r) in &w.records {
         let kinds = told.get(id.as_str()).cloned().unwrap_or_default();
         let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+        let callback = count("callback_requested") == 1;
         match r.outcome {
+            // A callback: every agent's answer is followed by a dial, answered or not.
+            // Then the call is any answered call (a transfer queues it again).
+            Some(callcore::records::Outcome::Answered) if callback => assert!(
+                count("callback_dialled") >= 1
+                    && count("connected") >= count("callback_dialled")
+                    && count("completed") == count("connected")
+                    && count("enqueued") == 1 + count("transferred")
+                    && count("connected") - count("callback_dialled") + 1 + count("abandoned")
+                        == count("enqueued")
+                    && count("callback_failed") == 0,
+                "seed {seed}: answered callback {id} logged as {kinds:?}"
+            ),
+            Some(callcore::records::Outcome::CallbackFailed) => assert!(
+                callback
+                    && count("enqueued") == 1
+                    && count("callback_dialled") == count("connected")
+                    && count("completed") == count("connected")
+                    && count("callback_failed") == 1
+                    && count("abandoned") == 0,
+                "seed {seed}: failed callback {id} logged as {kinds:?}"
+            ),
             // Each transfer queues the caller again; each wait ends answered or abandoned.
             Some(callcore::records::Outcome::Answered) => assert!(
                 count("connected") >= 1
@@ -1384,8 +1632,8 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
             "seed {seed}: call {id}: {:?}",
             r.offers
         );
-        // The record names the agent who answered last.
-        if answers > 0 {
+        // The record names the agent who answered last (a callback given up names none).
+        if answers > 0 && r.outcome != Some(callcore::records::Outcome::CallbackFailed) {
             assert_eq!(
                 r.offers
                     .iter()
@@ -1466,7 +1714,15 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.agent_transfers += s.agent_transfers;
         total.refers_accepted += s.refers_accepted;
         total.refers_refused += s.refers_refused;
+        total.callback_keys += s.callback_keys;
+        total.trunk_invites += s.trunk_invites;
+        total.trunk_answered += s.trunk_answered;
+        total.callbacks_failed += s.callbacks_failed;
     }
+    assert!(
+        total.trunk_answered > 0 && total.callbacks_failed > 0,
+        "callbacks were never both completed and given up: {total:?}"
+    );
     assert!(
         total.refers_accepted > 0 && total.refers_refused > 0,
         "phones' REFERs were never both done and refused: {total:?}"

@@ -167,6 +167,27 @@ pub fn core_config(
                 Some((q.name.clone(), key))
             })
             .collect(),
+        callback_keys: config
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let key = q.callback_key.as_deref()?.chars().next()?;
+                Some((q.name.clone(), key))
+            })
+            .collect(),
+        callback: config.callback.as_ref().map(|c| callcore::CallbackConfig {
+            trunk: c.trunk,
+            transport: match c.transport {
+                crate::config::TrunkTransport::Udp => sip::transport::Transport::Udp,
+                crate::config::TrunkTransport::Tcp => sip::transport::Transport::Tcp,
+            },
+            caller_id: c.caller_id.clone(),
+            dial_prefix: c.dial_prefix.clone(),
+            ring: Duration::from_millis(c.ring_ms),
+            retries: c.retries,
+            retry_after: Duration::from_millis(c.retry_after_ms),
+            confirm_prompt: c.confirm_prompt.clone(),
+        }),
         fallback_queue: config.queues.first().map(|q| q.name.clone()),
         ivr_start: config.ivr.start.clone(),
         prompts: prompts.names().into_iter().map(str::to_owned).collect(),
@@ -562,6 +583,7 @@ impl Driver {
             Metric::CallRefused(why) => m.call_refused(why),
             Metric::AgentMissedRing => m.agent_missed_ring(),
             Metric::MediaTimeout => m.media_timeout(),
+            Metric::CallbackFailed => m.callback_failed(),
             Metric::ScreenPop(latency) => m.observe_screen_pop(latency),
             Metric::QueueWaiting { queue, waiting } => m.set_queue_waiting(&queue, waiting),
         }

@@ -24,7 +24,13 @@ use serde::{Deserialize, Deserializer};
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 /// The names of the prompts built into the binary (see `prompts/`).
-pub const BUILTIN_PROMPTS: [&str; 4] = ["greeting", "invalid", "hold", "queue_thanks"];
+pub const BUILTIN_PROMPTS: [&str; 5] = [
+    "greeting",
+    "invalid",
+    "hold",
+    "queue_thanks",
+    "callback_confirm",
+];
 
 /// The whole configuration (one TOML file).
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +61,10 @@ pub struct Config {
     /// `[[users]]`: QA and ops logins.
     #[serde(default)]
     pub users: Vec<User>,
+    /// `[callback]`: how patients who asked to be called back are dialled (absent: no
+    /// queue may offer callbacks).
+    #[serde(default)]
+    pub callback: Option<Callback>,
     /// The directory of the config file: relative `[ivr.prompts]` paths start here.
     #[serde(skip, default = "current_dir")]
     pub dir: PathBuf,
@@ -495,6 +505,9 @@ pub struct Queue {
     /// A key (`"0"`–`"9"`, `"*"`, `"#"`) a waiting caller presses to leave for `overflow`.
     #[serde(default)]
     pub exit_key: Option<String>,
+    /// A key a waiting caller presses to be called back, keeping its place (needs `[callback]`).
+    #[serde(default)]
+    pub callback_key: Option<String>,
     /// Tell waiting callers their position and estimated wait this often (0: never).
     #[serde(default)]
     pub announce_every_ms: u64,
@@ -518,6 +531,7 @@ impl Queue {
     pub fn overflow_target(&self) -> Option<acd::Overflow> {
         match self.overflow.as_deref() {
             None | Some("hangup") => Some(acd::Overflow::Hangup),
+            Some("callback") => Some(acd::Overflow::Callback),
             Some(s) => s
                 .strip_prefix("queue:")
                 .map(|q| acd::Overflow::Queue(q.to_owned())),
@@ -531,6 +545,60 @@ impl Queue {
             || self.exit_key.is_some()
             || self.leave_when != acd::LeaveWhen::Never
     }
+}
+
+/// `[callback]`: the outbound trunk callbacks dial through, and how they are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Callback {
+    /// The trunk (SIP gateway or carrier) the INVITE to the patient goes to.
+    pub trunk: SocketAddr,
+    /// `"udp"` (default) or `"tcp"`.
+    #[serde(default)]
+    pub transport: TrunkTransport,
+    /// The caller id the patient sees (the user part of our From).
+    #[serde(default = "default_caller_id")]
+    pub caller_id: String,
+    /// Dialled before the patient's number (an outside-line prefix, say).
+    #[serde(default)]
+    pub dial_prefix: String,
+    /// How long the patient's phone rings before the try counts as unanswered.
+    #[serde(default = "default_callback_ring_ms")]
+    pub ring_ms: u64,
+    /// Tries after the first before the callback is given up.
+    #[serde(default = "default_callback_retries")]
+    pub retries: u32,
+    /// How long after a failed try the callback waits in its queue again.
+    #[serde(default = "default_callback_retry_after_ms")]
+    pub retry_after_ms: u64,
+    /// Played to the caller before the line is let go.
+    #[serde(default = "default_confirm_prompt")]
+    pub confirm_prompt: String,
+}
+
+/// The trunk's transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+fn default_caller_id() -> String {
+    "clinic".to_owned()
+}
+fn default_callback_ring_ms() -> u64 {
+    30_000
+}
+fn default_callback_retries() -> u32 {
+    2
+}
+fn default_callback_retry_after_ms() -> u64 {
+    300_000
+}
+fn default_confirm_prompt() -> String {
+    "callback_confirm".to_owned()
 }
 
 /// One `[[queues]] escalation` step.

@@ -421,8 +421,8 @@ fn prompt_names_must_be_built_in_or_configured() {
             ),
         ]),
         [
-            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold, queue_thanks) and not in [ivr.prompts]",
-            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold, queue_thanks) and not in [ivr.prompts]",
+            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold, queue_thanks, callback_confirm) and not in [ivr.prompts]",
+            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold, queue_thanks, callback_confirm) and not in [ivr.prompts]",
         ]
     );
 }
@@ -456,7 +456,7 @@ fn menus_whose_on_fail_loops_forever_are_reported_once() {
     assert_eq!(
         problems(&text),
         [
-            "demo.toml:123:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+            "demo.toml:135:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
         ]
     );
     let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");
@@ -541,7 +541,14 @@ fn overflow_rules_name_where_callers_go() {
     for (overflow, want) in [
         ("\"queue:appointments\"", "cannot overflow into itself"),
         ("\"queue:billing\"", "overflow into unknown queue `billing`"),
-        ("\"voicemail\"", "must be \"queue:NAME\" or \"hangup\""),
+        (
+            "\"voicemail\"",
+            "must be \"queue:NAME\", \"callback\" or \"hangup\"",
+        ),
+        (
+            "\"callback\"",
+            "overflow \"callback\" needs a [callback] section",
+        ),
     ] {
         let found = problems_with(&[(
             queue_line,
@@ -590,4 +597,58 @@ fn an_exit_key_is_one_key_and_needs_an_overflow() {
         "{found:?}"
     );
     assert!(problems_with(&[(queue_line, "exit_key = \"#\"\noverflow = \"hangup\" #")]).is_empty());
+}
+
+#[test]
+fn callbacks_need_a_trunk_and_every_bad_setting_is_reported() {
+    let queue_line = "strategy = \"longest_idle\"          #";
+    let found = problems_with(&[(queue_line, "callback_key = \"2\" #")]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("demo.toml:60:16: callback_key needs a [callback] section")),
+        "{found:?}"
+    );
+    let mut text = demo_with(&[(
+        queue_line,
+        "callback_key = \"0\"\nexit_key = \"0\"\nmax_wait_ms = 60000\noverflow = \"callback\" #",
+    )]);
+    text.push_str(
+        "\n[callback]\ntrunk = \"127.0.0.1:5070\"\nring_ms = 0\ndial_prefix = \"9a\"\ncaller_id = \"\"\nconfirm_prompt = \"nope\"\nretry_after_ms = 0\n",
+    );
+    let found = problems(&text);
+    for want in [
+        "callback_key is the queue's exit_key too",
+        "ring_ms must be above 0",
+        "dial_prefix `9a` must be digits",
+        "caller_id `` must be",
+        "unknown prompt `nope`",
+        "retry_after_ms must be above 0 when retries are made",
+    ] {
+        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
+    }
+    assert!(
+        !found
+            .iter()
+            .any(|p| p.contains("needs a [callback] section")),
+        "{found:?}"
+    );
+    let mut good = demo_with(&[(
+        queue_line,
+        "callback_key = \"2\"\nmax_wait_ms = 60000\noverflow = \"callback\" #",
+    )]);
+    good.push_str("\n[callback]\ntrunk = \"127.0.0.1:5070\"\ntransport = \"tcp\"\n");
+    let config = Config::check_str(&good, "demo.toml").expect("valid callback config");
+    let cb = config.callback.as_ref().expect("[callback]");
+    assert_eq!(cb.trunk.port(), 5070);
+    assert_eq!(cb.transport, crate::config::TrunkTransport::Tcp);
+    assert_eq!(
+        (cb.ring_ms, cb.retries, cb.retry_after_ms),
+        (30_000, 2, 300_000)
+    );
+    assert_eq!(cb.confirm_prompt, "callback_confirm");
+    assert_eq!(
+        config.queues[0].overflow_target(),
+        Some(acd::Overflow::Callback)
+    );
 }

@@ -41,6 +41,7 @@ pub(super) fn validate(config: &Config) -> Vec<Issue> {
     agents(config, &mut issues);
     queues(config, &mut issues);
     ivr(config, &mut issues);
+    callback(config, &mut issues);
     if config.recording.header_interval_ms == 0 {
         issues.at(
             [k("recording"), k("header_interval_ms")],
@@ -292,7 +293,7 @@ fn queues(config: &Config, issues: &mut Issues) {
         match (queue.overflow_target(), &queue.overflow) {
             (None, Some(bad)) => issues.at(
                 [k("queues"), i(n), k("overflow")],
-                format!("overflow `{bad}` must be \"queue:NAME\" or \"hangup\""),
+                format!("overflow `{bad}` must be \"queue:NAME\", \"callback\" or \"hangup\""),
             ),
             (Some(acd::Overflow::Queue(to)), _) if to == queue.name => issues.at(
                 [k("queues"), i(n), k("overflow")],
@@ -311,16 +312,40 @@ fn queues(config: &Config, issues: &mut Issues) {
             ),
             _ => {}
         }
-        if let Some(key) = &queue.exit_key
-            && !(key.len() == 1
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#'))
-        {
+        for (name, key) in [
+            ("exit_key", &queue.exit_key),
+            ("callback_key", &queue.callback_key),
+        ] {
+            if let Some(key) = key
+                && !one_key(key)
+            {
+                issues.at(
+                    [k("queues"), i(n), k(name)],
+                    format!("{name} `{key}` must be one key: 0-9, * or #"),
+                );
+            }
+        }
+        if queue.callback_key.is_some() && queue.callback_key == queue.exit_key {
             issues.at(
-                [k("queues"), i(n), k("exit_key")],
-                format!("exit_key `{key}` must be one key: 0-9, * or #"),
+                [k("queues"), i(n), k("callback_key")],
+                "callback_key is the queue's exit_key too: give them different keys".into(),
             );
+        }
+        if config.callback.is_none() {
+            if queue.callback_key.is_some() {
+                issues.at(
+                    [k("queues"), i(n), k("callback_key")],
+                    "callback_key needs a [callback] section: the trunk callbacks dial through"
+                        .into(),
+                );
+            }
+            if queue.overflow.as_deref() == Some("callback") {
+                issues.at(
+                    [k("queues"), i(n), k("overflow")],
+                    "overflow \"callback\" needs a [callback] section: the trunk callbacks dial through"
+                        .into(),
+                );
+            }
         }
         if queue.max_wait_ms == Some(0) || queue.max_callers == Some(0) {
             issues.at(
@@ -351,6 +376,53 @@ fn queues(config: &Config, issues: &mut Issues) {
                 unknown_prompt(&queue.hold_prompt),
             );
         }
+    }
+}
+
+/// One DTMF key: 0-9, * or #.
+fn one_key(key: &str) -> bool {
+    key.len() == 1
+        && key
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+}
+
+fn callback(config: &Config, issues: &mut Issues) {
+    let Some(cb) = &config.callback else {
+        return;
+    };
+    if cb.ring_ms == 0 {
+        issues.at(
+            [k("callback"), k("ring_ms")],
+            "ring_ms must be above 0: how long the patient's phone rings".into(),
+        );
+    }
+    if cb.retries > 0 && cb.retry_after_ms == 0 {
+        issues.at(
+            [k("callback"), k("retry_after_ms")],
+            "retry_after_ms must be above 0 when retries are made".into(),
+        );
+    }
+    if !valid_id(&cb.caller_id) {
+        issues.at(
+            [k("callback"), k("caller_id")],
+            format!(
+                "caller_id `{}` must be letters, digits, `.`, `-` or `_`",
+                cb.caller_id
+            ),
+        );
+    }
+    if !cb.dial_prefix.bytes().all(|b| b.is_ascii_digit()) {
+        issues.at(
+            [k("callback"), k("dial_prefix")],
+            format!("dial_prefix `{}` must be digits", cb.dial_prefix),
+        );
+    }
+    if !known_prompt(config, &cb.confirm_prompt) {
+        issues.at(
+            [k("callback"), k("confirm_prompt")],
+            unknown_prompt(&cb.confirm_prompt),
+        );
     }
 }
 

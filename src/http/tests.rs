@@ -756,6 +756,7 @@ fn offer(call_id: &str) -> DeskEvent {
         queue: "appointments".into(),
         waited_ms: 2000,
         ring_timeout_ms: 15_000,
+        callback: false,
     }
 }
 

@@ -47,13 +47,15 @@ def phones(ua):
 def switchboard(tmp_path_factory, request):
     """The real binary for one test module: own ports, RTP range, data dir and log.
 
-    A module may set `SWITCHBOARD_CONFIG = {("section", "key"): "toml value"}` for more overrides.
+    A module may set `SWITCHBOARD_CONFIG = {("section", "key"): "toml value"}` for more overrides,
+    and `SWITCHBOARD_APPEND = "[table] ..."` (TOML text) for tables the demo config does not have.
     """
     extra = getattr(request.module, "SWITCHBOARD_CONFIG", None)
+    append = getattr(request.module, "SWITCHBOARD_APPEND", "")
     workdir = tmp_path_factory.mktemp("switchboard")
     problem = None
     try:
-        sb = Switchboard.configure(workdir, extra)
+        sb = Switchboard.configure(workdir, extra, append)
         sb.start()
     except SwitchboardError as e:
         problem = str(e)

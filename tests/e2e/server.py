@@ -169,8 +169,11 @@ class Switchboard:
     tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def configure(cls, workdir: Path, extra: dict[tuple[str, str], str] | None = None) -> Switchboard:
-        """Writes a test config from `switchboard default-config` with free ports and a tmp data dir."""
+    def configure(
+        cls, workdir: Path, extra: dict[tuple[str, str], str] | None = None, append: str = ""
+    ) -> Switchboard:
+        """Writes a test config from `switchboard default-config` with free ports and a tmp data dir;
+        `append`: TOML tables added at the end (a section the demo does not have)."""
         exe = binary()
         if not exe.is_file() or not os.access(exe, os.X_OK):
             raise SwitchboardError(
@@ -203,7 +206,7 @@ class Switchboard:
             ("queues", "announce_every_ms"): "0",
         }
         overrides.update(extra or {})
-        text = rewrite_config(run.stdout, overrides)
+        text = rewrite_config(run.stdout, overrides) + append
         try:
             tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

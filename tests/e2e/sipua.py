@@ -80,9 +80,9 @@ class Ua:
 
     # ---- transports and accounts -------------------------------------------------------
 
-    def transport(self, name: str, kind: str = "udp") -> tuple[int, int]:
+    def transport(self, name: str, kind: str = "udp", port: int = 0) -> tuple[int, int]:
         """A UDP (or, with kind="tcp", TCP listening) transport bound to and advertising
-        127.0.0.1 on a free port: (id, port).
+        127.0.0.1 on a free port (or `port`): (id, port).
 
         Named by role ("agent-1001", "patients") and kept for the session: pjsua has at most 8.
         """
@@ -90,7 +90,7 @@ class Ua:
             raise AssertionError(f"transport {name} is {self.transport_kinds.get(name, 'udp')}, not {kind}")
         if name not in self.transports:
             tcfg = pj.TransportConfig()
-            tcfg.port = 0
+            tcfg.port = port
             tcfg.boundAddress = LOOPBACK
             tcfg.publicAddress = LOOPBACK
             types = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}

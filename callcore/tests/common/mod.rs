@@ -17,6 +17,12 @@ pub const REALM: &str = "sim.clinic";
 pub const AGENTS: usize = 8;
 pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
 pub const RING_TIMEOUT: Duration = Duration::from_secs(10);
+/// The trunk callbacks dial through, and their policy.
+pub const TRUNK: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1)), 5060);
+pub const CALLBACK_KEY: char = '2';
+pub const CALLBACK_RING: Duration = Duration::from_secs(20);
+pub const CALLBACK_RETRIES: u32 = 1;
+pub const CALLBACK_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -84,9 +90,20 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
         hold_prompts: HashMap::from([("general".to_owned(), "hold".to_owned())]),
         announce: HashMap::new(),
         exit_keys: HashMap::new(),
+        callback_keys: HashMap::from([("general".to_owned(), CALLBACK_KEY)]),
+        callback: Some(callcore::CallbackConfig {
+            trunk: TRUNK,
+            transport: Transport::Udp,
+            caller_id: "clinic".to_owned(),
+            dial_prefix: String::new(),
+            ring: CALLBACK_RING,
+            retries: CALLBACK_RETRIES,
+            retry_after: CALLBACK_RETRY_AFTER,
+            confirm_prompt: "callback_confirm".to_owned(),
+        }),
         fallback_queue: Some("general".to_owned()),
         ivr_start: "main".to_owned(),
-        prompts: ["greeting", "invalid", "hold"]
+        prompts: ["greeting", "invalid", "hold", "callback_confirm"]
             .into_iter()
             .map(str::to_owned)
             .collect(),

@@ -1,0 +1,153 @@
+"""Callbacks (issue 7) with PJSIP as every phone, the trunk included.
+
+A patient waiting in appointments presses 5: the switchboard says it will call back, hangs
+up, and keeps the caller's place (`/api/queues` shows it). When agent 1003 is ready its
+desk pops the call marked `callback` and its phone rings; 1003 answers, and the patient
+is dialled through the configured trunk (a pjsua2 account here, playing the carrier and
+the patient's phone): `sip:77<number>@trunk`, from the clinic's caller id. The patient
+answers and the two talk, recorded. A patient who is busy on every try is tried again after
+`retry_after_ms` and then given up: `callback_failed` on the record, in the KPIs and on
+/metrics, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from server import clinic_today, free_sip_port
+from sipua import LOOPBACK
+from test_midcall import replay
+from test_more import (  # noqa: F401 (desks is a fixture)
+    ROUTE_TIMEOUT,
+    assert_tones_both_ways,
+    desks,
+    dial,
+    hear_both,
+    log_on_failure,
+    offers,
+    poll,
+    record_of,
+    register,
+    set_state,
+)
+
+TRUNK_PORT = free_sip_port()
+PREFIX = "77"
+RETRY_AFTER_S = 2
+SWITCHBOARD_CONFIG = {("queues:appointments", "callback_key"): '"5"'}
+SWITCHBOARD_APPEND = f"""
+[callback]
+trunk = "{LOOPBACK}:{TRUNK_PORT}"
+caller_id = "clinic"
+dial_prefix = "{PREFIX}"
+ring_ms = 8000
+retries = 1
+retry_after_ms = {RETRY_AFTER_S * 1000}
+"""
+CONFIRM_TIMEOUT = 20  # the spoken confirmation (about 8 s in Mandarin), then the BYE
+
+
+def trunk_line(ua, phones, number: str):
+    """The trunk's answer for calls to `number`: an account `sip:77<number>@127.0.0.1` on the
+    transport at the trunk's port (pjsua picks the account whose user the INVITE names)."""
+    ua.transport("trunk", port=TRUNK_PORT)
+    return phones(f"{PREFIX}{number}", transport="trunk")
+
+
+def queued_callback(ua, sb, phones, number: str):
+    """1003 registered but on a break; patient `number` waits in appointments and presses 5:
+    told, hung up by the switchboard, its place kept. Returns 1003's phone."""
+    agent = register(phones, sb, "1003")
+    set_state(sb, "1003", "not_ready")
+    patient = dial(ua, sb, phones, number, "1")
+    ua.sleep(1.5)  # queued, hearing the hold music
+    patient.send_dtmf("5")
+    patient.wait_ended(timeout=CONFIRM_TIMEOUT)
+    token = sb.login("ops", "demo-ops")
+
+    def waiting():
+        queues = sb.get_json("/api/queues", token)
+        q = next(q for q in queues if q["name"] == "appointments")
+        return [c for c in q["callers"] if c["callback"] and c["caller"].endswith(number[-4:])]
+
+    kept = poll(ua, "the callback to keep its place in appointments", waiting, 3)
+    assert kept[0]["position"] == 1, kept
+    return agent
+
+
+def test_a_callback_keeps_the_place_pops_as_callback_and_dials_the_patient_through_the_trunk(
+    ua, switchboard, phones, desks, tones, tmp_path
+):
+    sb = switchboard
+    number = "13800000004"
+    trunk = trunk_line(ua, phones, number)
+    with log_on_failure(sb):
+        agent = queued_callback(ua, sb, phones, number)
+        desk = desks(sb, "1003")
+        set_state(sb, "1003", "ready")
+        ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT)
+        pops = offers(desk)
+        assert pops and pops[-1].get("callback") is True, f"the pop says callback: {pops}"
+        assert pops[-1]["caller"] == number
+        assert not trunk.incoming, "nobody is dialled before the agent answers"
+        ringing.answer(200)
+        ringing.wait_confirmed(timeout=3)
+        dialled = trunk.wait_incoming(timeout=5)
+        first = dialled.invite.splitlines()[0]
+        print("the trunk got:", first)
+        assert first.startswith(f"INVITE sip:{PREFIX}{number}@{LOOPBACK}:{TRUNK_PORT}"), first
+        assert "sip:clinic@" in dialled.invite, "the patient sees the clinic's caller id"
+        dialled.answer(200)
+        dialled.wait_confirmed(timeout=3)
+        dialled.wait_media(timeout=2)
+        ringing.wait_media(timeout=2)
+        replay(ringing, tones[1000])
+        replay(dialled, tones[440])
+        agent_hears, patient_hears = hear_both(ua, dialled, ringing, tmp_path, 3.0)
+        assert_tones_both_ways(agent_hears, patient_hears)
+        dialled.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+        ops = sb.login("ops", "demo-ops")
+        call_id = pops[-1]["call_id"]
+        record = poll(
+            ua, "the record to close", lambda: (r := record_of(sb, call_id)) and r["outcome"] and r, 5
+        )
+        assert (record["outcome"], record["agent"]) == ("answered", "1003"), record
+        assert record["recording_id"], "the call back is recorded"
+        kpis = sb.get_json(f"/api/kpis?from={clinic_today()}&queue=appointments", ops)
+        print("kpis:", {k: kpis[k] for k in ("offered", "answered", "callbacks_requested", "callbacks_completed")})
+        assert (kpis["callbacks_requested"], kpis["callbacks_completed"], kpis["callbacks_failed"]) == (1, 1, 0)
+        assert kpis["abandoned"] == 0, "a callback is not an abandoned call"
+
+
+def test_a_patient_busy_on_every_try_is_tried_again_then_given_up_in_plain_sight(
+    ua, switchboard, phones, desks
+):
+    sb = switchboard
+    number = "13800000005"
+    trunk = trunk_line(ua, phones, number)
+    with log_on_failure(sb):
+        agent = queued_callback(ua, sb, phones, number)
+        set_state(sb, "1003", "ready")
+        tries = []
+        for attempt in (1, 2):
+            ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT + RETRY_AFTER_S, after=attempt - 1)
+            ringing.answer(200)
+            ringing.wait_confirmed(timeout=3)
+            dialled = trunk.wait_incoming(timeout=5, after=attempt - 1)
+            dialled.answer(486)
+            ringing.wait_ended(timeout=5)
+            tries.append(ringing.disconnected_at)
+            print(f"try {attempt}: busy; 1003's phone hung up")
+        assert tries[1] - tries[0] >= RETRY_AFTER_S - 0.2, f"tried again after {tries[1] - tries[0]:.1f} s"
+        ops = sb.login("ops", "demo-ops")
+
+        def failed():
+            calls = sb.get_json(f"/api/calls?date={clinic_today()}", ops)
+            return [c for c in calls if c["caller"].endswith(number[-4:]) and c["outcome"] == "callback_failed"]
+
+        poll(ua, "the record to say callback_failed", failed, 5)
+        kpis = sb.get_json(f"/api/kpis?from={clinic_today()}&queue=appointments", ops)
+        assert kpis["callbacks_failed"] == 1, kpis
+        metrics = sb.http("GET", "/metrics").body.decode()
+        assert "switchboard_callbacks_failed_total 1" in metrics
+        ua.sleep(RETRY_AFTER_S + 1)
+        assert len(trunk.incoming) == 2, "no third try after the last"
