@@ -161,7 +161,11 @@ impl Core {
         }
         // The agent's phone is asked for the caller's packet size, if the caller
         // named one (then neither side needs to repacketise); else it packs its own.
-        let ptime = self.calls.get(&call).and_then(|c| c.patient_media.ptime);
+        let ptime = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.line.as_ref())
+            .and_then(|l| l.media.ptime);
         let body = sdp::offer(
             &self.config.codecs,
             TELEPHONE_EVENT_PT,

@@ -51,8 +51,8 @@ pub(crate) struct Callback {
     pub attempts: u32,
     /// The confirmation playing (its prompt generation) before the line is let go.
     pub confirming: Option<u64>,
-    /// The patient's first line is still up.
-    pub line_up: bool,
+    /// The first line's port once it was let go: it closes when its media task stops.
+    pub line_port: Option<PortToken>,
     /// The first line's media task has not reported `Stopped` yet (a new one for the
     /// dialled leg cannot start before).
     pub media_running: bool,
@@ -75,6 +75,24 @@ pub(crate) struct Dial {
     pub started: Instant,
     /// Its client transaction.
     pub key: Option<TransactionKey>,
+}
+
+/// The patient's leg: the call the patient made, or the one a callback dialled.
+#[derive(Debug)]
+pub(crate) struct PatientLeg {
+    pub dialog: Dialog,
+    pub peer: Peer,
+    pub sip_call_id: String,
+    /// The server transaction of the patient's INVITE (its 2xx waits for an ACK);
+    /// `None` for a leg we dialled.
+    pub invite: Option<TransactionKey>,
+    /// The leg's port (the media task holds its socket).
+    pub port: PortToken,
+    /// Our SDP to the patient (the latest, after any re-INVITE), and the media it
+    /// settled (our direction: whether we send, whether the phone does).
+    pub sdp: String,
+    pub media: sip::sdp::Negotiated,
+    pub timer: Option<(SessionTimer, Negotiated)>,
 }
 
 /// One INVITE of an offer: an agent registered on a desk phone and a softphone
@@ -136,18 +154,9 @@ pub(crate) struct Call {
     pub caller: String,
     pub patient: PatientLookup,
     pub started_at: DateTime<Utc>,
-    pub patient_dialog: Dialog,
-    pub patient_peer: Peer,
-    pub patient_sip_call_id: String,
-    /// The server transaction of the patient's INVITE (its 2xx waits for an ACK).
-    pub patient_invite: TransactionKey,
-    /// The patient leg's port (the media task holds its socket).
-    pub patient_port: PortToken,
-    /// Our SDP answer to the patient (the latest, after any re-INVITE), and the
-    /// media it settled (our direction: whether we send, whether the phone does).
-    pub patient_sdp: String,
-    pub patient_media: sip::sdp::Negotiated,
-    pub patient_timer: Option<(SessionTimer, Negotiated)>,
+    /// The patient's line: `None` while a callback has no line (between the caller
+    /// leaving it and the patient answering the dial).
+    pub line: Option<PatientLeg>,
     pub ivr: Option<IvrSession>,
     pub ivr_path: Vec<String>,
     pub prompt_generation: u64,
@@ -199,7 +208,11 @@ impl Offer {
 impl Call {
     /// Which leg a SIP Call-ID belongs to.
     pub fn side_of(&self, sip_call_id: &str) -> Option<Side> {
-        if self.patient_sip_call_id == sip_call_id {
+        if self
+            .line
+            .as_ref()
+            .is_some_and(|l| l.sip_call_id == sip_call_id)
+        {
             Some(Side::Patient)
         } else if self.agent_sip_call_id.as_deref() == Some(sip_call_id) {
             Some(Side::Agent)
@@ -248,18 +261,18 @@ impl Call {
         }
     }
 
-    /// The session timer slot of a leg.
-    pub fn timer_mut(&mut self, leg: Leg) -> &mut Option<(SessionTimer, Negotiated)> {
+    /// The session timer slot of a leg (`None`: the patient has no line now).
+    pub fn timer_mut(&mut self, leg: Leg) -> Option<&mut Option<(SessionTimer, Negotiated)>> {
         match leg {
-            Leg::Patient => &mut self.patient_timer,
-            Leg::Agent => &mut self.agent_timer,
+            Leg::Patient => self.line.as_mut().map(|l| &mut l.timer),
+            Leg::Agent => Some(&mut self.agent_timer),
         }
     }
 
     /// A leg's running session timer and what it was negotiated as.
     pub fn timer(&self, leg: Leg) -> Option<(SessionTimer, Negotiated)> {
         match leg {
-            Leg::Patient => self.patient_timer,
+            Leg::Patient => self.line.as_ref().and_then(|l| l.timer),
             Leg::Agent => self.agent_timer,
         }
     }

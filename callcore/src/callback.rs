@@ -53,7 +53,6 @@ impl Core {
         c.wait_ms = c.waited_ms(now);
         c.announcing = None;
         let mut callback = Callback {
-            line_up: true,
             media_running: true,
             ..Callback::default()
         };
@@ -123,22 +122,22 @@ impl Core {
         let Some(cb) = c.callback.as_mut() else {
             return;
         };
-        if !std::mem::replace(&mut cb.line_up, false) {
+        let Some(mut line) = c.line.take() else {
             return;
-        }
+        };
         cb.confirming = None;
+        // Its port closes with the media task.
+        cb.line_port = Some(line.port);
         let bye = match (side, local) {
             (Side::Patient, _) | (_, None) => None,
-            (_, Some(local)) => Some(c.patient_dialog.request(Method::Bye, &local, branch)),
+            (_, Some(local)) => Some(line.dialog.request(Method::Bye, &local, branch)),
         };
-        let peer = c.patient_peer;
-        let sip_call_id = c.patient_sip_call_id.clone();
-        let invite = c.patient_invite.clone();
-        c.patient_timer = None;
         c.span
             .in_scope(|| info!(?side, "the caller's line is let go until the callback"));
-        self.by_sip_call_id.remove(&sip_call_id);
-        self.patient_invites.remove(&invite);
+        self.by_sip_call_id.remove(&line.sip_call_id);
+        if let Some(key) = &line.invite {
+            self.patient_invites.remove(key);
+        }
         self.deadlines.set(Due::Session(id, Leg::Patient), None);
         if stop_media {
             self.emit(Output::Media {
@@ -147,7 +146,7 @@ impl Core {
             });
         }
         if let Some(bye) = bye {
-            self.fire(now, peer, bye);
+            self.fire(now, line.peer, bye);
         }
         self.save_call_record(id);
     }
@@ -170,13 +169,15 @@ impl Core {
             return false;
         };
         cb.media_running = false;
-        let line_up = cb.line_up;
+        let line_up = c.line.is_some();
         let deferred = cb.deferred.take();
-        let port = c.patient_port;
+        let port = cb.line_port.take();
         if let Some(Err(e)) = recording {
             warn!(error = %e, "recording ended with an error");
         }
-        self.socket_closed(port);
+        if let Some(port) = port {
+            self.socket_closed(port);
+        }
         if line_up {
             // It stopped by itself (its socket failed): the line goes now.
             self.let_line_go(now, id, Side::System, false);
@@ -209,7 +210,10 @@ impl Core {
         let Some(cb) = self.calls.get(&id).and_then(|c| c.callback.as_ref()) else {
             return;
         };
-        let (line_up, dialling) = (cb.line_up, cb.dial.is_some());
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let (line_up, dialling) = (c.line.is_some(), cb.dial.is_some());
         match side {
             _ if reason == "shutdown" => self.callback_give_up(now, id, reason),
             Side::Agent if dialling => {
@@ -380,10 +384,12 @@ impl Core {
         }
         let Some((invite, token, our_sdp, started)) = live else {
             // A retransmitted 200 of the leg now bridged, or one after we gave up.
-            let bridged = self.calls.get(&id).filter(|c| {
-                Some(c.patient_sip_call_id.as_str()) == response.call_id().ok().as_deref()
-            });
-            match bridged.map(|c| (c.patient_dialog.clone(), c.patient_peer)) {
+            let bridged = self
+                .calls
+                .get(&id)
+                .and_then(|c| c.line.as_ref())
+                .filter(|l| Some(l.sip_call_id.as_str()) == response.call_id().ok().as_deref());
+            match bridged.map(|l| (l.dialog.clone(), l.peer)) {
                 Some((dialog, peer)) => {
                     if let Some(local) = self.local_for(peer.transport) {
                         let ack = dialog.ack(1, &local, self.ids.branch());
@@ -420,13 +426,16 @@ impl Core {
         if let Some(cb) = c.callback.as_mut() {
             cb.dial = None;
         }
-        let cid = invite.call_id().unwrap_or_default();
-        c.patient_dialog = dialog;
-        c.patient_peer = peer;
-        c.patient_sip_call_id = cid;
-        c.patient_port = token;
-        c.patient_sdp = our_sdp;
-        c.patient_media = negotiated;
+        c.line = Some(crate::call::PatientLeg {
+            dialog,
+            peer,
+            sip_call_id: invite.call_id().unwrap_or_default(),
+            invite: None,
+            port: token,
+            sdp: our_sdp,
+            media: negotiated,
+            timer: None,
+        });
         let (call_id, agent) = (c.call_id.clone(), c.agent.clone().unwrap_or_default());
         c.span
             .in_scope(|| info!(%agent, attempt, "the patient answered the callback"));
@@ -632,8 +641,7 @@ impl Core {
         let line_up = self
             .calls
             .get(&id)
-            .and_then(|c| c.callback.as_ref())
-            .is_some_and(|cb| cb.line_up);
+            .is_some_and(|c| c.callback.is_some() && c.line.is_some());
         if line_up {
             self.let_line_go(now, id, Side::System, true);
         }

@@ -516,7 +516,10 @@ impl Core {
         leg: crate::io::Leg,
     ) -> Option<LocalEndpoint> {
         match leg {
-            crate::io::Leg::Patient => self.local_for(c.patient_peer.transport),
+            crate::io::Leg::Patient => c
+                .line
+                .as_ref()
+                .and_then(|l| self.local_for(l.peer.transport)),
             crate::io::Leg::Agent => c
                 .agent_dialog
                 .as_ref()

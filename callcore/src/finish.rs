@@ -52,12 +52,10 @@ impl Core {
         let mut to_send = Vec::new();
         // The patient's leg, unless the patient hung up.
         if side != Side::Patient
-            && let Some(local) = patient_local
+            && let (Some(local), Some(line)) = (patient_local, c.line.as_mut())
         {
-            let bye = c
-                .patient_dialog
-                .request(Method::Bye, &local, patient_branch);
-            to_send.push((c.patient_peer, bye));
+            let bye = line.dialog.request(Method::Bye, &local, patient_branch);
+            to_send.push((line.peer, bye));
         }
         // A ringing offer is cancelled, on every phone still ringing.
         if let Some(offer) = c.offer.as_mut() {
@@ -173,14 +171,18 @@ impl Core {
         let Some(mut c) = self.calls.remove(&id) else {
             return;
         };
-        self.socket_closed(c.patient_port);
+        if let Some(line) = c.line.take() {
+            self.socket_closed(line.port);
+            if let Some(key) = line.invite {
+                self.patient_invites.remove(&key);
+            }
+        }
         if let Some(token) = c.agent_port {
             self.socket_closed(token);
         }
         for token in c.take_unbridged_ports() {
             self.release_socket(token);
         }
-        self.patient_invites.remove(&c.patient_invite);
         self.deadlines.set(Due::Ivr(id), None);
         self.deadlines.set(Due::Session(id, Leg::Patient), None);
         self.deadlines.set(Due::Session(id, Leg::Agent), None);

@@ -146,7 +146,10 @@ impl Core {
             return;
         };
         let timer = SessionTimer::new(now, n.expires.seconds, n.we_refresh);
-        *c.timer_mut(leg) = Some((timer, *n));
+        let Some(slot) = c.timer_mut(leg) else {
+            return;
+        };
+        *slot = Some((timer, *n));
         self.deadlines
             .set(Due::Session(call, leg), Some(timer.deadline));
     }
@@ -182,7 +185,7 @@ impl Core {
             return;
         };
         let dialog = match leg {
-            Leg::Patient => Some(&mut c.patient_dialog),
+            Leg::Patient => c.line.as_mut().map(|l| &mut l.dialog),
             Leg::Agent => c.agent_dialog.as_mut(),
         };
         let Some(dialog) = dialog else { return };
@@ -216,7 +219,9 @@ impl Core {
                         "the phone does not take UPDATE: session refreshes off"
                     )
                 });
-                *c.timer_mut(leg) = None;
+                if let Some(slot) = c.timer_mut(leg) {
+                    *slot = None;
+                }
             }
             Some(408 | 481) | None => {
                 self.hang_up(now, call, Side::System, "session_refresh_failed");
@@ -224,7 +229,7 @@ impl Core {
             // A 2xx refreshed the session; another failure is tried again: either
             // way the next refresh is due half an interval from now.
             Some(_) => {
-                if let Some((timer, _)) = c.timer_mut(leg).as_mut() {
+                if let Some((timer, _)) = c.timer_mut(leg).and_then(Option::as_mut) {
                     timer.refreshed(now);
                     let at = timer.deadline;
                     self.deadlines.set(Due::Session(call, leg), Some(at));
@@ -252,7 +257,7 @@ impl Core {
         let Some(c) = self.calls.get(&id) else { return };
         let local = self.leg_local(c, leg);
         let ours = match leg {
-            Leg::Patient => Some(c.patient_sdp.clone()),
+            Leg::Patient => c.line.as_ref().map(|l| l.sdp.clone()),
             Leg::Agent => c.agent_sdp.clone(),
         };
         let (Some(local), Some(ours)) = (local, ours) else {
@@ -320,7 +325,7 @@ impl Core {
         };
         // The codec in use stays while the phone still offers it.
         let current = match leg {
-            Leg::Patient => Some(c.patient_media.codec),
+            Leg::Patient => c.line.as_ref().map(|l| l.media.codec),
             Leg::Agent => c.agent_media.map(|m| m.codec),
         };
         let keep = current.filter(|codec| offer.codecs.contains(codec));
@@ -335,14 +340,17 @@ impl Core {
                 return None;
             }
         };
-        let was = match leg {
-            Leg::Patient => Some(std::mem::replace(&mut c.patient_media, settled)),
-            Leg::Agent => c.agent_media.replace(settled),
+        let was = match (leg, c.line.as_mut()) {
+            (Leg::Patient, Some(line)) => {
+                line.sdp = answer.clone();
+                Some(std::mem::replace(&mut line.media, settled))
+            }
+            (Leg::Patient, None) => None,
+            (Leg::Agent, _) => {
+                c.agent_sdp = Some(answer.clone());
+                c.agent_media.replace(settled)
+            }
         };
-        match leg {
-            Leg::Patient => c.patient_sdp = answer.clone(),
-            Leg::Agent => c.agent_sdp = Some(answer.clone()),
-        }
         let held = !settled.direction.sends();
         let was_held = was.is_some_and(|w| !w.direction.sends());
         info!(
@@ -409,7 +417,7 @@ fn media_unchanged(c: &Call, leg: Leg, body: &[u8]) -> bool {
         return false;
     };
     let current = match leg {
-        Leg::Patient => Some(c.patient_media),
+        Leg::Patient => c.line.as_ref().map(|l| l.media),
         Leg::Agent => c.agent_media,
     };
     let Some(current) = current else {
