@@ -34,6 +34,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("opening the database {}", config.storage.database))?;
     repair_recordings(&config);
     close_interrupted_calls(&storage);
+    let pending_callbacks = storage.pending_callbacks().unwrap_or_else(|e| {
+        warn!(error = %e, "cannot read the callbacks the last run kept");
+        Vec::new()
+    });
+    if !pending_callbacks.is_empty() {
+        info!(
+            callbacks = pending_callbacks.len(),
+            "callbacks kept by the last run wait again"
+        );
+    }
     let prompts = Prompts::load(&config, &config.dir).context("loading prompts")?;
     let acd = acd::Acd::new(
         config
@@ -155,6 +165,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         seed,
         acd,
         record_sink,
+        pending_callbacks,
     };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Driver::run(parts, inbound, commands, shutdown.clone()));

@@ -708,6 +708,17 @@ impl Acd {
         self.dispatch(now);
     }
 
+    /// Call control keeps the waiting callback elsewhere (the adapter stops; the next run
+    /// puts it back with [`Acd::requeue_callback`]): its place is let go here, logging
+    /// nothing of it (a phone ringing for it stops, not the agent's miss). Returns whether
+    /// it was waiting.
+    pub fn set_aside(&mut self, now: Instant, call: CallId) -> bool {
+        let now = self.tick(now);
+        let waited = self.leave_queue(now, call).is_some();
+        self.dispatch(now);
+        waited
+    }
+
     /// The call agent `a` talks in, and its queue's name.
     fn talking_in(&self, a: usize) -> Option<(CallId, String)> {
         match self.agents[a].activity {

@@ -206,6 +206,50 @@ impl Offer {
 }
 
 impl Call {
+    /// A call in `phase` with nothing yet: no line, no IVR, no queue, no agent; its
+    /// patient record still to be read.
+    pub fn new(
+        call_id: String,
+        span: tracing::Span,
+        caller: String,
+        started_at: DateTime<Utc>,
+        phase: Phase,
+    ) -> Self {
+        Call {
+            call_id,
+            span,
+            caller,
+            patient: PatientLookup::Pending(None),
+            started_at,
+            line: None,
+            ivr: None,
+            ivr_path: Vec::new(),
+            prompt_generation: 0,
+            phase,
+            queue: None,
+            enqueued_at: None,
+            wait_ms: None,
+            offer: None,
+            agents_offered: Vec::new(),
+            offers: Vec::new(),
+            overflowed: false,
+            announcing: None,
+            announced_position: None,
+            agent: None,
+            agent_dialog: None,
+            agent_sip_call_id: None,
+            bridge_pending: None,
+            agent_port: None,
+            agent_sdp: None,
+            agent_media: None,
+            agent_timer: None,
+            answered_at: None,
+            ended_at: None,
+            recording: None,
+            callback: None,
+        }
+    }
+
     /// Which leg a SIP Call-ID belongs to.
     pub fn side_of(&self, sip_call_id: &str) -> Option<Side> {
         if self

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::CallId;
 use crate::agent::{AnswerProblem, TELEPHONE_EVENT_PT};
-use crate::call::{Callback, DeferredOffer, Dial, Phase, Side, millis};
+use crate::call::{Call, Callback, DeferredOffer, Dial, Phase, Side, millis};
 use crate::control::{BindFor, ClientTx, Core, Due};
 use crate::desk::DeskEvent;
 use crate::io::{Leg, LegSpec, MediaCommand, Metric, Output, PortToken};
@@ -84,6 +84,7 @@ impl Core {
         if let Some(queue) = queue {
             self.update_queue_gauge(&queue);
         }
+        self.store_pending(id, true);
         self.save_call_record(id);
     }
 
@@ -215,7 +216,7 @@ impl Core {
         };
         let (line_up, dialling) = (c.line.is_some(), cb.dial.is_some());
         match side {
-            _ if reason == "shutdown" => self.callback_give_up(now, id, reason),
+            _ if reason == "shutdown" => self.callback_set_aside(now, id),
             Side::Agent if dialling => {
                 self.cancel_dial(now, id);
                 self.dial_failed(now, id, CallbackResult::AgentHungUp, true);
@@ -456,6 +457,8 @@ impl Core {
         if let Some(n) = crate::refresh::negotiated_as_uac(&response) {
             self.start_session_timer(now, id, Leg::Patient, &n);
         }
+        // Reached: nothing left to call back after a restart.
+        self.store_pending(id, false);
         let rang = now.saturating_duration_since(started);
         if let Err(e) = self.acd.callback_reached(now, &agent, attempt, rang) {
             warn!(error = %e, "the queue did not take the callback's answer");
@@ -622,22 +625,67 @@ impl Core {
         if attempt <= retries {
             self.deadlines
                 .set(Due::Callback(id), now.checked_add(retry_after));
+            self.store_pending(id, true);
             self.save_call_record(id);
         } else {
             self.callback_give_up(now, id, "unreached");
         }
     }
 
-    /// The callback is given up (`why`: every try failed, no number, shutdown): anything
-    /// still up is ended, the ACD logs it, the record says `callback_failed`, the call goes.
+    /// The callback is given up (`why`: every try failed, no number, its queue is gone):
+    /// anything still up is ended, the ACD logs it, the record says `callback_failed`,
+    /// the stored callback is forgotten, the call goes.
     pub(crate) fn callback_give_up(&mut self, now: Instant, id: CallId, why: &str) {
+        let Some((attempts, queue)) = self.callback_wind_down(now, id) else {
+            return;
+        };
+        let ended_at = self.wall(now);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.ended_at = Some(ended_at);
+            c.span.in_scope(
+                || warn!(attempts, reason = %why, "callback given up: the patient was not reached"),
+            );
+        }
+        self.acd.callback_failed(now, id, &queue, attempts);
+        self.emit(Output::Metric(Metric::CallbackFailed));
+        self.store_pending(id, false);
+        self.save_call_record(id);
+        self.update_queue_gauge(&queue);
+    }
+
+    /// The adapter stops with the callback still to be made: anything up is ended, its
+    /// place let go here, and it stays stored (its record open) for the next run, which
+    /// puts it back in its place ([`Core::restore_callback`]). A try in progress is not
+    /// counted.
+    fn callback_set_aside(&mut self, now: Instant, id: CallId) {
+        let dialling = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.callback.as_ref())
+            .is_some_and(|cb| cb.dial.is_some());
+        if dialling && let Some(cb) = self.calls.get_mut(&id).and_then(|c| c.callback.as_mut()) {
+            cb.attempts = cb.attempts.saturating_sub(1);
+        }
+        let Some((attempts, queue)) = self.callback_wind_down(now, id) else {
+            return;
+        };
+        if let Some(c) = self.calls.get(&id) {
+            c.span
+                .in_scope(|| info!(attempts, %queue, "callback kept for the next run"));
+        }
+        self.acd.set_aside(now, id);
+        self.store_pending(id, true);
+    }
+
+    /// Ends whatever a callback has up (the line, an offer ringing, the agent's leg, a dial)
+    /// and marks the call as ending; it goes once no media task is left. Its tries and queue.
+    fn callback_wind_down(&mut self, now: Instant, id: CallId) -> Option<(u32, String)> {
         self.cancel_dial(now, id);
         let agent_local = self
             .calls
             .get(&id)
             .and_then(|c| self.leg_local(c, Leg::Agent));
         let branch = self.ids.branch();
-        let ended_at = self.wall(now);
         let line_up = self
             .calls
             .get(&id)
@@ -645,12 +693,8 @@ impl Core {
         if line_up {
             self.let_line_go(now, id, Side::System, true);
         }
-        let Some(c) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some(cb) = c.callback.as_mut() else {
-            return;
-        };
+        let c = self.calls.get_mut(&id)?;
+        let cb = c.callback.as_mut()?;
         let attempts = cb.attempts;
         let media_running = cb.media_running;
         cb.deferred = None;
@@ -671,11 +715,7 @@ impl Core {
             _ => None,
         };
         c.phase = Phase::Ending;
-        c.ended_at = Some(ended_at);
         let queue = c.queue.clone().unwrap_or_default();
-        c.span.in_scope(
-            || warn!(attempts, reason = %why, "callback given up: the patient was not reached"),
-        );
         for token in dial_port
             .into_iter()
             .chain(offer_port)
@@ -692,15 +732,74 @@ impl Core {
         {
             warn!(error = %e, "queue did not take the call end");
         }
-        self.acd.callback_failed(now, id, &queue, attempts);
         // No media task left to report `Stopped`: the call goes at once, through its
         // deadline, so the ACD's log of its end is written under its id first.
         self.deadlines
             .set(Due::Callback(id), (!media_running).then_some(now));
-        self.emit(Output::Metric(Metric::CallbackFailed));
-        self.save_call_record(id);
-        if !queue.is_empty() {
-            self.update_queue_gauge(&queue);
+        Some((attempts, queue))
+    }
+
+    /// Stores the callback as it stands (`keep`), or that it is done with.
+    fn store_pending(&mut self, id: CallId, keep: bool) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let pending = match (keep, c.callback.as_ref(), &c.queue, c.enqueued_at) {
+            (true, Some(cb), Some(queue), Some(since)) => Some(crate::records::PendingCallback {
+                call_id: c.call_id.clone(),
+                queue: queue.clone(),
+                since: self.wall(since),
+                attempts: cb.attempts,
+            }),
+            _ => None,
+        };
+        let call_id = c.call_id.clone();
+        self.emit(Output::StoreCallback { call_id, pending });
+    }
+
+    /// A callback the last run kept (it stopped, or died, before making it): it waits
+    /// again in its queue, in its place as of `pending.since`; the record goes on.
+    pub fn restore_callback(
+        &mut self,
+        now: Instant,
+        record: crate::records::CallRecord,
+        pending: crate::records::PendingCallback,
+    ) {
+        let id = self.next_call;
+        self.next_call += 1;
+        let span = tracing::info_span!("call", id = %record.call_id);
+        let mut c = Call::new(
+            record.call_id,
+            span,
+            record.caller,
+            record.started_at,
+            Phase::Callback,
+        );
+        let behind = (self.wall(now) - pending.since)
+            .to_std()
+            .unwrap_or_default();
+        let since = now.checked_sub(behind).unwrap_or(now);
+        c.ivr_path = record.ivr_path;
+        c.agents_offered = record.agents_offered;
+        c.offers = record.offers;
+        c.wait_ms = record.wait_ms;
+        c.queue = Some(pending.queue.clone());
+        c.enqueued_at = Some(since);
+        c.callback = Some(Callback {
+            attempts: pending.attempts,
+            ..Callback::default()
+        });
+        let phone = c.caller.clone();
+        c.span.in_scope(|| {
+            info!(queue = %pending.queue, attempts = pending.attempts, "a callback from the last run waits again in its place")
+        });
+        self.calls.insert(id, c);
+        self.emit(Output::LookupPatient { call: id, phone });
+        if let Err(e) = self.acd.requeue_callback(now, id, &pending.queue, since) {
+            warn!(error = %e, "the callback's queue cannot take it");
+            self.callback_give_up(now, id, "queue_gone");
         }
+        self.update_queue_gauge(&pending.queue);
+        self.drain(now);
     }
 }

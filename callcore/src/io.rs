@@ -12,7 +12,7 @@ use sip::transport::Transmit;
 
 use crate::CallId;
 use crate::desk::DeskEvent;
-use crate::records::{CallRecord, EventRecord, Recording, RecordingDone};
+use crate::records::{CallRecord, EventRecord, PendingCallback, Recording, RecordingDone};
 
 /// One RTP socket the shell bound for the core; it holds the socket until a
 /// media command names the token, or [`Output::ReleaseRtp`] gives it back.
@@ -57,6 +57,12 @@ pub enum Output {
     StoreRecording(Recording),
     /// Append an entry to the event log (never rewritten).
     StoreEvent(EventRecord),
+    /// Keep (or update) a callback still to be made, or, with `None`, forget it: it
+    /// reached the patient or was given up.
+    StoreCallback {
+        call_id: String,
+        pending: Option<PendingCallback>,
+    },
     /// Count or observe something on `/metrics`.
     Metric(Metric),
 }

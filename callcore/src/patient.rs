@@ -250,51 +250,20 @@ impl Core {
         self.by_sip_call_id.insert(sip_call_id.clone(), id);
         self.patient_invites.insert(key.clone(), id);
         let started_at = self.wall(now);
-        self.calls.insert(
-            id,
-            Call {
-                call_id,
-                span,
-                caller,
-                patient: PatientLookup::Pending(None),
-                started_at,
-                line: Some(crate::call::PatientLeg {
-                    dialog,
-                    peer,
-                    sip_call_id,
-                    invite: Some(key),
-                    port: token,
-                    sdp: answer,
-                    media: negotiated,
-                    timer: None,
-                }),
-                ivr,
-                ivr_path: Vec::new(),
-                prompt_generation: 0,
-                phase: Phase::Ivr,
-                queue: None,
-                enqueued_at: None,
-                wait_ms: None,
-                offer: None,
-                agents_offered: Vec::new(),
-                offers: Vec::new(),
-                overflowed: false,
-                announcing: None,
-                announced_position: None,
-                agent: None,
-                agent_dialog: None,
-                agent_sip_call_id: None,
-                bridge_pending: None,
-                agent_port: None,
-                agent_sdp: None,
-                agent_media: None,
-                agent_timer: None,
-                answered_at: None,
-                ended_at: None,
-                recording: None,
-                callback: None,
-            },
-        );
+        let line = crate::call::PatientLeg {
+            dialog,
+            peer,
+            sip_call_id,
+            invite: Some(key),
+            port: token,
+            sdp: answer,
+            media: negotiated,
+            timer: None,
+        };
+        let mut call = Call::new(call_id, span, caller, started_at, Phase::Ivr);
+        call.line = Some(line);
+        call.ivr = ivr;
+        self.calls.insert(id, call);
         self.save_call_record(id);
         if let Some(n) = timer {
             self.start_session_timer(now, id, crate::io::Leg::Patient, &n);

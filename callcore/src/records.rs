@@ -115,6 +115,17 @@ impl CallRecord {
     }
 }
 
+/// A callback still to be made, kept so it survives a restart (a `kill -9` too): which
+/// queue it waits in, since when (its place), and the tries made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCallback {
+    pub call_id: String,
+    pub queue: String,
+    /// When the caller first joined the queue: its place among the others.
+    pub since: DateTime<Utc>,
+    pub attempts: u32,
+}
+
 /// One entry of the queue event log as stored: when, which call, what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {

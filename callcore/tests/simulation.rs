@@ -217,6 +217,9 @@ struct World {
     next_patient: u32,
     loss: f64,
     next_media: u64,
+    /// Callbacks call control keeps stored for a restart, by call id.
+    pending_callbacks: HashMap<String, callcore::records::PendingCallback>,
+    callbacks_stored: u64,
     stats: Stats,
 }
 
@@ -274,6 +277,8 @@ impl World {
             next_patient: 0,
             loss,
             next_media: 0,
+            pending_callbacks: HashMap::new(),
+            callbacks_stored: 0,
             stats: Stats::default(),
         };
         w.phones.insert(TRUNK, Phone::Trunk(Box::default()));
@@ -1184,6 +1189,16 @@ impl World {
                     self.records.insert(record.call_id.clone(), record);
                 }
                 Output::StoreEvent(entry) => self.log.push(entry),
+                Output::StoreCallback { call_id, pending } => match pending {
+                    Some(p) => {
+                        assert_eq!(p.call_id, call_id);
+                        self.callbacks_stored += 1;
+                        self.pending_callbacks.insert(call_id, p);
+                    }
+                    None => {
+                        self.pending_callbacks.remove(&call_id);
+                    }
+                },
                 Output::Desk {
                     agent,
                     event: DeskEvent::State { reason, .. },
@@ -1644,6 +1659,21 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
             );
         }
     }
+    assert!(
+        w.pending_callbacks.is_empty(),
+        "seed {seed}: callbacks still stored after every call ended: {:?}",
+        w.pending_callbacks
+    );
+    let asked = w
+        .log
+        .iter()
+        .filter(|e| matches!(e.event, acd::Logged::CallbackRequested { .. }))
+        .count() as u64;
+    assert!(
+        w.callbacks_stored >= asked,
+        "seed {seed}: {asked} callbacks asked for, {} stored",
+        w.callbacks_stored
+    );
     let live = w.core.live();
     assert_eq!(
         live,

@@ -46,6 +46,8 @@ pub struct DriverParts {
     pub acd: acd::Acd,
     /// The thread recording files are written on.
     pub record_sink: super::record_sink::RecordSink,
+    /// Callbacks the last run kept, each with its call's record: they wait again.
+    pub pending_callbacks: Vec<(crate::storage::CallRecord, crate::storage::PendingCallback)>,
 }
 
 /// Answers from helper tasks to what the core asked for.
@@ -203,14 +205,20 @@ pub fn core_config(
 impl Driver {
     /// Runs call control until `shutdown`; hangs up every call on the way out.
     pub async fn run(
-        parts: DriverParts,
+        mut parts: DriverParts,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<ControlCommand>,
         shutdown: CancellationToken,
     ) {
         let (media_tx, mut media_rx) = mpsc::unbounded_channel();
         let (answer_tx, mut answer_rx) = mpsc::unbounded_channel();
+        let pending_callbacks = std::mem::take(&mut parts.pending_callbacks);
         let mut d = Self::new(parts, media_tx, answer_tx);
+        for (record, pending) in pending_callbacks {
+            let now = d.tick();
+            d.core.restore_callback(now, record, pending);
+        }
+        d.apply();
         // One sleep, reset only when the soonest deadline changes.
         let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
         let sleep = tokio::time::sleep_until(far());
@@ -459,6 +467,7 @@ impl Driver {
                 Output::StoreCall(record) => self.store.call(record),
                 Output::StoreRecording(row) => self.store.recording(row),
                 Output::StoreEvent(entry) => self.store.event(entry),
+                Output::StoreCallback { call_id, pending } => self.store.callback(call_id, pending),
                 Output::Metric(metric) => self.metric(metric),
             }
         }

@@ -38,8 +38,28 @@ pub enum StorageError {
 }
 
 pub use callcore::records::{
-    CallRecord, EventRecord, Gap, GapChannel, Hold, OfferRecord, Outcome, Patient, Recording,
+    CallRecord, EventRecord, Gap, GapChannel, Hold, OfferRecord, Outcome, Patient, PendingCallback,
+    Recording,
 };
+
+/// What the store writer writes in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub calls: Vec<CallRecord>,
+    pub recordings: Vec<Recording>,
+    pub events: Vec<EventRecord>,
+    /// Callbacks to keep (`Some`) or forget (`None`), by call id.
+    pub callbacks: Vec<(String, Option<PendingCallback>)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+            && self.recordings.is_empty()
+            && self.events.is_empty()
+            && self.callbacks.is_empty()
+    }
+}
 
 /// One audit log row: who did what to which object, when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,15 +143,19 @@ impl Storage {
         }
     }
 
-    /// Call records, recording rows and event log entries written in one transaction.
-    pub fn write_batch(
-        &self,
-        calls: &[CallRecord],
-        recordings: &[Recording],
-        events: &[EventRecord],
-    ) -> Result<(), StorageError> {
+    /// Call records, recording rows, event log entries and pending callbacks (kept, or
+    /// forgotten when `None`) written in one transaction.
+    pub fn write_batch(&self, batch: &Batch) -> Result<(), StorageError> {
         match &*self.backend {
-            Backend::Sqlite(db) => db.write_batch(calls, recordings, events),
+            Backend::Sqlite(db) => db.write_batch(batch),
+        }
+    }
+
+    /// Callbacks still to be made (the last run stopped or died before them), each with
+    /// its call's record, oldest first.
+    pub fn pending_callbacks(&self) -> Result<Vec<(CallRecord, PendingCallback)>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.pending_callbacks(),
         }
     }
 

@@ -7,8 +7,8 @@ use chrono::{Datelike, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    AuditEntry, CallRecord, EventRecord, Outcome, Patient, Recording, StorageError,
-    parse_timestamp, timestamp,
+    AuditEntry, Batch, CallRecord, EventRecord, Outcome, Patient, PendingCallback, Recording,
+    StorageError, parse_timestamp, timestamp,
 };
 
 /// Schema migrations, applied in order; the database remembers how many ran.
@@ -74,6 +74,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_agent_state ON events (kind, agent, at_ms);",
     // 5: every offer of a call (agent, how long it rang, why it ended; JSON list).
     "ALTER TABLE calls ADD COLUMN offers TEXT NOT NULL DEFAULT '[]';",
+    // 6: callbacks still to be made, kept across restarts.
+    "CREATE TABLE callbacks (
+        call_id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        since TEXT NOT NULL,
+        attempts INTEGER NOT NULL
+    );",
 ];
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
@@ -146,26 +153,31 @@ impl Sqlite {
     }
 
     /// Call records, recording rows and event log entries in one transaction (all or nothing).
-    pub(super) fn write_batch(
-        &self,
-        calls: &[CallRecord],
-        recordings: &[Recording],
-        events: &[EventRecord],
-    ) -> Result<(), StorageError> {
+    pub(super) fn write_batch(&self, batch: &Batch) -> Result<(), StorageError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        for c in calls {
+        for c in &batch.calls {
             upsert_call_on(&tx, c)?;
         }
-        for r in recordings {
+        for r in &batch.recordings {
             upsert_recording_on(&tx, r)?;
+        }
+        for (call_id, pending) in &batch.callbacks {
+            match pending {
+                Some(p) => tx.execute(
+                    "INSERT INTO callbacks (call_id, queue, since, attempts) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (call_id) DO UPDATE SET queue = ?2, since = ?3, attempts = ?4",
+                    params![p.call_id, p.queue, timestamp(p.since), p.attempts],
+                )?,
+                None => tx.execute("DELETE FROM callbacks WHERE call_id = ?1", [call_id])?,
+            };
         }
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (at, at_ms, call_id, kind, agent, queue, data)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for e in events {
+            for e in &batch.events {
                 let data = serde_json::to_string(&e.event).unwrap_or_default();
                 insert.execute(params![
                     timestamp(e.at),
@@ -246,10 +258,51 @@ impl Sqlite {
         raws.into_iter().map(RawCall::decode).collect()
     }
 
+    pub(super) fn pending_callbacks(
+        &self,
+    ) -> Result<Vec<(CallRecord, PendingCallback)>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT call_id, queue, since, attempts FROM callbacks ORDER BY since, call_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        let mut pending = Vec::with_capacity(rows.len());
+        for (call_id, queue, since, attempts) in rows {
+            // A callback whose call record is gone cannot be made: it is skipped.
+            let Some(record) = self.call(&call_id)? else {
+                continue;
+            };
+            pending.push((
+                record,
+                PendingCallback {
+                    call_id,
+                    queue,
+                    since: parse_timestamp("callbacks.since", &since)?,
+                    attempts,
+                },
+            ));
+        }
+        Ok(pending)
+    }
+
     pub(super) fn unfinished_calls(&self) -> Result<Vec<CallRecord>, StorageError> {
         let conn = self.lock();
+        // A callback still to be made is not interrupted: it goes on after the restart.
         let mut stmt = conn.prepare_cached(&format!(
-            "{CALL_COLUMNS} WHERE ended_at IS NULL ORDER BY started_at, call_id"
+            "{CALL_COLUMNS} WHERE ended_at IS NULL
+               AND call_id NOT IN (SELECT call_id FROM callbacks)
+             ORDER BY started_at, call_id"
         ))?;
         let raws = stmt
             .query_map([], RawCall::from_row)?

@@ -278,9 +278,12 @@ fn the_event_log_is_appended_in_order_survives_a_reopen_and_reads_by_window() {
                 event: event.clone(),
             })
             .collect();
-        s.write_batch(&[], &[], &records[..3]).expect("first batch");
-        s.write_batch(&[], &[], &records[3..])
-            .expect("second batch");
+        let batch = |events: &[EventRecord]| Batch {
+            events: events.to_vec(),
+            ..Batch::default()
+        };
+        s.write_batch(&batch(&records[..3])).expect("first batch");
+        s.write_batch(&batch(&records[3..])).expect("second batch");
     }
     let s = Storage::open(&url).expect("reopen");
     let (before, inside) = s.events_between(t(8), t(30)).expect("read");
@@ -299,4 +302,59 @@ fn the_event_log_is_appended_in_order_survives_a_reopen_and_reads_by_window() {
         ]
     );
     assert_eq!(before[0].at, t(5));
+}
+
+#[test]
+fn a_pending_callback_survives_a_reopen_and_its_call_is_not_closed_as_interrupted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = dir.path().join("sb.db").to_string_lossy().into_owned();
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 12, 3, 9, 0, 0)
+        .single()
+        .expect("time");
+    let waiting = CallRecord::new("cb1", "13800000004", t0);
+    let done = CallRecord::new("cb2", "13800000005", t0);
+    let pending = |id: &str, attempts| PendingCallback {
+        call_id: id.to_owned(),
+        queue: "appointments".to_owned(),
+        since: t0 + chrono::Duration::seconds(5),
+        attempts,
+    };
+    {
+        let s = Storage::open(&url).expect("open");
+        s.write_batch(&Batch {
+            calls: vec![waiting.clone(), done.clone()],
+            callbacks: vec![
+                ("cb1".into(), Some(pending("cb1", 0))),
+                ("cb2".into(), Some(pending("cb2", 0))),
+            ],
+            ..Batch::default()
+        })
+        .expect("first batch");
+        // cb1 tried once; cb2 reached the patient.
+        s.write_batch(&Batch {
+            callbacks: vec![
+                ("cb1".into(), Some(pending("cb1", 1))),
+                ("cb2".into(), None),
+            ],
+            ..Batch::default()
+        })
+        .expect("second batch");
+    }
+    let s = Storage::open(&url).expect("reopen");
+    let kept = s.pending_callbacks().expect("read");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].0.call_id, "cb1");
+    assert_eq!(kept[0].1, pending("cb1", 1));
+    let unfinished: Vec<String> = s
+        .unfinished_calls()
+        .expect("read")
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
+    assert_eq!(
+        unfinished,
+        ["cb2"],
+        "the kept callback's call is not interrupted"
+    );
 }

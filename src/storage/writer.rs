@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{CallRecord, EventRecord, Recording, Storage};
+use super::{Batch, CallRecord, EventRecord, PendingCallback, Recording, Storage};
 
 /// How long a failed batch waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -26,12 +26,14 @@ struct Pending {
     recordings: HashMap<String, Recording>,
     /// Event log entries in the order logged (appended, never replaced).
     events: Vec<EventRecord>,
+    /// Pending callbacks to keep (`Some`) or forget (`None`), newest per call.
+    callbacks: HashMap<String, Option<PendingCallback>>,
     closed: bool,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.calls.len() + self.recordings.len() + self.events.len()
+        self.calls.len() + self.recordings.len() + self.events.len() + self.callbacks.len()
     }
 }
 
@@ -112,6 +114,14 @@ impl StoreWriter {
         self.shared.wake.notify_one();
     }
 
+    /// A callback still to be made as it stands now, or (`None`) that it is done.
+    pub fn callback(&self, call_id: String, pending: Option<PendingCallback>) {
+        let mut p = self.shared.lock();
+        p.callbacks.insert(call_id, pending);
+        drop(p);
+        self.shared.wake.notify_one();
+    }
+
     /// Rows waiting to be written (a gauge).
     pub fn waiting(&self) -> usize {
         self.shared.lock().len()
@@ -133,34 +143,40 @@ impl WriterThread {
 
 fn run(shared: &Shared, storage: &Storage) {
     loop {
-        let (calls, recordings, events, closing) = {
+        let (batch, closing) = {
             let mut p = shared.lock();
             while p.len() == 0 && !p.closed {
                 p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
             }
-            let calls: Vec<CallRecord> = p.calls.drain().map(|(_, v)| v).collect();
-            let recordings: Vec<Recording> = p.recordings.drain().map(|(_, v)| v).collect();
-            let events = std::mem::take(&mut p.events);
-            (calls, recordings, events, p.closed)
+            let batch = Batch {
+                calls: p.calls.drain().map(|(_, v)| v).collect(),
+                recordings: p.recordings.drain().map(|(_, v)| v).collect(),
+                events: std::mem::take(&mut p.events),
+                callbacks: p.callbacks.drain().collect(),
+            };
+            (batch, p.closed)
         };
-        if calls.is_empty() && recordings.is_empty() && events.is_empty() {
+        if batch.is_empty() {
             if closing {
                 return;
             }
             continue;
         }
-        if let Err(e) = storage.write_batch(&calls, &recordings, &events) {
-            warn!(error = %e, calls = calls.len(), recordings = recordings.len(), "storing call records failed; retrying");
+        if let Err(e) = storage.write_batch(&batch) {
+            warn!(error = %e, calls = batch.calls.len(), recordings = batch.recordings.len(), "storing call records failed; retrying");
             // Put back what is not superseded by a newer snapshot meanwhile.
             let mut p = shared.lock();
-            for c in calls {
+            for c in batch.calls {
                 p.calls.entry(c.call_id.clone()).or_insert(c);
             }
-            for r in recordings {
+            for r in batch.recordings {
                 p.recordings.entry(r.id.clone()).or_insert(r);
             }
+            for (id, c) in batch.callbacks {
+                p.callbacks.entry(id).or_insert(c);
+            }
             // The failed entries go back ahead of any logged since, keeping the order.
-            let newer = std::mem::replace(&mut p.events, events);
+            let newer = std::mem::replace(&mut p.events, batch.events);
             p.events.extend(newer);
             let give_up = p.closed;
             drop(p);

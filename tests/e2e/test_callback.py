@@ -12,6 +12,8 @@ answers and the two talk, recorded. A patient who is busy on every try is tried 
 
 from __future__ import annotations
 
+import pytest
+
 from server import clinic_today, free_sip_port
 from sipua import LOOPBACK
 from test_midcall import replay
@@ -151,3 +153,56 @@ def test_a_patient_busy_on_every_try_is_tried_again_then_given_up_in_plain_sight
         assert "switchboard_callbacks_failed_total 1" in metrics
         ua.sleep(RETRY_AFTER_S + 1)
         assert len(trunk.incoming) == 2, "no third try after the last"
+
+
+@pytest.mark.parametrize(
+    "number, how",
+    [("13800000003", "sigterm_while_ringing"), ("13800000002", "sigkill_while_waiting")],
+)
+def test_a_callback_outlives_a_restart_and_waits_again_in_its_place(ua, switchboard, phones, desks, number, how):
+    """Stopped (SIGTERM while 1003's phone rings for it) or killed (SIGKILL while it waits),
+    the switchboard comes back with the callback in its place: 1003 re-registers, is rung
+    for the same call, answers, and the patient is dialled."""
+    sb = switchboard
+    trunk = trunk_line(ua, phones, number)
+    with log_on_failure(sb):
+        agent = queued_callback(ua, sb, phones, number)
+        ops = sb.login("ops", "demo-ops")
+        before = next(q for q in sb.get_json("/api/queues", ops) if q["name"] == "appointments")
+        call_id = before["callers"][0]["call_id"]
+        if how == "sigterm_while_ringing":
+            set_state(sb, "1003", "ready")
+            agent.wait_incoming(timeout=ROUTE_TIMEOUT)
+            sb.stop()
+        else:
+            ua.sleep(0.5)  # the store writer's batch is written within milliseconds
+            sb.kill()
+        sb.start(append_log=True)
+        # Nobody is logged in yet (registrations do not outlive the process): it waits.
+        ops = sb.login("ops", "demo-ops")
+        after = next(q for q in sb.get_json("/api/queues", ops) if q["name"] == "appointments")
+        assert [(c["call_id"], c["callback"]) for c in after["callers"]] == [(call_id, True)], after
+        desk = desks(sb, "1003")
+        # 1003's phone registers again (which makes 1003 ready): rung for it at once.
+        registered = len([e for e in agent.reg_events if 200 <= e.code < 300])
+        agent.setRegistration(True)
+        ua.wait(
+            "1003 to register with the restarted switchboard",
+            lambda: len([e for e in agent.reg_events if 200 <= e.code < 300]) > registered,
+            5,
+        )
+        rung_before = 1 if how == "sigterm_while_ringing" else 0
+        ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT, after=rung_before)
+        pops = offers(desk)
+        assert pops and (pops[-1]["call_id"], pops[-1].get("callback")) == (call_id, True), pops
+        ringing.answer(200)
+        ringing.wait_confirmed(timeout=3)
+        dialled = trunk.wait_incoming(timeout=5)
+        dialled.answer(200)
+        dialled.wait_confirmed(timeout=3)
+        dialled.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+        record = poll(
+            ua, "the record to close", lambda: (r := record_of(sb, call_id)) and r["outcome"] and r, 5
+        )
+        assert (record["outcome"], record["agent"]) == ("answered", "1003"), record
