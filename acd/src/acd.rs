@@ -131,6 +131,8 @@ pub struct Acd {
     states_changed: bool,
     /// For [`Strategy::Random`].
     rng: Rng,
+    /// Callers with no number to call back: a callback rule sends them on as `hangup` would.
+    uncallable: std::collections::HashSet<CallId>,
     /// Per queue: when its last few callers were answered (the wait estimate's pace).
     answers: Vec<VecDeque<Instant>>,
 }
@@ -208,6 +210,7 @@ impl Acd {
             seq: 0,
             round_robin: vec![0; built_queues_len],
             rng: Rng::new(0x5eed_acd0),
+            uncallable: std::collections::HashSet::new(),
             answers: (0..built_queues_len).map(|_| VecDeque::new()).collect(),
         })
     }
@@ -358,7 +361,9 @@ impl Acd {
         }
         let seq = self.next_seq();
         if let Some(reason) = self.turned_away(q) {
-            if self.queues[q].config.overflow == Overflow::Callback {
+            if self.queues[q].config.overflow == Overflow::Callback
+                && !self.uncallable.contains(&call)
+            {
                 // Called back instead: it joins, and leaves the line at once.
                 self.join(now, call, q, seq, false);
                 let position = self.queues[q].callers().len();
@@ -373,6 +378,23 @@ impl Acd {
         self.join(now, call, q, seq, false);
         self.dispatch(now);
         Ok(())
+    }
+
+    /// As [`Acd::enqueue`], for a caller who cannot be called back (no number): the
+    /// callback key does nothing for it, and a rule whose overflow is `callback` ends its
+    /// wait as `hangup` would (`Exited`).
+    pub fn enqueue_without_callback(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+    ) -> Result<(), Error> {
+        let fresh = self.uncallable.insert(call);
+        let result = self.enqueue(now, call, queue);
+        if result.is_err() && fresh {
+            self.uncallable.remove(&call);
+        }
+        result
     }
 
     /// The caller starts waiting at the end of queue `q`: logged, its deadlines armed.
@@ -519,6 +541,7 @@ impl Acd {
     /// Takes a waiting (or offered) caller out of its queue, an offer ringing for it ended
     /// silently (not the agent's miss). No dispatch.
     fn leave_queue(&mut self, now: Instant, call: CallId) -> Option<(Caller, usize, String)> {
+        self.uncallable.remove(&call);
         let q = self.calls.remove(&call)?;
         let (caller, position) = self.queues[q].remove(call)?;
         let queue = self.queues[q].config.name.clone();
@@ -564,6 +587,9 @@ impl Acd {
         let Some(&q) = self.calls.get(&call) else {
             return false;
         };
+        if self.uncallable.contains(&call) {
+            return false;
+        }
         let Some(position) = self.queues[q].callers().iter().position(|c| {
             c.call == call && c.offered_to.is_none() && !c.callback && !c.transferred
         }) else {
@@ -589,6 +615,7 @@ impl Acd {
             return;
         };
         caller.callback = true;
+        caller.parked = true;
         caller.overdue = false;
         let waited = now.saturating_duration_since(caller.enqueued_at);
         let queue = self.queues[q].config.name.clone();
@@ -603,6 +630,18 @@ impl Acd {
             },
         );
         self.events.push_back(AcdEvent::Callback { call, queue });
+    }
+
+    /// Call control let the callback's line go: it may be offered from now, in its place.
+    pub fn callback_ready(&mut self, now: Instant, call: CallId) {
+        let now = self.tick(now);
+        let Some(&q) = self.calls.get(&call) else {
+            return;
+        };
+        if let Some(c) = self.queues[q].get_mut(call) {
+            c.parked = false;
+        }
+        self.dispatch(now);
     }
 
     /// The patient answered dial `attempt` of the callback `agent` answered, after ringing
@@ -760,9 +799,12 @@ impl Acd {
             _ => self.calls.get(&call).copied().unwrap_or_default(),
         };
         self.calls.remove(&call);
-        let enqueued_at = self.queues[q]
+        self.uncallable.remove(&call);
+        let (enqueued_at, callback) = self.queues[q]
             .remove(call)
-            .map_or(now, |(caller, _)| caller.enqueued_at);
+            .map_or((now, false), |(caller, _)| {
+                (caller.enqueued_at, caller.callback)
+            });
         let waited = now.saturating_duration_since(enqueued_at);
         let ag = self.agent_mut(a);
         ag.activity = Activity::Talking {
@@ -792,6 +834,7 @@ impl Acd {
                 waited_ms: ms(waited),
                 rang_ms: ms(rang),
                 ring_timeout_ms: ms(ring_timeout),
+                callback,
             },
         );
         self.events.push_back(AcdEvent::Connected {
@@ -1011,6 +1054,7 @@ impl Acd {
                     .and_then(|a| self.agents.get(a))
                     .map(|a| a.id.clone()),
                 callback: c.callback,
+                parked: c.parked,
             })
             .collect())
     }
@@ -1226,7 +1270,8 @@ impl Acd {
         {
             return false;
         }
-        if self.queues[q].config.overflow == Overflow::Callback {
+        if self.queues[q].config.overflow == Overflow::Callback && !self.uncallable.contains(&call)
+        {
             if self.queues[q].get(call).is_some_and(|c| c.transferred) {
                 // Answered before (its recording runs): it waits on rather than be cut off.
                 return false;
@@ -1314,11 +1359,14 @@ impl Acd {
                     to: name,
                 });
             }
-            None => self.events.push_back(AcdEvent::Exited {
-                call,
-                queue: from,
-                reason,
-            }),
+            None => {
+                self.uncallable.remove(&call);
+                self.events.push_back(AcdEvent::Exited {
+                    call,
+                    queue: from,
+                    reason,
+                });
+            }
         }
     }
 
@@ -1411,7 +1459,7 @@ impl Acd {
                     continue;
                 }
                 let callers = queue.callers();
-                while callers.get(next[q]).is_some_and(|c| c.offered_to.is_some()) {
+                while callers.get(next[q]).is_some_and(|c| !c.offerable()) {
                     next[q] += 1;
                 }
                 let Some(c) = callers.get(next[q]) else {

@@ -97,13 +97,15 @@ pub enum Logged {
         rang_ms: u64,
         why: OfferEnd,
     },
-    /// The agent answered.
+    /// The agent answered (`callback`: a callback's agent, the patient not dialled yet).
     Connected {
         agent: AgentId,
         queue: String,
         waited_ms: u64,
         rang_ms: u64,
         ring_timeout_ms: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        callback: bool,
     },
     /// The caller hung up while waiting (or while a phone rang for them).
     Abandoned {

@@ -181,42 +181,36 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
     let mut wrap_of_call: HashSet<&str> = HashSet::new();
     // Calls whose current wait began with a transfer: how it ends is not counted again.
     let mut after_transfer: HashSet<&str> = HashSet::new();
-    // Calls waiting to be called back: their agent's answer is not the patient's.
-    let mut callbacks: HashSet<&str> = HashSet::new();
 
     for e in entries {
         if !in_queue(e.event.queue()) && !matches!(e.event, Logged::AgentState { .. }) {
             continue;
         }
         let transfer_wait = e.call.is_some_and(|c| after_transfer.contains(c));
-        let callback = e.call.is_some_and(|c| callbacks.contains(c));
         match e.event {
             Logged::CallbackRequested { waited_ms, .. } => {
                 k.callbacks_requested += 1;
-                if let Some(call) = e.call {
-                    callbacks.insert(call);
-                    if !after_transfer.remove(call) {
-                        waits_all.push(*waited_ms);
-                    }
+                if e.call.is_none_or(|call| !after_transfer.remove(call)) {
+                    waits_all.push(*waited_ms);
                 }
             }
-            Logged::Connected { agent, .. } if callback => {
-                agent_row(&mut agents, agent).answered += 1;
-            }
+            // A callback's agent answered: the patient's wait ended at the request.
+            Logged::Connected {
+                agent,
+                callback: true,
+                ..
+            } => agent_row(&mut agents, agent).answered += 1,
             Logged::CallbackDialled { result, .. } => {
                 if *result == crate::journal::CallbackResult::Answered {
                     k.callbacks_completed += 1;
-                    if let Some(call) = e.call {
-                        callbacks.remove(call);
-                    }
                 }
             }
-            Logged::CallbackFailed { .. } => {
-                k.callbacks_failed += 1;
-                if let Some(call) = e.call {
-                    callbacks.remove(call);
-                }
-            }
+            Logged::CallbackFailed { .. } => k.callbacks_failed += 1,
+            // A try that did not reach the patient is no handled call (AHT leaves it out).
+            Logged::Completed {
+                by: crate::journal::EndedBy::Unreached,
+                ..
+            } => {}
             Logged::Enqueued {
                 transferred: true, ..
             } => {

@@ -168,6 +168,8 @@ pub struct CallerView {
     pub offered_to: Option<AgentId>,
     /// A callback: the patient is not on the line and is dialled when an agent answers.
     pub callback: bool,
+    /// A callback not offered yet: call control is still letting its line go.
+    pub parked: bool,
 }
 
 /// A caller in a queue (waiting, or being offered to one agent).
@@ -189,6 +191,16 @@ pub(crate) struct Caller {
     /// A callback: the patient left the line keeping this place (no max wait, no leave
     /// rules, not counted against `max_callers`).
     pub(crate) callback: bool,
+    /// A callback whose line call control has not let go yet: kept in place, offered to
+    /// nobody until [`crate::Acd::callback_ready`].
+    pub(crate) parked: bool,
+}
+
+impl Caller {
+    /// Whether it can be offered now: no phone rings for it and it is not parked.
+    pub(crate) fn offerable(&self) -> bool {
+        self.offered_to.is_none() && !self.parked
+    }
 }
 
 /// A configured queue and its callers, oldest first.
@@ -217,6 +229,7 @@ impl Queue {
             transferred,
             handed_by: None,
             callback: false,
+            parked: false,
         });
     }
 
@@ -243,6 +256,7 @@ impl Queue {
                 transferred,
                 handed_by: None,
                 callback: false,
+                parked: false,
             },
         );
         at + 1
@@ -262,9 +276,9 @@ impl Queue {
         self.callers.iter_mut().find(|c| c.call == call)
     }
 
-    /// The longest-waiting caller not currently being offered to an agent.
+    /// The longest-waiting caller not currently being offered to an agent (nor parked).
     pub(crate) fn next_unoffered(&self) -> Option<&Caller> {
-        self.callers.iter().find(|c| c.offered_to.is_none())
+        self.callers.iter().find(|c| c.offerable())
     }
 
     /// Callers in the queue, oldest first (including those being offered).

@@ -38,6 +38,11 @@ fn a_caller_who_asks_for_a_callback_keeps_its_place_and_is_offered_in_turn() {
     drain(&mut acd);
     assert!(acd.request_callback(t0 + secs(10), 2));
     assert_eq!(drain(&mut acd), vec![callback(2, "enquiries")]);
+    // Parked while call control lets the line go: B, free, is not rung for it.
+    acd.agent_online(t0 + secs(11), B, true).expect("agent");
+    assert_eq!(drain(&mut acd), vec![offer(3, B, "enquiries", secs(8))]);
+    acd.callback_ready(t0 + secs(12), 2);
+    assert_eq!(drain(&mut acd), vec![]);
     assert!(
         !acd.request_callback(t0 + secs(11), 2),
         "already a callback"
@@ -47,7 +52,7 @@ fn a_caller_who_asks_for_a_callback_keeps_its_place_and_is_offered_in_turn() {
         "talking, not waiting"
     );
     assert_eq!(
-        order(&acd, "enquiries", t0 + secs(11)),
+        order(&acd, "enquiries", t0 + secs(12)),
         [(2, true), (3, false)],
         "call 2 keeps its place ahead of call 3"
     );
@@ -78,6 +83,7 @@ fn a_failed_dial_ends_the_agents_part_and_the_retry_waits_in_the_original_place(
     acd.answered(t0 + secs(1), 1, A).expect("offered");
     acd.enqueue(t0 + secs(2), 2, "enquiries").expect("queue");
     assert!(acd.request_callback(t0 + secs(5), 2));
+    acd.callback_ready(t0 + secs(6), 2);
     acd.call_ended(t0 + secs(10), A, EndedBy::Caller)
         .expect("talking");
     acd.answered(t0 + secs(12), 2, A).expect("offered");
@@ -139,6 +145,7 @@ fn a_queue_whose_overflow_is_a_callback_keeps_its_callers_instead_of_hanging_up(
     // Nobody logged in: the first caller becomes a callback at the door.
     acd.enqueue(t0, 1, "appointments").expect("queue");
     assert_eq!(drain(&mut acd), vec![callback(1, "appointments")]);
+    acd.callback_ready(t0, 1);
     acd.agent_online(t0 + secs(1), A, true).expect("agent");
     assert_eq!(
         drain(&mut acd),
@@ -182,5 +189,31 @@ fn a_queue_whose_overflow_is_a_callback_keeps_its_callers_instead_of_hanging_up(
             Some(ExitReason::Full),
             Some(ExitReason::NoAgents),
         ]
+    );
+}
+
+#[test]
+fn a_caller_with_no_number_is_never_made_a_callback_a_callback_rule_ends_its_wait() {
+    let t0 = Instant::now();
+    let queues = vec![
+        QueueConfig::from_rings("appointments", 0, 3, 5000).with_overflow(
+            Overflow::Callback,
+            Some(secs(30)),
+            None,
+            LeaveWhen::Never,
+        ),
+    ];
+    let mut acd = Acd::new(queues, vec![AgentConfig::new(A, &["appointments"])]).expect("config");
+    acd.enqueue_without_callback(t0, 1, "appointments")
+        .expect("queue");
+    assert!(!acd.request_callback(t0 + secs(1), 1), "no number to call");
+    acd.handle_timeout(t0 + secs(30));
+    assert_eq!(
+        drain(&mut acd),
+        vec![AcdEvent::Exited {
+            call: 1,
+            queue: "appointments".into(),
+            reason: ExitReason::Timeout,
+        }]
     );
 }

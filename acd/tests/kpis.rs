@@ -281,9 +281,11 @@ fn callbacks_are_counted_apart_from_answers_and_abandons() {
     // Call 2 waits 10 s, asks for a callback; A answers it at 102, the patient at 110.
     acd.enqueue(t(20), 2, "appointments").expect("queue");
     assert!(acd.request_callback(t(30), 2));
+    acd.callback_ready(t(30), 2);
     // Call 3 waits 20 s and asks too; its first dial fails, its second is given up.
     acd.enqueue(t(40), 3, "appointments").expect("queue");
     assert!(acd.request_callback(t(60), 3));
+    acd.callback_ready(t(60), 3);
     acd.call_ended(t(100), A, EndedBy::Caller).expect("talking");
     acd.answered(t(102), 2, A).expect("offered");
     acd.callback_reached(t(110), A, 1, secs(8))
@@ -323,5 +325,16 @@ fn callbacks_are_counted_apart_from_answers_and_abandons() {
     );
     let a = k.agents.iter().find(|a| a.agent == A).expect("A");
     assert_eq!(a.answered, 3, "A answered call 1 and both callbacks");
-    assert_eq!(k.completed, 3, "calls 1 and 2, and 3's unreached try");
+    assert_eq!(
+        k.completed, 2,
+        "calls 1 and 2: 3's unreached try is no handled call"
+    );
+    // A window that opens after the requests still counts the callbacks' answers apart.
+    let later = kpis(&log, 100, 200, None);
+    assert_eq!(
+        (later.offered, later.answered, later.asa_ms),
+        (0, 0, None),
+        "{later:?}"
+    );
+    assert_eq!((later.callbacks_completed, later.callbacks_failed), (1, 1));
 }

@@ -248,6 +248,8 @@ struct Model {
     enqueued_at: BTreeMap<u64, Instant>,
     /// Callers who left the line to be called back.
     callbacks: BTreeSet<u64>,
+    /// Of those, the ones call control has not let go of yet (offered to nobody).
+    parked: BTreeSet<u64>,
     /// Callbacks' dials that did not reach the patient, per call.
     unreached: BTreeMap<u64, u32>,
     /// Callbacks waiting for their next try: (call, queue index).
@@ -342,9 +344,13 @@ impl Model {
                 );
                 // First come, first served within a queue; a higher queue goes first.
                 let q = queue_index(&queue);
+                assert!(
+                    !self.parked.contains(&call),
+                    "seed {seed}: {call} offered while parked"
+                );
                 for &earlier in self.waiting[q].iter().take_while(|c| **c != call) {
                     assert!(
-                        self.offered_to(earlier).is_some(),
+                        self.offered_to(earlier).is_some() || self.parked.contains(&earlier),
                         "seed {seed}: call {call} offered before {earlier} in {queue}"
                     );
                 }
@@ -354,7 +360,7 @@ impl Model {
                     if PRIORITY[o] > PRIORITY[q] {
                         for &c in &self.waiting[o] {
                             assert!(
-                                self.offered_to(c).is_some(),
+                                self.offered_to(c).is_some() || self.parked.contains(&c),
                                 "seed {seed}: {agent} got {queue} while {other} call {c} waited"
                             );
                         }
@@ -403,6 +409,7 @@ impl Model {
                     self.callbacks.insert(call),
                     "seed {seed}: {call} became a callback twice"
                 );
+                self.parked.insert(call);
             }
             AcdEvent::Exited { call, queue, .. } => {
                 assert!(
@@ -529,7 +536,7 @@ fn check_views(acd: &Acd, model: &Model, served: &[AgentConfig], now: Instant, s
             for q in &config.queues {
                 let callers = acd.callers(q, now).expect("queue");
                 assert!(
-                    callers.iter().all(|c| c.offered_to.is_some()),
+                    callers.iter().all(|c| c.offered_to.is_some() || c.parked),
                     "seed {seed}: {agent} is free while a caller waits in {q}"
                 );
             }
@@ -540,6 +547,13 @@ fn check_views(acd: &Acd, model: &Model, served: &[AgentConfig], now: Instant, s
             *at + *timeout > now,
             "seed {seed}: {agent} still rings after its deadline"
         );
+    }
+}
+
+/// Every parked callback's line is let go: they may be offered.
+fn release_parked(acd: &mut Acd, model: &mut Model, now: Instant) {
+    for call in std::mem::take(&mut model.parked) {
+        acd.callback_ready(now, call);
     }
 }
 
@@ -577,6 +591,11 @@ fn random_run(seed: u64) -> (usize, u32, usize) {
             drain_into(&mut acd, &mut model, &agents, now, seed);
         }
         model.paused_until.retain(|_, t| *t > now);
+        // Call control lets the lines of parked callbacks go, sooner or later.
+        if rng.chance(40) {
+            release_parked(&mut acd, &mut model, now);
+            drain_into(&mut acd, &mut model, &agents, now, seed);
+        }
 
         let agent = AGENTS[rng.below(3)];
         match rng.below(11) {
@@ -768,6 +787,7 @@ fn random_run(seed: u64) -> (usize, u32, usize) {
     for (call, q) in std::mem::take(&mut model.retrying) {
         requeue(&mut acd, &mut model, call, q, now);
     }
+    release_parked(&mut acd, &mut model, now);
     for agent in AGENTS {
         acd.agent_online(now, agent, true).expect("known agent");
         if model.online.insert(agent) {

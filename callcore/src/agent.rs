@@ -44,21 +44,6 @@ impl Core {
         waited: Duration,
         ring_timeout: Duration,
     ) {
-        let deferred = DeferredOffer {
-            agent,
-            queue,
-            waited,
-            ring_timeout,
-        };
-        if self.defer_callback_offer(call, &deferred) {
-            return;
-        }
-        let DeferredOffer {
-            agent,
-            queue,
-            waited,
-            ring_timeout,
-        } = deferred;
         let Some(c) = self.calls.get_mut(&call) else {
             self.acd.abandon(now, call);
             return;
@@ -99,7 +84,7 @@ impl Core {
             queue,
             waited_ms: millis(waited),
             ring_timeout_ms: millis(ring_timeout),
-            callback: c.callback.is_some(),
+            callback: c.phase == Phase::Callback,
         };
         self.emit(Output::ScreenPop {
             agent,
@@ -248,11 +233,6 @@ impl Core {
         {
             *deferred = None;
         }
-        if let Some(cb) = c.callback.as_mut()
-            && cb.deferred.as_ref().is_some_and(|d| d.agent == agent)
-        {
-            cb.deferred = None;
-        }
         let mut ringing = Vec::new();
         let mut port = None;
         if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
@@ -305,9 +285,7 @@ impl Core {
     ) {
         for (peer, invite) in ringing {
             let cancel = cancel_for(&invite);
-            if let Ok(cid) = invite.call_id() {
-                self.stale_invites.insert(cid, (invite, peer));
-            }
+            self.remember_stale(now, invite, peer);
             self.fire(now, peer, cancel);
         }
     }

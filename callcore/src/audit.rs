@@ -40,9 +40,6 @@ impl Core {
                             "callback {id} has agent {agent:?} but dialling is {dialling}"
                         )),
                     }
-                    if let Some(d) = &cb.deferred {
-                        busy.entry(d.agent.as_str()).or_default().push(id);
-                    }
                 }
                 _ => {}
             }

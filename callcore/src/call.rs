@@ -56,8 +56,6 @@ pub(crate) struct Callback {
     /// The first line's media task has not reported `Stopped` yet (a new one for the
     /// dialled leg cannot start before).
     pub media_running: bool,
-    /// An offer the ACD made before that media stopped: it goes ahead then.
-    pub deferred: Option<DeferredOffer>,
     /// The dial in progress, once an agent answered.
     pub dial: Option<Dial>,
 }

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::CallId;
 use crate::agent::{AnswerProblem, TELEPHONE_EVENT_PT};
-use crate::call::{Call, Callback, DeferredOffer, Dial, Phase, Side, millis};
+use crate::call::{Call, Callback, Dial, Phase, Side, millis};
 use crate::control::{BindFor, ClientTx, Core, Due};
 use crate::desk::DeskEvent;
 use crate::io::{Leg, LegSpec, MediaCommand, Metric, Output, PortToken};
@@ -152,8 +152,8 @@ impl Core {
         self.save_call_record(id);
     }
 
-    /// The first line's media task stopped: its port is free, and an offer the ACD made
-    /// meanwhile goes ahead. Returns false when the call is not a callback off the line.
+    /// The first line's media task stopped: its port is free, and the ACD may offer the
+    /// callback from now. Returns false when the call is not a callback off the line.
     pub(crate) fn callback_media_stopped(
         &mut self,
         now: Instant,
@@ -171,7 +171,6 @@ impl Core {
         };
         cb.media_running = false;
         let line_up = c.line.is_some();
-        let deferred = cb.deferred.take();
         let port = cb.line_port.take();
         if let Some(Err(e)) = recording {
             warn!(error = %e, "recording ended with an error");
@@ -183,24 +182,8 @@ impl Core {
             // It stopped by itself (its socket failed): the line goes now.
             self.let_line_go(now, id, Side::System, false);
         }
-        if let Some(d) = deferred {
-            self.offer(now, id, d.agent, d.queue, d.waited, d.ring_timeout);
-        }
-        true
-    }
-
-    /// An offer of a callback whose first line's media still runs waits for it to stop
-    /// (the dialled leg's media cannot start before). Returns whether it was kept.
-    pub(crate) fn defer_callback_offer(&mut self, id: CallId, offer: &DeferredOffer) -> bool {
-        let Some(cb) = self
-            .calls
-            .get_mut(&id)
-            .and_then(|c| c.callback.as_mut())
-            .filter(|cb| cb.media_running)
-        else {
-            return false;
-        };
-        cb.deferred = Some(offer.clone());
+        // Its place may be offered now (the dialled leg's media can start).
+        self.acd.callback_ready(now, id);
         true
     }
 
@@ -249,14 +232,10 @@ impl Core {
         });
         c.offer = None;
         let attempt = cb.attempts;
-        let call_id = c.call_id.clone();
+        // The desk hears `answered` once the patient answers (the call is connected then).
         c.span.in_scope(
             || info!(%agent, attempt, "agent answered the callback; dialling the patient"),
         );
-        self.emit(Output::Desk {
-            agent: agent.to_owned(),
-            event: DeskEvent::Answered { call_id },
-        });
         if self.config.callback.is_none()
             || self.bind_port(BindFor::Callback { call: id }, 0).is_err()
         {
@@ -284,12 +263,19 @@ impl Core {
             .and_then(|c| c.callback.as_ref())
             .and_then(|cb| cb.dial.as_ref())
             .is_some_and(|d| d.invite.is_none() && d.rtp.is_none());
-        let (Some(local), Some(caller), true) = (
+        if !waiting {
+            // The try ended while the port was bound.
+            self.release_socket(token);
+            return;
+        }
+        let (Some(local), Some(caller), Some(peer)) = (
             self.local_for(cfg.transport),
             self.calls.get(&id).map(|c| c.caller.clone()),
-            waiting,
+            self.trunk_peer(),
         ) else {
+            warn!("no way to reach the trunk; the try fails");
             self.release_socket(token);
+            self.dial_failed(now, id, CallbackResult::Failed, false);
             return;
         };
         let body = sdp::offer(
@@ -303,7 +289,13 @@ impl Core {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
         };
-        let target = format!("sip:{}{caller}@{}{transport}", cfg.dial_prefix, cfg.trunk);
+        // An international (+) number is dialled as it is; a national one after the prefix.
+        let prefix = if caller.starts_with('+') {
+            ""
+        } else {
+            cfg.dial_prefix.as_str()
+        };
+        let target = format!("sip:{prefix}{caller}@{};user=phone{transport}", cfg.trunk);
         let advertise = self.config.advertise;
         let invite = RequestBuilder::new(Method::Invite, &target)
             .via(local.transport, local.sent_by, &self.ids.branch())
@@ -320,9 +312,6 @@ impl Core {
             .header("Subject", "Switchboard callback")
             .body("application/sdp", body.clone().into_bytes())
             .build();
-        let Some(peer) = self.trunk_peer() else {
-            return;
-        };
         if let Ok(cid) = invite.call_id() {
             self.by_sip_call_id.insert(cid, id);
         }
@@ -552,11 +541,6 @@ impl Core {
         result: CallbackResult,
         agent_gone: bool,
     ) {
-        let agent_local = self
-            .calls
-            .get(&id)
-            .and_then(|c| self.leg_local(c, Leg::Agent));
-        let branch = self.ids.branch();
         let (retries, retry_after) = self
             .config
             .callback
@@ -575,20 +559,6 @@ impl Core {
         };
         let attempt = cb.attempts;
         let rang = now.saturating_duration_since(dial.started);
-        let mut bye = None;
-        if let Some(mut dialog) = c.agent_dialog.take()
-            && !agent_gone
-            && let Some(local) = agent_local
-        {
-            bye = Some((dialog.peer, dialog.request(Method::Bye, &local, branch)));
-        }
-        let agent_cid = c.agent_sip_call_id.take();
-        let agent = c.agent.take();
-        let pending = c.bridge_pending.take();
-        c.agent_timer = None;
-        c.agent_media = None;
-        c.agent_sdp = None;
-        let call_id = c.call_id.clone();
         c.span.in_scope(|| {
             info!(
                 ?result,
@@ -597,30 +567,17 @@ impl Core {
                 "the callback did not reach the patient"
             )
         });
-        if let Some(cid) = agent_cid {
-            self.by_sip_call_id.remove(&cid);
-        }
-        for token in dial.rtp.into_iter().chain(pending.map(|l| l.token)) {
+        // The dial's Call-ID stays the call's until it goes (a 200 crossing our CANCEL
+        // is ACKed and hung up meanwhile).
+        if let Some(token) = dial.rtp {
             self.release_socket(token);
         }
-        self.deadlines.set(Due::Session(id, Leg::Agent), None);
-        if let Some((peer, bye)) = bye {
-            self.fire(now, peer, bye);
-        }
-        if let Some(agent) = agent {
-            if let Err(e) = self
+        if let Some(agent) = self.end_callback_agent(now, id, agent_gone, "callback_unreached")
+            && let Err(e) = self
                 .acd
                 .callback_unreached(now, &agent, attempt, result, rang)
-            {
-                warn!(error = %e, "the queue did not take the callback's failed try");
-            }
-            self.emit(Output::Desk {
-                agent,
-                event: DeskEvent::Ended {
-                    call_id,
-                    reason: "callback_unreached".to_owned(),
-                },
-            });
+        {
+            warn!(error = %e, "the queue did not take the callback's failed try");
         }
         if attempt <= retries {
             self.deadlines
@@ -681,11 +638,11 @@ impl Core {
     /// and marks the call as ending; it goes once no media task is left. Its tries and queue.
     fn callback_wind_down(&mut self, now: Instant, id: CallId) -> Option<(u32, String)> {
         self.cancel_dial(now, id);
-        let agent_local = self
-            .calls
-            .get(&id)
-            .and_then(|c| self.leg_local(c, Leg::Agent));
-        let branch = self.ids.branch();
+        if let Some(agent) = self.end_callback_agent(now, id, false, "callback_ended")
+            && let Err(e) = self.acd.call_ended(now, &agent, acd::EndedBy::System)
+        {
+            warn!(error = %e, "queue did not take the call end");
+        }
         let line_up = self
             .calls
             .get(&id)
@@ -697,7 +654,6 @@ impl Core {
         let cb = c.callback.as_mut()?;
         let attempts = cb.attempts;
         let media_running = cb.media_running;
-        cb.deferred = None;
         // An offer ringing for it stops ringing.
         let mut ringing = Vec::new();
         if let Some(offer) = c.offer.as_mut() {
@@ -708,35 +664,66 @@ impl Core {
         }
         let offer_port = c.offer.take().and_then(|o| o.rtp);
         let dial_port = cb.dial.take().and_then(|d| d.rtp);
-        let pending = c.bridge_pending.take();
-        let agent = c.agent.take();
-        let bye = match (c.agent_dialog.take(), agent_local) {
-            (Some(mut d), Some(local)) => Some((d.peer, d.request(Method::Bye, &local, branch))),
-            _ => None,
-        };
         c.phase = Phase::Ending;
         let queue = c.queue.clone().unwrap_or_default();
-        for token in dial_port
-            .into_iter()
-            .chain(offer_port)
-            .chain(pending.map(|l| l.token))
-        {
+        for token in dial_port.into_iter().chain(offer_port) {
             self.release_socket(token);
         }
         self.cancel_forks(now, ringing);
-        if let Some((peer, bye)) = bye {
-            self.fire(now, peer, bye);
-        }
-        if let Some(agent) = agent
-            && let Err(e) = self.acd.call_ended(now, &agent, acd::EndedBy::System)
-        {
-            warn!(error = %e, "queue did not take the call end");
-        }
         // No media task left to report `Stopped`: the call goes at once, through its
         // deadline, so the ACD's log of its end is written under its id first.
         self.deadlines
             .set(Due::Callback(id), (!media_running).then_some(now));
         Some((attempts, queue))
+    }
+
+    /// The agent's part of a callback ends (its leg hung up unless `agent_gone`, its desk
+    /// told `reason`, what the leg held released): the agent, if one had answered.
+    fn end_callback_agent(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        agent_gone: bool,
+        reason: &str,
+    ) -> Option<String> {
+        let local = self
+            .calls
+            .get(&id)
+            .and_then(|c| self.leg_local(c, Leg::Agent));
+        let branch = self.ids.branch();
+        let c = self.calls.get_mut(&id)?;
+        let bye = match (c.agent_dialog.take(), local) {
+            (Some(mut d), Some(local)) if !agent_gone => {
+                Some((d.peer, d.request(Method::Bye, &local, branch)))
+            }
+            _ => None,
+        };
+        let agent_cid = c.agent_sip_call_id.take();
+        let pending = c.bridge_pending.take();
+        c.agent_timer = None;
+        c.agent_media = None;
+        c.agent_sdp = None;
+        let agent = c.agent.take();
+        let call_id = c.call_id.clone();
+        if let Some(cid) = agent_cid {
+            self.by_sip_call_id.remove(&cid);
+        }
+        if let Some(leg) = pending {
+            self.release_socket(leg.token);
+        }
+        self.deadlines.set(Due::Session(id, Leg::Agent), None);
+        if let Some((peer, bye)) = bye {
+            self.fire(now, peer, bye);
+        }
+        let agent = agent?;
+        self.emit(Output::Desk {
+            agent: agent.clone(),
+            event: DeskEvent::Ended {
+                call_id,
+                reason: reason.to_owned(),
+            },
+        });
+        Some(agent)
     }
 
     /// Stores the callback as it stands (`keep`), or that it is done with.

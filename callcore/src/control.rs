@@ -80,6 +80,8 @@ pub(crate) enum Due {
     Announce(CallId),
     /// A callback: the patient's phone rang its time, or the next try is due.
     Callback(CallId),
+    /// The oldest stale INVITE is forgotten.
+    Stale,
 }
 
 /// At most one WARN about refused calls per this long.
@@ -134,6 +136,9 @@ pub struct Core {
     pub(crate) client_tx: HashMap<TransactionKey, ClientTx>,
     /// INVITEs of offers we gave up on, by SIP Call-ID, to hang up a late answer.
     pub(crate) stale_invites: HashMap<String, (Request, Peer)>,
+    /// When each stale INVITE is forgotten (64*T1 after its CANCEL: no 200 comes later),
+    /// in that order; it outlives its call, so an answer crossing a last CANCEL is hung up.
+    pub(crate) stale_expiry: VecDeque<(Instant, String)>,
     pub(crate) next_call: CallId,
     pub(crate) next_offer: u64,
     pub(crate) next_token: u64,
@@ -191,6 +196,7 @@ impl Core {
             patient_invites: HashMap::new(),
             client_tx: HashMap::new(),
             stale_invites: HashMap::new(),
+            stale_expiry: VecDeque::new(),
             next_call: 1,
             next_offer: 1,
             next_token: 1,
@@ -438,6 +444,7 @@ impl Core {
                 Due::Session(id, leg) => self.session_due(now, id, leg),
                 Due::Announce(id) => self.announce(now, id),
                 Due::Callback(id) => self.callback_due(now, id),
+                Due::Stale => self.forget_stale(now),
             }
         }
         self.drain(now);
@@ -674,6 +681,12 @@ impl Core {
                 // A CANCEL's or BYE's final answer: nothing more will come.
                 Some(ClientTx::Fire) if response.status() >= 200 => {
                     self.client_tx.remove(&key);
+                }
+                // A 200 to an INVITE of a call that is gone (it crossed our CANCEL).
+                None if (200..300).contains(&response.status())
+                    && response.cseq().is_ok_and(|(_, m)| m == Method::Invite) =>
+                {
+                    self.ack_and_bye_stale(now, &response);
                 }
                 _ => {}
             },
@@ -994,6 +1007,35 @@ impl Core {
                 .collect(),
             id: a.id,
         }
+    }
+
+    /// An INVITE we CANCELled: a 200 that crosses the CANCEL is ACKed and hung up (for
+    /// 64*T1, as long as one can come).
+    pub(crate) fn remember_stale(&mut self, now: Instant, invite: Request, peer: Peer) {
+        let Ok(cid) = invite.call_id() else {
+            return;
+        };
+        let until = now + self.config.timers.t1 * 64;
+        self.stale_invites.insert(cid.clone(), (invite, peer));
+        self.stale_expiry.push_back((until, cid));
+        self.arm_stale();
+    }
+
+    /// Forgets the stale INVITEs whose time is up.
+    fn forget_stale(&mut self, now: Instant) {
+        while let Some((until, _)) = self.stale_expiry.front()
+            && *until <= now
+        {
+            if let Some((_, cid)) = self.stale_expiry.pop_front() {
+                self.stale_invites.remove(&cid);
+            }
+        }
+        self.arm_stale();
+    }
+
+    fn arm_stale(&mut self) {
+        let next = self.stale_expiry.front().map(|(at, _)| *at);
+        self.deadlines.set(Due::Stale, next);
     }
 
     /// Sends a request outside any transaction's retransmission (ACK to a 2xx).

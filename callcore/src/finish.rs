@@ -58,6 +58,7 @@ impl Core {
             to_send.push((line.peer, bye));
         }
         // A ringing offer is cancelled, on every phone still ringing.
+        let mut stale = Vec::new();
         if let Some(offer) = c.offer.as_mut() {
             let ringing = offer.end_forks();
             let cancelled = offer.cancelled;
@@ -65,9 +66,7 @@ impl Core {
                 if !cancelled {
                     to_send.push((peer, cancel_for(&invite)));
                 }
-                if let Ok(cid) = invite.call_id() {
-                    self.stale_invites.insert(cid, (invite, peer));
-                }
+                stale.push((invite, peer));
             }
         }
         // The agent's leg, unless the agent hung up.
@@ -90,6 +89,9 @@ impl Core {
         self.deadlines.set(Due::Announce(id), None);
         for token in unbridged {
             self.release_socket(token);
+        }
+        for (invite, peer) in stale {
+            self.remember_stale(now, invite, peer);
         }
         self.emit(Output::Media {
             call: id,
@@ -189,9 +191,6 @@ impl Core {
         self.deadlines.set(Due::Callback(id), None);
         // Every SIP Call-ID of the call: the patient's, the answering agent's, and
         // those of offers that rang out; and the agent INVITEs' client transactions.
-        let by_sip_call_id = &self.by_sip_call_id;
-        self.stale_invites
-            .retain(|cid, _| by_sip_call_id.get(cid) != Some(&id));
         self.by_sip_call_id.retain(|_, call| *call != id);
         self.client_tx.retain(|_, tx| match tx {
             ClientTx::AgentInvite { call, .. }

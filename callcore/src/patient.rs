@@ -308,11 +308,11 @@ impl Core {
                 .as_ref()
                 .and_then(|q| self.config.callback_keys.get(q));
             if callback == Some(&digit) {
-                let dialable = crate::callback::dialable(&c.caller);
-                let asked = dialable && self.acd.request_callback(now, call);
+                // Refused for a caller with no number, or while a phone rings for it.
+                let asked = self.acd.request_callback(now, call);
                 if let Some(c) = self.calls.get(&call) {
                     c.span.in_scope(
-                        || info!(%digit, asked, dialable, "the caller pressed the queue's callback key"),
+                        || info!(%digit, asked, "the caller pressed the queue's callback key"),
                     );
                 }
                 return;
@@ -435,6 +435,7 @@ impl Core {
         c.enqueued_at = Some(now);
         // Announcements in this queue start afresh ("only when improved" included).
         c.announced_position = None;
+        let caller = c.caller.clone();
         info!(%queue, path = ?c.ivr_path, "queued");
         if let Some(prompt) = hold.filter(|p| self.config.prompts.contains(p)) {
             self.emit(Output::Media {
@@ -443,7 +444,9 @@ impl Core {
             });
         }
         let queued = match how {
-            Joining::New => self.acd.enqueue(now, id, &queue),
+            // A caller with no number to dial back is never made a callback.
+            Joining::New if crate::callback::dialable(&caller) => self.acd.enqueue(now, id, &queue),
+            Joining::New => self.acd.enqueue_without_callback(now, id, &queue),
             Joining::Transfer { from, to_agent } => {
                 self.acd.transfer(now, from, &queue, to_agent).or_else(|e| {
                     // Checked just before, so not expected: end the agent's part and queue.

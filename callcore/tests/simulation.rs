@@ -251,6 +251,8 @@ struct Stats {
     trunk_answered: u64,
     /// Calls recorded as a callback given up.
     callbacks_failed: u64,
+    /// Trunk answers that crossed our CANCEL (call control must ACK and hang them up).
+    trunk_crossed: u64,
 }
 
 impl World {
@@ -928,7 +930,11 @@ impl World {
             }
             Method::Cancel => {
                 respond(self, response_to(&request, 200, "OK", None));
-                if let Some((ikey, invite)) = self.trunk().ringing.remove(&cid) {
+                if self.trunk().ringing.contains_key(&cid) && self.rng.random_bool(0.25) {
+                    // The patient picked up as we gave up: the 200 crosses our CANCEL.
+                    self.stats.trunk_crossed += 1;
+                    self.trunk_answer(cid, false);
+                } else if let Some((ikey, invite)) = self.trunk().ringing.remove(&cid) {
                     let r = response_to(&invite, 487, "Request Terminated", Some("tr"));
                     if let Some(layer) = self.layers.get_mut(&TRUNK) {
                         layer.send_response(now, &ikey, r);
@@ -944,47 +950,16 @@ impl World {
         self.flush_phone(TRUNK);
     }
 
+    /// The called-back patient answers (and hangs up some time later, if `hangs_up`).
+    fn trunk_answer(&mut self, cid: String, hangs_up: bool) {
+        self.trunk_respond(cid, true, hangs_up);
+    }
+
     /// The called-back patient answers, is busy, or hangs up.
     fn trunk_act(&mut self, cid: String, act: Act) {
         let now = self.now;
         match act {
-            Act::Answer | Act::Busy => {
-                let Some((key, invite)) = self.trunk().ringing.remove(&cid) else {
-                    return;
-                };
-                let response = if matches!(act, Act::Answer) {
-                    let n = self.trunk().invites;
-                    let media = SocketAddr::new(TRUNK.ip(), 6000 + (n % 50_000) as u16);
-                    let Ok(dialog) = Dialog::uas(&invite, "tr".to_owned(), Peer::udp(CORE_SIP))
-                    else {
-                        return;
-                    };
-                    let t = self.trunk();
-                    t.talking.insert(cid.clone(), dialog);
-                    t.media.insert(media, cid.clone());
-                    t.answered += 1;
-                    self.stats.trunk_answered += 1;
-                    {
-                        // The patient hangs up in the end (unless the agent does first).
-                        let after = ms(self.rng.random_range(1_000..90_000));
-                        self.at(
-                            after,
-                            Event::Trunk {
-                                cid: cid.clone(),
-                                act: Act::HangUp,
-                            },
-                        );
-                    }
-                    response_to(&invite, 200, "OK", Some("tr"))
-                        .with_header("Contact", &format!("<sip:patient@{TRUNK}>"))
-                        .with_body("application/sdp", sdp(media))
-                } else {
-                    response_to(&invite, 486, "Busy Here", Some("tr"))
-                };
-                if let Some(layer) = self.layers.get_mut(&TRUNK) {
-                    layer.send_response(now, &key, response);
-                }
-            }
+            Act::Answer | Act::Busy => self.trunk_respond(cid, matches!(act, Act::Answer), true),
             Act::HangUp => {
                 let Some(mut dialog) = self.trunk().talking.remove(&cid) else {
                     return;
@@ -1000,6 +975,47 @@ impl World {
                 }
             }
             _ => {}
+        }
+        self.flush_phone(TRUNK);
+    }
+
+    /// The trunk's final answer to a ringing callback: 200 (the patient hangs up later if
+    /// `hangs_up`) or 486.
+    fn trunk_respond(&mut self, cid: String, answer: bool, hangs_up: bool) {
+        let now = self.now;
+        let Some((key, invite)) = self.trunk().ringing.remove(&cid) else {
+            return;
+        };
+        let response = if answer {
+            let n = self.trunk().invites;
+            let media = SocketAddr::new(TRUNK.ip(), 6000 + (n % 50_000) as u16);
+            let Ok(dialog) = Dialog::uas(&invite, "tr".to_owned(), Peer::udp(CORE_SIP)) else {
+                return;
+            };
+            let t = self.trunk();
+            t.talking.insert(cid.clone(), dialog);
+            t.media.insert(media, cid.clone());
+            t.answered += 1;
+            self.stats.trunk_answered += 1;
+            if hangs_up {
+                // The patient hangs up in the end (unless the agent does first).
+                let after = ms(self.rng.random_range(1_000..90_000));
+                self.at(
+                    after,
+                    Event::Trunk {
+                        cid: cid.clone(),
+                        act: Act::HangUp,
+                    },
+                );
+            }
+            response_to(&invite, 200, "OK", Some("tr"))
+                .with_header("Contact", &format!("<sip:patient@{TRUNK}>"))
+                .with_body("application/sdp", sdp(media))
+        } else {
+            response_to(&invite, 486, "Busy Here", Some("tr"))
+        };
+        if let Some(layer) = self.layers.get_mut(&TRUNK) {
+            layer.send_response(now, &key, response);
         }
         self.flush_phone(TRUNK);
     }
@@ -1659,6 +1675,13 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
             );
         }
     }
+    if let Some(Phone::Trunk(t)) = w.phones.get(&TRUNK) {
+        assert!(
+            t.talking.is_empty(),
+            "seed {seed}: called-back patients still on the line: {:?}",
+            t.talking.keys().collect::<Vec<_>>()
+        );
+    }
     assert!(
         w.pending_callbacks.is_empty(),
         "seed {seed}: callbacks still stored after every call ended: {:?}",
@@ -1748,7 +1771,12 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.trunk_invites += s.trunk_invites;
         total.trunk_answered += s.trunk_answered;
         total.callbacks_failed += s.callbacks_failed;
+        total.trunk_crossed += s.trunk_crossed;
     }
+    assert!(
+        total.trunk_crossed > 0,
+        "no trunk answer ever crossed a CANCEL: {total:?}"
+    );
     assert!(
         total.trunk_answered > 0 && total.callbacks_failed > 0,
         "callbacks were never both completed and given up: {total:?}"

@@ -633,11 +633,22 @@ fn callbacks_need_a_trunk_and_every_bad_setting_is_reported() {
             .any(|p| p.contains("needs a [callback] section")),
         "{found:?}"
     );
+    let no_tcp = demo_with(&[("tcp = \"127.0.0.1:5060\"", "#")])
+        + "\n[callback]\ntrunk = \"127.0.0.1:5070\"\ntransport = \"tcp\"\n";
+    let found = problems(&no_tcp);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("transport `tcp` needs [sip] tcp")),
+        "{found:?}"
+    );
     let mut good = demo_with(&[(
         queue_line,
         "callback_key = \"2\"\nmax_wait_ms = 60000\noverflow = \"callback\" #",
     )]);
-    good.push_str("\n[callback]\ntrunk = \"127.0.0.1:5070\"\ntransport = \"tcp\"\n");
+    good.push_str(
+        "\n[callback]\ntrunk = \"127.0.0.1:5070\"\ntransport = \"tcp\"\ncaller_id = \"+861088880000\"\n",
+    );
     let config = Config::check_str(&good, "demo.toml").expect("valid callback config");
     let cb = config.callback.as_ref().expect("[callback]");
     assert_eq!(cb.trunk.port(), 5070);

@@ -403,13 +403,24 @@ fn callback(config: &Config, issues: &mut Issues) {
             "retry_after_ms must be above 0 when retries are made".into(),
         );
     }
-    if !valid_id(&cb.caller_id) {
+    let caller_id = cb.caller_id.strip_prefix('+').unwrap_or(&cb.caller_id);
+    if !valid_id(caller_id) {
         issues.at(
             [k("callback"), k("caller_id")],
             format!(
-                "caller_id `{}` must be letters, digits, `.`, `-` or `_`",
+                "caller_id `{}` must be a number (`+` allowed) or letters, digits, `.`, `-`, `_`",
                 cb.caller_id
             ),
+        );
+    }
+    let (listening, name) = match cb.transport {
+        super::TrunkTransport::Udp => (config.sip.udp.is_some(), "udp"),
+        super::TrunkTransport::Tcp => (config.sip.tcp.is_some(), "tcp"),
+    };
+    if !listening {
+        issues.at(
+            [k("callback"), k("transport")],
+            format!("transport `{name}` needs [sip] {name}: callbacks go out from it"),
         );
     }
     if !cb.dial_prefix.bytes().all(|b| b.is_ascii_digit()) {
