@@ -28,7 +28,19 @@ pub(super) struct ClientInvite {
     a_interval: Duration,
     ack: Option<Vec<u8>>,
     cancelled: bool,
+    /// A CANCEL asked for before any provisional response: it may not be sent until one
+    /// comes (RFC 3261 §9.1), and is dropped if a final response comes first.
+    held_cancel: Option<Box<(Peer, Request, super::TransactionKey)>>,
     pub(super) timers: Timers,
+}
+
+/// What becomes of a held CANCEL after a response.
+#[derive(Debug)]
+pub(super) enum HeldCancel {
+    /// A provisional came: send it now.
+    Send(Peer, Request),
+    /// A final came first: nothing to cancel; its transaction ends unsent.
+    Drop(super::TransactionKey),
 }
 
 impl ClientInvite {
@@ -49,8 +61,38 @@ impl ClientInvite {
             a_interval: ctx.cfg.t1,
             ack: None,
             cancelled: false,
+            held_cancel: None,
             timers,
         }
+    }
+
+    /// Whether no response came yet (a CANCEL must wait for a provisional).
+    pub(super) fn awaiting_provisional(&self) -> bool {
+        self.state == State::Calling
+    }
+
+    /// Keeps a CANCEL until a provisional response comes.
+    pub(super) fn hold_cancel(&mut self, peer: Peer, cancel: Request, key: super::TransactionKey) {
+        self.held_cancel = Some(Box::new((peer, cancel, key)));
+    }
+
+    /// The held CANCEL, once a response decided its fate.
+    pub(super) fn take_held_cancel(&mut self) -> Option<HeldCancel> {
+        match self.state {
+            State::Calling => None,
+            State::Proceeding => self
+                .held_cancel
+                .take()
+                .map(|held| HeldCancel::Send(held.0, held.1)),
+            State::Completed | State::Accepted => {
+                self.held_cancel.take().map(|held| HeldCancel::Drop(held.2))
+            }
+        }
+    }
+
+    /// The held CANCEL's key, when the INVITE ends with it still held (Timer B).
+    pub(super) fn held_cancel_key(&mut self) -> Option<super::TransactionKey> {
+        self.held_cancel.take().map(|held| held.2)
     }
 
     /// A CANCEL for this INVITE went out: without a final response within

@@ -307,10 +307,16 @@ impl TransactionLayer {
 
     fn remove(&mut self, id: u64) {
         self.deadlines.set(id, None);
-        if let Some(entry) = self.txs.remove(&id) {
+        if let Some(mut entry) = self.txs.remove(&id) {
             self.index.remove(&entry.key);
             if let Some(ack_id) = entry.ack_id {
                 self.awaiting_ack.remove(&ack_id);
+            }
+            // An INVITE that ended with its CANCEL still held: that CANCEL ends unsent.
+            if let Tx::ClientInvite(t) = &mut entry.tx
+                && let Some(key) = t.held_cancel_key()
+            {
+                self.out.event(TransactionEvent::Timeout { key });
             }
         }
     }
@@ -400,18 +406,35 @@ impl TransactionLayer {
             tracing::debug!(branch = key.branch(), "stray response dropped");
             return;
         };
+        let mut held = None;
         let status = match self.ctx_parts(id) {
-            Some((Tx::ClientInvite(t), mut ctx)) => t.on_response(now, resp, &mut ctx),
+            Some((Tx::ClientInvite(t), mut ctx)) => {
+                let status = t.on_response(now, resp, &mut ctx);
+                held = t.take_held_cancel();
+                status
+            }
             Some((Tx::ClientNonInvite(t), mut ctx)) => t.on_response(now, resp, &mut ctx),
             _ => Status::Alive,
         };
         self.settle(id, status);
+        match held {
+            Some(client_invite::HeldCancel::Send(peer, cancel)) => {
+                self.send_request(now, peer, cancel);
+            }
+            Some(client_invite::HeldCancel::Drop(key)) => {
+                self.out.event(TransactionEvent::Timeout { key });
+            }
+            None => {}
+        }
     }
 
     /// Sends a request and starts its client transaction (an ACK is sent statelessly).
     ///
     /// A CANCEL also bounds the INVITE it cancels: without a final response
-    /// within 64*T1 that INVITE ends with a `Timeout` (RFC 3261 §9.1).
+    /// within 64*T1 that INVITE ends with a `Timeout` (RFC 3261 §9.1). A CANCEL for an
+    /// INVITE that has had no provisional response yet is held until one comes; if a
+    /// final response (or Timer B) comes first, nothing is sent and the CANCEL's key ends
+    /// with a `Timeout`.
     pub fn send_request(&mut self, now: Instant, peer: Peer, request: Request) -> TransactionKey {
         let now = self.clamp(now);
         let branch = request.top_via_branch().unwrap_or_default();
@@ -424,10 +447,19 @@ impl TransactionLayer {
         if method == Method::Cancel {
             let invite = TransactionKey::client(key.branch.clone(), Method::Invite);
             if let Some(id) = self.index.get(&invite).copied() {
+                let mut held = false;
                 if let Some((Tx::ClientInvite(t), ctx)) = self.ctx_parts(id) {
                     t.cancel_sent(now, ctx.cfg);
+                    // Not before a provisional response (RFC 3261 §9.1): it waits for one.
+                    if t.awaiting_provisional() {
+                        t.hold_cancel(peer, request.clone(), key.clone());
+                        held = true;
+                    }
                 }
                 self.rearm(id);
+                if held {
+                    return key;
+                }
             }
         }
         let mut ctx = Ctx {

@@ -843,3 +843,75 @@ fn timers_scale_with_config() {
     assert_eq!(&times[..5], &[0, 100, 300, 700, 1100]);
     assert_eq!(events.last().map(|(t, _)| *t), Some(6400));
 }
+
+#[test]
+fn a_cancel_before_any_provisional_waits_for_one_then_goes_out() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let peer = Peer::udp(phone());
+    let invite = request(Method::Invite, "z9hG4bKheld", Transport::Udp);
+    l.send_request(t0, peer, invite.clone());
+    let _ = drain(&mut l);
+    let ckey = l.send_request(t0 + Duration::from_millis(100), peer, cancel_for(&invite));
+    let (sent, _) = drain(&mut l);
+    assert!(sent.is_empty(), "no CANCEL before a provisional response");
+    let t = t0 + Duration::from_millis(300);
+    l.handle_message(t, peer, response_to(&invite, 100, "Trying", None).into());
+    let (sent, _) = drain(&mut l);
+    let methods: Vec<Method> = sent.iter().map(|m| as_request(&m.bytes).method()).collect();
+    assert_eq!(methods, [Method::Cancel], "sent once the 100 came");
+    let cancel = as_request(&sent[0].bytes);
+    l.handle_message(t, peer, response_to(&cancel, 200, "OK", None).into());
+    let (_, events) = drain(&mut l);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TransactionEvent::Response { key, .. } if *key == ckey)),
+        "the CANCEL's answer reaches the TU on its key: {events:?}"
+    );
+}
+
+#[test]
+fn a_held_cancel_whose_invite_ends_first_is_never_sent_and_ends_as_a_timeout() {
+    let t0 = Instant::now();
+    let mut l = layer();
+    let peer = Peer::udp(phone());
+    // A final answer comes first.
+    let invite = request(Method::Invite, "z9hG4bKbusy", Transport::Udp);
+    l.send_request(t0, peer, invite.clone());
+    let ckey = l.send_request(t0, peer, cancel_for(&invite));
+    let _ = drain(&mut l);
+    l.handle_message(
+        t0,
+        peer,
+        response_to(&invite, 486, "Busy Here", Some("b")).into(),
+    );
+    let (sent, events) = drain(&mut l);
+    assert!(
+        sent.iter()
+            .all(|m| as_request(&m.bytes).method() == Method::Ack),
+        "only the ACK of the 486"
+    );
+    assert!(
+        events.contains(&TransactionEvent::Timeout { key: ckey }),
+        "{events:?}"
+    );
+    // Nothing ever comes: Timer B ends the INVITE, and the CANCEL with it, unsent.
+    let silent = request(Method::Invite, "z9hG4bKgone", Transport::Udp);
+    let ikey = l.send_request(t0, peer, silent.clone());
+    let ckey = l.send_request(t0, peer, cancel_for(&silent));
+    let (sent, events) = run(&mut l, t0, Duration::from_secs(100));
+    assert!(
+        sent.iter()
+            .all(|(_, m)| as_request(&m.bytes).method() == Method::Invite),
+        "retransmissions of the INVITE only"
+    );
+    assert_eq!(
+        events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        vec![
+            TransactionEvent::Timeout { key: ikey },
+            TransactionEvent::Timeout { key: ckey },
+        ]
+    );
+    assert_eq!(l.transaction_count(), 0, "nothing leaks");
+}
