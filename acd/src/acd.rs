@@ -731,19 +731,30 @@ impl Acd {
         Ok(())
     }
 
-    /// Call control gives the callback up after `attempts` dials (or it is stopping):
-    /// logged, and its place, if it still waits, is let go.
+    /// Call control gives the callback up after `attempts` dials: logged, and its place,
+    /// if it still waits, is let go.
     pub fn callback_failed(&mut self, now: Instant, call: CallId, queue: &str, attempts: u32) {
+        let event = Logged::CallbackFailed {
+            queue: queue.to_string(),
+            attempts,
+        };
+        self.end_callback(now, call, event);
+    }
+
+    /// Call control closes the callback unmade (the patient got through on a call of
+    /// their own): logged, its place let go.
+    pub fn callback_closed(&mut self, now: Instant, call: CallId, queue: &str, attempts: u32) {
+        let event = Logged::CallbackClosed {
+            queue: queue.to_string(),
+            attempts,
+        };
+        self.end_callback(now, call, event);
+    }
+
+    fn end_callback(&mut self, now: Instant, call: CallId, event: Logged) {
         let now = self.tick(now);
         self.leave_queue(now, call);
-        self.log(
-            now,
-            Some(call),
-            Logged::CallbackFailed {
-                queue: queue.to_string(),
-                attempts,
-            },
-        );
+        self.log(now, Some(call), event);
         self.dispatch(now);
     }
 

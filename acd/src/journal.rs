@@ -145,8 +145,11 @@ pub enum Logged {
         rang_ms: u64,
         result: CallbackResult,
     },
-    /// The callback was given up after `attempts` dials (or at shutdown, `attempts` made).
+    /// The callback was given up after `attempts` dials.
     CallbackFailed { queue: String, attempts: u32 },
+    /// The callback was closed unmade after `attempts` dials: the patient got through to
+    /// an agent on a call of their own.
+    CallbackClosed { queue: String, attempts: u32 },
     /// The agent's state changed (the entry's call: the call it rings, talks or wraps up).
     AgentState {
         agent: AgentId,
@@ -169,6 +172,7 @@ impl Logged {
             Logged::CallbackRequested { .. } => "callback_requested",
             Logged::CallbackDialled { .. } => "callback_dialled",
             Logged::CallbackFailed { .. } => "callback_failed",
+            Logged::CallbackClosed { .. } => "callback_closed",
             Logged::AgentState { .. } => "agent_state",
         }
     }
@@ -186,7 +190,8 @@ impl Logged {
             | Logged::Abandoned { .. }
             | Logged::Exited { .. }
             | Logged::CallbackRequested { .. }
-            | Logged::CallbackFailed { .. } => None,
+            | Logged::CallbackFailed { .. }
+            | Logged::CallbackClosed { .. } => None,
         }
     }
 
@@ -202,7 +207,8 @@ impl Logged {
             | Logged::Completed { queue, .. }
             | Logged::CallbackRequested { queue, .. }
             | Logged::CallbackDialled { queue, .. }
-            | Logged::CallbackFailed { queue, .. } => Some(queue),
+            | Logged::CallbackFailed { queue, .. }
+            | Logged::CallbackClosed { queue, .. } => Some(queue),
             Logged::AgentState { .. } => None,
         }
     }

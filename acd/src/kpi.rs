@@ -76,8 +76,10 @@ pub struct Kpis {
     pub callbacks_requested: u64,
     /// Callbacks whose patient answered.
     pub callbacks_completed: u64,
-    /// Callbacks given up (every dial failed, or the adapter stopped).
+    /// Callbacks given up (every dial failed).
     pub callbacks_failed: u64,
+    /// Callbacks closed unmade: the patient got through on a call of their own.
+    pub callbacks_closed: u64,
     pub answer_rate: Option<f64>,
     pub asa_ms: Option<u64>,
     pub mean_wait_ms: Option<u64>,
@@ -147,7 +149,7 @@ pub const FORMULAS: &[(&str, &str)] = &[
     ),
     (
         "callbacks_requested",
-        "callers who left the line to be called back: not in answered or abandoned (their wait until the request is in mean_wait_ms); callbacks_completed reached the patient, callbacks_failed were given up",
+        "callers who left the line to be called back: not in answered or abandoned (their wait until the request is in mean_wait_ms); callbacks_completed reached the patient, callbacks_failed were given up, callbacks_closed were closed unmade because the patient got through on a call of their own",
     ),
     (
         "occupancy",
@@ -206,6 +208,7 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
                 }
             }
             Logged::CallbackFailed { .. } => k.callbacks_failed += 1,
+            Logged::CallbackClosed { .. } => k.callbacks_closed += 1,
             // A try that did not reach the patient is no handled call (AHT leaves it out).
             Logged::Completed {
                 by: crate::journal::EndedBy::Unreached,

@@ -576,6 +576,8 @@ impl Core {
         if first_answer {
             self.emit(Output::Metric(Metric::CallAnswered));
         }
+        // The patient got through: nothing left to call back.
+        self.close_callbacks_of(now, call);
         if let Some(queue) = queue {
             self.update_queue_gauge(&queue);
         }

@@ -49,6 +49,8 @@ pub enum Phase {
 pub(crate) struct Callback {
     /// Dials made so far.
     pub attempts: u32,
+    /// Closed unmade: the patient got through on a call of their own.
+    pub closed: bool,
     /// The confirmation playing (its prompt generation) before the line is let go.
     pub confirming: Option<u64>,
     /// The first line's port once it was let go: it closes when its media task stops.
@@ -277,7 +279,9 @@ impl Call {
     /// The stored record of the call as it stands.
     pub fn record(&self) -> CallRecord {
         let outcome = self.ended_at.map(|_| {
-            if self.callback.is_some() && self.answered_at.is_none() {
+            if self.callback.as_ref().is_some_and(|cb| cb.closed) {
+                Outcome::CallbackClosed
+            } else if self.callback.is_some() && self.answered_at.is_none() {
                 Outcome::CallbackFailed
             } else if self.overflowed && self.answered_at.is_none() {
                 Outcome::Overflow

@@ -589,22 +589,59 @@ impl Core {
         }
     }
 
-    /// The callback is given up (`why`: every try failed, no number, its queue is gone):
-    /// anything still up is ended, the ACD logs it, the record says `callback_failed`,
-    /// the stored callback is forgotten, the call goes.
+    /// The callback is given up (`why`: every try failed, its queue is gone): anything
+    /// still up is ended, the ACD logs it, the record says `callback_failed`, the stored
+    /// callback is forgotten, the call goes.
     pub(crate) fn callback_give_up(&mut self, now: Instant, id: CallId, why: &str) {
+        self.end_callback(now, id, Some(why));
+    }
+
+    /// A patient waiting for a callback got through to an agent on `call`: their callbacks
+    /// are closed unmade (a dial in progress is cancelled), outcome `callback_closed`.
+    pub(crate) fn close_callbacks_of(&mut self, now: Instant, call: CallId) {
+        let Some(caller) = self.calls.get(&call).map(|c| c.caller.clone()) else {
+            return;
+        };
+        let waiting: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(id, c)| **id != call && c.phase == Phase::Callback && c.caller == caller)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.end_callback(now, id, None);
+        }
+    }
+
+    /// Ends the callback: given up for `failed` (a reason), or closed (`None`: the patient
+    /// got through); logged, forgotten, recorded, the call goes.
+    fn end_callback(&mut self, now: Instant, id: CallId, failed: Option<&str>) {
         let Some((attempts, queue)) = self.callback_wind_down(now, id) else {
             return;
         };
         let ended_at = self.wall(now);
         if let Some(c) = self.calls.get_mut(&id) {
             c.ended_at = Some(ended_at);
-            c.span.in_scope(
-                || warn!(attempts, reason = %why, "callback given up: the patient was not reached"),
-            );
+            if let Some(cb) = c.callback.as_mut() {
+                cb.closed = failed.is_none();
+            }
+            c.span.in_scope(|| match failed {
+                Some(why) => {
+                    warn!(attempts, reason = %why, "callback given up: the patient was not reached")
+                }
+                None => info!(
+                    attempts,
+                    "callback closed: the patient got through on a call of their own"
+                ),
+            });
         }
-        self.acd.callback_failed(now, id, &queue, attempts);
-        self.emit(Output::Metric(Metric::CallbackFailed));
+        match failed {
+            Some(_) => {
+                self.acd.callback_failed(now, id, &queue, attempts);
+                self.emit(Output::Metric(Metric::CallbackFailed));
+            }
+            None => self.acd.callback_closed(now, id, &queue, attempts),
+        }
         self.store_pending(id, false);
         self.save_call_record(id);
         self.update_queue_gauge(&queue);

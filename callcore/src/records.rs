@@ -28,6 +28,9 @@ pub enum Outcome {
     IvrOnly,
     /// The caller left the line to be called back and was never reached.
     CallbackFailed,
+    /// The caller left the line to be called back, then got through on a call of their
+    /// own: the callback was closed unmade.
+    CallbackClosed,
 }
 
 impl Outcome {
@@ -51,6 +54,7 @@ impl Outcome {
             Outcome::Overflow => "overflow",
             Outcome::IvrOnly => "ivr_only",
             Outcome::CallbackFailed => "callback_failed",
+            Outcome::CallbackClosed => "callback_closed",
         }
     }
 
@@ -62,6 +66,7 @@ impl Outcome {
             "overflow" => Outcome::Overflow,
             "ivr_only" => Outcome::IvrOnly,
             "callback_failed" => Outcome::CallbackFailed,
+            "callback_closed" => Outcome::CallbackClosed,
             _ => return None,
         })
     }

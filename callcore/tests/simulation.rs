@@ -1620,6 +1620,10 @@ fn run(seed: u64, calls: u64, capacity: usize, loss: f64) -> Stats {
                     && count("abandoned") == 0,
                 "seed {seed}: failed callback {id} logged as {kinds:?}"
             ),
+            Some(callcore::records::Outcome::CallbackClosed) => assert!(
+                callback && count("callback_closed") == 1 && count("callback_failed") == 0,
+                "seed {seed}: closed callback {id} logged as {kinds:?}"
+            ),
             // Each transfer queues the caller again; each wait ends answered or abandoned.
             Some(callcore::records::Outcome::Answered) => assert!(
                 count("connected") >= 1

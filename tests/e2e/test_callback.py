@@ -206,3 +206,37 @@ def test_a_callback_outlives_a_restart_and_waits_again_in_its_place(ua, switchbo
             ua, "the record to close", lambda: (r := record_of(sb, call_id)) and r["outcome"] and r, 5
         )
         assert (record["outcome"], record["agent"]) == ("answered", "1003"), record
+
+
+def test_a_patient_who_gets_through_on_a_call_of_their_own_is_not_called_back(ua, switchboard, phones, desks):
+    """The patient asked for a callback, then called again (urgent, ahead of everyone) and
+    reached 1003: the callback is closed unmade, nobody is dialled."""
+    sb = switchboard
+    number = "13800000007"
+    trunk = trunk_line(ua, phones, number)
+    with log_on_failure(sb):
+        agent = queued_callback(ua, sb, phones, number)
+        ops = sb.login("ops", "demo-ops")
+        waiting = next(q for q in sb.get_json("/api/queues", ops) if q["name"] == "appointments")
+        first_call = waiting["callers"][0]["call_id"]
+        again = dial(ua, sb, phones, number, "9")
+        ua.sleep(1.0)  # queued in urgent
+        set_state(sb, "1003", "ready")
+        ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT)
+        ringing.answer(200)
+        ringing.wait_confirmed(timeout=3)
+        record = poll(
+            ua,
+            "the first call's record to say callback_closed",
+            lambda: (r := record_of(sb, first_call)) and r["outcome"] == "callback_closed" and r,
+            5,
+        )
+        print("closed:", record["outcome"])
+        queues = {q["name"]: q for q in sb.get_json("/api/queues", ops)}
+        assert queues["appointments"]["callers"] == [], queues["appointments"]
+        kpis = sb.get_json(f"/api/kpis?from={clinic_today()}", ops)
+        assert kpis["callbacks_closed"] >= 1, kpis
+        again.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+        ua.sleep(1.0)
+        assert not trunk.incoming, "nobody is dialled for a closed callback"
