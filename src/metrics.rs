@@ -270,7 +270,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP switchboard_queue_waiting Callers waiting per queue.\n# TYPE switchboard_queue_waiting gauge"
+            "# HELP switchboard_queue_waiting Callers waiting on the line per queue (callbacks not counted).\n# TYPE switchboard_queue_waiting gauge"
         );
         {
             let map = i.queue_waiting.lock().unwrap_or_else(|p| p.into_inner());

@@ -1051,6 +1051,12 @@ impl Acd {
         Ok(self.queues[self.queue_idx(queue)?].callers().len())
     }
 
+    /// How many callers of `queue` are on the line (waiting or being offered; callbacks
+    /// left out).
+    pub fn on_the_line(&self, queue: &str) -> Result<usize, Error> {
+        Ok(self.queues[self.queue_idx(queue)?].on_the_line())
+    }
+
     /// The callers in `queue`, longest waiting first, with their wait at `now`.
     pub fn callers(&self, queue: &str, now: Instant) -> Result<Vec<CallerView>, Error> {
         let q = self.queue_idx(queue)?;

@@ -338,7 +338,13 @@ impl Core {
                     name: q.name.clone(),
                     priority: q.priority,
                     strategy: q.strategy.as_str().to_owned(),
-                    longest_wait_ms: callers.iter().map(|c| c.waited_ms).max(),
+                    // On the line: a callback's patient is not holding.
+                    longest_wait_ms: callers
+                        .iter()
+                        .filter(|c| !c.callback)
+                        .map(|c| c.waited_ms)
+                        .max(),
+                    callbacks: callers.iter().filter(|c| c.callback).count(),
                     callers,
                     agents: by_state,
                 }

@@ -160,7 +160,10 @@ pub struct QueueView {
     pub strategy: String,
     /// Callers waiting, longest first (those whose offer rings included).
     pub callers: Vec<WaitingCaller>,
+    /// The longest wait of a caller on the line (callbacks left out).
     pub longest_wait_ms: Option<u64>,
+    /// Of the callers, how many wait to be called back (off the line).
+    pub callbacks: usize,
     /// Agents serving the queue, by state (`ready`, `ringing`, …).
     pub agents: std::collections::BTreeMap<String, u32>,
 }

@@ -202,7 +202,7 @@ impl Core {
 
     /// Publishes how many callers wait in `queue`.
     pub(crate) fn update_queue_gauge(&mut self, queue: &str) {
-        if let Ok(waiting) = self.acd.waiting(queue) {
+        if let Ok(waiting) = self.acd.on_the_line(queue) {
             self.emit(Output::Metric(Metric::QueueWaiting {
                 queue: queue.to_owned(),
                 waiting,

@@ -192,7 +192,7 @@ pub enum Metric {
     CallbackFailed,
     /// Offer made → the desks have the pop.
     ScreenPop(Duration),
-    /// Callers waiting in a queue now.
+    /// Callers waiting on the line in a queue now (callbacks, off the line, not counted).
     QueueWaiting {
         queue: String,
         waiting: usize,

@@ -72,6 +72,10 @@ def queued_callback(ua, sb, phones, number: str):
 
     kept = poll(ua, "the callback to keep its place in appointments", waiting, 3)
     assert kept[0]["position"] == 1, kept
+    q = next(q for q in sb.get_json("/api/queues", token) if q["name"] == "appointments")
+    assert (q["callbacks"], q["longest_wait_ms"]) == (1, None), "nobody holds on the line"
+    metrics = sb.http("GET", "/metrics").body.decode()
+    assert 'switchboard_queue_waiting{queue="appointments"} 0' in metrics
     return agent
 
 
