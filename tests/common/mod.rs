@@ -41,7 +41,10 @@ pub async fn start(rtp_base: u16) -> Server {
 pub async fn start_with(rtp_base: u16, edits: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let sip_port = free_port();
-    let http_port = free_port();
+    // Each probe's socket is closed before the next: the same port can come back.
+    let http_port = std::iter::repeat_with(free_port)
+        .find(|p| *p != sip_port)
+        .unwrap_or_else(free_port);
     let text = switchboard::config::DEMO_CONFIG
         .replace("127.0.0.1:5060", &format!("127.0.0.1:{sip_port}"))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{http_port}"))
