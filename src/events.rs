@@ -232,6 +232,7 @@ mod tests {
             waited_ms: 1200,
             ring_timeout_ms: 15000,
             callback: false,
+            voicemail: None,
         }
     }
 

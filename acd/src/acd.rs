@@ -174,7 +174,7 @@ impl Acd {
         let mut overflow_to = Vec::with_capacity(built_queues_len);
         for (q, queue) in built_queues.iter().enumerate() {
             overflow_to.push(match &queue.config.overflow {
-                Overflow::Hangup | Overflow::Callback => None,
+                Overflow::Hangup | Overflow::Callback | Overflow::Voicemail => None,
                 Overflow::Queue(name) => match queue_index.get(name) {
                     Some(&to) if to != q => Some(to),
                     _ => {
@@ -627,6 +627,7 @@ impl Acd {
                 position,
                 waited_ms: ms(waited),
                 rule,
+                voicemail: false,
             },
         );
         self.events.push_back(AcdEvent::Callback { call, queue });
@@ -715,19 +716,62 @@ impl Acd {
         since: Instant,
     ) -> Result<(), Error> {
         let now = self.tick(now);
+        self.join_as_callback(now, call, queue, since, false)?;
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Puts a callback in `queue` by its seniority as of `since` (`parked`: offered to
+    /// nobody until [`Acd::callback_ready`]): its queue index and position.
+    fn join_as_callback(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        since: Instant,
+        parked: bool,
+    ) -> Result<(usize, usize), Error> {
         let q = self.queue_idx(queue)?;
         if self.calls.contains_key(&call) || self.talking_agent(call).is_some() {
             return Err(Error::DuplicateCall(call));
         }
         let seq = self.next_seq();
-        self.queues[q].insert_by_seniority(call, since.min(now), seq, false);
+        let since = since.min(now);
+        let position = self.queues[q].insert_by_seniority(call, since, seq, false);
         if let Some(c) = self.queues[q].get_mut(call) {
             c.callback = true;
+            c.parked = parked;
         }
         self.calls.insert(call, q);
+        self.arm_escalation(call, q, since, now.saturating_duration_since(since));
+        Ok((q, position))
+    }
+
+    /// The caller left a message after a rule sent it out of `queue` (overflow
+    /// `voicemail`): it is called back in its place as of `since`, parked until call control
+    /// has let its line go ([`Acd::callback_ready`]). Logged as a callback asked for, by
+    /// voicemail.
+    pub fn voicemail_callback(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        since: Instant,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        let (_, position) = self.join_as_callback(now, call, queue, since, true)?;
         let waited = now.saturating_duration_since(since);
-        self.arm_escalation(call, q, since.min(now), waited);
-        self.dispatch(now);
+        self.log(
+            now,
+            Some(call),
+            Logged::CallbackRequested {
+                queue: queue.to_string(),
+                position,
+                waited_ms: ms(waited),
+                rule: None,
+                voicemail: true,
+            },
+        );
         Ok(())
     }
 
@@ -1287,12 +1331,16 @@ impl Acd {
         {
             return false;
         }
+        let calls_back = matches!(
+            self.queues[q].config.overflow,
+            Overflow::Callback | Overflow::Voicemail
+        ) && !self.uncallable.contains(&call);
+        if calls_back && self.queues[q].get(call).is_some_and(|c| c.transferred) {
+            // Answered before (its recording runs): it waits on rather than be cut off.
+            return false;
+        }
         if self.queues[q].config.overflow == Overflow::Callback && !self.uncallable.contains(&call)
         {
-            if self.queues[q].get(call).is_some_and(|c| c.transferred) {
-                // Answered before (its recording runs): it waits on rather than be cut off.
-                return false;
-            }
             let position = self.queues[q]
                 .callers()
                 .iter()

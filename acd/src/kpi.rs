@@ -80,6 +80,8 @@ pub struct Kpis {
     pub callbacks_failed: u64,
     /// Callbacks closed unmade: the patient got through on a call of their own.
     pub callbacks_closed: u64,
+    /// Messages left (overflow `voicemail`); each is also a callback asked for.
+    pub voicemails: u64,
     pub answer_rate: Option<f64>,
     pub asa_ms: Option<u64>,
     pub mean_wait_ms: Option<u64>,
@@ -190,9 +192,16 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
         }
         let transfer_wait = e.call.is_some_and(|c| after_transfer.contains(c));
         match e.event {
-            Logged::CallbackRequested { waited_ms, .. } => {
+            Logged::CallbackRequested {
+                waited_ms,
+                voicemail,
+                ..
+            } => {
                 k.callbacks_requested += 1;
-                if e.call.is_none_or(|call| !after_transfer.remove(call)) {
+                // A voicemail's wait was counted at its exit.
+                if *voicemail {
+                    k.voicemails += 1;
+                } else if e.call.is_none_or(|call| !after_transfer.remove(call)) {
                     waits_all.push(*waited_ms);
                 }
             }

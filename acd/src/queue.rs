@@ -59,6 +59,9 @@ pub enum Overflow {
     Queue(String),
     /// The caller is called back: told so and let go, it keeps its place in this queue.
     Callback,
+    /// The caller leaves a message (call control records it), then is called back in
+    /// its place: to the ACD the wait ends as with `Hangup` (`Exited`).
+    Voicemail,
 }
 
 /// Why a caller was sent out of a queue.

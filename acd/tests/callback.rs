@@ -71,6 +71,7 @@ fn a_caller_who_asks_for_a_callback_keeps_its_place_and_is_offered_in_turn() {
         position: 1,
         waited_ms: 8_000,
         rule: None,
+        voicemail: false,
     }));
 }
 
@@ -216,4 +217,49 @@ fn a_caller_with_no_number_is_never_made_a_callback_a_callback_rule_ends_its_wai
             reason: ExitReason::Timeout,
         }]
     );
+}
+
+#[test]
+fn a_message_left_after_a_rule_waits_as_a_parked_callback_in_its_first_place() {
+    let t0 = Instant::now();
+    let queues = vec![
+        QueueConfig::from_rings("appointments", 0, 3, 5000).with_overflow(
+            Overflow::Voicemail,
+            Some(secs(30)),
+            None,
+            LeaveWhen::Never,
+        ),
+    ];
+    let mut acd = Acd::new(queues, vec![AgentConfig::new(A, &["appointments"])]).expect("config");
+    acd.enqueue(t0, 1, "appointments").expect("queue");
+    acd.enqueue(t0 + secs(5), 2, "appointments").expect("queue");
+    acd.handle_timeout(t0 + secs(30));
+    assert_eq!(
+        drain(&mut acd),
+        vec![AcdEvent::Exited {
+            call: 1,
+            queue: "appointments".into(),
+            reason: ExitReason::Timeout,
+        }],
+        "to the ACD the wait ends; call control records the message"
+    );
+    acd.voicemail_callback(t0 + secs(60), 1, "appointments", t0)
+        .expect("a callback now");
+    acd.agent_online(t0 + secs(61), A, true).expect("agent");
+    assert_eq!(
+        drain(&mut acd),
+        vec![offer(2, A, "appointments", secs(56))],
+        "parked while its line goes: call 2 first"
+    );
+    assert_eq!(
+        order(&acd, "appointments", t0 + secs(61)),
+        [(1, true), (2, false)]
+    );
+    let requested: Vec<bool> = std::iter::from_fn(|| acd.poll_log())
+        .filter_map(|e| match e.event {
+            Logged::CallbackRequested { voicemail, .. } => Some(voicemail),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requested, [true]);
 }

@@ -85,6 +85,11 @@ impl Core {
             waited_ms: millis(waited),
             ring_timeout_ms: millis(ring_timeout),
             callback: c.phase == Phase::Callback,
+            voicemail: c
+                .callback
+                .as_ref()
+                .filter(|_| c.phase == Phase::Callback)
+                .and_then(|cb| cb.voicemail.clone()),
         };
         self.emit(Output::ScreenPop {
             agent,
@@ -536,15 +541,7 @@ impl Core {
         let continued = c.recording.is_some();
         let open = recording.filter(|_| !continued).map(|r| {
             let id = format!("r-{call_id}");
-            let path = r
-                .dir
-                .join(
-                    answered_at
-                        .with_timezone(&r.timezone)
-                        .format("%Y-%m-%d")
-                        .to_string(),
-                )
-                .join(format!("{id}.wav"));
+            let path = r.path_for(&id, answered_at);
             c.recording = Some(CallRecording {
                 id,
                 path: path.clone(),

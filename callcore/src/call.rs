@@ -40,6 +40,8 @@ pub enum Phase {
     /// The patient left the line to be called back: waiting for its turn (in its queue or
     /// for the next try), an agent's answer, or the patient's phone to be answered.
     Callback,
+    /// Leaving a message (a queue's overflow is `voicemail`): the invitation, then recording.
+    Voicemail,
     /// Hung up; waiting for the media task to finish the recording.
     Ending,
 }
@@ -51,6 +53,8 @@ pub(crate) struct Callback {
     pub attempts: u32,
     /// Closed unmade: the patient got through on a call of their own.
     pub closed: bool,
+    /// The message the patient left first (its recording id), if any.
+    pub voicemail: Option<String>,
     /// The confirmation playing (its prompt generation) before the line is let go.
     pub confirming: Option<u64>,
     /// The first line's port once it was let go: it closes when its media task stops.
@@ -190,6 +194,8 @@ pub(crate) struct Call {
     pub recording: Option<CallRecording>,
     /// Set when the caller asked (or a rule chose) to be called back.
     pub callback: Option<Callback>,
+    /// The voicemail invitation playing (its prompt generation).
+    pub voicemail_greeting: Option<u64>,
 }
 
 impl Offer {
@@ -247,6 +253,7 @@ impl Call {
             ended_at: None,
             recording: None,
             callback: None,
+            voicemail_greeting: None,
         }
     }
 

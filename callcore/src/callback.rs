@@ -172,8 +172,16 @@ impl Core {
         cb.media_running = false;
         let line_up = c.line.is_some();
         let port = cb.line_port.take();
-        if let Some(Err(e)) = recording {
-            warn!(error = %e, "recording ended with an error");
+        match recording {
+            // The message the caller left: indexed, and the call back gets its own recording.
+            Some(Ok(done)) => {
+                self.save_recording_row(id, done);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.recording = None;
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "recording ended with an error"),
+            None => {}
         }
         if let Some(port) = port {
             self.socket_closed(port);
@@ -764,7 +772,7 @@ impl Core {
     }
 
     /// Stores the callback as it stands (`keep`), or that it is done with.
-    fn store_pending(&mut self, id: CallId, keep: bool) {
+    pub(crate) fn store_pending(&mut self, id: CallId, keep: bool) {
         let Some(c) = self.calls.get(&id) else {
             return;
         };

@@ -56,6 +56,8 @@ pub struct CoreConfig {
     pub callback_keys: HashMap<String, char>,
     /// How callbacks dial patients (`None`: no queue calls back).
     pub callback: Option<CallbackConfig>,
+    /// Queues whose overflow is a voicemail (the message, then a callback).
+    pub voicemail_queues: BTreeSet<String>,
     /// The queue a caller goes to when the IVR cannot run.
     pub fallback_queue: Option<String>,
     /// The IVR's first menu.
@@ -88,6 +90,15 @@ pub struct RecordingConfig {
     pub header_interval_ms: u64,
 }
 
+impl RecordingConfig {
+    /// Where recording `id` that starts at `at` goes: `dir/YYYY-MM-DD/ID.wav`, the
+    /// clinic's day.
+    pub fn path_for(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> PathBuf {
+        let day = at.with_timezone(&self.timezone).format("%Y-%m-%d");
+        self.dir.join(day.to_string()).join(format!("{id}.wav"))
+    }
+}
+
 /// How patients are called back: through which trunk, how long their phone rings, how
 /// often a failed callback is tried again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +118,9 @@ pub struct CallbackConfig {
     pub retry_after: Duration,
     /// Played to the caller before the line is let go ("we will call you back").
     pub confirm_prompt: String,
+    /// Played before a voicemail records; and how long one records at most.
+    pub voicemail_prompt: String,
+    pub voicemail_max: Duration,
 }
 
 /// What a queue tells its waiting callers, and how often.

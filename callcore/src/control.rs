@@ -82,6 +82,8 @@ pub(crate) enum Due {
     Callback(CallId),
     /// The oldest stale INVITE is forgotten.
     Stale,
+    /// A voicemail reached its longest length.
+    Voicemail(CallId),
 }
 
 /// At most one WARN about refused calls per this long.
@@ -451,6 +453,7 @@ impl Core {
                 Due::Announce(id) => self.announce(now, id),
                 Due::Callback(id) => self.callback_due(now, id),
                 Due::Stale => self.forget_stale(now),
+                Due::Voicemail(id) => self.voicemail_done(now, id, Side::System),
             }
         }
         self.drain(now);
@@ -492,8 +495,22 @@ impl Core {
             .values()
             .filter(|(b, _)| matches!(b, BindFor::Patient(_)))
             .count();
-        if self.calls.len() + starting >= self.config.capacity {
-            return Some(Refusal::Capacity);
+        let busy = self.calls.len() + starting;
+        if busy >= self.config.capacity {
+            // A callback waiting off the line holds no port: it is not a call carried.
+            // (Counted only near capacity, so the scan costs nothing in normal running.)
+            let off_line = self
+                .calls
+                .values()
+                .filter(|c| {
+                    c.phase == crate::call::Phase::Callback
+                        && c.line.is_none()
+                        && c.agent_dialog.is_none()
+                })
+                .count();
+            if busy - off_line >= self.config.capacity {
+                return Some(Refusal::Capacity);
+            }
         }
         if self.lag > self.config.max_lag || self.inbound_depth > self.config.max_inbound_depth {
             return Some(Refusal::Lag);
@@ -902,6 +919,10 @@ impl Core {
                     acd::ExitReason::NoAgents => "no_agents",
                     acd::ExitReason::Key => "queue_exit_key",
                 };
+                if self.voicemail_start(now, call, &queue) {
+                    self.update_queue_gauge(&queue);
+                    return;
+                }
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.span
                         .in_scope(|| info!(%queue, reason = why, "queue rule: the call ends"));

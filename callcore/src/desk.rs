@@ -13,6 +13,8 @@ use crate::records::Patient;
 /// can be logged; the JSON sent to the agent's own desk carries them in full.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+// One per offer or state change, never per packet: the pop's size costs nothing here.
+#[allow(clippy::large_enum_variant)]
 pub enum DeskEvent {
     /// The screen-pop: this agent is being offered the call.
     Offer {
@@ -26,6 +28,9 @@ pub enum DeskEvent {
         /// A callback: the patient is dialled once the agent answers.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         callback: bool,
+        /// The message the patient left before (its recording id), for a voicemail's callback.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voicemail: Option<String>,
     },
     /// The agent answered the call.
     Answered { call_id: String },
@@ -53,6 +58,7 @@ impl fmt::Debug for DeskEvent {
                 waited_ms,
                 ring_timeout_ms,
                 callback,
+                voicemail,
             } => f
                 .debug_struct("Offer")
                 .field("call_id", call_id)
@@ -63,6 +69,7 @@ impl fmt::Debug for DeskEvent {
                 .field("waited_ms", waited_ms)
                 .field("ring_timeout_ms", ring_timeout_ms)
                 .field("callback", callback)
+                .field("voicemail", voicemail)
                 .finish(),
             DeskEvent::Answered { call_id } => f
                 .debug_struct("Answered")

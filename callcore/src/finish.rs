@@ -38,6 +38,11 @@ impl Core {
             self.callback_hang_up(now, id, side, reason);
             return;
         }
+        if c.phase == Phase::Voicemail {
+            // However the message ends, the patient is called back.
+            self.voicemail_done(now, id, side);
+            return;
+        }
         let _entered = c.span.clone().entered();
         info!(?side, %reason, "call ending");
         let was = std::mem::replace(&mut c.phase, Phase::Ending);
@@ -130,7 +135,7 @@ impl Core {
                     self.emit(Output::Metric(Metric::CallAbandoned));
                 }
             }
-            Phase::Ivr | Phase::Callback | Phase::Ending => {}
+            Phase::Ivr | Phase::Callback | Phase::Voicemail | Phase::Ending => {}
         }
         self.save_call_record(id);
     }
@@ -189,6 +194,7 @@ impl Core {
         self.deadlines.set(Due::Session(id, Leg::Patient), None);
         self.deadlines.set(Due::Session(id, Leg::Agent), None);
         self.deadlines.set(Due::Callback(id), None);
+        self.deadlines.set(Due::Voicemail(id), None);
         // Every SIP Call-ID of the call: the patient's, the answering agent's, and
         // those of offers that rang out; and the agent INVITEs' client transactions.
         self.by_sip_call_id.retain(|_, call| *call != id);

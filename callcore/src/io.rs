@@ -124,6 +124,9 @@ pub enum MediaCommand {
     /// agent's side marked as held until the next `Bridge` brings the next agent into
     /// the same recording.
     Unbridge { at: std::time::Instant },
+    /// Record the patient alone from `at` (a voicemail) into the file that
+    /// [`Output::OpenRecording`] opens; the agent's channel stays silent, marked held.
+    RecordAlone { at: std::time::Instant },
     /// The call was hung up at `at`: finish the recording there (so its length is
     /// the talk time however late this is handled), release the sockets, report `Stopped`.
     Stop { at: std::time::Instant },

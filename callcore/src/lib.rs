@@ -42,6 +42,7 @@ pub mod records;
 mod refresh;
 pub mod session_timer;
 pub mod transfer;
+mod voicemail;
 
 pub use crate::config::{AgentSpec, Announce, CallbackConfig, CoreConfig, RecordingConfig};
 pub use crate::control::Core;

@@ -328,6 +328,12 @@ impl Core {
             }
             return;
         }
+        if c.phase == Phase::Voicemail {
+            if digit == '#' && c.voicemail_greeting.is_none() {
+                self.voicemail_done(now, call, Side::System);
+            }
+            return;
+        }
         if let Some(ivr) = c.ivr.as_mut() {
             ivr.handle_digit(now, digit);
         }
@@ -342,7 +348,9 @@ impl Core {
         if c.prompt_generation != generation {
             return;
         }
-        if self.callback_prompt_finished(now, call, generation) {
+        if self.callback_prompt_finished(now, call, generation)
+            || self.voicemail_prompt_finished(now, call, generation)
+        {
             return;
         }
         let Some(c) = self.calls.get_mut(&call) else {

@@ -189,7 +189,15 @@ pub fn core_config(
             retries: c.retries,
             retry_after: Duration::from_millis(c.retry_after_ms),
             confirm_prompt: c.confirm_prompt.clone(),
+            voicemail_prompt: c.voicemail_prompt.clone(),
+            voicemail_max: Duration::from_millis(c.voicemail_max_ms),
         }),
+        voicemail_queues: config
+            .queues
+            .iter()
+            .filter(|q| q.overflow.as_deref() == Some("voicemail"))
+            .map(|q| q.name.clone())
+            .collect(),
         fallback_queue: config.queues.first().map(|q| q.name.clone()),
         ivr_start: config.ivr.start.clone(),
         prompts: prompts.names().into_iter().map(str::to_owned).collect(),
@@ -548,6 +556,7 @@ impl Driver {
                 flow: super::media::Flow { send, receive },
             },
             C::Unbridge { at } => MediaCommand::Unbridge { at },
+            C::RecordAlone { at } => MediaCommand::RecordAlone { at },
             C::Stop { at } => MediaCommand::Stop { at },
         };
         self.send_media(call, command);

@@ -70,6 +70,8 @@ pub enum MediaCommand {
     },
     /// The agent's leg was transferred away at `at` (see [`callcore::MediaCommand::Unbridge`]).
     Unbridge { at: Instant },
+    /// Record the patient alone from `at` (see [`callcore::MediaCommand::RecordAlone`]).
+    RecordAlone { at: Instant },
     /// The call was hung up at `at`: finish the recording there and stop.
     Stop { at: Instant },
 }
@@ -530,6 +532,15 @@ pub async fn run(
                         alive.agent = None;
                         agent_flow = Flow::BOTH;
                         ticker = bridged_ticker(FRAME);
+                    }
+                    MediaCommand::RecordAlone { at } => {
+                        // A voicemail: the patient's side only, nobody on the other.
+                        if bridge.is_none() {
+                            let mut recorder = Recorder::new(at, span.clone());
+                            recorder.holds.set(at, 1, true);
+                            bridge = Some(Bridge { agent: None, recording: Some(recorder) });
+                            ticker = bridged_ticker(FRAME);
+                        }
                     }
                     MediaCommand::Record(writer) => record_to(bridge.as_mut(), writer),
                     MediaCommand::Update { leg, remote, codec, telephone_event, flow } => {

@@ -24,12 +24,13 @@ use serde::{Deserialize, Deserializer};
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 /// The names of the prompts built into the binary (see `prompts/`).
-pub const BUILTIN_PROMPTS: [&str; 5] = [
+pub const BUILTIN_PROMPTS: [&str; 6] = [
     "greeting",
     "invalid",
     "hold",
     "queue_thanks",
     "callback_confirm",
+    "voicemail_greeting",
 ];
 
 /// The whole configuration (one TOML file).
@@ -532,6 +533,7 @@ impl Queue {
         match self.overflow.as_deref() {
             None | Some("hangup") => Some(acd::Overflow::Hangup),
             Some("callback") => Some(acd::Overflow::Callback),
+            Some("voicemail") => Some(acd::Overflow::Voicemail),
             Some(s) => s
                 .strip_prefix("queue:")
                 .map(|q| acd::Overflow::Queue(q.to_owned())),
@@ -574,6 +576,19 @@ pub struct Callback {
     /// Played to the caller before the line is let go.
     #[serde(default = "default_confirm_prompt")]
     pub confirm_prompt: String,
+    /// A voicemail (overflow `voicemail`) records at most this long.
+    #[serde(default = "default_voicemail_max_ms")]
+    pub voicemail_max_ms: u64,
+    /// Played before a voicemail records ("leave a message after the tone").
+    #[serde(default = "default_voicemail_prompt")]
+    pub voicemail_prompt: String,
+}
+
+fn default_voicemail_max_ms() -> u64 {
+    120_000
+}
+fn default_voicemail_prompt() -> String {
+    "voicemail_greeting".to_owned()
 }
 
 /// The trunk's transport.

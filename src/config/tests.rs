@@ -421,8 +421,8 @@ fn prompt_names_must_be_built_in_or_configured() {
             ),
         ]),
         [
-            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold, queue_thanks, callback_confirm) and not in [ivr.prompts]",
-            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold, queue_thanks, callback_confirm) and not in [ivr.prompts]",
+            "demo.toml:57:15: unknown prompt `music`: not built in (greeting, invalid, hold, queue_thanks, callback_confirm, voicemail_greeting) and not in [ivr.prompts]",
+            "demo.toml:90:10: unknown prompt `welcome`: not built in (greeting, invalid, hold, queue_thanks, callback_confirm, voicemail_greeting) and not in [ivr.prompts]",
         ]
     );
 }
@@ -542,8 +542,12 @@ fn overflow_rules_name_where_callers_go() {
         ("\"queue:appointments\"", "cannot overflow into itself"),
         ("\"queue:billing\"", "overflow into unknown queue `billing`"),
         (
+            "\"mailbox\"",
+            "must be \"queue:NAME\", \"callback\", \"voicemail\" or \"hangup\"",
+        ),
+        (
             "\"voicemail\"",
-            "must be \"queue:NAME\", \"callback\" or \"hangup\"",
+            "overflow \"voicemail\" needs a [callback] section",
         ),
         (
             "\"callback\"",

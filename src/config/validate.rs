@@ -293,7 +293,9 @@ fn queues(config: &Config, issues: &mut Issues) {
         match (queue.overflow_target(), &queue.overflow) {
             (None, Some(bad)) => issues.at(
                 [k("queues"), i(n), k("overflow")],
-                format!("overflow `{bad}` must be \"queue:NAME\", \"callback\" or \"hangup\""),
+                format!(
+                    "overflow `{bad}` must be \"queue:NAME\", \"callback\", \"voicemail\" or \"hangup\""
+                ),
             ),
             (Some(acd::Overflow::Queue(to)), _) if to == queue.name => issues.at(
                 [k("queues"), i(n), k("overflow")],
@@ -339,11 +341,12 @@ fn queues(config: &Config, issues: &mut Issues) {
                         .into(),
                 );
             }
-            if queue.overflow.as_deref() == Some("callback") {
+            if let Some(how @ ("callback" | "voicemail")) = queue.overflow.as_deref() {
                 issues.at(
                     [k("queues"), i(n), k("overflow")],
-                    "overflow \"callback\" needs a [callback] section: the trunk callbacks dial through"
-                        .into(),
+                    format!(
+                        "overflow \"{how}\" needs a [callback] section: the trunk callbacks dial through"
+                    ),
                 );
             }
         }
@@ -433,6 +436,18 @@ fn callback(config: &Config, issues: &mut Issues) {
         issues.at(
             [k("callback"), k("confirm_prompt")],
             unknown_prompt(&cb.confirm_prompt),
+        );
+    }
+    if !known_prompt(config, &cb.voicemail_prompt) {
+        issues.at(
+            [k("callback"), k("voicemail_prompt")],
+            unknown_prompt(&cb.voicemail_prompt),
+        );
+    }
+    if cb.voicemail_max_ms == 0 {
+        issues.at(
+            [k("callback"), k("voicemail_max_ms")],
+            "voicemail_max_ms must be above 0".into(),
         );
     }
 }

@@ -757,6 +757,7 @@ fn offer(call_id: &str) -> DeskEvent {
         waited_ms: 2000,
         ring_timeout_ms: 15_000,
         callback: false,
+        voicemail: None,
     }
 }
 

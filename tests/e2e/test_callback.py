@@ -16,6 +16,7 @@ import pytest
 
 from server import clinic_today, free_sip_port
 from sipua import LOOPBACK
+from audio import analyse_tone, read_wav, tone_problem, window
 from test_midcall import replay
 from test_more import (  # noqa: F401 (desks is a fixture)
     ROUTE_TIMEOUT,
@@ -34,7 +35,13 @@ from test_more import (  # noqa: F401 (desks is a fixture)
 TRUNK_PORT = free_sip_port()
 PREFIX = "77"
 RETRY_AFTER_S = 2
-SWITCHBOARD_CONFIG = {("queues:appointments", "callback_key"): '"5"'}
+VOICEMAIL_AFTER_S = 3
+SWITCHBOARD_CONFIG = {
+    ("queues:appointments", "callback_key"): '"5"',
+    # Enquiries (menu digit 2) takes a message after 3 s of waiting.
+    ("queues:enquiries", "max_wait_ms"): str(VOICEMAIL_AFTER_S * 1000),
+    ("queues:enquiries", "overflow"): '"voicemail"',
+}
 SWITCHBOARD_APPEND = f"""
 [callback]
 trunk = "{LOOPBACK}:{TRUNK_PORT}"
@@ -244,3 +251,64 @@ def test_a_patient_who_gets_through_on_a_call_of_their_own_is_not_called_back(ua
         ringing.wait_ended(timeout=5)
         ua.sleep(1.0)
         assert not trunk.incoming, "nobody is dialled for a closed callback"
+
+
+def test_a_caller_past_max_wait_leaves_a_message_and_is_called_back_with_it(
+    ua, switchboard, phones, desks, tones, tmp_path
+):
+    """Nobody answers enquiries within 3 s: the caller is invited to leave a message, its
+    440 Hz is recorded alone (`v-…`, listed like any recording), it hangs up, and the call
+    waits as a callback whose pop names the message; 1003 answers and the patient is dialled."""
+    sb = switchboard
+    number = "13800000008"
+    trunk = trunk_line(ua, phones, number)
+    with log_on_failure(sb):
+        agent = register(phones, sb, "1003")
+        set_state(sb, "1003", "not_ready")
+        patient = dial(ua, sb, phones, number, "2")
+        replay(patient, tones[440])
+        qa = sb.login("qa", "demo-qa")
+
+        def message():
+            rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
+            return next((r for r in rows if r["id"].startswith("v-")), None)
+
+        row = poll(ua, "the message to start recording", message, VOICEMAIL_AFTER_S + CONFIRM_TIMEOUT)
+        ua.sleep(3.0)
+        patient.hangup_quietly()
+        ops = sb.login("ops", "demo-ops")
+
+        def waiting():
+            q = next(q for q in sb.get_json("/api/queues", ops) if q["name"] == "enquiries")
+            return [c for c in q["callers"] if c["callback"]]
+
+        poll(ua, "the message's callback to wait in enquiries", waiting, 5)
+        row = poll(ua, "the message's length", lambda: (r := message()) and r["duration_ms"] > 0 and r, 5)
+        print("message:", row["id"], row["duration_ms"], "ms")
+        assert 2_000 <= row["duration_ms"] <= 6_000, row
+        audio = sb.http("GET", f"/api/recordings/{row['id']}/audio", token=qa)
+        assert audio.status == 200
+        wav = tmp_path / "message.wav"
+        wav.write_bytes(audio.body)
+        rate, channels = read_wav(wav)
+        left = window(channels[0], rate, 0.3)
+        print("the message holds:", analyse_tone(left, rate, 440))
+        assert (p := tone_problem(left, rate, 440)) is None, f"the message: {p}"
+        desk = desks(sb, "1003")
+        set_state(sb, "1003", "ready")
+        ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT)
+        pops = offers(desk)
+        assert pops and (pops[-1].get("callback"), pops[-1].get("voicemail")) == (True, row["id"]), pops
+        ringing.answer(200)
+        ringing.wait_confirmed(timeout=3)
+        dialled = trunk.wait_incoming(timeout=5)
+        dialled.answer(200)
+        dialled.wait_confirmed(timeout=3)
+        dialled.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+        call_id = pops[-1]["call_id"]
+        record = poll(ua, "the record to close", lambda: (r := record_of(sb, call_id)) and r["outcome"] and r, 5)
+        assert (record["outcome"], record["agent"]) == ("answered", "1003"), record
+        assert record["recording_id"] and record["recording_id"] != row["id"], "the call back has its own"
+        kpis = sb.get_json(f"/api/kpis?from={clinic_today()}&queue=enquiries", ops)
+        assert (kpis["voicemails"], kpis["overflowed"]) == (1, 1), kpis

@@ -20,6 +20,7 @@ pub const RING_TIMEOUT: Duration = Duration::from_secs(10);
 /// The trunk callbacks dial through, and their policy.
 pub const TRUNK: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 1)), 5060);
 pub const CALLBACK_KEY: char = '2';
+pub const MAX_WAIT: Duration = Duration::from_secs(45);
 pub const CALLBACK_RING: Duration = Duration::from_secs(20);
 pub const CALLBACK_RETRIES: u32 = 1;
 pub const CALLBACK_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -100,13 +101,22 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             retries: CALLBACK_RETRIES,
             retry_after: CALLBACK_RETRY_AFTER,
             confirm_prompt: "callback_confirm".to_owned(),
+            voicemail_prompt: "voicemail_greeting".to_owned(),
+            voicemail_max: Duration::from_secs(60),
         }),
+        voicemail_queues: ["general".to_owned()].into(),
         fallback_queue: Some("general".to_owned()),
         ivr_start: "main".to_owned(),
-        prompts: ["greeting", "invalid", "hold", "callback_confirm"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        prompts: [
+            "greeting",
+            "invalid",
+            "hold",
+            "callback_confirm",
+            "voicemail_greeting",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
         recording: Some(callcore::RecordingConfig {
             timezone: chrono_tz::Asia::Shanghai,
             dir: "/sim/recordings".into(),
@@ -122,10 +132,11 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             wrap_up: std::time::Duration::ZERO,
             strategy: acd::Strategy::LongestIdle,
             escalation: Vec::new(),
-            max_wait: None,
+            // Callers who wait this long leave a message (and are called back).
+            max_wait: Some(MAX_WAIT),
             max_callers: None,
             leave_when: acd::LeaveWhen::Never,
-            overflow: acd::Overflow::Hangup,
+            overflow: acd::Overflow::Voicemail,
         }],
         (0..AGENTS)
             .map(|i| acd::AgentConfig::new(agent_id(i), &["general"]))
