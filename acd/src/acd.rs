@@ -628,6 +628,7 @@ impl Acd {
                 waited_ms: ms(waited),
                 rule,
                 voicemail: false,
+                message: false,
             },
         );
         self.events.push_back(AcdEvent::Callback { call, queue });
@@ -757,6 +758,7 @@ impl Acd {
         call: CallId,
         queue: &str,
         since: Instant,
+        message: bool,
     ) -> Result<(), Error> {
         let now = self.tick(now);
         let (_, position) = self.join_as_callback(now, call, queue, since, true)?;
@@ -770,6 +772,7 @@ impl Acd {
                 waited_ms: ms(waited),
                 rule: None,
                 voicemail: true,
+                message,
             },
         );
         Ok(())

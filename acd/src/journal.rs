@@ -135,9 +135,12 @@ pub enum Logged {
         waited_ms: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rule: Option<crate::queue::ExitReason>,
-        /// It left a message first (overflow `voicemail`; its wait ended at the exit).
+        /// It came from a voicemail (overflow `voicemail`; its wait ended at the exit).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         voicemail: bool,
+        /// And a message was recorded (not when it hung up during the invitation).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        message: bool,
     },
     /// Attempt `attempt` (1: the first) at dialling the patient for the agent who answered
     /// the callback, after its phone rang `rang_ms`.

@@ -154,6 +154,10 @@ pub const FORMULAS: &[(&str, &str)] = &[
         "callers who left the line to be called back: not in answered or abandoned (their wait until the request is in mean_wait_ms); callbacks_completed reached the patient, callbacks_failed were given up, callbacks_closed were closed unmade because the patient got through on a call of their own",
     ),
     (
+        "voicemails",
+        "messages left (overflow voicemail): each is also an overflowed call (its wait counted there) and a callback asked for",
+    ),
+    (
         "occupancy",
         "(ringing + talking + on hold + wrap-up) / (ringing + talking + on hold + wrap-up + ready)",
     ),
@@ -195,13 +199,13 @@ pub fn compute(before: &[Stamped<'_>], entries: &[Stamped<'_>], w: &Window) -> K
             Logged::CallbackRequested {
                 waited_ms,
                 voicemail,
+                message,
                 ..
             } => {
                 k.callbacks_requested += 1;
+                k.voicemails += u64::from(*message);
                 // A voicemail's wait was counted at its exit.
-                if *voicemail {
-                    k.voicemails += 1;
-                } else if e.call.is_none_or(|call| !after_transfer.remove(call)) {
+                if !*voicemail && e.call.is_none_or(|call| !after_transfer.remove(call)) {
                     waits_all.push(*waited_ms);
                 }
             }

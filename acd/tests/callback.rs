@@ -72,6 +72,7 @@ fn a_caller_who_asks_for_a_callback_keeps_its_place_and_is_offered_in_turn() {
         waited_ms: 8_000,
         rule: None,
         voicemail: false,
+        message: false,
     }));
 }
 
@@ -243,7 +244,7 @@ fn a_message_left_after_a_rule_waits_as_a_parked_callback_in_its_first_place() {
         }],
         "to the ACD the wait ends; call control records the message"
     );
-    acd.voicemail_callback(t0 + secs(60), 1, "appointments", t0)
+    acd.voicemail_callback(t0 + secs(60), 1, "appointments", t0, true)
         .expect("a callback now");
     acd.agent_online(t0 + secs(61), A, true).expect("agent");
     assert_eq!(

@@ -309,8 +309,22 @@ impl Call {
             answered_at: self.answered_at,
             ended_at: self.ended_at,
             outcome,
-            recording_id: self.recording.as_ref().map(|r| r.id.clone()),
+            recording_id: self
+                .recording
+                .as_ref()
+                .map(|r| r.id.clone())
+                .filter(|id| !id.starts_with("v-")),
             satisfaction: None,
+            voicemail_id: self
+                .callback
+                .as_ref()
+                .and_then(|cb| cb.voicemail.clone())
+                .or_else(|| {
+                    self.recording
+                        .as_ref()
+                        .map(|r| r.id.clone())
+                        .filter(|id| id.starts_with("v-"))
+                }),
         }
     }
 

@@ -172,16 +172,23 @@ impl Core {
         cb.media_running = false;
         let line_up = c.line.is_some();
         let port = cb.line_port.take();
-        match recording {
-            // The message the caller left: indexed, and the call back gets its own recording.
+        // The message the caller left is indexed; the call back gets its own recording.
+        let lost = match recording {
             Some(Ok(done)) => {
                 self.save_recording_row(id, done);
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.recording = None;
-                }
+                false
             }
-            Some(Err(e)) => warn!(error = %e, "recording ended with an error"),
-            None => {}
+            Some(Err(e)) => {
+                warn!(error = %e, "the message could not be recorded");
+                true
+            }
+            None => false,
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.recording = None;
+            if lost && let Some(cb) = c.callback.as_mut() {
+                cb.voicemail = None;
+            }
         }
         if let Some(port) = port {
             self.socket_closed(port);
@@ -659,7 +666,7 @@ impl Core {
     /// place let go here, and it stays stored (its record open) for the next run, which
     /// puts it back in its place ([`Core::restore_callback`]). A try in progress is not
     /// counted.
-    fn callback_set_aside(&mut self, now: Instant, id: CallId) {
+    pub(crate) fn callback_set_aside(&mut self, now: Instant, id: CallId) {
         let dialling = self
             .calls
             .get(&id)
@@ -782,6 +789,7 @@ impl Core {
                 queue: queue.clone(),
                 since: self.wall(since),
                 attempts: cb.attempts,
+                voicemail: cb.voicemail.clone(),
             }),
             _ => None,
         };
@@ -819,6 +827,7 @@ impl Core {
         c.enqueued_at = Some(since);
         c.callback = Some(Callback {
             attempts: pending.attempts,
+            voicemail: pending.voicemail.clone(),
             ..Callback::default()
         });
         let phone = c.caller.clone();

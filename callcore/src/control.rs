@@ -453,7 +453,7 @@ impl Core {
                 Due::Announce(id) => self.announce(now, id),
                 Due::Callback(id) => self.callback_due(now, id),
                 Due::Stale => self.forget_stale(now),
-                Due::Voicemail(id) => self.voicemail_done(now, id, Side::System),
+                Due::Voicemail(id) => self.voicemail_done(now, id, Side::System, false),
             }
         }
         self.drain(now);
@@ -506,6 +506,10 @@ impl Core {
                     c.phase == crate::call::Phase::Callback
                         && c.line.is_none()
                         && c.agent_dialog.is_none()
+                        && c.offer.is_none()
+                        && c.callback
+                            .as_ref()
+                            .is_some_and(|cb| cb.dial.is_none() && !cb.media_running)
                 })
                 .count();
             if busy - off_line >= self.config.capacity {

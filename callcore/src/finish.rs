@@ -39,8 +39,12 @@ impl Core {
             return;
         }
         if c.phase == Phase::Voicemail {
-            // However the message ends, the patient is called back.
-            self.voicemail_done(now, id, side);
+            // However the message ends, the patient is called back (after a restart, if
+            // the adapter is stopping).
+            self.voicemail_done(now, id, side, false);
+            if reason == "shutdown" {
+                self.callback_set_aside(now, id);
+            }
             return;
         }
         let _entered = c.span.clone().entered();
@@ -147,6 +151,14 @@ impl Core {
         id: CallId,
         recording: Option<Result<crate::records::RecordingDone, String>>,
     ) {
+        // Media that stopped by itself while a message recorded: the message is over.
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.phase == Phase::Voicemail)
+        {
+            self.voicemail_done(now, id, Side::System, true);
+        }
         // A callback's first line: the call stays.
         if self.callback_media_stopped(now, id, recording.clone()) {
             return;

@@ -330,7 +330,7 @@ impl Core {
         }
         if c.phase == Phase::Voicemail {
             if digit == '#' && c.voicemail_greeting.is_none() {
-                self.voicemail_done(now, call, Side::System);
+                self.voicemail_done(now, call, Side::System, false);
             }
             return;
         }

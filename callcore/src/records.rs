@@ -92,6 +92,8 @@ pub struct CallRecord {
     pub outcome: Option<Outcome>,
     pub recording_id: Option<String>,
     pub satisfaction: Option<u8>,
+    /// The message the caller left (a voicemail's recording id), if any.
+    pub voicemail_id: Option<String>,
 }
 
 impl CallRecord {
@@ -116,6 +118,7 @@ impl CallRecord {
             outcome: None,
             recording_id: None,
             satisfaction: None,
+            voicemail_id: None,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct PendingCallback {
     /// When the caller first joined the queue: its place among the others.
     pub since: DateTime<Utc>,
     pub attempts: u32,
+    /// The message the caller left first, if any (its recording id).
+    pub voicemail: Option<String>,
 }
 
 /// One entry of the queue event log as stored: when, which call, what happened.

@@ -33,6 +33,7 @@ impl Core {
         // Never a caller answered before (transferred here: it has its recording).
         if c.phase != Phase::Queued
             || c.answered_at.is_some()
+            || self.config.recording.is_none()
             || !self.config.voicemail_queues.contains(queue)
             || !crate::callback::dialable(&c.caller)
         {
@@ -114,8 +115,15 @@ impl Core {
     }
 
     /// The message is over (`side`: the patient hung up, or `#` / its longest length /
-    /// anything else ended it): the line goes and the message is the call's call-back task.
-    pub(crate) fn voicemail_done(&mut self, now: Instant, id: CallId, side: Side) {
+    /// anything else ended it): the line goes (its media stopped, unless `media_gone`) and
+    /// the message is the call's call-back task.
+    pub(crate) fn voicemail_done(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        side: Side,
+        media_gone: bool,
+    ) {
         self.deadlines.set(Due::Voicemail(id), None);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -134,9 +142,10 @@ impl Core {
             ..Callback::default()
         });
         let (queue, since) = (c.queue.clone(), c.enqueued_at);
-        self.let_line_go(now, id, side, true);
+        let message = c.recording.is_some();
+        self.let_line_go(now, id, side, !media_gone);
         if let (Some(queue), Some(since)) = (queue, since) {
-            if let Err(e) = self.acd.voicemail_callback(now, id, &queue, since) {
+            if let Err(e) = self.acd.voicemail_callback(now, id, &queue, since, message) {
                 tracing::warn!(error = %e, "the message's callback could not wait in its queue");
                 self.callback_give_up(now, id, "requeue_failed");
                 return;

@@ -444,11 +444,22 @@ fn callback(config: &Config, issues: &mut Issues) {
             unknown_prompt(&cb.voicemail_prompt),
         );
     }
-    if cb.voicemail_max_ms == 0 {
+    if cb.voicemail_max_ms == 0 || cb.voicemail_max_ms > 3_600_000 {
         issues.at(
             [k("callback"), k("voicemail_max_ms")],
-            "voicemail_max_ms must be above 0".into(),
+            "voicemail_max_ms must be above 0 and at most 3600000 (an hour)".into(),
         );
+    }
+    if !config.recording.enabled {
+        for (n, queue) in config.queues.iter().enumerate() {
+            if queue.overflow.as_deref() == Some("voicemail") {
+                issues.at(
+                    [k("queues"), i(n), k("overflow")],
+                    "overflow \"voicemail\" needs [recording] enabled = true: the message is a recording"
+                        .into(),
+                );
+            }
+        }
     }
 }
 

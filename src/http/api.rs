@@ -250,6 +250,8 @@ pub struct CallView {
     pub outcome: Option<String>,
     pub recording_id: Option<String>,
     pub satisfaction: Option<u8>,
+    /// The message the caller left (a voicemail), if any.
+    pub voicemail_id: Option<String>,
 }
 
 /// An instant as the API shows it: RFC 3339 with milliseconds, in the clinic's time zone.
@@ -277,6 +279,7 @@ impl CallView {
             outcome: c.outcome.map(|o| o.as_str().to_owned()),
             recording_id: c.recording_id,
             satisfaction: c.satisfaction,
+            voicemail_id: c.voicemail_id,
         }
     }
 }

@@ -81,6 +81,9 @@ const MIGRATIONS: &[&str] = &[
         since TEXT NOT NULL,
         attempts INTEGER NOT NULL
     );",
+    // 7: the message a caller left (a voicemail), on its call and on its callback.
+    "ALTER TABLE calls ADD COLUMN voicemail_id TEXT;
+     ALTER TABLE callbacks ADD COLUMN voicemail TEXT;",
 ];
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
@@ -165,9 +168,17 @@ impl Sqlite {
         for (call_id, pending) in &batch.callbacks {
             match pending {
                 Some(p) => tx.execute(
-                    "INSERT INTO callbacks (call_id, queue, since, attempts) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (call_id) DO UPDATE SET queue = ?2, since = ?3, attempts = ?4",
-                    params![p.call_id, p.queue, timestamp(p.since), p.attempts],
+                    "INSERT INTO callbacks (call_id, queue, since, attempts, voicemail)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (call_id) DO UPDATE SET queue = ?2, since = ?3, attempts = ?4,
+                         voicemail = ?5",
+                    params![
+                        p.call_id,
+                        p.queue,
+                        timestamp(p.since),
+                        p.attempts,
+                        p.voicemail
+                    ],
                 )?,
                 None => tx.execute("DELETE FROM callbacks WHERE call_id = ?1", [call_id])?,
             };
@@ -263,7 +274,8 @@ impl Sqlite {
     ) -> Result<Vec<(CallRecord, PendingCallback)>, StorageError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT call_id, queue, since, attempts FROM callbacks ORDER BY since, call_id",
+            "SELECT call_id, queue, since, attempts, voicemail FROM callbacks
+             ORDER BY since, call_id",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -272,13 +284,14 @@ impl Sqlite {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, u32>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         drop(stmt);
         drop(conn);
         let mut pending = Vec::with_capacity(rows.len());
-        for (call_id, queue, since, attempts) in rows {
+        for (call_id, queue, since, attempts, voicemail) in rows {
             // A callback whose call record is gone cannot be made: it is skipped.
             let Some(record) = self.call(&call_id)? else {
                 continue;
@@ -290,6 +303,7 @@ impl Sqlite {
                     queue,
                     since: parse_timestamp("callbacks.since", &since)?,
                     attempts,
+                    voicemail,
                 },
             ));
         }
@@ -513,7 +527,8 @@ type DemoPatient = (
 );
 
 const CALL_COLUMNS: &str = "SELECT call_id, caller, started_at, ivr_path, queue, wait_ms,
-    agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction, offers FROM calls";
+    agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction, offers,
+    voicemail_id FROM calls";
 
 const RECORDING_COLUMNS: &str = "SELECT id, call_id, agent, started_at, duration_ms, channels, path, gaps, holds FROM recordings";
 
@@ -533,6 +548,7 @@ struct RawCall {
     outcome: Option<String>,
     recording_id: Option<String>,
     satisfaction: Option<i64>,
+    voicemail_id: Option<String>,
 }
 
 impl RawCall {
@@ -552,6 +568,7 @@ impl RawCall {
             outcome: r.get(10)?,
             recording_id: r.get(11)?,
             satisfaction: r.get(12)?,
+            voicemail_id: r.get(14)?,
         })
     }
 
@@ -589,6 +606,7 @@ impl RawCall {
             satisfaction: self
                 .satisfaction
                 .map(|v| u8::try_from(v).unwrap_or(u8::MAX)),
+            voicemail_id: self.voicemail_id,
         })
     }
 }
@@ -682,15 +700,16 @@ fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError>
     conn.execute(
         "INSERT INTO calls (call_id, caller, started_at, ivr_path, queue, wait_ms,
              agents_offered, agent, answered_at, ended_at, outcome, recording_id, satisfaction,
-             offers)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             offers, voicemail_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (call_id) DO UPDATE SET
              caller = excluded.caller, started_at = excluded.started_at,
              ivr_path = excluded.ivr_path, queue = excluded.queue, wait_ms = excluded.wait_ms,
              agents_offered = excluded.agents_offered, agent = excluded.agent,
              answered_at = excluded.answered_at, ended_at = excluded.ended_at,
              outcome = excluded.outcome, recording_id = excluded.recording_id,
-             satisfaction = excluded.satisfaction, offers = excluded.offers",
+             satisfaction = excluded.satisfaction, offers = excluded.offers,
+             voicemail_id = excluded.voicemail_id",
         params![
             c.call_id,
             c.caller,
@@ -706,6 +725,7 @@ fn upsert_call_on(conn: &Connection, c: &CallRecord) -> Result<(), StorageError>
             c.recording_id,
             c.satisfaction,
             offers,
+            c.voicemail_id,
         ],
     )?;
     Ok(())

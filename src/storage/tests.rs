@@ -319,6 +319,7 @@ fn a_pending_callback_survives_a_reopen_and_its_call_is_not_closed_as_interrupte
         queue: "appointments".to_owned(),
         since: t0 + chrono::Duration::seconds(5),
         attempts,
+        voicemail: Some(format!("v-{id}")),
     };
     {
         let s = Storage::open(&url).expect("open");

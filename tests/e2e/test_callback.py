@@ -310,5 +310,74 @@ def test_a_caller_past_max_wait_leaves_a_message_and_is_called_back_with_it(
         record = poll(ua, "the record to close", lambda: (r := record_of(sb, call_id)) and r["outcome"] and r, 5)
         assert (record["outcome"], record["agent"]) == ("answered", "1003"), record
         assert record["recording_id"] and record["recording_id"] != row["id"], "the call back has its own"
+        assert record["voicemail_id"] == row["id"], "the record names the message"
         kpis = sb.get_json(f"/api/kpis?from={clinic_today()}&queue=enquiries", ops)
         assert (kpis["voicemails"], kpis["overflowed"]) == (1, 1), kpis
+
+
+def test_a_message_being_left_when_the_switchboard_stops_is_kept_and_called_back_after(
+    ua, switchboard, phones, desks, tones
+):
+    """SIGTERM while a caller records a message (1003 ready: nobody may be rung while the
+    switchboard stops): the message is kept, and after the restart the callback waits in
+    enquiries, its pop naming the message."""
+    sb = switchboard
+    number = "13800000009"
+    trunk = trunk_line(ua, phones, number)
+    with log_on_failure(sb):
+        agent = register(phones, sb, "1003")
+        set_state(sb, "1003", "not_ready")
+        patient = dial(ua, sb, phones, number, "2")
+        replay(patient, tones[440])
+        qa = sb.login("qa", "demo-qa")
+
+        def message():
+            rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
+            return next((r for r in rows if r["id"].startswith("v-") and r["call_id"] not in seen), None)
+
+        seen = {r["call_id"] for r in sb.get_json(f"/api/recordings?date={clinic_today()}", qa)}
+        row = poll(ua, "the message to start recording", message, VOICEMAIL_AFTER_S + CONFIRM_TIMEOUT)
+        ua.sleep(1.5)
+        set_state(sb, "1003", "ready")
+        sb.stop()
+        rung_at_stop = len(agent.incoming)
+        patient.wait_ended(timeout=5)
+        sb.start(append_log=True)
+        assert rung_at_stop == 0, "nobody is rung while the switchboard stops"
+        ops = sb.login("ops", "demo-ops")
+        q = next(q for q in sb.get_json("/api/queues", ops) if q["name"] == "enquiries")
+        assert [(c["call_id"], c["callback"]) for c in q["callers"]] == [(row["call_id"], True)], q
+        desk = desks(sb, "1003")
+        registered = len([e for e in agent.reg_events if 200 <= e.code < 300])
+        agent.setRegistration(True)
+        ua.wait(
+            "1003 to register with the restarted switchboard",
+            lambda: len([e for e in agent.reg_events if 200 <= e.code < 300]) > registered,
+            5,
+        )
+        ringing = agent.wait_incoming(timeout=ROUTE_TIMEOUT)
+        pops = offers(desk)
+        assert pops and (pops[-1]["call_id"], pops[-1].get("voicemail")) == (row["call_id"], row["id"]), pops
+        ringing.answer(200)
+        ringing.wait_confirmed(timeout=3)
+        dialled = trunk.wait_incoming(timeout=5)
+        dialled.answer(200)
+        dialled.wait_confirmed(timeout=3)
+        dialled.hangup_quietly()
+        ringing.wait_ended(timeout=5)
+        record = poll(
+            ua, "the record to close", lambda: (r := record_of(sb, row["call_id"])) and r["outcome"] and r, 5
+        )
+        assert (record["outcome"], record["voicemail_id"]) == ("answered", row["id"]), record
+        qa = sb.login("qa", "demo-qa")  # a new process: a new token
+        stored = poll(
+            ua,
+            "the message's length",
+            lambda: (r := message_row(sb, qa, row["id"])) and r["duration_ms"] > 0 and r,
+            5,
+        )
+        assert stored["duration_ms"] >= 1000, stored
+
+
+def message_row(sb, qa, rid):
+    return next((r for r in sb.get_json(f"/api/recordings?date={clinic_today()}", qa) if r["id"] == rid), None)
