@@ -637,6 +637,21 @@ fn callbacks_need_a_trunk_and_every_bad_setting_is_reported() {
             .any(|p| p.contains("needs a [callback] section")),
         "{found:?}"
     );
+    let mut no_recording = demo_with(&[
+        (
+            queue_line,
+            "max_wait_ms = 60000\noverflow = \"voicemail\" #",
+        ),
+        ("enabled = true", "enabled = false"),
+    ]);
+    no_recording.push_str("\n[callback]\ntrunk = \"127.0.0.1:5070\"\nvoicemail_max_ms = 7200000\n");
+    let found = problems(&no_recording);
+    for want in [
+        "overflow \"voicemail\" needs [recording] enabled = true",
+        "voicemail_max_ms must be above 0 and at most 3600000",
+    ] {
+        assert!(found.iter().any(|p| p.contains(want)), "{want}: {found:?}");
+    }
     let no_tcp = demo_with(&[("tcp = \"127.0.0.1:5060\"", "#")])
         + "\n[callback]\ntrunk = \"127.0.0.1:5070\"\ntransport = \"tcp\"\n";
     let found = problems(&no_tcp);
