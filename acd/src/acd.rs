@@ -366,8 +366,7 @@ impl Acd {
             {
                 // Called back instead: it joins, and leaves the line at once.
                 self.join(now, call, q, seq, false);
-                let position = self.queues[q].callers().len();
-                self.become_callback(now, call, q, position, Some(reason));
+                self.become_callback(now, call, q, Some(reason));
                 self.dispatch(now);
                 return Ok(());
             }
@@ -590,27 +589,22 @@ impl Acd {
         if self.uncallable.contains(&call) {
             return false;
         }
-        let Some(position) = self.queues[q].callers().iter().position(|c| {
-            c.call == call && c.offered_to.is_none() && !c.callback && !c.transferred
-        }) else {
+        let askable = self.queues[q]
+            .get(call)
+            .is_some_and(|c| c.offered_to.is_none() && !c.callback && !c.transferred);
+        if !askable {
             return false;
-        };
-        self.become_callback(now, call, q, position + 1, None);
+        }
+        self.become_callback(now, call, q, None);
         self.dispatch(now);
         true
     }
 
-    /// Caller `call` in queue `q` (at `position`) is a callback from now: logged, its max
+    /// Caller `call` in queue `q` is a callback from now: logged with its position, its max
     /// wait disarmed, call control told.
-    fn become_callback(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        q: usize,
-        position: usize,
-        rule: Option<ExitReason>,
-    ) {
+    fn become_callback(&mut self, now: Instant, call: CallId, q: usize, rule: Option<ExitReason>) {
         self.timers.cancel(Timer::MaxWait(call));
+        let position = self.queues[q].position_of(call).unwrap_or(1);
         let Some(caller) = self.queues[q].get_mut(call) else {
             return;
         };
@@ -1062,9 +1056,8 @@ impl Acd {
     /// Where a waiting caller is in its queue (1: next) and how many wait there.
     pub fn position(&self, call: CallId) -> Option<(usize, usize)> {
         let q = *self.calls.get(&call)?;
-        let callers = self.queues[q].callers();
-        let at = callers.iter().position(|c| c.call == call)?;
-        Some((at + 1, callers.len()))
+        let queue = &self.queues[q];
+        Some((queue.position_of(call)?, queue.callers().len()))
     }
 
     /// How long a caller at `position` of `queue` can expect to wait from `now`: the
@@ -1344,12 +1337,7 @@ impl Acd {
         }
         if self.queues[q].config.overflow == Overflow::Callback && !self.uncallable.contains(&call)
         {
-            let position = self.queues[q]
-                .callers()
-                .iter()
-                .position(|c| c.call == call)
-                .map_or(1, |i| i + 1);
-            self.become_callback(now, call, q, position, Some(reason));
+            self.become_callback(now, call, q, Some(reason));
             return true;
         }
         self.calls.remove(&call);

@@ -265,10 +265,18 @@ impl Queue {
         at + 1
     }
 
+    /// Where a caller is (1: first), if it is here.
+    pub(crate) fn position_of(&self, call: CallId) -> Option<usize> {
+        self.callers
+            .iter()
+            .position(|c| c.call == call)
+            .map(|i| i + 1)
+    }
+
     /// Removes a caller, returning it and its position (1: it was first) if it was here.
     pub(crate) fn remove(&mut self, call: CallId) -> Option<(Caller, usize)> {
-        let index = self.callers.iter().position(|c| c.call == call)?;
-        Some((self.callers.remove(index), index + 1))
+        let position = self.position_of(call)?;
+        Some((self.callers.remove(position - 1), position))
     }
 
     pub(crate) fn get(&self, call: CallId) -> Option<&Caller> {

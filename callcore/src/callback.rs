@@ -56,14 +56,6 @@ impl Core {
             media_running: true,
             ..Callback::default()
         };
-        let number_ok = dialable(&c.caller);
-        if !number_ok {
-            c.callback = Some(callback);
-            drop(_entered);
-            warn!("a callback was asked for but the caller's number cannot be dialled");
-            self.callback_give_up(now, id, "no_number");
-            return;
-        }
         info!(queue = ?c.queue, waited_ms = c.wait_ms, "the caller will be called back, keeping its place");
         let play = prompt.map(|prompt| {
             c.prompt_generation += 1;
