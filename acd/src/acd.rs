@@ -49,6 +49,14 @@ pub enum AcdEvent {
         /// The agent who missed it.
         agent: AgentId,
     },
+    /// Another phone ringing for the same caller (ring-all) answered first: cancel this
+    /// agent's INVITE. Not a miss; the agent is free again in its place in idle order.
+    Withdrawn {
+        /// The call.
+        call: CallId,
+        /// The agent whose phone stops ringing.
+        agent: AgentId,
+    },
     /// The agent answered: bridge the caller to the agent.
     Connected {
         /// The call.
@@ -545,21 +553,9 @@ impl Acd {
         let (caller, position) = self.queues[q].remove(call)?;
         let queue = self.queues[q].config.name.clone();
         self.cancel_wait_timers(call);
-        if let Some(a) = caller.offered_to {
-            self.timers.cancel(Timer::RingOut(call));
-            let rang = self.rang(now, a);
-            self.agent_mut(a).activity = Activity::Idle;
-            let agent = self.agents[a].id.clone();
-            self.log(
-                now,
-                Some(call),
-                Logged::OfferEnded {
-                    agent,
-                    queue: queue.clone(),
-                    rang_ms: ms(rang),
-                    why: OfferEnd::CallerHungUp,
-                },
-            );
+        self.timers.cancel(Timer::RingOut(call));
+        for &a in &caller.ringing {
+            self.stop_ring(now, call, a, queue.clone(), OfferEnd::CallerHungUp);
         }
         Some((caller, position, queue))
     }
@@ -591,7 +587,7 @@ impl Acd {
         }
         let askable = self.queues[q]
             .get(call)
-            .is_some_and(|c| c.offered_to.is_none() && !c.callback && !c.transferred);
+            .is_some_and(|c| c.ringing.is_empty() && !c.callback && !c.transferred);
         if !askable {
             return false;
         }
@@ -852,12 +848,16 @@ impl Acd {
         };
         self.calls.remove(&call);
         self.uncallable.remove(&call);
-        let (enqueued_at, callback) = self.queues[q]
+        let (enqueued_at, callback, ringing) = self.queues[q]
             .remove(call)
-            .map_or((now, false), |(caller, _)| {
-                (caller.enqueued_at, caller.callback)
+            .map_or((now, false, Vec::new()), |(caller, _)| {
+                (caller.enqueued_at, caller.callback, caller.ringing)
             });
         let waited = now.saturating_duration_since(enqueued_at);
+        // Ring-all: the other phones ringing for this caller stop, no miss for them.
+        for other in ringing.into_iter().filter(|&o| o != a) {
+            self.withdraw(now, call, other, q);
+        }
         let ag = self.agent_mut(a);
         ag.activity = Activity::Talking {
             call,
@@ -978,12 +978,13 @@ impl Acd {
             fired = true;
             match timer {
                 Timer::RingOut(call) => {
-                    let offered = self
+                    let ringing = self
                         .calls
                         .get(&call)
                         .and_then(|&q| self.queues[q].get(call))
-                        .and_then(|caller| caller.offered_to);
-                    if let Some(a) = offered {
+                        .map(|caller| caller.ringing.clone())
+                        .unwrap_or_default();
+                    for a in ringing {
                         self.ring_out(now, call, a, OfferEnd::RangOut);
                     }
                 }
@@ -996,7 +997,7 @@ impl Acd {
                     if let Some(&q) = self.calls.get(&call)
                         && let Some(caller) = self.queues[q].get_mut(call)
                     {
-                        if caller.offered_to.is_some() {
+                        if !caller.ringing.is_empty() {
                             caller.overdue = true;
                         } else {
                             self.exit(now, call, ExitReason::Timeout);
@@ -1107,9 +1108,16 @@ impl Acd {
                 call: c.call,
                 waited: now.saturating_duration_since(c.enqueued_at),
                 offered_to: c
-                    .offered_to
-                    .and_then(|a| self.agents.get(a))
+                    .ringing
+                    .first()
+                    .and_then(|&a| self.agents.get(a))
                     .map(|a| a.id.clone()),
+                ringing: c
+                    .ringing
+                    .iter()
+                    .filter_map(|&a| self.agents.get(a))
+                    .map(|a| a.id.clone())
+                    .collect(),
                 callback: c.callback,
                 parked: c.parked,
             })
@@ -1210,16 +1218,57 @@ impl Acd {
         }
     }
 
-    /// Puts an offered caller back to waiting (its place and wait time unchanged).
-    fn release_offer(&mut self, call: CallId) {
-        self.timers.cancel(Timer::RingOut(call));
-        if let Some(caller) = self
+    /// Agent `a`'s phone no longer rings for the caller; with no other phone ringing for
+    /// it, the caller waits again (its place and wait time unchanged).
+    fn release_offer(&mut self, call: CallId, a: usize) {
+        let Some(caller) = self
             .calls
             .get(&call)
             .and_then(|&q| self.queues[q].get_mut(call))
-        {
-            caller.offered_to = None;
+        else {
+            return;
+        };
+        caller.ringing.retain(|&r| r != a);
+        if caller.ringing.is_empty() {
+            self.timers.cancel(Timer::RingOut(call));
         }
+    }
+
+    /// Agent `a`'s phone stops ringing for `call` (of queue `q`) because another answered:
+    /// logged, no miss, free again keeping its place in idle order.
+    fn withdraw(&mut self, now: Instant, call: CallId, a: usize, q: usize) {
+        if !matches!(self.agents[a].activity, Activity::Ringing { call: c, .. } if c == call) {
+            return;
+        }
+        let queue = self.queues[q].config.name.clone();
+        let agent = self.stop_ring(now, call, a, queue, OfferEnd::AnsweredElsewhere);
+        self.events.push_back(AcdEvent::Withdrawn { call, agent });
+    }
+
+    /// Agent `a`'s phone stops ringing for `call` through no fault of the agent's (`why`):
+    /// logged, free again keeping its place in idle order. Returns the agent's id.
+    fn stop_ring(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        a: usize,
+        queue: String,
+        why: OfferEnd,
+    ) -> AgentId {
+        let rang = self.rang(now, a);
+        self.agent_mut(a).activity = Activity::Idle;
+        let agent = self.agents[a].id.clone();
+        self.log(
+            now,
+            Some(call),
+            Logged::OfferEnded {
+                agent: agent.clone(),
+                queue,
+                rang_ms: ms(rang),
+                why,
+            },
+        );
+        agent
     }
 
     /// Ends agent `a`'s unanswered offer of `call` (`why`): logged, miss counted (perhaps
@@ -1231,7 +1280,7 @@ impl Acd {
             .get(&call)
             .map(|&q| self.queues[q].config.name.clone())
             .unwrap_or_default();
-        self.release_offer(call);
+        self.release_offer(call, a);
         let idle = self.next_idle_key(now);
         let ag = self.agent_mut(a);
         ag.miss(idle);
@@ -1262,7 +1311,7 @@ impl Acd {
             .calls
             .get(&call)
             .and_then(|&q| self.queues[q].get(call))
-            .is_some_and(|c| c.overdue && c.offered_to.is_none());
+            .is_some_and(|c| c.overdue && c.ringing.is_empty());
         if overdue {
             self.exit(now, call, ExitReason::Timeout);
         }
@@ -1298,7 +1347,7 @@ impl Acd {
                 || !self.queues[q]
                     .callers()
                     .iter()
-                    .any(|c| c.offered_to.is_none() && !c.callback)
+                    .any(|c| c.ringing.is_empty() && !c.callback)
                 || !self.nobody_can_answer(q)
             {
                 continue;
@@ -1306,7 +1355,7 @@ impl Acd {
             let leaving: Vec<CallId> = self.queues[q]
                 .callers()
                 .iter()
-                .filter(|c| c.offered_to.is_none() && !c.callback)
+                .filter(|c| c.ringing.is_empty() && !c.callback)
                 .map(|c| c.call)
                 .collect();
             for call in leaving {
@@ -1323,7 +1372,7 @@ impl Acd {
         };
         if self.queues[q]
             .get(call)
-            .is_none_or(|c| c.offered_to.is_some() || c.callback)
+            .is_none_or(|c| !c.ringing.is_empty() || c.callback)
         {
             return false;
         }
@@ -1544,6 +1593,19 @@ impl Acd {
                     .enumerate()
                     .any(|(i, a)| i != h && a.level_in(q).is_some())
             });
+            if self.queues[q].config.strategy == Strategy::RingAll {
+                let all: Vec<usize> = self.eligible(now, q, waited, avoid).collect();
+                if all.is_empty() {
+                    if avoid.is_none() {
+                        exhausted[q] = true;
+                    }
+                    continue;
+                }
+                for a in all {
+                    self.offer(now, a, q, call);
+                }
+                continue;
+            }
             match self.pick_agent(now, q, waited, avoid) {
                 Some(a) => self.offer(now, a, q, call),
                 // Only this caller may be out of luck: later ones may take that agent.
@@ -1565,42 +1627,27 @@ impl Acd {
         waited: Duration,
         avoid: Option<usize>,
     ) -> Option<usize> {
-        let config = &self.queues[q].config;
-        let max_level = config.max_level(waited);
-        let strategy = config.strategy;
-        // `ready` iterates longest idle first: that order breaks every strategy's ties.
-        let candidates = self.ready.iter().filter_map(|&(_, a)| {
-            let agent = &self.agents[a];
-            let level = agent.level_in(q)?;
-            (level <= max_level && agent.is_available(now) && Some(a) != avoid)
-                .then_some((level, a))
-        });
-        let lowest = match self.shared_level.get(q).copied().flatten() {
-            Some(level) if level <= max_level => level,
-            Some(_) => return None,
-            None => candidates.clone().map(|(level, _)| level).min()?,
-        };
-        let mut best = candidates
-            .filter(|(level, _)| *level == lowest)
-            .map(|(_, a)| a);
+        let strategy = self.queues[q].config.strategy;
         let n = self.agents.len().max(1);
+        // Each arm walks the candidates anew: the walk borrows the ACD only while it runs.
+        let best = || self.eligible(now, q, waited, avoid);
         let picked = match strategy {
-            Strategy::LongestIdle => best.next(),
-            Strategy::TopDown => best.min(),
+            Strategy::LongestIdle | Strategy::RingAll => best().next(),
+            Strategy::TopDown => best().min(),
             Strategy::RoundRobin => {
                 let start = self.round_robin[q] % n;
-                best.min_by_key(|a| (a + n - start) % n)
+                best().min_by_key(|a| (a + n - start) % n)
             }
-            Strategy::FewestCalls => best
+            Strategy::FewestCalls => best()
                 .enumerate()
                 .min_by_key(|(i, a)| (self.agents[*a].answered_calls, *i))
                 .map(|(_, a)| a),
-            Strategy::LeastTalkTime => best
+            Strategy::LeastTalkTime => best()
                 .enumerate()
                 .min_by_key(|(i, a)| (self.agents[*a].talk_time, *i))
                 .map(|(_, a)| a),
             Strategy::Random => {
-                let all: Vec<usize> = best.collect();
+                let all: Vec<usize> = best().collect();
                 let i = self.rng.below(all.len());
                 all.get(i).copied()
             }
@@ -1611,6 +1658,33 @@ impl Acd {
         picked
     }
 
+    /// The free agents a caller of queue `q` who has waited `waited` may ring, longest
+    /// idle first: those serving `q` at the lowest level among the levels escalation allows.
+    fn eligible(
+        &self,
+        now: Instant,
+        q: usize,
+        waited: Duration,
+        avoid: Option<usize>,
+    ) -> impl Iterator<Item = usize> + '_ {
+        let max_level = self.queues[q].config.max_level(waited);
+        // `ready` iterates longest idle first: that order breaks every strategy's ties.
+        let candidates = self.ready.iter().filter_map(move |&(_, a)| {
+            let agent = &self.agents[a];
+            let level = agent.level_in(q)?;
+            (level <= max_level && agent.is_available(now) && Some(a) != avoid)
+                .then_some((level, a))
+        });
+        let lowest = match self.shared_level.get(q).copied().flatten() {
+            Some(level) if level <= max_level => Some(level),
+            Some(_) => None,
+            None => candidates.clone().map(|(level, _)| level).min(),
+        };
+        candidates
+            .filter(move |(level, _)| Some(*level) == lowest)
+            .map(|(_, a)| a)
+    }
+
     fn offer(&mut self, now: Instant, a: usize, q: usize, call: CallId) {
         let queue = &mut self.queues[q];
         let ring_timeout = queue.config.ring_timeout;
@@ -1618,7 +1692,7 @@ impl Acd {
         let Some(caller) = queue.get_mut(call) else {
             return;
         };
-        caller.offered_to = Some(a);
+        caller.ringing.push(a);
         let waited = now.saturating_duration_since(caller.enqueued_at);
         let until = now.checked_add(ring_timeout).unwrap_or(now);
         self.agent_mut(a).activity = Activity::Ringing {

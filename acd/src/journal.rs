@@ -32,12 +32,14 @@ pub enum OfferEnd {
     LoggedOut,
     /// The caller hung up while this phone rang (not the agent's miss).
     CallerHungUp,
+    /// Another agent's phone rang for the same caller (ring-all) and answered first (not a miss).
+    AnsweredElsewhere,
 }
 
 impl OfferEnd {
     /// Whether this counts as the agent's missed ring.
     pub fn is_miss(self) -> bool {
-        !matches!(self, OfferEnd::CallerHungUp)
+        !matches!(self, OfferEnd::CallerHungUp | OfferEnd::AnsweredElsewhere)
     }
 }
 

@@ -167,8 +167,11 @@ pub struct CallerView {
     pub call: CallId,
     /// Time since `enqueue`; an offer that rang out does not reset it.
     pub waited: Duration,
-    /// The agent whose phone is ringing for this caller, if any.
+    /// The agent whose phone is ringing for this caller, if any (under ring-all, the
+    /// first of those ringing; `ringing` has them all).
     pub offered_to: Option<AgentId>,
+    /// Every agent whose phone rings for this caller.
+    pub ringing: Vec<AgentId>,
     /// A callback: the patient is not on the line and is dialled when an agent answers.
     pub callback: bool,
     /// A callback not offered yet: call control is still letting its line go.
@@ -182,8 +185,8 @@ pub(crate) struct Caller {
     pub(crate) enqueued_at: Instant,
     /// ACD-wide arrival number: breaks ties between callers enqueued at the same instant.
     pub(crate) seq: u64,
-    /// Index of the agent being offered this caller.
-    pub(crate) offered_to: Option<usize>,
+    /// Indices of the agents whose phones ring for this caller (several under ring-all).
+    pub(crate) ringing: Vec<usize>,
     /// The caller's `max_wait` passed while a phone rang: it leaves when that ring ends.
     pub(crate) overdue: bool,
     /// This wait began with a transfer (the patient was answered before).
@@ -202,7 +205,7 @@ pub(crate) struct Caller {
 impl Caller {
     /// Whether it can be offered now: no phone rings for it and it is not parked.
     pub(crate) fn offerable(&self) -> bool {
-        self.offered_to.is_none() && !self.parked
+        self.ringing.is_empty() && !self.parked
     }
 }
 
@@ -227,7 +230,7 @@ impl Queue {
             call,
             enqueued_at: now,
             seq,
-            offered_to: None,
+            ringing: Vec::new(),
             overdue: false,
             transferred,
             handed_by: None,
@@ -254,7 +257,7 @@ impl Queue {
                 call,
                 enqueued_at,
                 seq,
-                offered_to: None,
+                ringing: Vec::new(),
                 overdue: false,
                 transferred,
                 handed_by: None,
@@ -349,11 +352,11 @@ mod tests {
         q.push(1, t0, 0, false);
         q.push(2, t0, 1, false);
         if let Some(c) = q.get_mut(1) {
-            c.offered_to = Some(0);
+            c.ringing.push(0);
         }
         assert_eq!(q.next_unoffered().map(|c| c.call), Some(2));
         if let Some(c) = q.get_mut(1) {
-            c.offered_to = None;
+            c.ringing.clear();
         }
         assert_eq!(q.next_unoffered().map(|c| c.call), Some(1));
         assert_eq!(q.remove(1).map(|(c, at)| (c.call, at)), Some((1, 1)));

@@ -25,17 +25,21 @@ pub enum Strategy {
     TopDown,
     /// Any free agent, chosen at random (seeded: a run replays).
     Random,
+    /// Every free agent at once; the first to answer takes the call and the others'
+    /// phones stop ringing (not a miss for them).
+    RingAll,
 }
 
 impl Strategy {
     /// Every strategy, in the order the docs list them.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 7] = [
         Strategy::LongestIdle,
         Strategy::RoundRobin,
         Strategy::FewestCalls,
         Strategy::LeastTalkTime,
         Strategy::TopDown,
         Strategy::Random,
+        Strategy::RingAll,
     ];
 
     /// The config file's name for it (`"longest_idle"`, …).
@@ -47,6 +51,7 @@ impl Strategy {
             Strategy::LeastTalkTime => "least_talk_time",
             Strategy::TopDown => "top_down",
             Strategy::Random => "random",
+            Strategy::RingAll => "ring_all",
         }
     }
 }

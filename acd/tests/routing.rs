@@ -344,3 +344,112 @@ fn the_agent_who_transferred_a_caller_is_not_rung_for_it_again_but_takes_others(
         .expect("talking");
     assert_eq!(offers(&mut acd), [(1, B.to_owned())]);
 }
+
+#[test]
+fn ring_all_rings_every_free_agent_of_the_lowest_level_and_the_first_answer_takes_the_call() {
+    let t0 = Instant::now();
+    let agents = vec![
+        AgentConfig::new(A, &["q"]),
+        AgentConfig::new(B, &["q"]),
+        AgentConfig::new(C, &["q"]).with_level("q", 2),
+    ];
+    let mut acd = acd_with(Strategy::RingAll, agents);
+    online_in_order(&mut acd, t0, &[C, B, A]);
+    let now = t0 + secs(10);
+    acd.enqueue(now, 1, "q").expect("queue");
+    let rung: Vec<String> = drain(&mut acd)
+        .into_iter()
+        .filter_map(|e| match e {
+            AcdEvent::Offer { call: 1, agent, .. } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    // Level 2 (C) waits while level 1 is free; B before A: longest idle first.
+    assert_eq!(rung, [B, A]);
+    let callers = acd.callers("q", now).expect("queue");
+    assert_eq!(callers[0].ringing, [B, A]);
+    while acd.poll_log().is_some() {}
+
+    // A answers: B's phone stops, not a miss, and B is free for the next caller.
+    acd.answered(now + secs(3), 1, A).expect("offered to A");
+    let events = drain(&mut acd);
+    assert_eq!(
+        events,
+        [
+            AcdEvent::Withdrawn {
+                call: 1,
+                agent: B.to_string()
+            },
+            connected(1, A, secs(3)),
+        ]
+    );
+    assert_eq!(missed(&acd, B), 0);
+    assert_eq!(state(&acd, B), acd::AgentState::Ready);
+    let ended: Vec<_> = std::iter::from_fn(|| acd.poll_log())
+        .filter_map(|e| match e.event {
+            acd::Logged::OfferEnded { agent, why, .. } => Some((agent, why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, [(B.to_string(), acd::OfferEnd::AnsweredElsewhere)]);
+    assert!(!acd::OfferEnd::AnsweredElsewhere.is_miss());
+    assert!(
+        matches!(
+            acd.answered(now + secs(3), 1, B),
+            Err(acd::Error::NotOffered { .. })
+        ),
+        "a second answer loses the race (call control hangs it up)"
+    );
+
+    // The next caller rings B (A talks; C still waits for level 1 to be busy).
+    acd.enqueue(now + secs(4), 2, "q").expect("queue");
+    let rung: Vec<String> = drain(&mut acd)
+        .into_iter()
+        .filter_map(|e| match e {
+            AcdEvent::Offer { agent, .. } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rung, [B]);
+
+    // One phone declining leaves the others ringing; the ring-out misses everyone left.
+    acd.call_ended(now + secs(5), A, EndedBy::Caller)
+        .expect("talking");
+    acd.answered(now + secs(5), 2, B).expect("offered to B");
+    acd.call_ended(now + secs(6), B, EndedBy::Caller)
+        .expect("talking");
+    acd.enqueue(now + secs(6), 3, "q").expect("queue");
+    let rung: Vec<String> = drain(&mut acd)
+        .into_iter()
+        .filter_map(|e| match e {
+            AcdEvent::Offer { call: 3, agent, .. } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rung, [A, B], "level 2 (C) waits while level 1 is free");
+    acd.declined(now + secs(7), 3, B).expect("offered to B");
+    assert_eq!(acd.callers("q", now + secs(7)).expect("q")[0].ringing, [A]);
+    assert_eq!(drain(&mut acd), [], "A rings on");
+    acd.handle_timeout(now + secs(6) + secs(15));
+    let events = drain(&mut acd);
+    assert_eq!(events[0], ring_out(3, A));
+    assert_eq!((missed(&acd, A), missed(&acd, B)), (1, 1));
+    // Both free again: both ring again, B (idle longer now) first.
+    assert_eq!(
+        events[1..],
+        [offer(3, B, "q", secs(15)), offer(3, A, "q", secs(15))]
+    );
+    acd.abandon(now + secs(22), 3);
+    assert_eq!(drain(&mut acd), [], "the caller's hang-up is no miss");
+    assert_eq!((missed(&acd, A), missed(&acd, B)), (1, 1));
+
+    // A caller hanging up stops every phone ringing for it, no miss.
+    acd.enqueue(now + secs(40), 4, "q").expect("queue");
+    assert_eq!(drain(&mut acd).len(), 2, "A and B ring (C is level 2)");
+    acd.abandon(now + secs(41), 4);
+    assert_eq!(drain(&mut acd), []);
+    assert_eq!(
+        [A, B].map(|a| state(&acd, a)),
+        [acd::AgentState::Ready, acd::AgentState::Ready]
+    );
+}

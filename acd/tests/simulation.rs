@@ -98,6 +98,7 @@ fn three_agents_ten_callers_all_connected_exactly_once() {
                     pending.push((now + secs(talk), Action::End(agent)));
                 }
                 AcdEvent::AgentState { .. }
+                | AcdEvent::Withdrawn { .. }
                 | AcdEvent::Exited { .. }
                 | AcdEvent::Moved { .. }
                 | AcdEvent::Callback { .. } => {}
@@ -189,11 +190,16 @@ fn queue_index(name: &str) -> usize {
         .expect("events name configured queues")
 }
 
-fn random_config() -> (Vec<QueueConfig>, Vec<AgentConfig>) {
+/// `ring_all`: appointments (served by two agents) rings all its free agents at once.
+fn random_config(ring_all: bool) -> (Vec<QueueConfig>, Vec<AgentConfig>) {
     let queues = vec![
         QueueConfig::from_rings("appointments", PRIORITY[0], 3, 5000)
             .with_wrap_up(ms(WRAP_UP_MS[0]))
-            .with_strategy(acd::Strategy::RoundRobin),
+            .with_strategy(if ring_all {
+                acd::Strategy::RingAll
+            } else {
+                acd::Strategy::RoundRobin
+            }),
         QueueConfig::from_rings("enquiries", PRIORITY[1], 2, 4000)
             .with_wrap_up(ms(WRAP_UP_MS[1]))
             .with_strategy(acd::Strategy::FewestCalls)
@@ -258,6 +264,10 @@ struct Model {
     failed: BTreeSet<u64>,
     /// The last state the ACD announced per agent.
     announced: BTreeMap<&'static str, AgentState>,
+    /// Appointments rings all its free agents at once.
+    ring_all: bool,
+    /// Rings stopped because another phone answered (ring-all).
+    withdrawn: u32,
     /// Offers and connects announced as events, to compare with the event log.
     offers: u32,
     connects: u32,
@@ -279,6 +289,11 @@ impl Model {
             .iter()
             .find(|(_, (c, _, _))| *c == call)
             .map(|(a, _)| *a)
+    }
+
+    /// Every phone ringing for the caller stops (it hung up, or was given up).
+    fn stop_ringing(&mut self, call: u64) {
+        self.ringing.retain(|_, (c, _, _)| *c != call);
     }
 
     fn leave_queue(&mut self, call: u64) {
@@ -321,9 +336,14 @@ impl Model {
                     !self.wrap_until.contains_key(agent),
                     "seed {seed}: {agent} offered during wrap-up"
                 );
-                assert_eq!(
-                    self.offered_to(call),
-                    None,
+                let q = queue_index(&queue);
+                // Only ring-all rings several phones for one caller, all in one go.
+                let ring_all = self.ring_all && q == 0;
+                assert!(
+                    self.ringing
+                        .values()
+                        .filter(|(c, _, _)| *c == call)
+                        .all(|(_, at, _)| ring_all && *at == now),
                     "seed {seed}: call {call} offered twice"
                 );
                 assert!(
@@ -343,7 +363,6 @@ impl Model {
                     "seed {seed}: offered after connect"
                 );
                 // First come, first served within a queue; a higher queue goes first.
-                let q = queue_index(&queue);
                 assert!(
                     !self.parked.contains(&call),
                     "seed {seed}: {call} offered while parked"
@@ -389,6 +408,11 @@ impl Model {
                 self.leave_queue(call);
                 self.talking.insert(agent, (call, q));
                 self.misses_in_row.remove(agent);
+                assert_eq!(
+                    self.offered_to(call),
+                    None,
+                    "seed {seed}: {call} answered while another phone still rings for it"
+                );
                 let n = self.connected.entry(call).or_default();
                 *n += 1;
                 let tries = 1 + self.unreached.get(&call).copied().unwrap_or(0);
@@ -397,6 +421,21 @@ impl Model {
             }
             AcdEvent::AgentState { agent, state, .. } => {
                 self.announced.insert(agent_name(&agent), state);
+            }
+            AcdEvent::Withdrawn { call, agent } => {
+                assert!(
+                    self.ring_all,
+                    "seed {seed}: a ring withdrawn without ring-all"
+                );
+                let agent = agent_name(&agent);
+                let (c, _, _) = self.ringing.remove(agent).expect("withdrawn while ringing");
+                assert_eq!(c, call, "seed {seed}");
+                assert!(
+                    self.waiting[0].contains(&call),
+                    "seed {seed}: {call} withdrawn outside the ring-all queue"
+                );
+                // Not a miss: the agent's count of misses in a row is unchanged.
+                self.withdrawn += 1;
             }
             AcdEvent::Callback { call, queue } => {
                 let q = queue_index(&queue);
@@ -569,11 +608,15 @@ fn requeue(acd: &mut Acd, model: &mut Model, call: u64, q: usize, now: Instant) 
 
 /// Returns how many callers were handed back, how many moved queue, and how many callbacks
 /// were asked for.
-fn random_run(seed: u64) -> (usize, u32, usize) {
+fn random_run(seed: u64) -> (usize, u32, usize, u32) {
     let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let (queues, agents) = random_config();
+    let ring_all = seed % 2 == 1;
+    let (queues, agents) = random_config(ring_all);
     let mut acd = Acd::new(queues, agents.clone()).expect("valid config");
-    let mut model = Model::default();
+    let mut model = Model {
+        ring_all,
+        ..Model::default()
+    };
     let t0 = Instant::now();
     let mut now = t0;
     let mut next_call = 1u64;
@@ -641,9 +684,7 @@ fn random_run(seed: u64) -> (usize, u32, usize) {
                     && model.waiting.iter().any(|q| q.contains(&call))
                 {
                     // Call control gives a waiting callback up (say, at shutdown).
-                    if let Some(a) = model.offered_to(call) {
-                        model.ringing.remove(a);
-                    }
+                    model.stop_ringing(call);
                     model.leave_queue(call);
                     model.failed.insert(call);
                     acd.callback_failed(now, call, "appointments", 0);
@@ -651,9 +692,7 @@ fn random_run(seed: u64) -> (usize, u32, usize) {
                     check_views(&acd, &model, &agents, now, seed);
                     continue;
                 }
-                if let Some(a) = model.offered_to(call) {
-                    model.ringing.remove(a);
-                }
+                model.stop_ringing(call);
                 if model.enqueued.contains(&call) && !model.connected.contains_key(&call) {
                     model.abandoned.insert(call);
                 }
@@ -804,7 +843,11 @@ fn random_run(seed: u64) -> (usize, u32, usize) {
     for _ in 0..2_000 {
         let offers: Vec<_> = model.ringing.iter().map(|(a, r)| (*a, r.0)).collect();
         for (agent, call) in offers {
-            acd.answered(now, call, agent).expect("offered");
+            // Under ring-all the first answer stops the others' rings.
+            if model.ringing.get(agent).is_some_and(|r| r.0 == call) {
+                acd.answered(now, call, agent).expect("offered");
+                drain_into(&mut acd, &mut model, &agents, now, seed);
+            }
         }
         drain_into(&mut acd, &mut model, &agents, now, seed);
         now += secs(1);
@@ -855,20 +898,27 @@ fn random_run(seed: u64) -> (usize, u32, usize) {
         None,
         "seed {seed}: no timer left when idle"
     );
-    (model.exited.len(), model.moves, model.callbacks.len())
+    (
+        model.exited.len(),
+        model.moves,
+        model.callbacks.len(),
+        model.withdrawn,
+    )
 }
 
 #[test]
 fn random_inputs_keep_offers_exclusive_and_connect_every_caller() {
-    let (mut exits, mut moves, mut callbacks) = (0, 0, 0);
+    let (mut exits, mut moves, mut callbacks, mut withdrawn) = (0, 0, 0, 0);
     for seed in 1..=200 {
-        let (e, m, c) = random_run(seed);
+        let (e, m, c, w) = random_run(seed);
         exits += e;
         moves += m;
         callbacks += c;
+        withdrawn += w;
     }
     assert!(
-        exits > 0 && moves > 0 && callbacks > 0,
-        "the rules ran: {exits} exits, {moves} moves, {callbacks} callbacks"
+        exits > 0 && moves > 0 && callbacks > 0 && withdrawn > 0,
+        "the rules ran: {exits} exits, {moves} moves, {callbacks} callbacks, \
+         {withdrawn} ring-all rings stopped by another's answer"
     );
 }

@@ -51,7 +51,7 @@ impl Core {
         let patient = match &mut c.patient {
             PatientLookup::Pending(deferred) => {
                 // The pop carries the record: wait for the lookup (it started at the INVITE).
-                *deferred = Some(DeferredOffer {
+                deferred.push(DeferredOffer {
                     agent,
                     queue,
                     waited,
@@ -66,14 +66,13 @@ impl Core {
         c.span
             .in_scope(|| info!(%agent, waited_ms = millis(waited), "offering to agent"));
         c.agents_offered.push(agent.clone());
-        c.offer = Some(Offer {
+        c.ringing.push(Offer {
             agent: agent.clone(),
             seq,
             forks: Vec::new(),
             rtp: None,
             dialog: None,
             sdp: None,
-            cancelled: false,
             pop_started: now,
         });
         let event = DeskEvent::Offer {
@@ -225,23 +224,27 @@ impl Core {
         }
     }
 
-    /// The ACD's ring timer ran out: cancel the agent's INVITE and count the miss.
-    pub(crate) fn ring_out(&mut self, now: Instant, call: CallId, agent: &str) {
+    /// The ACD's ring timer ran out (`missed`), or under ring-all another agent answered
+    /// first: cancel the agent's INVITE; count the miss, or tell the desk the call was taken.
+    pub(crate) fn ring_out(&mut self, now: Instant, call: CallId, agent: &str, missed: bool) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        c.span
-            .in_scope(|| info!(%agent, "agent did not answer in time; moving on"));
+        c.span.in_scope(|| {
+            if missed {
+                info!(%agent, "agent did not answer in time; moving on");
+            } else {
+                debug!(%agent, "another agent answered; this phone stops ringing");
+            }
+        });
         let call_id = c.call_id.clone();
-        if let PatientLookup::Pending(deferred) = &mut c.patient
-            && deferred.as_ref().is_some_and(|d| d.agent == agent)
-        {
-            *deferred = None;
+        if let PatientLookup::Pending(deferred) = &mut c.patient {
+            deferred.retain(|d| d.agent != agent);
         }
         let mut ringing = Vec::new();
         let mut port = None;
-        if let Some(offer) = c.offer.as_mut().filter(|o| o.agent == agent) {
-            offer.cancelled = true;
+        if let Some(i) = c.ringing.iter().position(|o| o.agent == agent) {
+            let mut offer = c.ringing.remove(i);
             port = offer.rtp.take();
             ringing = offer.end_forks();
         }
@@ -249,10 +252,18 @@ impl Core {
             self.release_socket(token);
         }
         self.cancel_forks(now, ringing);
-        self.emit(Output::Metric(Metric::AgentMissedRing));
+        let event = if missed {
+            self.emit(Output::Metric(Metric::AgentMissedRing));
+            DeskEvent::Missed { call_id }
+        } else {
+            DeskEvent::Ended {
+                call_id,
+                reason: "answered_elsewhere".to_owned(),
+            }
+        };
         self.emit(Output::Desk {
             agent: agent.to_owned(),
-            event: DeskEvent::Missed { call_id },
+            event,
         });
     }
 
@@ -268,10 +279,9 @@ impl Core {
         agent: &str,
         seq: u64,
     ) -> bool {
-        let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.live_offer(seq)) else {
+        let Some(mut offer) = self.calls.get_mut(&call).and_then(|c| c.take_offer(seq)) else {
             return false;
         };
-        offer.cancelled = true;
         let port = offer.rtp.take();
         if let Some(token) = port {
             self.release_socket(token);
@@ -403,7 +413,7 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let Some(offer) = c.offer.as_mut() else {
+        let Some(offer) = c.live_offer(seq) else {
             return;
         };
         offer.dialog = Some(dialog.clone());
@@ -437,7 +447,12 @@ impl Core {
                     self.start_session_timer(now, call, crate::io::Leg::Agent, &n);
                 }
             }
-            Err(e) => self.answer_refused(now, call, &local, &e),
+            Err(e) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.take_offer(seq);
+                }
+                self.answer_refused(now, call, &local, &e);
+            }
         }
     }
 
@@ -528,7 +543,8 @@ impl Core {
         };
         let _entered = c.span.clone().entered();
         c.phase = Phase::Connected;
-        c.offer = None;
+        // The answered offer is done; any other still ringing was withdrawn already.
+        let leftover: Vec<PortToken> = c.ringing.drain(..).filter_map(|o| o.rtp).collect();
         // A transferred caller's record keeps the wait before the first answer.
         c.wait_ms.get_or_insert(millis(waited));
         // A transferred caller was answered when the first agent answered.
@@ -551,6 +567,9 @@ impl Core {
         });
         let queue = c.queue.clone();
         drop(_entered);
+        for token in leftover {
+            self.release_socket(token);
+        }
         self.emit(Output::Media {
             call,
             command: MediaCommand::Bridge {

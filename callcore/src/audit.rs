@@ -44,11 +44,13 @@ impl Core {
                 _ => {}
             }
             if c.phase != Phase::Ending {
-                if let Some(o) = c.offer.as_ref().filter(|o| !o.cancelled) {
+                for o in &c.ringing {
                     busy.entry(o.agent.as_str()).or_default().push(id);
                 }
-                if let PatientLookup::Pending(Some(d)) = &c.patient {
-                    busy.entry(d.agent.as_str()).or_default().push(id);
+                if let PatientLookup::Pending(deferred) = &c.patient {
+                    for d in deferred {
+                        busy.entry(d.agent.as_str()).or_default().push(id);
+                    }
                 }
             }
         }

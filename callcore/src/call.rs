@@ -110,6 +110,7 @@ pub(crate) struct Fork {
 }
 
 /// One offer of a call to an agent: the screen-pop, then the INVITE to each of its phones.
+/// An offer that ends unanswered leaves the call's `ringing` at once.
 #[derive(Debug)]
 pub(crate) struct Offer {
     pub agent: String,
@@ -120,7 +121,6 @@ pub(crate) struct Offer {
     pub dialog: Option<Dialog>,
     /// Our SDP offer in the INVITE (kept for re-INVITEs from the agent's phone).
     pub sdp: Option<String>,
-    pub cancelled: bool,
     pub pop_started: Instant,
 }
 
@@ -136,8 +136,8 @@ pub(crate) struct DeferredOffer {
 /// The caller's patient record: still being read, or read.
 #[derive(Debug, Clone)]
 pub(crate) enum PatientLookup {
-    /// The lookup runs; an offer the ACD made meanwhile waits here for it.
-    Pending(Option<DeferredOffer>),
+    /// The lookup runs; offers the ACD made meanwhile (several under ring-all) wait here for it.
+    Pending(Vec<DeferredOffer>),
     /// The record (`None`: no patient has this number).
     Done(Option<Patient>),
 }
@@ -168,7 +168,9 @@ pub(crate) struct Call {
     pub queue: Option<String>,
     pub enqueued_at: Option<Instant>,
     pub wait_ms: Option<u64>,
-    pub offer: Option<Offer>,
+    /// The offers ringing now: one, or under ring-all one per agent rung (the first
+    /// answer takes the call, the ACD withdraws the others).
+    pub ringing: Vec<Offer>,
     pub agents_offered: Vec<String>,
     pub offers: Vec<crate::records::OfferRecord>,
     /// A queue rule (max wait, full, nobody to answer) ended the call's wait.
@@ -225,7 +227,7 @@ impl Call {
             call_id,
             span,
             caller,
-            patient: PatientLookup::Pending(None),
+            patient: PatientLookup::Pending(Vec::new()),
             started_at,
             line: None,
             ivr: None,
@@ -235,7 +237,7 @@ impl Call {
             queue: None,
             enqueued_at: None,
             wait_ms: None,
-            offer: None,
+            ringing: Vec::new(),
             agents_offered: Vec::new(),
             offers: Vec::new(),
             overflowed: false,
@@ -274,7 +276,13 @@ impl Call {
 
     /// The offer with this sequence, if it is still live (not given up on).
     pub fn live_offer(&mut self, seq: u64) -> Option<&mut Offer> {
-        self.offer.as_mut().filter(|o| o.seq == seq && !o.cancelled)
+        self.ringing.iter_mut().find(|o| o.seq == seq)
+    }
+
+    /// Takes offer `seq` out of the ringing ones (it ended), if it is still live.
+    pub fn take_offer(&mut self, seq: u64) -> Option<Offer> {
+        let i = self.ringing.iter().position(|o| o.seq == seq)?;
+        Some(self.ringing.remove(i))
     }
 
     /// The caller's wait so far, if queued.
@@ -361,13 +369,11 @@ impl Call {
     }
 
     /// Every port the call holds that no media task holds: the ringing
-    /// offer's and the answered-but-unbridged agent leg's. Taken out, so each
+    /// offers' and the answered-but-unbridged agent leg's. Taken out, so each
     /// is given back once.
     pub fn take_unbridged_ports(&mut self) -> Vec<PortToken> {
         let mut tokens = Vec::new();
-        if let Some(token) = self.offer.as_mut().and_then(|o| o.rtp.take()) {
-            tokens.push(token);
-        }
+        tokens.extend(self.ringing.iter_mut().filter_map(|o| o.rtp.take()));
         if let Some(leg) = self.bridge_pending.take() {
             tokens.push(leg.token);
         }

@@ -237,7 +237,7 @@ impl Core {
             started: now,
             key: None,
         });
-        c.offer = None;
+        c.ringing.clear();
         let attempt = cb.attempts;
         // The desk hears `answered` once the patient answers (the call is connected then).
         c.span.in_scope(
@@ -698,19 +698,17 @@ impl Core {
         let cb = c.callback.as_mut()?;
         let attempts = cb.attempts;
         let media_running = cb.media_running;
-        // An offer ringing for it stops ringing.
+        // The offers ringing for it stop ringing.
         let mut ringing = Vec::new();
-        if let Some(offer) = c.offer.as_mut() {
-            if !offer.cancelled {
-                ringing = offer.end_forks();
-            }
-            offer.cancelled = true;
+        let mut offer_ports = Vec::new();
+        for mut offer in c.ringing.drain(..) {
+            ringing.extend(offer.end_forks());
+            offer_ports.extend(offer.rtp.take());
         }
-        let offer_port = c.offer.take().and_then(|o| o.rtp);
         let dial_port = cb.dial.take().and_then(|d| d.rtp);
         c.phase = Phase::Ending;
         let queue = c.queue.clone().unwrap_or_default();
-        for token in dial_port.into_iter().chain(offer_port) {
+        for token in dial_port.into_iter().chain(offer_ports) {
             self.release_socket(token);
         }
         self.cancel_forks(now, ringing);

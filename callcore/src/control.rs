@@ -506,7 +506,7 @@ impl Core {
                     c.phase == crate::call::Phase::Callback
                         && c.line.is_none()
                         && c.agent_dialog.is_none()
-                        && c.offer.is_none()
+                        && c.ringing.is_empty()
                         && c.callback
                             .as_ref()
                             .is_some_and(|cb| cb.dial.is_none() && !cb.media_running)
@@ -629,8 +629,7 @@ impl Core {
                 let agent = self
                     .calls
                     .get(&call)
-                    .and_then(|c| c.offer.as_ref())
-                    .filter(|o| o.seq == seq)
+                    .and_then(|c| c.ringing.iter().find(|o| o.seq == seq))
                     .map(|o| o.agent.clone());
                 if let Some(agent) = agent {
                     self.agent_unreachable(now, call, &agent, seq);
@@ -895,7 +894,8 @@ impl Core {
                 waited,
                 ring_timeout,
             } => self.offer(now, call, agent, queue, waited, ring_timeout),
-            AcdEvent::RingOut { call, agent } => self.ring_out(now, call, &agent),
+            AcdEvent::RingOut { call, agent } => self.ring_out(now, call, &agent, true),
+            AcdEvent::Withdrawn { call, agent } => self.ring_out(now, call, &agent, false),
             AcdEvent::Connected {
                 call,
                 agent,
@@ -1089,5 +1089,6 @@ fn offer_end_name(why: acd::OfferEnd) -> &'static str {
         acd::OfferEnd::Declined => "declined",
         acd::OfferEnd::LoggedOut => "logged_out",
         acd::OfferEnd::CallerHungUp => "caller_hung_up",
+        acd::OfferEnd::AnsweredElsewhere => "answered_elsewhere",
     }
 }

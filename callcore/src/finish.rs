@@ -53,7 +53,7 @@ impl Core {
         c.ended_at = Some(ended_at);
         c.ivr = None;
         if let PatientLookup::Pending(deferred) = &mut c.patient {
-            *deferred = None;
+            deferred.clear();
         }
         if was == Phase::Queued && c.answered_at.is_none() {
             c.wait_ms = c.waited_ms(now);
@@ -66,15 +66,11 @@ impl Core {
             let bye = line.dialog.request(Method::Bye, &local, patient_branch);
             to_send.push((line.peer, bye));
         }
-        // A ringing offer is cancelled, on every phone still ringing.
+        // Ringing offers are cancelled, on every phone still ringing.
         let mut stale = Vec::new();
-        if let Some(offer) = c.offer.as_mut() {
-            let ringing = offer.end_forks();
-            let cancelled = offer.cancelled;
-            for (peer, invite) in ringing {
-                if !cancelled {
-                    to_send.push((peer, cancel_for(&invite)));
-                }
+        for offer in &mut c.ringing {
+            for (peer, invite) in offer.end_forks() {
+                to_send.push((peer, cancel_for(&invite)));
                 stale.push((invite, peer));
             }
         }
@@ -86,7 +82,7 @@ impl Core {
             to_send.push((dialog.peer, bye));
         }
         let unbridged = c.take_unbridged_ports();
-        c.offer = None;
+        c.ringing.clear();
         let agent = c.agent.clone();
         let call_id = c.call_id.clone();
         let queue = c.queue.clone();

@@ -291,8 +291,10 @@ impl Core {
             return;
         };
         let before = std::mem::replace(&mut c.patient, PatientLookup::Done(patient));
-        if let PatientLookup::Pending(Some(d)) = before {
-            self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);
+        if let PatientLookup::Pending(deferred) = before {
+            for d in deferred {
+                self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);
+            }
         }
     }
 

@@ -21,7 +21,8 @@ use callcore::desk::DeskEvent;
 use callcore::records::CallRecord;
 use callcore::{CallId, Core, Leg, MediaCommand, MediaEvent, Output, PortToken};
 use common::{
-    AGENTS, CALLBACK_KEY, CORE_SIP, MEDIA_TIMEOUT, REALM, TRUNK, agent_id, core_for, local, ms, sdp,
+    AGENTS, CALLBACK_KEY, CORE_SIP, MEDIA_TIMEOUT, REALM, TRUNK, agent_id, core_with, local, ms,
+    sdp,
 };
 use deadlines::Deadlines;
 use rand::rngs::StdRng;
@@ -256,6 +257,8 @@ struct Stats {
     /// Messages recorded (callers past the queue's max wait), and callbacks kept at the end.
     voicemails: u64,
     kept_callbacks: u64,
+    /// Ring-all offers withdrawn because another agent answered first (the desk told so).
+    rings_withdrawn: u64,
 }
 
 impl World {
@@ -267,7 +270,18 @@ impl World {
             start,
             seq: 0,
             events: BTreeMap::new(),
-            core: core_for(seed, capacity, start),
+            // Even seeds ring every free agent at once (ring-all): the first answer
+            // takes the call, the other phones are cancelled.
+            core: core_with(
+                seed,
+                capacity,
+                start,
+                if seed.is_multiple_of(2) {
+                    acd::Strategy::RingAll
+                } else {
+                    acd::Strategy::LongestIdle
+                },
+            ),
             phones: HashMap::new(),
             layers: HashMap::new(),
             layer_timers: Deadlines::default(),
@@ -1226,6 +1240,10 @@ impl World {
                     let d = ms(self.rng.random_range(5_000..30_000));
                     self.at(d, Event::DeskReady { agent });
                 }
+                Output::Desk {
+                    event: DeskEvent::Ended { reason, .. },
+                    ..
+                } if reason == "answered_elsewhere" => self.stats.rings_withdrawn += 1,
                 Output::StoreRecording(_) | Output::Desk { .. } | Output::Metric(_) => {}
             }
         }
@@ -1810,6 +1828,12 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.trunk_crossed += s.trunk_crossed;
         total.voicemails += s.voicemails;
         total.kept_callbacks += s.kept_callbacks;
+        total.rings_withdrawn += s.rings_withdrawn;
+        assert_eq!(
+            s.rings_withdrawn > 0,
+            seed.is_multiple_of(2),
+            "seed {seed}: rings withdrawn only under ring-all: {s:?}"
+        );
     }
     assert!(
         total.voicemails > 0 && total.kept_callbacks > 0,

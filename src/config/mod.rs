@@ -485,7 +485,7 @@ pub struct Queue {
     #[serde(default)]
     pub wrap_up_ms: u64,
     /// How the queue picks among free agents (`longest_idle`, `round_robin`, `fewest_calls`,
-    /// `least_talk_time`, `top_down`, `random`).
+    /// `least_talk_time`, `top_down`, `random`, `ring_all`).
     #[serde(default)]
     pub strategy: acd::Strategy,
     /// Escalation steps: after a caller waited `after_ms`, agents up to `max_level` may ring.

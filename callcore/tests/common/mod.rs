@@ -57,6 +57,11 @@ pub fn agent_id(i: usize) -> String {
 }
 
 pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
+    core_with(seed, capacity, now, acd::Strategy::LongestIdle)
+}
+
+/// A test core whose queue picks agents by `strategy`.
+pub fn core_with(seed: u64, capacity: usize, now: Instant, strategy: acd::Strategy) -> Core {
     let agents = (0..AGENTS)
         .map(|i| {
             let spec = callcore::AgentSpec {
@@ -130,7 +135,7 @@ pub fn core_for(seed: u64, capacity: usize, now: Instant) -> Core {
             priority: 0,
             ring_timeout: RING_TIMEOUT,
             wrap_up: std::time::Duration::ZERO,
-            strategy: acd::Strategy::LongestIdle,
+            strategy,
             escalation: Vec::new(),
             // Callers who wait this long leave a message (and are called back).
             max_wait: Some(MAX_WAIT),
