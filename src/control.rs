@@ -32,6 +32,22 @@ pub enum ControlCommand {
         to: callcore::TransferTarget,
         reply: oneshot::Sender<Result<AgentView, ControlError>>,
     },
+    Consult {
+        agent: String,
+        step: ConsultStep,
+        reply: oneshot::Sender<Result<AgentView, ControlError>>,
+    },
+}
+
+/// A step of an attended transfer from the desk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsultStep {
+    /// Consult this agent (its phone rings; the caller stays with the agent meanwhile).
+    Start(String),
+    /// Hand the caller to the consulted agent (who answered).
+    Complete,
+    /// End the consultation; the caller is back with the agent.
+    Cancel,
 }
 
 /// Cheap to clone; every HTTP handler holds one.
@@ -102,6 +118,13 @@ impl ControlHandle {
     ) -> Result<AgentView, ControlError> {
         let agent = agent.to_owned();
         self.ask(|reply| ControlCommand::Transfer { agent, to, reply })
+            .await?
+    }
+
+    /// A step of an attended transfer of the call `agent` is on.
+    pub async fn consult(&self, agent: &str, step: ConsultStep) -> Result<AgentView, ControlError> {
+        let agent = agent.to_owned();
+        self.ask(|reply| ControlCommand::Consult { agent, step, reply })
             .await?
     }
 }

@@ -233,6 +233,7 @@ mod tests {
             ring_timeout_ms: 15000,
             callback: false,
             voicemail: None,
+            consult_from: None,
         }
     }
 

@@ -263,7 +263,8 @@ impl Acd {
             match self.agents[a].activity {
                 Activity::Ringing { call, .. } => self.ring_out(now, call, a, OfferEnd::LoggedOut),
                 Activity::WrapUp { .. } => self.end_wrap_up(now, a),
-                Activity::Idle | Activity::Talking { .. } => {}
+                // Call control ends a consultation the phone can no longer take part in.
+                Activity::Idle | Activity::Talking { .. } | Activity::Consulting { .. } => {}
             }
         }
         self.dispatch(now);
@@ -806,6 +807,92 @@ impl Acd {
         waited
     }
 
+    /// `agent`, talking in a call, consults agent `to` about it before handing the caller
+    /// over (an attended transfer). `to` must be logged in and on no call (ready, or not
+    /// ready: a supervisor on a break may still be asked). `to` rings (it is offered nothing else) until
+    /// [`Acd::consult_answered`], then talks with `agent` until [`Acd::complete_consult`]
+    /// hands it the caller or [`Acd::consult_ended`] frees it. Refused, changing nothing,
+    /// when `agent` is on no call or `to` is not free. Returns the call.
+    pub fn consult(&mut self, now: Instant, agent: &str, to: &str) -> Result<CallId, Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        let Activity::Talking { call, .. } = self.agents[a].activity else {
+            return Err(Error::NotTalking(agent.to_string()));
+        };
+        let b = self.agent_idx(to)?;
+        if !self.agents[b].online || self.agents[b].activity != Activity::Idle {
+            let why = self.agents[b].state().as_str();
+            return Err(Error::AgentNotFree(to.to_string(), why));
+        }
+        self.agent_mut(b).activity = Activity::Consulting {
+            call,
+            since: now,
+            answered: false,
+        };
+        self.dispatch(now);
+        Ok(call)
+    }
+
+    /// The consulted agent `to` answered: it talks (with the agent who consulted it).
+    pub fn consult_answered(&mut self, now: Instant, to: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let b = self.agent_idx(to)?;
+        let Activity::Consulting { call, since, .. } = self.agents[b].activity else {
+            return Err(Error::NotConsulting(to.to_string(), String::new()));
+        };
+        self.agent_mut(b).activity = Activity::Consulting {
+            call,
+            since,
+            answered: true,
+        };
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The consultation of `to` ended without a transfer (cancelled, refused, not answered,
+    /// hung up): `to` is free again (not a miss). The caller stays with the agent who asked.
+    pub fn consult_ended(&mut self, now: Instant, to: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let b = self.agent_idx(to)?;
+        if !matches!(self.agents[b].activity, Activity::Consulting { .. }) {
+            return Err(Error::NotConsulting(to.to_string(), String::new()));
+        }
+        self.free(now, b);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// `agent` hands its caller to the agent `to` it consulted (answered): logged as a
+    /// transfer to `to` that `to` answered at once (the caller's part with `agent` completed,
+    /// by transferred; a wait a transfer began; `to` offered and connected), so the KPIs
+    /// count it as they count a blind transfer. No `Offer` or `Connected` event: call
+    /// control joins the legs itself. `agent` goes to its wrap-up.
+    pub fn complete_consult(&mut self, now: Instant, agent: &str, to: &str) -> Result<(), Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        let b = self.agent_idx(to)?;
+        let Activity::Talking { call, queue: q, .. } = self.agents[a].activity else {
+            return Err(Error::NotTalking(agent.to_string()));
+        };
+        if !matches!(
+            self.agents[b].activity,
+            Activity::Consulting { call: c, answered: true, .. } if c == call
+        ) {
+            return Err(Error::NotConsulting(to.to_string(), agent.to_string()));
+        }
+        self.end_talk(now, a, EndedBy::Transferred);
+        self.agent_mut(b).activity = Activity::Idle;
+        let seq = self.next_seq();
+        self.join(now, call, q, seq, true);
+        if let Some(c) = self.queues[q].get_mut(call) {
+            c.handed_by = Some(a);
+        }
+        self.ring(now, b, q, call);
+        self.connect(now, call, b);
+        self.dispatch(now);
+        Ok(())
+    }
+
     /// The call agent `a` talks in, and its queue's name.
     fn talking_in(&self, a: usize) -> Option<(CallId, String)> {
         match self.agents[a].activity {
@@ -838,6 +925,14 @@ impl Acd {
     pub fn answered(&mut self, now: Instant, call: CallId, agent: &str) -> Result<(), Error> {
         let now = self.tick(now);
         let a = self.offered_agent(call, agent)?;
+        let event = self.connect(now, call, a);
+        self.events.push_back(event);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Agent `a`, ringing for `call`, is connected to it (logged); the event to announce it.
+    fn connect(&mut self, now: Instant, call: CallId, a: usize) -> AcdEvent {
         self.timers.cancel(Timer::RingOut(call));
         self.cancel_wait_timers(call);
         let rang = self.rang(now, a);
@@ -877,11 +972,12 @@ impl Acd {
         }
         let config = &self.queues[q].config;
         let (queue, ring_timeout) = (config.name.clone(), config.ring_timeout);
+        let agent = self.agents[a].id.clone();
         self.log(
             now,
             Some(call),
             Logged::Connected {
-                agent: agent.to_string(),
+                agent: agent.clone(),
                 queue,
                 waited_ms: ms(waited),
                 rang_ms: ms(rang),
@@ -889,13 +985,11 @@ impl Acd {
                 callback,
             },
         );
-        self.events.push_back(AcdEvent::Connected {
+        AcdEvent::Connected {
             call,
-            agent: agent.to_string(),
+            agent,
             waited,
-        });
-        self.dispatch(now);
-        Ok(())
+        }
     }
 
     /// The agent's phone rejected the offer (486/603) or failed. Like a ring-out without the
@@ -1686,12 +1780,18 @@ impl Acd {
     }
 
     fn offer(&mut self, now: Instant, a: usize, q: usize, call: CallId) {
+        if let Some(event) = self.ring(now, a, q, call) {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Agent `a`'s phone rings for `call` of queue `q` (logged, ring-out armed); the event
+    /// to announce it.
+    fn ring(&mut self, now: Instant, a: usize, q: usize, call: CallId) -> Option<AcdEvent> {
         let queue = &mut self.queues[q];
         let ring_timeout = queue.config.ring_timeout;
         let queue_name = queue.config.name.clone();
-        let Some(caller) = queue.get_mut(call) else {
-            return;
-        };
+        let caller = queue.get_mut(call)?;
         caller.ringing.push(a);
         let waited = now.saturating_duration_since(caller.enqueued_at);
         let until = now.checked_add(ring_timeout).unwrap_or(now);
@@ -1713,13 +1813,13 @@ impl Acd {
                 ring_timeout_ms: ms(ring_timeout),
             },
         );
-        self.events.push_back(AcdEvent::Offer {
+        Some(AcdEvent::Offer {
             call,
             agent,
             queue: queue_name,
             waited,
             ring_timeout,
-        });
+        })
     }
 }
 

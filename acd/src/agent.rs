@@ -156,6 +156,13 @@ pub(crate) enum Activity {
     },
     /// After-call work for `call` until `until`.
     WrapUp { call: CallId, until: Instant },
+    /// Consulted about `call` by the agent talking in it (an attended transfer): ringing
+    /// since `since` until `answered`, then talking with that agent.
+    Consulting {
+        call: CallId,
+        since: Instant,
+        answered: bool,
+    },
 }
 
 /// The idle-order key: smaller means idle for longer (ties broken by the order things happened).
@@ -212,7 +219,11 @@ impl Agent {
     /// The state derived from registration, the desk's wish and the phone's activity.
     pub(crate) fn state(&self) -> AgentState {
         match self.activity {
-            Activity::Ringing { .. } => AgentState::Ringing,
+            Activity::Ringing { .. }
+            | Activity::Consulting {
+                answered: false, ..
+            } => AgentState::Ringing,
+            Activity::Consulting { answered: true, .. } => AgentState::Talking,
             Activity::Talking { held: false, .. } => AgentState::Talking,
             Activity::Talking { held: true, .. } => AgentState::OnHold,
             Activity::WrapUp { .. } => AgentState::WrapUp,
@@ -246,7 +257,8 @@ impl Agent {
             Activity::Idle => None,
             Activity::Ringing { call, .. }
             | Activity::Talking { call, .. }
-            | Activity::WrapUp { call, .. } => Some(call),
+            | Activity::WrapUp { call, .. }
+            | Activity::Consulting { call, .. } => Some(call),
         }
     }
 

@@ -45,6 +45,9 @@ pub enum Error {
     #[error("call {0} is not connected to an agent")]
     NotConnected(CallId),
     /// Only after-call work can be extended.
+    #[error("agent {0:?} is not being consulted about agent {1:?}'s call")]
+    NotConsulting(String, String),
+
     #[error("agent {0:?} is not in wrap-up")]
     NotInWrapUp(String),
     /// A caller can be handed only to an agent who is ready and free.

@@ -89,6 +89,7 @@ impl Core {
                 .as_ref()
                 .filter(|_| c.phase == Phase::Callback)
                 .and_then(|cb| cb.voicemail.clone()),
+            consult_from: None,
         };
         self.emit(Output::ScreenPop {
             agent,
@@ -100,6 +101,9 @@ impl Core {
 
     /// The desk has the screen-pop: bind the agent leg's port.
     pub(crate) fn screen_pop_delivered(&mut self, now: Instant, call: CallId, seq: u64) {
+        if self.consult_pop_delivered(now, call, seq) {
+            return;
+        }
         let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.live_offer(seq)) else {
             return;
         };
@@ -136,17 +140,75 @@ impl Core {
             self.release_socket(token);
             return;
         };
-        // Every phone the agent registered rings; the first to answer wins.
+        let Some((body, forks)) = self.invites_to(now, call, &agent, local_rtp) else {
+            self.release_socket(token);
+            self.agent_unreachable(now, call, &agent, seq);
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.span
+            .in_scope(|| debug!(%agent, phones = forks.len(), "ringing agent phone"));
+        let Some(offer) = c.live_offer(seq) else {
+            self.release_socket(token);
+            return;
+        };
+        offer.sdp = Some(body);
+        offer.rtp = Some(token);
+        let forks = self.send_forks(now, call, forks, |fork| ClientTx::AgentInvite {
+            call,
+            agent: agent.clone(),
+            seq,
+            fork,
+        });
+        if let Some(offer) = self.calls.get_mut(&call).and_then(|c| c.live_offer(seq)) {
+            offer.forks = forks;
+        }
+    }
+
+    /// Sends an offer's INVITEs (one per phone), each a client transaction `tx(fork)`
+    /// answers come back to; returns them as the offer's forks.
+    pub(crate) fn send_forks(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        invites: Vec<(sip::transport::Peer, sip::Request)>,
+        tx: impl Fn(usize) -> ClientTx,
+    ) -> Vec<crate::call::Fork> {
+        let mut forks = Vec::with_capacity(invites.len());
+        for (fork, (peer, invite)) in invites.into_iter().enumerate() {
+            if let Ok(sip_call_id) = invite.call_id() {
+                self.by_sip_call_id.insert(sip_call_id, call);
+            }
+            forks.push(crate::call::Fork {
+                invite: invite.clone(),
+                peer,
+                over: false,
+            });
+            let key = self.transactions.send_request(now, peer, invite);
+            self.client_tx.insert(key, tx(fork));
+        }
+        forks
+    }
+
+    /// The INVITEs that ring every phone `agent` registered for `call` (the first to
+    /// answer wins), with our SDP offer of `local_rtp`; `None` if no phone is registered.
+    pub(crate) fn invites_to(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        agent: &str,
+        local_rtp: SocketAddr,
+    ) -> Option<(String, Vec<(sip::transport::Peer, sip::Request)>)> {
         let phones: Vec<_> = self
             .registrar
-            .contacts(&agent, now)
+            .contacts(agent, now)
             .into_iter()
             .filter_map(|b| Some((b.clone(), self.local_for(b.target.transport)?)))
             .collect();
         if phones.is_empty() {
-            self.release_socket(token);
-            self.agent_unreachable(now, call, &agent, seq);
-            return;
+            return None;
         }
         // The agent's phone is asked for the caller's packet size, if the caller
         // named one (then neither side needs to repacketise); else it packs its own.
@@ -163,9 +225,7 @@ impl Core {
             ptime,
         );
         let advertise = self.config.advertise;
-        let Some(caller) = self.calls.get(&call).map(|c| c.caller.clone()) else {
-            return;
-        };
+        let caller = self.calls.get(&call)?.caller.clone();
         let mut forks = Vec::with_capacity(phones.len());
         for (binding, local) in phones {
             let mut invite = RequestBuilder::new(Method::Invite, &binding.contact)
@@ -190,38 +250,7 @@ impl Core {
                 .build();
             forks.push((binding.target, invite));
         }
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        c.span
-            .in_scope(|| debug!(%agent, phones = forks.len(), "ringing agent phone"));
-        let Some(offer) = c.live_offer(seq) else {
-            self.release_socket(token);
-            return;
-        };
-        offer.sdp = Some(body);
-        offer.rtp = Some(token);
-        offer.forks = forks
-            .iter()
-            .map(|(peer, invite)| crate::call::Fork {
-                invite: invite.clone(),
-                peer: *peer,
-                over: false,
-            })
-            .collect();
-        for (fork, (peer, invite)) in forks.into_iter().enumerate() {
-            if let Ok(sip_call_id) = invite.call_id() {
-                self.by_sip_call_id.insert(sip_call_id, call);
-            }
-            let key = self.transactions.send_request(now, peer, invite);
-            let tx = ClientTx::AgentInvite {
-                call,
-                agent: agent.clone(),
-                seq,
-                fork,
-            };
-            self.client_tx.insert(key, tx);
-        }
+        Some((body, forks))
     }
 
     /// The ACD's ring timer ran out (`missed`), or under ring-all another agent answered

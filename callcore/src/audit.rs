@@ -47,6 +47,9 @@ impl Core {
                 for o in &c.ringing {
                     busy.entry(o.agent.as_str()).or_default().push(id);
                 }
+                if let Some(k) = &c.consult {
+                    busy.entry(k.offer.agent.as_str()).or_default().push(id);
+                }
                 if let PatientLookup::Pending(deferred) = &c.patient {
                     for d in deferred {
                         busy.entry(d.agent.as_str()).or_default().push(id);

@@ -198,6 +198,8 @@ pub(crate) struct Call {
     pub callback: Option<Callback>,
     /// The voicemail invitation playing (its prompt generation).
     pub voicemail_greeting: Option<u64>,
+    /// The agent consulting another before handing the caller over (attended transfer).
+    pub consult: Option<crate::consult::Consult>,
 }
 
 impl Offer {
@@ -238,6 +240,7 @@ impl Call {
             enqueued_at: None,
             wait_ms: None,
             ringing: Vec::new(),
+            consult: None,
             agents_offered: Vec::new(),
             offers: Vec::new(),
             overflowed: false,
@@ -374,6 +377,7 @@ impl Call {
     pub fn take_unbridged_ports(&mut self) -> Vec<PortToken> {
         let mut tokens = Vec::new();
         tokens.extend(self.ringing.iter_mut().filter_map(|o| o.rtp.take()));
+        tokens.extend(self.consult.as_mut().and_then(|k| k.offer.rtp.take()));
         if let Some(leg) = self.bridge_pending.take() {
             tokens.push(leg.token);
         }

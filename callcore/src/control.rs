@@ -49,6 +49,8 @@ pub(crate) enum ClientTx {
     },
     /// The INVITE that dials a callback's patient through the trunk.
     Callback { call: CallId },
+    /// An INVITE to a phone of the agent consulted about `call` (attended transfer).
+    ConsultInvite { call: CallId, fork: usize },
     /// Our session refresh (UPDATE) on a leg of `call`.
     Refresh { call: CallId, leg: crate::io::Leg },
     /// A CANCEL or BYE whose answer changes nothing.
@@ -64,6 +66,8 @@ pub(crate) enum BindFor {
     Agent { call: CallId, seq: u64 },
     /// The leg that dials a callback's patient.
     Callback { call: CallId },
+    /// The leg of the agent consulted about `call`.
+    Consult { call: CallId },
 }
 
 /// The owner of a deadline in the core's heap.
@@ -84,6 +88,8 @@ pub(crate) enum Due {
     Stale,
     /// A voicemail reached its longest length.
     Voicemail(CallId),
+    /// The consulted agent's phone rang its time.
+    Consult(CallId),
 }
 
 /// At most one WARN about refused calls per this long.
@@ -454,6 +460,7 @@ impl Core {
                 Due::Callback(id) => self.callback_due(now, id),
                 Due::Stale => self.forget_stale(now),
                 Due::Voicemail(id) => self.voicemail_done(now, id, Side::System, false),
+                Due::Consult(id) => self.consult_due(now, id),
             }
         }
         self.drain(now);
@@ -606,6 +613,7 @@ impl Core {
                     BindFor::Patient(pending) => self.answer_call(now, *pending, token, local),
                     BindFor::Agent { call, seq } => self.ring_agent(now, call, seq, token, local),
                     BindFor::Callback { call } => self.send_dial(now, call, token, local),
+                    BindFor::Consult { call } => self.ring_consulted(now, call, token, local),
                 }
                 return;
             }
@@ -637,6 +645,9 @@ impl Core {
             }
             BindFor::Callback { call } => {
                 self.dial_failed(now, call, acd::CallbackResult::Failed, false)
+            }
+            BindFor::Consult { call } => {
+                self.end_consult(now, call, crate::consult::ConsultEnd::Declined, true)
             }
         }
     }
@@ -700,6 +711,9 @@ impl Core {
                 Some(ClientTx::Callback { call }) => {
                     self.handle_dial_response(now, call, &key, response);
                 }
+                Some(ClientTx::ConsultInvite { call, fork }) => {
+                    self.handle_consult_response(now, (call, fork), &key, Some(response));
+                }
                 Some(ClientTx::Refresh { call, leg }) if response.status() >= 200 => {
                     self.client_tx.remove(&key);
                     self.refresh_answered(now, call, leg, Some(response.status()));
@@ -729,6 +743,9 @@ impl Core {
                     self.refresh_answered(now, call, leg, None)
                 }
                 Some(ClientTx::Callback { call }) => self.dial_timed_out(now, call, &key),
+                Some(ClientTx::ConsultInvite { call, fork }) => {
+                    self.handle_consult_response(now, (call, fork), &key, None)
+                }
                 Some(ClientTx::Fire) => {}
                 None => self.server_timeout(now, &key),
             },

@@ -31,6 +31,21 @@ pub enum DeskEvent {
         /// The message the patient left before (its recording id), for a voicemail's callback.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         voicemail: Option<String>,
+        /// A consultation: the agent talking with the caller asks this one first (an
+        /// attended transfer); the caller comes over only if that agent completes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consult_from: Option<String>,
+    },
+    /// The agent's consultation of another agent (an attended transfer) changed: `state` is
+    /// "ringing", "answered" (the two talk, the caller hears hold music), "transferred"
+    /// (the caller went over) or "ended" (`reason`: "cancelled", "declined", "no_answer",
+    /// "hung_up"; the caller is back with this agent).
+    Consult {
+        call_id: String,
+        agent: String,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The agent answered the call.
     Answered { call_id: String },
@@ -59,6 +74,7 @@ impl fmt::Debug for DeskEvent {
                 ring_timeout_ms,
                 callback,
                 voicemail,
+                consult_from,
             } => f
                 .debug_struct("Offer")
                 .field("call_id", call_id)
@@ -70,6 +86,19 @@ impl fmt::Debug for DeskEvent {
                 .field("ring_timeout_ms", ring_timeout_ms)
                 .field("callback", callback)
                 .field("voicemail", voicemail)
+                .field("consult_from", consult_from)
+                .finish(),
+            DeskEvent::Consult {
+                call_id,
+                agent,
+                state,
+                reason,
+            } => f
+                .debug_struct("Consult")
+                .field("call_id", call_id)
+                .field("agent", agent)
+                .field("state", state)
+                .field("reason", reason)
                 .finish(),
             DeskEvent::Answered { call_id } => f
                 .debug_struct("Answered")

@@ -34,6 +34,12 @@ impl Core {
         if c.phase == Phase::Ending {
             return;
         }
+        if c.consult.is_some() {
+            self.consult_call_ends(now, id);
+        }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if c.phase == Phase::Callback {
             self.callback_hang_up(now, id, side, reason);
             return;
@@ -203,13 +209,15 @@ impl Core {
         self.deadlines.set(Due::Session(id, Leg::Agent), None);
         self.deadlines.set(Due::Callback(id), None);
         self.deadlines.set(Due::Voicemail(id), None);
+        self.deadlines.set(Due::Consult(id), None);
         // Every SIP Call-ID of the call: the patient's, the answering agent's, and
         // those of offers that rang out; and the agent INVITEs' client transactions.
         self.by_sip_call_id.retain(|_, call| *call != id);
         self.client_tx.retain(|_, tx| match tx {
             ClientTx::AgentInvite { call, .. }
             | ClientTx::Refresh { call, .. }
-            | ClientTx::Callback { call } => *call != id,
+            | ClientTx::Callback { call }
+            | ClientTx::ConsultInvite { call, .. } => *call != id,
             ClientTx::Fire => true,
         });
     }

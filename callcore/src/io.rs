@@ -124,6 +124,21 @@ pub enum MediaCommand {
     /// agent's side marked as held until the next `Bridge` brings the next agent into
     /// the same recording.
     Unbridge { at: std::time::Instant },
+    /// The agent consults another (an attended transfer), whose phone answered at `at` with
+    /// `leg`: the two agents talk, the patient hears what plays (the next `Hold`) and the
+    /// recording marks the agent's side as held.
+    Consult {
+        leg: LegSpec,
+        at: std::time::Instant,
+    },
+    /// The consultation ended at `at`. `transfer`: the consulted agent's leg becomes the
+    /// agent's, bridged to the patient (the first agent's socket closes; the recording goes
+    /// on with the new agent); else its socket closes and the first agent is back with the
+    /// patient.
+    ConsultEnd {
+        transfer: bool,
+        at: std::time::Instant,
+    },
     /// Record the patient alone from `at` (a voicemail) into the file that
     /// [`Output::OpenRecording`] opens; the agent's channel stays silent, marked held.
     RecordAlone { at: std::time::Instant },

@@ -30,6 +30,7 @@ mod audit;
 pub mod call;
 mod callback;
 pub mod config;
+pub mod consult;
 pub mod control;
 pub mod desk;
 mod finish;

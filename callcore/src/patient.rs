@@ -515,6 +515,9 @@ impl Core {
         };
         self.transactions
             .send_response(now, &key, response_to(&request, 200, "OK", None));
+        if self.consult_bye(now, id, &sip_call_id) {
+            return;
+        }
         let side = self.calls.get(&id).and_then(|c| c.side_of(&sip_call_id));
         let Some(side) = side else {
             return;

@@ -116,6 +116,11 @@ impl Core {
             .ok_or_else(|| {
                 ControlError::Rejected("no call to transfer: the agent is not on a call".into())
             })?;
+        if c.consult.is_some() {
+            return Err(ControlError::Rejected(
+                "the agent is consulting: complete or cancel that first".into(),
+            ));
+        }
         let (queue, to_agent) = match to {
             TransferTarget::Queue(queue) => (queue.clone(), None),
             TransferTarget::Agent(to) => {

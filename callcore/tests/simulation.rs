@@ -86,6 +86,10 @@ enum Event {
     Transfer {
         agent: String,
     },
+    /// The agent consulting a colleague completes the transfer, or cancels it.
+    ConsultStep {
+        agent: String,
+    },
     /// The trunk's far end (a patient called back) does something with call `cid`.
     Trunk {
         cid: String,
@@ -259,6 +263,9 @@ struct Stats {
     kept_callbacks: u64,
     /// Ring-all offers withdrawn because another agent answered first (the desk told so).
     rings_withdrawn: u64,
+    /// Consultations begun from the desk (attended transfers), and of those completed.
+    consults: u64,
+    consults_completed: u64,
 }
 
 impl World {
@@ -1312,9 +1319,16 @@ impl World {
                     m.recording = true;
                 }
             }
+            MediaCommand::Consult { leg, .. } => {
+                assert!(
+                    self.sockets.remove(&leg.token),
+                    "consulted agent's socket unknown"
+                );
+            }
             MediaCommand::Hold { .. }
             | MediaCommand::Silence
             | MediaCommand::Update { .. }
+            | MediaCommand::ConsultEnd { .. }
             | MediaCommand::Unbridge { .. } => {}
             MediaCommand::Bridge {
                 agent, recording, ..
@@ -1480,12 +1494,25 @@ impl World {
             Event::Transfer { agent } => {
                 // Refused when the call ended meanwhile.
                 // Half hand the caller to a colleague who is free, if one is.
-                let free = self
-                    .core
-                    .agents(now)
-                    .into_iter()
+                let agents = self.core.agents(now);
+                let free = agents
+                    .iter()
                     .find(|a| a.state == "ready" && a.id != agent)
-                    .map(|a| a.id);
+                    .map(|a| a.id.clone());
+                // A colleague on no call (ready, or not ready) may be consulted first.
+                let idle = agents
+                    .iter()
+                    .find(|a| matches!(a.state.as_str(), "ready" | "not_ready") && a.id != agent)
+                    .map(|a| a.id.clone());
+                if let Some(colleague) = idle.filter(|_| self.rng.random_bool(0.6)) {
+                    // An attended transfer: consult first, then complete or cancel.
+                    if self.core.consult(now, &agent, &colleague).is_ok() {
+                        self.stats.consults += 1;
+                        let after = ms(self.rng.random_range(1_000..25_000));
+                        self.at(after, Event::ConsultStep { agent });
+                    }
+                    return;
+                }
                 let to = match free.filter(|_| self.rng.random_bool(0.5)) {
                     Some(colleague) => callcore::TransferTarget::Agent(colleague),
                     None => callcore::TransferTarget::Queue("general".into()),
@@ -1497,6 +1524,15 @@ impl World {
                     if matches!(to, callcore::TransferTarget::Agent(_)) {
                         self.stats.agent_transfers += 1;
                     }
+                }
+            }
+            Event::ConsultStep { agent } => {
+                // Refused when the consultation or the call ended meanwhile, or the
+                // colleague has not answered (then it is cancelled).
+                if self.rng.random_bool(0.7) && self.core.consult_complete(now, &agent).is_ok() {
+                    self.stats.consults_completed += 1;
+                } else {
+                    let _ = self.core.consult_cancel(now, &agent);
                 }
             }
         }
@@ -1829,12 +1865,18 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.voicemails += s.voicemails;
         total.kept_callbacks += s.kept_callbacks;
         total.rings_withdrawn += s.rings_withdrawn;
+        total.consults += s.consults;
+        total.consults_completed += s.consults_completed;
         assert_eq!(
             s.rings_withdrawn > 0,
             seed.is_multiple_of(2),
             "seed {seed}: rings withdrawn only under ring-all: {s:?}"
         );
     }
+    assert!(
+        total.consults_completed > 0 && total.consults > total.consults_completed,
+        "consultations were never both completed and cancelled: {total:?}"
+    );
     assert!(
         total.voicemails > 0 && total.kept_callbacks > 0,
         "no message was left, or no callback kept at the stop: {total:?}"

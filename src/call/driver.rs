@@ -21,7 +21,7 @@ use tracing::{info_span, trace, warn};
 
 use super::media::{self as call_media, AgentLeg, MediaCommand, PatientLeg, now};
 use crate::config::Config;
-use crate::control::ControlCommand;
+use crate::control::{ConsultStep, ControlCommand};
 use crate::events::DeskHub;
 use crate::metrics::Metrics;
 use crate::prompts::Prompts;
@@ -401,6 +401,14 @@ impl Driver {
             ControlCommand::Transfer { agent, to, reply } => {
                 let _ = reply.send(self.core.transfer(now, &agent, &to));
             }
+            ControlCommand::Consult { agent, step, reply } => {
+                let result = match step {
+                    ConsultStep::Start(to) => self.core.consult(now, &agent, &to),
+                    ConsultStep::Complete => self.core.consult_complete(now, &agent),
+                    ConsultStep::Cancel => self.core.consult_cancel(now, &agent),
+                };
+                let _ = reply.send(result);
+            }
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -555,6 +563,21 @@ impl Driver {
                 telephone_event,
                 flow: super::media::Flow { send, receive },
             },
+            C::Consult { leg, at } => {
+                let Some(socket) = self.sockets.remove(&leg.token) else {
+                    warn!("no socket for the consulted agent's leg");
+                    return;
+                };
+                MediaCommand::Consult {
+                    leg: AgentLeg {
+                        socket,
+                        latch: media::Latch::new(leg.remote),
+                        media: leg_media(&leg),
+                    },
+                    at,
+                }
+            }
+            C::ConsultEnd { transfer, at } => MediaCommand::ConsultEnd { transfer, at },
             C::Unbridge { at } => MediaCommand::Unbridge { at },
             C::RecordAlone { at } => MediaCommand::RecordAlone { at },
             C::Stop { at } => MediaCommand::Stop { at },

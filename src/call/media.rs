@@ -68,6 +68,10 @@ pub enum MediaCommand {
         telephone_event: Option<u8>,
         flow: Flow,
     },
+    /// The consulted agent answered at `at` (see [`callcore::MediaCommand::Consult`]).
+    Consult { leg: AgentLeg, at: Instant },
+    /// The consultation ended (see [`callcore::MediaCommand::ConsultEnd`]).
+    ConsultEnd { transfer: bool, at: Instant },
     /// The agent's leg was transferred away at `at` (see [`callcore::MediaCommand::Unbridge`]).
     Unbridge { at: Instant },
     /// Record the patient alone from `at` (see [`callcore::MediaCommand::RecordAlone`]).
@@ -143,6 +147,9 @@ impl LegIo {
 /// across transfers.
 struct Bridge {
     agent: Option<LegIo>,
+    /// The agent the agent consults (an attended transfer): the two talk, the patient
+    /// hears hold music.
+    consulted: Option<LegIo>,
     recording: Option<Recorder>,
 }
 
@@ -476,6 +483,7 @@ pub async fn run(
     let mut bridge: Option<Bridge> = None;
     let mut patient_buf = [0u8; MAX_PACKET];
     let mut agent_buf = [0u8; MAX_PACKET];
+    let mut consulted_buf = [0u8; MAX_PACKET];
     let mut out = [0u8; MAX_PACKET];
     let mut pcm: Frame = SILENCE;
     let mut decoded = [0i16; MAX_PACKET_SAMPLES];
@@ -513,7 +521,7 @@ pub async fn run(
                             }
                             None => {
                                 let recording = recording.then(|| Recorder::new(at, span.clone()));
-                                bridge = Some(Bridge { agent: Some(agent), recording });
+                                bridge = Some(Bridge { agent: Some(agent), consulted: None, recording });
                             }
                         }
                         agent_flow = Flow::BOTH;
@@ -533,12 +541,43 @@ pub async fn run(
                         agent_flow = Flow::BOTH;
                         ticker = bridged_ticker(FRAME);
                     }
+                    MediaCommand::Consult { leg, at } => {
+                        let Some(b) = bridge.as_mut() else { continue };
+                        let leg = match LegIo::open(leg.socket, leg.latch, leg.media) {
+                            Ok(leg) => leg,
+                            Err(e) => {
+                                warn!(parent: &span, error = %e, "cannot use the consulted agent's RTP socket; ending the call");
+                                break;
+                            }
+                        };
+                        b.consulted = Some(leg);
+                        if let Some(r) = b.recording.as_mut() {
+                            r.holds.set(at, 1, true);
+                        }
+                        // The patient hears hold music on the 20 ms tick meanwhile.
+                        ticker = bridged_ticker(FRAME);
+                    }
+                    MediaCommand::ConsultEnd { transfer, at } => {
+                        let Some(b) = bridge.as_mut() else { continue };
+                        let Some(consulted) = b.consulted.take() else { continue };
+                        if transfer {
+                            // The first agent's socket closes as its leg drops.
+                            b.agent = Some(consulted);
+                            agent_flow = Flow::BOTH;
+                            alive.agent = Some(now());
+                        }
+                        if let Some(r) = b.recording.as_mut() {
+                            r.holds.set(at, 1, false);
+                        }
+                        let tick = if agent_flow.send && b.agent.is_some() { BRIDGED_TICK } else { FRAME };
+                        ticker = bridged_ticker(tick);
+                    }
                     MediaCommand::RecordAlone { at } => {
                         // A voicemail: the patient's side only, nobody on the other.
                         if bridge.is_none() {
                             let mut recorder = Recorder::new(at, span.clone());
                             recorder.holds.set(at, 1, true);
-                            bridge = Some(Bridge { agent: None, recording: Some(recorder) });
+                            bridge = Some(Bridge { agent: None, consulted: None, recording: Some(recorder) });
                             ticker = bridged_ticker(FRAME);
                         }
                     }
@@ -597,7 +636,9 @@ pub async fn run(
                     }
                     Received::Audio(n) => {
                         if let Some(b) = bridge.as_mut() {
-                            if let Some(agent) = b.agent.as_mut().filter(|_| agent_flow.send) {
+                            // While the agent consults another, the patient is not heard.
+                            let consulting = b.consulted.is_some();
+                            if let Some(agent) = b.agent.as_mut().filter(|_| agent_flow.send && !consulting) {
                                 let len = relay(&patient.media, decoded.get(..n).unwrap_or_default(), &mut agent.media, &mut out);
                                 if let Some(bytes) = out.get(..len) {
                                     let _ = agent.socket.try_send_to(bytes, agent.latch.target());
@@ -613,7 +654,26 @@ pub async fn run(
                     Received::Ignored => {}
                 }
             }
-            received = recv_agent(bridge.as_ref(), &mut agent_buf) => {
+            received = recv_on(bridge.as_ref().and_then(|b| b.consulted.as_ref()), &mut consulted_buf) => {
+                // The consulted agent talks with the agent only: not heard by the patient,
+                // not recorded.
+                let Ok((n, from)) = received else { continue };
+                let Some(b) = bridge.as_mut() else { continue };
+                let Some(consulted) = b.consulted.as_mut() else { continue };
+                let Some(packet) = consulted_buf.get(..n) else { continue };
+                if !admitted(&mut consulted.latch, from, packet, Leg::Agent, &span) {
+                    continue;
+                }
+                if let Received::Audio(n) = consulted.media.handle_rtp(packet, &mut decoded)
+                    && let Some(agent) = b.agent.as_mut()
+                {
+                    let len = relay(&consulted.media, decoded.get(..n).unwrap_or_default(), &mut agent.media, &mut out);
+                    if let Some(bytes) = out.get(..len) {
+                        let _ = agent.socket.try_send_to(bytes, agent.latch.target());
+                    }
+                }
+            }
+            received = recv_on(bridge.as_ref().and_then(|b| b.agent.as_ref()), &mut agent_buf) => {
                 let Ok((n, from)) = received else { continue };
                 let Some(b) = bridge.as_mut() else { continue };
                 let Some(agent) = b.agent.as_mut() else { continue };
@@ -624,6 +684,14 @@ pub async fn run(
                 let now = now();
                 alive.agent = Some(now);
                 if let Received::Audio(n) = agent.media.handle_rtp(packet, &mut decoded) {
+                    if let Some(consulted) = b.consulted.as_mut() {
+                        // Consulting: the agent is heard by the consulted agent only.
+                        let len = relay(&agent.media, decoded.get(..n).unwrap_or_default(), &mut consulted.media, &mut out);
+                        if let Some(bytes) = out.get(..len) {
+                            let _ = consulted.socket.try_send_to(bytes, consulted.latch.target());
+                        }
+                        continue;
+                    }
                     if !agent_flow.send {
                         // The agent holds: what its phone sends (its own music, or the
                         // agent's voice) is neither heard by the patient nor recorded.
@@ -652,11 +720,11 @@ pub async fn run(
                     if let Some(r) = b.recording.as_mut() {
                         r.write_due(now());
                     }
-                    if agent_flow.send && b.agent.is_some() {
+                    if agent_flow.send && b.agent.is_some() && b.consulted.is_none() {
                         continue;
                     }
-                    // The agent holds, or was transferred away: the patient hears what
-                    // plays (hold music).
+                    // The agent holds, consults another, or was transferred away: the
+                    // patient hears what plays (hold music).
                 }
                 let finished = match &mut playing {
                     Playing::Nothing => { pcm = SILENCE; None }
@@ -751,12 +819,10 @@ fn relay(from: &LegMedia, decoded: &[i16], to: &mut LegMedia, out: &mut [u8]) ->
     to.write_pcm_relayed(decoded, from.last_header(), out)
 }
 
-async fn recv_agent(
-    bridge: Option<&Bridge>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match bridge.and_then(|b| b.agent.as_ref()) {
-        Some(agent) => agent.socket.recv_from(buf).await,
+/// The next datagram on `leg`'s socket; never, while there is no such leg.
+async fn recv_on(leg: Option<&LegIo>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match leg {
+        Some(leg) => leg.socket.recv_from(buf).await,
         None => std::future::pending().await,
     }
 }

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{ApiError, AppState};
 use crate::auth::{AuthRejection, AuthUser, Role};
-use crate::control::{AgentView, ControlError};
+use crate::control::{AgentView, ConsultStep, ControlError};
 use crate::pii::mask_phone;
 use crate::storage::{CallRecord, Recording, StorageError};
 
@@ -179,6 +179,70 @@ pub async fn transfer_my_call(
     let view = state
         .control
         .transfer(&user.name, to)
+        .await
+        .map_err(control_error)?;
+    Ok(Json(view))
+}
+
+/// `POST /api/agents/me/consult` body: the agent to consult.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultRequest {
+    pub agent: String,
+}
+
+/// `POST /api/agents/me/consult` (agent): an attended transfer begins: the named agent's
+/// desk gets the caller's pop (with `consult_from`) and its phone rings; once it answers the
+/// two agents talk while the caller hears hold music. 409 when the agent is on no call,
+/// consults already, or the agent named is unknown, unregistered or not free.
+pub async fn consult(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    body: Result<Json<ConsultRequest>, JsonRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    let Json(req) =
+        body.map_err(|e| ApiError::bad_request(format!("bad consult request: {}", e.body_text())))?;
+    let to = req.agent.trim().to_owned();
+    if to.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad consult request: name the \"agent\"",
+        ));
+    }
+    consult_step(&state, &user, ConsultStep::Start(to)).await
+}
+
+/// `POST /api/agents/me/consult/complete` (agent): the caller goes to the consulted agent,
+/// who answered; the agent's phone is hung up and after-call work follows. 409 otherwise.
+pub async fn consult_complete(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    consult_step(&state, &user, ConsultStep::Complete).await
+}
+
+/// `POST /api/agents/me/consult/cancel` (agent): the consulted agent's phone is hung up
+/// (or stops ringing); the caller is back with the agent. 409 when it consults nobody.
+pub async fn consult_cancel(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    consult_step(&state, &user, ConsultStep::Cancel).await
+}
+
+async fn consult_step(
+    state: &AppState,
+    user: &AuthUser,
+    step: ConsultStep,
+) -> Result<Json<AgentView>, ApiError> {
+    let view = state
+        .control
+        .consult(&user.name, step)
         .await
         .map_err(control_error)?;
     Ok(Json(view))

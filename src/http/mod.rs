@@ -105,6 +105,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agents", get(api::agents))
         .route("/api/agents/me/state", post(api::set_my_state))
         .route("/api/agents/me/transfer", post(api::transfer_my_call))
+        .route("/api/agents/me/consult", post(api::consult))
+        .route(
+            "/api/agents/me/consult/complete",
+            post(api::consult_complete),
+        )
+        .route("/api/agents/me/consult/cancel", post(api::consult_cancel))
         .route("/api/queues", get(api::queues))
         .route("/api/calls", get(api::calls))
         .route("/api/recordings", get(api::recordings))

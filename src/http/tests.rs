@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::auth::Role;
-use crate::control::{AgentView, ControlCommand, ControlError};
+use crate::control::{AgentView, ConsultStep, ControlCommand, ControlError};
 use crate::events::DeskEvent;
 use crate::storage::{CallRecord, Outcome, Recording};
 
@@ -149,6 +149,18 @@ fn spawn_control() -> ControlHandle {
                         (Some(_), _) => Err(ControlError::Rejected(
                             "no call to transfer: the agent is not on a call".into(),
                         )),
+                    };
+                    let _ = reply.send(result);
+                }
+                ControlCommand::Consult { agent, step, reply } => {
+                    let result = match (agents.get(&agent), step) {
+                        (None, _) => Err(ControlError::UnknownAgent),
+                        (Some(_), ConsultStep::Start(to)) if !agents.contains_key(&to) => {
+                            Err(ControlError::Rejected(format!("no agent `{to}`")))
+                        }
+                        (Some(_), _) => {
+                            Err(ControlError::Rejected("the agent is not on a call".into()))
+                        }
                     };
                     let _ = reply.send(result);
                 }
@@ -653,6 +665,73 @@ async fn a_transfer_is_the_agents_own_and_says_why_it_is_refused() {
 }
 
 #[tokio::test]
+async fn the_consultation_steps_are_the_agents_own_and_say_why_they_are_refused() {
+    let f = fixture();
+    let agent = f.token("1001", Role::Agent);
+    for (path, body, want, says) in [
+        (
+            "/api/agents/me/consult",
+            json!({"agent":"1002"}),
+            StatusCode::CONFLICT,
+            "not on a call",
+        ),
+        (
+            "/api/agents/me/consult",
+            json!({"agent":"9999"}),
+            StatusCode::CONFLICT,
+            "no agent `9999`",
+        ),
+        (
+            "/api/agents/me/consult",
+            json!({"agent":"  "}),
+            StatusCode::BAD_REQUEST,
+            "name the \"agent\"",
+        ),
+        (
+            "/api/agents/me/consult",
+            json!({"queue":"billing"}),
+            StatusCode::BAD_REQUEST,
+            "bad consult request",
+        ),
+        (
+            "/api/agents/me/consult/complete",
+            json!({}),
+            StatusCode::CONFLICT,
+            "not on a call",
+        ),
+        (
+            "/api/agents/me/consult/cancel",
+            json!({}),
+            StatusCode::CONFLICT,
+            "not on a call",
+        ),
+    ] {
+        let (status, answer) = f.json("POST", path, Some(&agent), Some(body.clone())).await;
+        assert_eq!(status, want, "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{path} {body}: {answer}"
+        );
+    }
+    let ops = f.token("ops", Role::Ops);
+    for path in [
+        "/api/agents/me/consult",
+        "/api/agents/me/consult/complete",
+        "/api/agents/me/consult/cancel",
+    ] {
+        let body = Some(json!({"agent":"1002"}));
+        let (status, _) = f.json("POST", path, Some(&ops), body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{path}: only an agent consults"
+        );
+        let (status, _) = f.json("POST", path, None, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn metrics_health_and_pages() {
     let f = fixture();
     f.state.metrics.call_started();
@@ -758,6 +837,7 @@ fn offer(call_id: &str) -> DeskEvent {
         ring_timeout_ms: 15_000,
         callback: false,
         voicemail: None,
+        consult_from: None,
     }
 }
 

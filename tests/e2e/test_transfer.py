@@ -77,6 +77,19 @@ def second_agent_talks(ua, patient, second, tone, out) -> None:
     assert_tones_both_ways(second_hears, patient_hears, agent_hz=SECOND_AGENT_HZ)
 
 
+def new_recordings(ua, sb, qa: str, before: set) -> list[dict]:
+    """Today's recordings not in `before`, once each has its length (the call is over)."""
+
+    def recording():
+        rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
+        new = [r for r in rows if r.get("id") not in before]
+        return new if new and all(r.get("duration_ms") for r in new) else None
+
+    rows = poll(ua, "the call's recording with its length", recording, RECORD_TIMEOUT)
+    print("recordings:", rows)
+    return rows
+
+
 def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
     ua, switchboard, phones, tones, tmp_path
 ):
@@ -108,13 +121,7 @@ def test_blind_transfer_to_a_queue_rings_the_next_agent_and_keeps_one_recording(
         assert abs(report.dominant_hz - 1000) > 50 or report.purity < 0.5, f"the caller still heard 1001 ({report})"
         assert loud >= frames // 2, f"the caller heard silence while transferred ({loud}/{frames} loud frames)"
 
-        def recording():
-            rows = sb.get_json(f"/api/recordings?date={clinic_today()}", qa)
-            new = [r for r in rows if r.get("id") not in before]
-            return new if new and all(r.get("duration_ms") for r in new) else None
-
-        rows = poll(ua, "the call's recording with its length", recording, RECORD_TIMEOUT)
-        print("recordings:", rows)
+        rows = new_recordings(ua, sb, qa, before)
         assert len(rows) == 1, f"one recording for the whole call, not {len(rows)}: {rows}"
         row = rows[0]
         assert row.get("agent") == "1002", row
