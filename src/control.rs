@@ -42,8 +42,9 @@ pub enum ControlCommand {
 /// A step of an attended transfer from the desk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsultStep {
-    /// Consult this agent (its phone rings; the caller stays with the agent meanwhile).
-    Start(String),
+    /// Consult this agent, or whoever this queue gives (its phone rings; the caller stays
+    /// with the agent meanwhile).
+    Start(callcore::TransferTarget),
     /// Hand the caller to the consulted agent (who answered).
     Complete,
     /// End the consultation; the caller is back with the agent.

@@ -833,6 +833,30 @@ impl Acd {
         Ok(call)
     }
 
+    /// `agent` consults whoever `queue` would give a caller now (its strategy among its free
+    /// agents, lowest level first, any level escalation may reach; never `agent`). Returns
+    /// the call and the agent consulted; `QueueRefuses` (no agents) when nobody is free.
+    pub fn consult_queue(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        queue: &str,
+    ) -> Result<(CallId, AgentId), Error> {
+        let now = self.tick(now);
+        let a = self.agent_idx(agent)?;
+        if !matches!(self.agents[a].activity, Activity::Talking { .. }) {
+            return Err(Error::NotTalking(agent.to_string()));
+        }
+        let q = self.queue_idx(queue)?;
+        self.sync_ready(now);
+        let Some(b) = self.pick_agent(now, q, Duration::MAX, Some(a)) else {
+            return Err(Error::QueueRefuses(queue.to_string(), ExitReason::NoAgents));
+        };
+        let to = self.agents[b].id.clone();
+        let call = self.consult(now, agent, &to)?;
+        Ok((call, to))
+    }
+
     /// The consulted agent `to` answered: it talks (with the agent who consulted it).
     pub fn consult_answered(&mut self, now: Instant, to: &str) -> Result<(), Error> {
         let now = self.tick(now);

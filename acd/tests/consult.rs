@@ -63,6 +63,34 @@ fn a_consulted_agent_is_busy_and_takes_the_caller_when_the_transfer_completes() 
 }
 
 #[test]
+fn consulting_a_queue_asks_the_agent_its_strategy_gives_never_the_one_asking() {
+    let (mut acd, now) = a_talking();
+    // Longest idle among B and C (both came online before A answered): B.
+    assert_eq!(
+        acd.consult_queue(now, A, "enquiries"),
+        Ok((1, B.to_string()))
+    );
+    acd.consult_ended(now + secs(1), B).expect("consulted");
+    acd.set_ready(now + secs(1), B, false, Some("break"))
+        .expect("online");
+    acd.set_ready(now + secs(1), C, false, Some("break"))
+        .expect("online");
+    assert_eq!(
+        acd.consult_queue(now + secs(2), A, "enquiries"),
+        Err(Error::QueueRefuses(
+            "enquiries".into(),
+            acd::ExitReason::NoAgents
+        )),
+        "nobody ready: a queue consults no one (an agent may still be named)"
+    );
+    assert_eq!(acd.consult(now + secs(2), A, C), Ok(1));
+    assert!(matches!(
+        acd.consult_queue(now, A, "nowhere"),
+        Err(Error::UnknownQueue(_))
+    ));
+}
+
+#[test]
 fn a_consultation_that_ends_frees_the_consulted_agent_without_a_miss() {
     let (mut acd, now) = a_talking();
     acd.consult(now, A, B).expect("B is free");

@@ -67,14 +67,15 @@ impl ConsultEnd {
 }
 
 impl Core {
-    /// `agent` consults `to` about the call it is talking in. Refused, changing nothing,
-    /// when `agent` is on no call or consults already, or `to` is unknown, not registered
-    /// or not free.
+    /// `agent` consults `to` about the call it is talking in: that agent, or whoever that
+    /// queue gives (its strategy among its ready agents). Refused, changing nothing, when
+    /// `agent` is on no call or consults already, or the agent is unknown, not registered or
+    /// on a call, or nobody in the queue is free.
     pub fn consult(
         &mut self,
         now: Instant,
         agent: &str,
-        to: &str,
+        to: &TransferTarget,
     ) -> Result<AgentView, ControlError> {
         let id = self.connected_call_of(agent)?;
         if self.calls.get(&id).is_some_and(|c| c.consult.is_some()) {
@@ -82,27 +83,44 @@ impl Core {
                 "the agent is consulting already: complete or cancel that first".into(),
             ));
         }
-        if !self.config.agents.contains_key(to) {
-            return Err(ControlError::Rejected(format!("no agent `{to}`")));
-        }
-        if self.registrar.lookup(to, now).is_none() {
-            return Err(ControlError::Rejected(format!(
-                "agent {to} has no phone registered"
-            )));
-        }
         let ring_timeout = self.ring_timeout_of(id);
-        if let Err(e) = self.acd.consult(now, agent, to) {
-            let why = match e {
-                acd::Error::AgentNotFree(a, state) if a == agent => {
-                    format!("an agent cannot consult itself ({state})")
+        let to = match to {
+            TransferTarget::Agent(to) => {
+                if !self.config.agents.contains_key(to) {
+                    return Err(ControlError::Rejected(format!("no agent `{to}`")));
                 }
-                acd::Error::AgentNotFree(a, state) => {
-                    format!("agent {a} is not free to be consulted ({state})")
+                if self.registrar.lookup(to, now).is_none() {
+                    return Err(ControlError::Rejected(format!(
+                        "agent {to} has no phone registered"
+                    )));
                 }
-                e => e.to_string(),
-            };
-            return Err(ControlError::Rejected(why));
-        }
+                self.acd.consult(now, agent, to).map(|_| to.clone())
+            }
+            TransferTarget::Queue(queue) => {
+                self.acd.consult_queue(now, agent, queue).map(|(_, to)| to)
+            }
+        };
+        let to = match to {
+            Ok(to) => to,
+            Err(e) => {
+                let why = match e {
+                    acd::Error::AgentNotFree(a, state) if a == agent => {
+                        format!("an agent cannot consult itself ({state})")
+                    }
+                    acd::Error::AgentNotFree(a, state) => {
+                        format!("agent {a} is not free to be consulted ({state})")
+                    }
+                    acd::Error::UnknownQueue(q) => format!("no queue named `{q}`"),
+                    acd::Error::QueueRefuses(q, _) => {
+                        format!("nobody in queue `{q}` is free to be consulted")
+                    }
+                    e => e.to_string(),
+                };
+                self.drain(now);
+                return Err(ControlError::Rejected(why));
+            }
+        };
+        let to = to.as_str();
         let seq = self.next_offer;
         self.next_offer += 1;
         let hold = self.hold_prompt(id);

@@ -1506,7 +1506,8 @@ impl World {
                     .map(|a| a.id.clone());
                 if let Some(colleague) = idle.filter(|_| self.rng.random_bool(0.6)) {
                     // An attended transfer: consult first, then complete or cancel.
-                    if self.core.consult(now, &agent, &colleague).is_ok() {
+                    let to = callcore::TransferTarget::Agent(colleague);
+                    if self.core.consult(now, &agent, &to).is_ok() {
                         self.stats.consults += 1;
                         let after = ms(self.rng.random_range(1_000..25_000));
                         self.at(after, Event::ConsultStep { agent });

@@ -141,7 +141,7 @@ pub async fn set_my_state(
     Ok(Json(view))
 }
 
-/// `POST /api/agents/me/transfer` body: exactly one of the two.
+/// `POST /api/agents/me/transfer` and `…/consult` body: exactly one of the two.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
@@ -164,18 +164,7 @@ pub async fn transfer_my_call(
 ) -> Result<Json<AgentView>, ApiError> {
     let user = user?;
     user.require(&[Role::Agent])?;
-    let Json(req) = body
-        .map_err(|e| ApiError::bad_request(format!("bad transfer request: {}", e.body_text())))?;
-    let name = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    let to = match (req.queue.and_then(name), req.agent.and_then(name)) {
-        (Some(queue), None) => callcore::TransferTarget::Queue(queue),
-        (None, Some(agent)) => callcore::TransferTarget::Agent(agent),
-        _ => {
-            return Err(ApiError::bad_request(
-                "bad transfer request: give either \"queue\" or \"agent\"",
-            ));
-        }
-    };
+    let to = TransferRequest::target(body, "transfer")?;
     let view = state
         .control
         .transfer(&user.name, to)
@@ -184,11 +173,23 @@ pub async fn transfer_my_call(
     Ok(Json(view))
 }
 
-/// `POST /api/agents/me/consult` body: the agent to consult.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsultRequest {
-    pub agent: String,
+impl TransferRequest {
+    /// The target a transfer or consultation request (`what`) names, or why it names none.
+    fn target(
+        body: Result<Json<TransferRequest>, JsonRejection>,
+        what: &str,
+    ) -> Result<callcore::TransferTarget, ApiError> {
+        let Json(req) = body
+            .map_err(|e| ApiError::bad_request(format!("bad {what} request: {}", e.body_text())))?;
+        let name = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        match (req.queue.and_then(name), req.agent.and_then(name)) {
+            (Some(queue), None) => Ok(callcore::TransferTarget::Queue(queue)),
+            (None, Some(agent)) => Ok(callcore::TransferTarget::Agent(agent)),
+            _ => Err(ApiError::bad_request(format!(
+                "bad {what} request: give either \"queue\" or \"agent\""
+            ))),
+        }
+    }
 }
 
 /// `POST /api/agents/me/consult` (agent): an attended transfer begins: the named agent's
@@ -198,18 +199,11 @@ pub struct ConsultRequest {
 pub async fn consult(
     State(state): State<AppState>,
     user: Result<AuthUser, AuthRejection>,
-    body: Result<Json<ConsultRequest>, JsonRejection>,
+    body: Result<Json<TransferRequest>, JsonRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
     let user = user?;
     user.require(&[Role::Agent])?;
-    let Json(req) =
-        body.map_err(|e| ApiError::bad_request(format!("bad consult request: {}", e.body_text())))?;
-    let to = req.agent.trim().to_owned();
-    if to.is_empty() {
-        return Err(ApiError::bad_request(
-            "bad consult request: name the \"agent\"",
-        ));
-    }
+    let to = TransferRequest::target(body, "consult")?;
     consult_step(&state, &user, ConsultStep::Start(to)).await
 }
 

@@ -155,7 +155,9 @@ fn spawn_control() -> ControlHandle {
                 ControlCommand::Consult { agent, step, reply } => {
                     let result = match (agents.get(&agent), step) {
                         (None, _) => Err(ControlError::UnknownAgent),
-                        (Some(_), ConsultStep::Start(to)) if !agents.contains_key(&to) => {
+                        (Some(_), ConsultStep::Start(callcore::TransferTarget::Agent(to)))
+                            if !agents.contains_key(&to) =>
+                        {
                             Err(ControlError::Rejected(format!("no agent `{to}`")))
                         }
                         (Some(_), _) => {
@@ -685,13 +687,25 @@ async fn the_consultation_steps_are_the_agents_own_and_say_why_they_are_refused(
             "/api/agents/me/consult",
             json!({"agent":"  "}),
             StatusCode::BAD_REQUEST,
-            "name the \"agent\"",
+            "either \"queue\" or \"agent\"",
+        ),
+        (
+            "/api/agents/me/consult",
+            json!({"queue":"billing","agent":"1002"}),
+            StatusCode::BAD_REQUEST,
+            "either \"queue\" or \"agent\"",
+        ),
+        (
+            "/api/agents/me/consult",
+            json!({"to":"billing"}),
+            StatusCode::BAD_REQUEST,
+            "bad consult request",
         ),
         (
             "/api/agents/me/consult",
             json!({"queue":"billing"}),
-            StatusCode::BAD_REQUEST,
-            "bad consult request",
+            StatusCode::CONFLICT,
+            "not on a call",
         ),
         (
             "/api/agents/me/consult/complete",

@@ -1,6 +1,7 @@
 """Attended transfer from the desk (issue 7), with PJSIP as every phone.
 
-Agent 1001 talks with a caller and consults 1002 (`POST /api/agents/me/consult`): 1002's
+Agent 1001 talks with a caller and consults 1002, by name or as the queue's one ready agent
+(`POST /api/agents/me/consult`): 1002's
 desk gets the caller's pop saying 1001 asks, and its phone rings. Once 1002 answers, 1001
 and 1002 talk (each hears the other's tone) while the caller hears hold music, not either
 agent. Completing (`…/consult/complete`) hangs up 1001's phone and leaves the caller
@@ -39,15 +40,15 @@ def tone_in(path, hz: int) -> bool:
     return abs(report.dominant_hz - hz) <= 30 and report.purity >= 0.5
 
 
-def consulting(ua, sb, phones, desks, tones, tmp_path, number: str):  # noqa: F811
-    """1001 talks with `number`, consults 1002, and 1002 answers playing 700 Hz. Checks the
-    pop, that the agents hear each other and the caller only hold music. Returns
-    (patient, 1001's call, 1002's call, 1002's desk)."""
+def consulting(ua, sb, phones, desks, tones, tmp_path, number: str, to: dict):  # noqa: F811
+    """1001 talks with `number`, consults `to` (1002, or a queue where only 1002 is ready), and
+    1002 answers playing 700 Hz. Checks the pop, that the agents hear each other and the
+    caller only hold music. Returns (patient, 1001's call, 1002's call, 1002's desk)."""
     second_tone = write_tone_wav(tmp_path / "tone-700.wav", SECOND_AGENT_HZ)
     patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, number)
     desk = desks(sb, "1002")
     ask(sb, "/api/agents/me/consult", {"agent": "1003"}, status=409)  # not registered
-    view = ask(sb, "/api/agents/me/consult", {"agent": "1002"})
+    view = ask(sb, "/api/agents/me/consult", to)
     assert view["state"] == "talking", f"1001 talks on while 1002 rings: {view}"
     ask(sb, "/api/agents/me/consult", {"agent": "1002"}, status=409)  # one at a time
     second = second_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
@@ -84,7 +85,7 @@ def test_an_attended_transfer_from_the_desk_hands_the_caller_over_after_the_agen
     qa = sb.login("qa", "demo-qa")
     with log_on_failure(sb):
         before = {r.get("id") for r in sb.get_json(f"/api/recordings?date={clinic_today()}", qa)}
-        patient, first, second, desk = consulting(ua, sb, phones, desks, tones, tmp_path, "13800000091")
+        patient, first, second, desk = consulting(ua, sb, phones, desks, tones, tmp_path, "13800000091", {"agent": "1002"})
         view = ask(sb, "/api/agents/me/consult/complete")
         assert view["state"] == "wrap_up", f"after the transfer 1001 is {view}"
         first.wait_ended(timeout=5)
@@ -105,12 +106,14 @@ def test_an_attended_transfer_from_the_desk_hands_the_caller_over_after_the_agen
         assert (kpis["offered"], kpis["answered"], kpis["transferred"], kpis["transferred_in"]) == (1, 1, 1, 1), kpis
 
 
-def test_a_cancelled_consultation_brings_the_first_agent_back_to_the_caller(
+def test_a_cancelled_consultation_of_a_queue_brings_the_first_agent_back_to_the_caller(
     ua, switchboard, phones, desks, tones, tmp_path  # noqa: F811
 ):
     sb = switchboard
     with log_on_failure(sb):
-        patient, first, second, desk = consulting(ua, sb, phones, desks, tones, tmp_path, "13800000092")
+        patient, first, second, desk = consulting(
+            ua, sb, phones, desks, tones, tmp_path, "13800000092", {"queue": "enquiries"}
+        )
         view = ask(sb, "/api/agents/me/consult/cancel")
         assert view["state"] == "talking", view
         second.wait_ended(timeout=5)
