@@ -802,6 +802,13 @@ async fn metrics_health_and_pages() {
                     && html.contains("/api/agents/me/transfer"),
                 "the desk can transfer to each queue"
             );
+            assert!(
+                html.contains("\"/api/agents/me/consult\" + path")
+                    && html.contains("\"/complete\"")
+                    && html.contains("\"/cancel\"")
+                    && html.contains("case \"consult\""),
+                "the desk consults, completes and cancels, and follows the consultation"
+            );
         }
     }
 }
