@@ -377,7 +377,12 @@ impl Call {
     pub fn take_unbridged_ports(&mut self) -> Vec<PortToken> {
         let mut tokens = Vec::new();
         tokens.extend(self.ringing.iter_mut().filter_map(|o| o.rtp.take()));
-        tokens.extend(self.consult.as_mut().and_then(|k| k.offer.rtp.take()));
+        if let Some(k) = self.consult.as_mut() {
+            tokens.extend(k.offer.rtp.take());
+            if let Some(phone) = k.phone.as_mut().filter(|p| !p.in_media) {
+                tokens.extend(phone.port.take().map(|(token, _)| token));
+            }
+        }
         if let Some(leg) = self.bridge_pending.take() {
             tokens.push(leg.token);
         }

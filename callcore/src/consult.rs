@@ -9,7 +9,8 @@
 //! a refusal, a ring-out or the consulted agent hanging up brings the caller back to the
 //! first agent. The first agent hanging up completes the transfer once the consulted agent
 //! answered (before, it becomes a blind transfer to that agent), so the caller is never
-//! dropped.
+//! dropped. The agent's phone starts the same consultation by dialling the colleague
+//! through us, and completes it with REFER/Replaces (`consult_phone`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -38,11 +39,22 @@ pub(crate) struct Consult {
     pub sip_call_id: Option<String>,
     pub port: Option<PortToken>,
     pub media: Option<sip::sdp::Negotiated>,
+    /// The consulted leg, answered but not yet joined in the media (the consulting phone's
+    /// own leg is still being set up).
+    pub consulted_leg: Option<LegSpec>,
+    /// The consulting agent's phone placed the consultation as a call of its own.
+    pub phone: Option<crate::consult_phone::PhoneSide>,
 }
 
 impl Consult {
+    /// The consulted agent answered.
     fn answered(&self) -> bool {
         self.port.is_some()
+    }
+
+    /// The agents talk (the consulted leg is in the media).
+    fn joined(&self) -> bool {
+        self.port.is_some() && self.consulted_leg.is_none()
     }
 }
 
@@ -143,6 +155,8 @@ impl Core {
             sip_call_id: None,
             port: None,
             media: None,
+            consulted_leg: None,
+            phone: None,
         });
         let patient = match &c.patient {
             PatientLookup::Done(p) => p.clone(),
@@ -191,7 +205,7 @@ impl Core {
             .calls
             .get(&id)
             .and_then(|c| c.consult.as_ref())
-            .map(Consult::answered);
+            .map(Consult::joined);
         match answered {
             None => Err(ControlError::Rejected("the agent consults nobody".into())),
             Some(false) => Err(ControlError::Rejected(
@@ -216,7 +230,7 @@ impl Core {
     }
 
     /// The connected call `agent` talks in, or why there is none.
-    fn connected_call_of(&self, agent: &str) -> Result<CallId, ControlError> {
+    pub(crate) fn connected_call_of(&self, agent: &str) -> Result<CallId, ControlError> {
         self.acd
             .agent(agent)
             .map_err(|_| ControlError::UnknownAgent)?
@@ -397,19 +411,16 @@ impl Core {
         if let Err(e) = self.acd.consult_answered(now, &to) {
             debug!(error = %e, "the queue did not take the consultation's answer");
         }
-        self.emit(Output::Media {
-            call: id,
-            command: MediaCommand::Consult {
-                leg: LegSpec {
-                    token,
-                    remote: negotiated.remote,
-                    codec: media_codec(negotiated.codec),
-                    telephone_event: negotiated.telephone_event,
-                    ssrc,
-                },
-                at: now,
-            },
-        });
+        if let Some(k) = self.calls.get_mut(&id).and_then(|c| c.consult.as_mut()) {
+            k.consulted_leg = Some(LegSpec {
+                token,
+                remote: negotiated.remote,
+                codec: media_codec(negotiated.codec),
+                telephone_event: negotiated.telephone_event,
+                ssrc,
+            });
+        }
+        self.start_consult_media(now, id);
         self.emit(Output::Desk {
             agent: to.clone(),
             event: DeskEvent::Answered {
@@ -470,16 +481,24 @@ impl Core {
         if let Some(token) = k.offer.rtp.take() {
             self.release_socket(token);
         }
-        if let Some(port) = k.port {
-            // The media task closes the consulted leg's socket as it drops it.
-            self.emit(Output::Media {
-                call: id,
-                command: MediaCommand::ConsultEnd {
-                    transfer: false,
-                    at: now,
-                },
-            });
-            self.socket_closed(port);
+        match (k.port, k.consulted_leg.take()) {
+            // Answered, not joined yet: its socket is still ours.
+            (Some(port), Some(_)) => self.release_socket(port),
+            (Some(port), None) => {
+                // The media task closes the consulted leg's socket as it drops it.
+                self.emit(Output::Media {
+                    call: id,
+                    command: MediaCommand::ConsultEnd {
+                        transfer: false,
+                        at: now,
+                    },
+                });
+                self.socket_closed(port);
+            }
+            (None, _) => {}
+        }
+        if let Some(phone) = k.phone.take() {
+            self.end_phone_side(now, phone, why);
         }
         if tell_phone {
             self.cancel_forks(now, ringing);
@@ -527,11 +546,15 @@ impl Core {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(k) = c.consult.take() else {
+        let Some(mut k) = c.consult.take() else {
             return;
         };
+        if !k.joined() {
+            c.consult = Some(k);
+            return;
+        }
+        let phone = k.phone.take();
         let (Some(dialog), Some(port), Some(media)) = (k.offer.dialog, k.port, k.media) else {
-            c.consult = None;
             return;
         };
         let (from, to) = (k.from, k.offer.agent);
@@ -572,6 +595,10 @@ impl Core {
         if let Some(token) = first_port {
             self.socket_closed(token);
         }
+        // The phone's consultation call is over too (its leg closes with the media's).
+        if let Some(phone) = phone {
+            self.end_phone_side(now, phone, ConsultEnd::Cancelled);
+        }
         if let Some(mut first) = first.filter(|_| bye_first)
             && let Some(local) = self.local_for(first.peer.transport)
         {
@@ -594,6 +621,9 @@ impl Core {
     /// completes the transfer (or, unanswered yet, makes it a blind one). Returns whether
     /// it was handled here.
     pub(crate) fn consult_bye(&mut self, now: Instant, id: CallId, sip_call_id: &str) -> bool {
+        if self.phone_consult_bye(now, id, sip_call_id) {
+            return true;
+        }
         let Some(c) = self.calls.get(&id) else {
             return false;
         };

@@ -68,6 +68,8 @@ pub(crate) enum BindFor {
     Callback { call: CallId },
     /// The leg of the agent consulted about `call`.
     Consult { call: CallId },
+    /// The consulting agent's phone's own consultation leg (it dialled the colleague).
+    ConsultPhone { call: CallId },
 }
 
 /// The owner of a deadline in the core's heap.
@@ -614,6 +616,9 @@ impl Core {
                     BindFor::Agent { call, seq } => self.ring_agent(now, call, seq, token, local),
                     BindFor::Callback { call } => self.send_dial(now, call, token, local),
                     BindFor::Consult { call } => self.ring_consulted(now, call, token, local),
+                    BindFor::ConsultPhone { call } => {
+                        self.consult_phone_bound(now, call, token, local)
+                    }
                 }
                 return;
             }
@@ -646,7 +651,7 @@ impl Core {
             BindFor::Callback { call } => {
                 self.dial_failed(now, call, acd::CallbackResult::Failed, false)
             }
-            BindFor::Consult { call } => {
+            BindFor::Consult { call } | BindFor::ConsultPhone { call } => {
                 self.end_consult(now, call, crate::consult::ConsultEnd::Declined, true)
             }
         }

@@ -127,8 +127,11 @@ pub enum MediaCommand {
     /// The agent consults another (an attended transfer), whose phone answered at `at` with
     /// `leg`: the two agents talk, the patient hears what plays (the next `Hold`) and the
     /// recording marks the agent's side as held.
+    /// `agent_side`: the consulting agent's phone called the colleague itself (a second
+    /// leg of its own), which talks with the consulted leg instead of the agent's leg.
     Consult {
         leg: LegSpec,
+        agent_side: Option<LegSpec>,
         at: std::time::Instant,
     },
     /// The consultation ended at `at`. `transfer`: the consulted agent's leg becomes the

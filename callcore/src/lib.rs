@@ -31,6 +31,7 @@ pub mod call;
 mod callback;
 pub mod config;
 pub mod consult;
+mod consult_phone;
 pub mod control;
 pub mod desk;
 mod finish;

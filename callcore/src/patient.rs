@@ -63,6 +63,10 @@ impl Core {
         request: Request,
         peer: Peer,
     ) {
+        // An agent's phone dialling a colleague while on a call: a consultation, no new call.
+        if self.phone_consult(now, &key, &request, peer) {
+            return;
+        }
         // Refused before anything is allocated for it.
         if let Some(why) = self.overload() {
             self.emit(Output::Metric(Metric::CallRefused(why)));
@@ -538,6 +542,9 @@ impl Core {
         };
         self.transactions
             .send_response(now, &key, response_to(&request, status, reason, None));
+        if let Some(invite) = invite {
+            self.cancel_phone_consult(now, &invite);
+        }
         // Calls are answered at once, so a CANCEL normally finds its INVITE
         // already answered: the patient's BYE follows and ends the call.
     }

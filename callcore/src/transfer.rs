@@ -158,11 +158,47 @@ impl Core {
         }
     }
 
+    /// The final NOTIFY of a REFER on dialog `sip_call_id` of call `id` (the agent's leg, or
+    /// the consultation its phone placed): the implicit subscription ends at once, the
+    /// transfer being done on our side.
+    fn notify_refer_done(&mut self, now: Instant, id: CallId, sip_call_id: &str) {
+        let branch = self.ids.branch();
+        let Some(peer) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| refer_dialog(c, sip_call_id))
+            .map(|d| d.peer)
+        else {
+            return;
+        };
+        let Some(local) = self.local_for(peer.transport) else {
+            return;
+        };
+        let Some(dialog) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| refer_dialog(c, sip_call_id))
+        else {
+            return;
+        };
+        let notify = dialog
+            .request(Method::Other("NOTIFY".into()), &local, branch)
+            .with_header("Event", "refer")
+            .with_header("Subscription-State", "terminated;reason=noresource")
+            .with_body(
+                "message/sipfrag;version=2.0",
+                b"SIP/2.0 200 OK\r\n".to_vec(),
+            );
+        self.fire(now, peer, notify);
+    }
+
     /// REFER on the agent's leg: a blind transfer to the queue or agent the `Refer-To` names.
     /// Accepted with 202 and a final NOTIFY (`SIP/2.0 200 OK`), then done as from the
     /// desk. Refused with 403 from the patient's leg or outside a connected call, 404
-    /// for a target that is no queue or agent, 480 for an agent who is not free, 501 for
-    /// an attended transfer (`Replaces`).
+    /// for a target that is no queue or agent, 480 for an agent who is not free. With
+    /// `Replaces` (attended, RFC 3891): on either of the consulting phone's calls naming the
+    /// other, the caller goes to the colleague it consulted (see [`crate::consult`]); 501 when
+    /// it names no such pair.
     pub(crate) fn handle_refer(&mut self, now: Instant, key: TransactionKey, request: Request) {
         let refuse = |core: &mut Self, code: u16, reason: &str| {
             info!(code, %reason, "REFER refused");
@@ -176,6 +212,21 @@ impl Core {
         let Some((id, sip_call_id)) = found else {
             return refuse(self, 481, "Call/Transaction Does Not Exist");
         };
+        if let Some(replaces) = request.refer_replaces() {
+            // Attended: the consulting phone joins its two calls (the caller's and the
+            // consultation it placed through us), on either one naming the other.
+            let Some(id) = self.replaces_target(&sip_call_id, &replaces) else {
+                return refuse(self, 501, "Attended transfer names no consultation here");
+            };
+            self.transactions.send_response(
+                now,
+                &key,
+                response_to(&request, 202, "Accepted", None),
+            );
+            self.notify_refer_done(now, id, &sip_call_id);
+            self.hand_over(now, id, true);
+            return;
+        }
         let Some(c) = self.calls.get(&id) else {
             return refuse(self, 481, "Call/Transaction Does Not Exist");
         };
@@ -198,32 +249,27 @@ impl Core {
         if self.transfer_possible(now, &agent, &to).is_err() {
             return refuse(self, 480, "Temporarily Unavailable");
         }
-        let local = self.leg_local(c, Leg::Agent);
-        let branch = self.ids.branch();
         self.transactions
             .send_response(now, &key, response_to(&request, 202, "Accepted", None));
-        // The implicit subscription ends at once: the transfer is done on our side.
-        let notify = self
-            .calls
-            .get_mut(&id)
-            .and_then(|c| c.agent_dialog.as_mut())
-            .zip(local)
-            .map(|(dialog, local)| {
-                let notify = dialog
-                    .request(Method::Other("NOTIFY".into()), &local, branch)
-                    .with_header("Event", "refer")
-                    .with_header("Subscription-State", "terminated;reason=noresource")
-                    .with_body(
-                        "message/sipfrag;version=2.0",
-                        b"SIP/2.0 200 OK\r\n".to_vec(),
-                    );
-                (dialog.peer, notify)
-            });
-        if let Some((peer, notify)) = notify {
-            self.fire(now, peer, notify);
-        }
+        self.notify_refer_done(now, id, &sip_call_id);
         if let Err(e) = self.transfer(now, &agent, &to) {
             tracing::warn!(error = %e, "transfer from the phone failed");
         }
     }
+}
+
+/// The dialog of call `c` a REFER came on: the agent's leg, or the consultation the
+/// agent's phone placed.
+fn refer_dialog<'a>(
+    c: &'a mut crate::call::Call,
+    sip_call_id: &str,
+) -> Option<&'a mut sip::dialog::Dialog> {
+    if c.agent_sip_call_id.as_deref() == Some(sip_call_id) {
+        return c.agent_dialog.as_mut();
+    }
+    c.consult
+        .as_mut()
+        .and_then(|k| k.phone.as_mut())
+        .filter(|p| p.sip_call_id == sip_call_id)
+        .and_then(|p| p.dialog.as_mut())
 }

@@ -1319,11 +1319,19 @@ impl World {
                     m.recording = true;
                 }
             }
-            MediaCommand::Consult { leg, .. } => {
+            MediaCommand::Consult {
+                leg, agent_side, ..
+            } => {
                 assert!(
                     self.sockets.remove(&leg.token),
                     "consulted agent's socket unknown"
                 );
+                if let Some(side) = agent_side {
+                    assert!(
+                        self.sockets.remove(&side.token),
+                        "consulting phone's socket unknown"
+                    );
+                }
             }
             MediaCommand::Hold { .. }
             | MediaCommand::Silence

@@ -370,6 +370,47 @@ impl Registrar {
         self.update_bindings(now, request, peer, user)
     }
 
+    /// Digest authentication of a request other than REGISTER (an agent's phone placing a
+    /// call through us) as `user` with `account`: `Ok` for a right digest on a fresh nonce,
+    /// else the response to send: 401 with a challenge (stale when only the nonce was
+    /// wrong), or 403 for a wrong password or another user's name.
+    pub fn authorize(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        user: &str,
+        account: &Account,
+    ) -> Result<(), Response> {
+        let now = self.advance(now);
+        self.purge_nonces(now);
+        let offered = account
+            .algorithms
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| self.algorithms.clone());
+        let creds = request
+            .header_values("Authorization")
+            .iter()
+            .filter_map(|v| auth::parse_authorization(v).ok())
+            .find(|c| c.realm == self.realm && offered.contains(&c.algorithm));
+        let Some(creds) = creds else {
+            return Err(self.challenge(request, now, false, &offered));
+        };
+        let method = request.method();
+        let verified =
+            creds.username == user && auth::verify(&creds, method.as_str(), &account.password);
+        let Some(nc) = self.fresh_nonce(&creds, now) else {
+            return Err(self.challenge(request, now, verified, &offered));
+        };
+        if !verified {
+            return Err(self.reply(request, 403, "Forbidden"));
+        }
+        if let (Some(nc), Some(state)) = (nc, self.nonces.get_mut(&creds.nonce)) {
+            state.last_nc = nc;
+        }
+        Ok(())
+    }
+
     /// One of the user's live bindings (the most recently registered), if any.
     pub fn lookup(&self, user: &str, now: Instant) -> Option<&Binding> {
         self.bindings.live(user, now).last().map(|e| &e.binding)

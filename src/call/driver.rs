@@ -563,17 +563,28 @@ impl Driver {
                 telephone_event,
                 flow: super::media::Flow { send, receive },
             },
-            C::Consult { leg, at } => {
-                let Some(socket) = self.sockets.remove(&leg.token) else {
+            C::Consult {
+                leg,
+                agent_side,
+                at,
+            } => {
+                let Some(leg) = self.agent_leg(&leg) else {
                     warn!("no socket for the consulted agent's leg");
                     return;
                 };
-                MediaCommand::Consult {
-                    leg: AgentLeg {
-                        socket,
-                        latch: media::Latch::new(leg.remote),
-                        media: leg_media(&leg),
+                let agent_side = match agent_side {
+                    Some(spec) => match self.agent_leg(&spec) {
+                        Some(leg) => Some(leg),
+                        None => {
+                            warn!("no socket for the consulting phone's leg");
+                            return;
+                        }
                     },
+                    None => None,
+                };
+                MediaCommand::Consult {
+                    leg,
+                    agent_side,
                     at,
                 }
             }
@@ -604,6 +615,17 @@ impl Driver {
             call,
             recording: None,
         });
+    }
+
+    /// An agent-side leg from its bound socket (the consulted agent's, or a consulting
+    /// phone's own).
+    fn agent_leg(&mut self, spec: &LegSpec) -> Option<AgentLeg> {
+        let socket = self.sockets.remove(&spec.token)?;
+        Some(AgentLeg {
+            socket,
+            latch: media::Latch::new(spec.remote),
+            media: leg_media(spec),
+        })
     }
 
     fn patient_leg(&mut self, spec: &LegSpec) -> Option<PatientLeg> {

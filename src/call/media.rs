@@ -69,7 +69,11 @@ pub enum MediaCommand {
         flow: Flow,
     },
     /// The consulted agent answered at `at` (see [`callcore::MediaCommand::Consult`]).
-    Consult { leg: AgentLeg, at: Instant },
+    Consult {
+        leg: AgentLeg,
+        agent_side: Option<AgentLeg>,
+        at: Instant,
+    },
     /// The consultation ended (see [`callcore::MediaCommand::ConsultEnd`]).
     ConsultEnd { transfer: bool, at: Instant },
     /// The agent's leg was transferred away at `at` (see [`callcore::MediaCommand::Unbridge`]).
@@ -150,6 +154,9 @@ struct Bridge {
     /// The agent the agent consults (an attended transfer): the two talk, the patient
     /// hears hold music.
     consulted: Option<LegIo>,
+    /// The consulting agent's own second leg, when its phone placed the consultation
+    /// (its leg with the patient is held meanwhile).
+    consulting: Option<LegIo>,
     recording: Option<Recorder>,
 }
 
@@ -484,6 +491,7 @@ pub async fn run(
     let mut patient_buf = [0u8; MAX_PACKET];
     let mut agent_buf = [0u8; MAX_PACKET];
     let mut consulted_buf = [0u8; MAX_PACKET];
+    let mut consulting_buf = [0u8; MAX_PACKET];
     let mut out = [0u8; MAX_PACKET];
     let mut pcm: Frame = SILENCE;
     let mut decoded = [0i16; MAX_PACKET_SAMPLES];
@@ -521,7 +529,7 @@ pub async fn run(
                             }
                             None => {
                                 let recording = recording.then(|| Recorder::new(at, span.clone()));
-                                bridge = Some(Bridge { agent: Some(agent), consulted: None, recording });
+                                bridge = Some(Bridge { agent: Some(agent), consulted: None, consulting: None, recording });
                             }
                         }
                         agent_flow = Flow::BOTH;
@@ -541,16 +549,23 @@ pub async fn run(
                         agent_flow = Flow::BOTH;
                         ticker = bridged_ticker(FRAME);
                     }
-                    MediaCommand::Consult { leg, at } => {
+                    MediaCommand::Consult { leg, agent_side, at } => {
                         let Some(b) = bridge.as_mut() else { continue };
-                        let leg = match LegIo::open(leg.socket, leg.latch, leg.media) {
-                            Ok(leg) => leg,
+                        let opened = LegIo::open(leg.socket, leg.latch, leg.media).and_then(|leg| {
+                            let side = agent_side
+                                .map(|s| LegIo::open(s.socket, s.latch, s.media))
+                                .transpose()?;
+                            Ok((leg, side))
+                        });
+                        let (leg, side) = match opened {
+                            Ok(legs) => legs,
                             Err(e) => {
-                                warn!(parent: &span, error = %e, "cannot use the consulted agent's RTP socket; ending the call");
+                                warn!(parent: &span, error = %e, "cannot use a consultation's RTP socket; ending the call");
                                 break;
                             }
                         };
                         b.consulted = Some(leg);
+                        b.consulting = side;
                         if let Some(r) = b.recording.as_mut() {
                             r.holds.set(at, 1, true);
                         }
@@ -559,6 +574,7 @@ pub async fn run(
                     }
                     MediaCommand::ConsultEnd { transfer, at } => {
                         let Some(b) = bridge.as_mut() else { continue };
+                        b.consulting = None;
                         let Some(consulted) = b.consulted.take() else { continue };
                         if transfer {
                             // The first agent's socket closes as its leg drops.
@@ -577,7 +593,7 @@ pub async fn run(
                         if bridge.is_none() {
                             let mut recorder = Recorder::new(at, span.clone());
                             recorder.holds.set(at, 1, true);
-                            bridge = Some(Bridge { agent: None, consulted: None, recording: Some(recorder) });
+                            bridge = Some(Bridge { agent: None, consulted: None, consulting: None, recording: Some(recorder) });
                             ticker = bridged_ticker(FRAME);
                         }
                     }
@@ -665,11 +681,29 @@ pub async fn run(
                     continue;
                 }
                 if let Received::Audio(n) = consulted.media.handle_rtp(packet, &mut decoded)
-                    && let Some(agent) = b.agent.as_mut()
+                    && let Some(agent) = b.consulting.as_mut().or(b.agent.as_mut())
                 {
                     let len = relay(&consulted.media, decoded.get(..n).unwrap_or_default(), &mut agent.media, &mut out);
                     if let Some(bytes) = out.get(..len) {
                         let _ = agent.socket.try_send_to(bytes, agent.latch.target());
+                    }
+                }
+            }
+            received = recv_on(bridge.as_ref().and_then(|b| b.consulting.as_ref()), &mut consulting_buf) => {
+                // The consulting phone's own leg talks with the consulted agent only.
+                let Ok((n, from)) = received else { continue };
+                let Some(b) = bridge.as_mut() else { continue };
+                let Some(consulting) = b.consulting.as_mut() else { continue };
+                let Some(packet) = consulting_buf.get(..n) else { continue };
+                if !admitted(&mut consulting.latch, from, packet, Leg::Agent, &span) {
+                    continue;
+                }
+                if let Received::Audio(n) = consulting.media.handle_rtp(packet, &mut decoded)
+                    && let Some(consulted) = b.consulted.as_mut()
+                {
+                    let len = relay(&consulting.media, decoded.get(..n).unwrap_or_default(), &mut consulted.media, &mut out);
+                    if let Some(bytes) = out.get(..len) {
+                        let _ = consulted.socket.try_send_to(bytes, consulted.latch.target());
                     }
                 }
             }
@@ -684,6 +718,10 @@ pub async fn run(
                 let now = now();
                 alive.agent = Some(now);
                 if let Received::Audio(n) = agent.media.handle_rtp(packet, &mut decoded) {
+                    if b.consulting.is_some() && b.consulted.is_some() {
+                        // The phone consults on a leg of its own: this one is held.
+                        continue;
+                    }
                     if let Some(consulted) = b.consulted.as_mut() {
                         // Consulting: the agent is heard by the consulted agent only.
                         let len = relay(&agent.media, decoded.get(..n).unwrap_or_default(), &mut consulted.media, &mut out);

@@ -1,4 +1,4 @@
-"""Attended transfer from the desk (issue 7), with PJSIP as every phone.
+"""Attended transfer from the desk and from the phone (issue 7), with PJSIP as every phone.
 
 Agent 1001 talks with a caller and consults 1002, by name or as the queue's one ready agent
 (`POST /api/agents/me/consult`): 1002's
@@ -7,6 +7,8 @@ and 1002 talk (each hears the other's tone) while the caller hears hold music, n
 agent. Completing (`…/consult/complete`) hangs up 1001's phone and leaves the caller
 talking with 1002, on one call record and one recording (the consultation marked as a
 hold); cancelling (`…/consult/cancel`) hangs up 1002's phone and brings 1001 back.
+From the phone: 1001's phone holds the caller, dials 1002 through the switchboard and
+presses transfer (REFER with Replaces), or hangs the consultation up.
 """
 
 from __future__ import annotations
@@ -60,14 +62,26 @@ def consulting(ua, sb, phones, desks, tones, tmp_path, number: str, to: dict):  
     second.wait_confirmed(timeout=3)
     second.wait_media(timeout=2)
     replay(second, second_tone)
+    agents_talk_caller_on_hold(ua, tmp_path, patient, first, second)
+    return patient, first, second, desk
+
+
+def agents_talk_caller_on_hold(ua, tmp_path, patient, asking, second) -> None:
+    """For 2 s: `asking` (1001's call the consultation is on, playing 1000 Hz) and `second`
+    (1002, playing 700 Hz) hear each other; the caller hears only the hold music."""
     ua.sleep(0.5)
-    first_rec = first.record(tmp_path / "first-hears.wav")
+    asking_rec = asking.record(tmp_path / "first-hears.wav")
     second_rec = second.record(tmp_path / "second-hears.wav")
     patient_rec = patient.record(tmp_path / "patient-consulting.wav")
     ua.sleep(2.0)
-    first_hears, second_hears, patient_hears = first_rec.stop(), second_rec.stop(), patient_rec.stop()
+    first_hears, second_hears, patient_hears = asking_rec.stop(), second_rec.stop(), patient_rec.stop()
     assert tone_in(first_hears, SECOND_AGENT_HZ), "1001 does not hear 1002"
     assert tone_in(second_hears, 1000), "1002 does not hear 1001"
+    assert_only_hold_music(patient_hears)
+
+
+def assert_only_hold_music(patient_hears) -> None:
+    """The caller heard sound (the hold music), and neither agent's tone."""
     rate, audio = read_wav(patient_hears)
     heard = window(audio[0], rate, 0.3)
     for hz in (1000, SECOND_AGENT_HZ):
@@ -75,7 +89,6 @@ def consulting(ua, sb, phones, desks, tones, tmp_path, number: str, to: dict):  
         assert abs(report.dominant_hz - hz) > 30 or report.purity < 0.5, f"the caller heard an agent ({report})"
     loud, frames = loud_frames(heard, rate), len(heard) // (rate // 50)
     assert loud >= frames // 2, f"the caller heard silence, not hold music ({loud}/{frames})"
-    return patient, first, second, desk
 
 
 def test_an_attended_transfer_from_the_desk_hands_the_caller_over_after_the_agents_talk(
@@ -125,5 +138,98 @@ def test_a_cancelled_consultation_of_a_queue_brings_the_first_agent_back_to_the_
         ops = sb.login("ops", "demo-ops")
         agents = {v["id"]: v for v in sb.get_json("/api/agents", ops)}
         assert agents["1002"]["state"] == "ready" and agents["1002"]["missed_rings"] == 0, agents["1002"]
+        patient.hangup_quietly()
+        first.wait_ended(timeout=5)
+
+
+def test_an_attended_transfer_from_the_phone_dials_the_colleague_through_us_and_refers_with_replaces(
+    ua, switchboard, phones, desks, tones, tmp_path  # noqa: F811
+):
+    """1001's phone holds the caller, dials 1002 through the switchboard (digest-challenged
+    as 1001), talks with 1002 while the caller hears hold music, then its transfer key sends
+    REFER with Replaces (pjsua's `xferReplaces`): the caller talks with 1002 and both of
+    1001's calls end."""
+    import pjsua2 as pj
+
+    from test_midcall import media_status
+
+    sb = switchboard
+    second_tone = write_tone_wav(tmp_path / "tone-700.wav", SECOND_AGENT_HZ)
+    with log_on_failure(sb):
+        patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, "13800000093")
+        desk = desks(sb, "1002")
+        first.setHold(pj.CallOpParam(True))
+        poll(ua, "1001's hold to be accepted", lambda: media_status(first) == pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, 3)
+        consult = first.phone.call(sb.uri("1002"))
+        second = second_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        pops = desk.of("offer")
+        assert pops and pops[0].data.get("consult_from") == "1001", [p.data for p in pops]
+        assert not consult.confirmed_at, "the consultation call is answered only when 1002 answers"
+        second.answer(200)
+        second.wait_confirmed(timeout=3)
+        second.wait_media(timeout=2)
+        consult.wait_confirmed(timeout=5)
+        consult.wait_media(timeout=2)
+        replay(second, second_tone)
+        replay(consult, tones[1000])
+        agents_talk_caller_on_hold(ua, tmp_path, patient, consult, second)
+
+        first.xferReplaces(consult, pj.CallOpParam(True))
+        first.wait_ended(timeout=5)
+        consult.wait_ended(timeout=5)
+        assert not patient.ended and not second.ended
+        second_hears, patient_hears = hear_both(ua, patient, second, tmp_path, 2.5)
+        assert_tones_both_ways(second_hears, patient_hears, agent_hz=SECOND_AGENT_HZ)
+        call_id = pops[0].data["call_id"]
+        patient.hangup_quietly()
+        second.wait_ended(timeout=5)
+        record = poll(ua, "the call record", lambda: record_of(sb, call_id), 5)
+        answered = [o.get("agent") for o in record.get("offers") or [] if o.get("ended") == "answered"]
+        assert answered == ["1001", "1002"] and record["agent"] == "1002", record
+
+
+def test_a_consultation_from_the_phone_that_is_refused_or_hung_up_leaves_the_caller_with_the_agent(
+    ua, switchboard, phones, desks, tones, tmp_path  # noqa: F811
+):
+    """1002 refuses the first consultation call (1001's phone gets 486); the second it
+    answers, and 1001's phone hangs the consultation up: 1002's phone is hung up, and once
+    1001 takes the caller off hold the two hear each other again."""
+    import pjsua2 as pj
+
+    from test_midcall import media_status
+
+    sb = switchboard
+    with log_on_failure(sb):
+        patient, first, second_phone = on_call_with_1001(ua, sb, phones, tones, "13800000094")
+        first.setHold(pj.CallOpParam(True))
+        poll(ua, "1001's hold to be accepted", lambda: media_status(first) == pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, 3)
+        refused = first.phone.call(sb.uri("1002"))
+        ringing = second_phone.wait_incoming(timeout=ROUTE_TIMEOUT)
+        ringing.answer(486)
+        refused.wait_ended(timeout=5)
+        assert refused.end_code == 486, f"the refused consultation ended with {refused.end_code}"
+
+        consult = first.phone.call(sb.uri("1002"))
+        poll(ua, "1002 to ring again", lambda: len(second_phone.incoming) >= 2, ROUTE_TIMEOUT)
+        second = second_phone.incoming[-1]
+        second.answer(200)
+        consult.wait_confirmed(timeout=5)
+        ua.sleep(1.0)
+        consult.hangup_quietly()
+        second.wait_ended(timeout=5)
+        assert not first.ended and not patient.ended
+
+        prm = pj.CallOpParam(True)
+        prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+        first.reinvite(prm)
+        poll(ua, "1001's unhold to be accepted", lambda: media_status(first) == pj.PJSUA_CALL_MEDIA_ACTIVE, 3)
+        replay(first, tones[1000])
+        replay(patient, tones[440])
+        ua.sleep(0.5)
+        first_hears, patient_hears = hear_both(ua, patient, first, tmp_path, 2.0)
+        assert_tones_both_ways(first_hears, patient_hears)
+        ops = sb.login("ops", "demo-ops")
+        agents = {v["id"]: v for v in sb.get_json("/api/agents", ops)}
+        assert agents["1001"]["state"] == "talking" and agents["1002"]["state"] == "ready", agents
         patient.hangup_quietly()
         first.wait_ended(timeout=5)

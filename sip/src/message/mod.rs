@@ -405,6 +405,19 @@ impl Request {
         Some((user, replaces))
     }
 
+    /// The Call-ID of the dialog a `Refer-To` with `?Replaces=` names (RFC 3891), decoded.
+    pub fn refer_replaces(&self) -> Option<String> {
+        let n = header::name_addr(self.headers.first("Refer-To")?)?;
+        let (_, headers) = n.uri.split_once('?')?;
+        let value = headers.split('&').find_map(|h| {
+            let (k, v) = h.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("replaces").then_some(v)
+        })?;
+        let decoded = percent_decode(value)?;
+        let call_id = decoded.split(';').next()?.trim();
+        (!call_id.is_empty()).then(|| call_id.to_owned())
+    }
+
     /// The wire form, with a correct Content-Length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let start = format!("{} {} SIP/2.0", self.method, self.uri);
@@ -428,4 +441,19 @@ impl Response {
         let start = format!("SIP/2.0 {} {}", self.status, self.reason);
         parse::serialize(&start, &self.headers, &self.body)
     }
+}
+
+/// `%XX` escapes decoded (URI headers, RFC 3261 §19.1.1); `None` for a bad escape or UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
 }

@@ -629,4 +629,26 @@ fn a_refer_names_its_target_and_says_whether_it_replaces_a_dialog() {
     );
     assert_eq!(refer("").refer_to(), None, "no Refer-To");
     assert_eq!(refer("Refer-To: <mailto:x@y>\r\n").refer_to(), None);
+    assert_eq!(
+        refer("Refer-To: <sip:1002@127.0.0.1?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n")
+            .refer_replaces()
+            .as_deref(),
+        Some("abc@h"),
+        "the replaced dialog's Call-ID, decoded"
+    );
+    assert_eq!(
+        refer("Refer-To: <sip:1002@127.0.0.1?X=1&replaces=k9>\r\n")
+            .refer_replaces()
+            .as_deref(),
+        Some("k9")
+    );
+    assert_eq!(
+        refer("Refer-To: <sip:1002@127.0.0.1>\r\n").refer_replaces(),
+        None
+    );
+    assert_eq!(
+        refer("Refer-To: <sip:1002@127.0.0.1?Replaces=a%4>\r\n").refer_replaces(),
+        None,
+        "a broken escape names nothing"
+    );
 }

@@ -1157,3 +1157,68 @@ fn a_register_through_proxies_is_reached_through_them() {
     assert!(bob.path.is_empty());
     assert_eq!(bob.target, udp());
 }
+
+#[test]
+fn a_call_placed_by_an_agents_phone_is_challenged_and_its_digest_checked_once_per_nonce_count() {
+    let t0 = Instant::now();
+    let mut reg = registrar(11);
+    let invite = |auth: Option<String>| {
+        let mut b = RequestBuilder::new(Method::Invite, &format!("sip:1002@{REALM}"))
+            .via(
+                Transport::Udp,
+                "192.168.1.20:5060".parse().expect("literal"),
+                "z9hG4bKinv",
+            )
+            .max_forwards(70)
+            .from(&format!("<sip:alice@{REALM}>;tag=fa"))
+            .to(&format!("<sip:1002@{REALM}>"))
+            .call_id("consult-1")
+            .cseq(1);
+        if let Some(a) = auth {
+            b = b.header("Authorization", &a);
+        }
+        b.build()
+    };
+    let digest = |user: &str, password: &str, challenge: &str, nc: u32| {
+        let mut creds = Credentials {
+            username: user.into(),
+            realm: challenge_param(challenge, "realm").expect("realm"),
+            nonce: challenge_param(challenge, "nonce").expect("nonce"),
+            uri: format!("sip:1002@{REALM}"),
+            response: String::new(),
+            algorithm: Algorithm::Md5,
+            qop: Some("auth".into()),
+            nc: Some(format!("{nc:08x}")),
+            cnonce: Some("77aa".into()),
+            opaque: None,
+        };
+        creds.response = auth::compute_response(&creds, "INVITE", password).expect("qop=auth");
+        creds.to_header()
+    };
+    let alice = passwords("alice").expect("account");
+    let Err(challenge) = reg.authorize(t0, &invite(None), "alice", &alice) else {
+        panic!("an INVITE without a digest passed");
+    };
+    assert_eq!(challenge.status(), 401);
+    let header = challenge_for(&challenge, Algorithm::Md5);
+    let right = digest("alice", "wonderland", &header, 1);
+    assert_eq!(
+        reg.authorize(t0, &invite(Some(right.clone())), "alice", &alice),
+        Ok(())
+    );
+    let Err(replayed) = reg.authorize(t0, &invite(Some(right)), "alice", &alice) else {
+        panic!("a replayed nonce count passed");
+    };
+    assert_eq!(replayed.status(), 401);
+    assert!(challenge_for(&replayed, Algorithm::Md5).contains("stale=true"));
+    let wrong = digest("alice", "looking-glass", &header, 2);
+    let refused = reg.authorize(t0, &invite(Some(wrong)), "alice", &alice);
+    assert_eq!(refused.map_err(|r| r.status()), Err(403), "wrong password");
+    let bobs = digest("bob", "builder", &header, 3);
+    let refused = reg.authorize(t0, &invite(Some(bobs)), "alice", &alice);
+    assert_eq!(
+        refused.map_err(|r| r.status()),
+        Err(403),
+        "another user's digest"
+    );
+}
