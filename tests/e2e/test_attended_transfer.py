@@ -191,9 +191,10 @@ def test_an_attended_transfer_from_the_phone_dials_the_colleague_through_us_and_
 def test_a_consultation_from_the_phone_that_is_refused_or_hung_up_leaves_the_caller_with_the_agent(
     ua, switchboard, phones, desks, tones, tmp_path  # noqa: F811
 ):
-    """1002 refuses the first consultation call (1001's phone gets 486); the second it
-    answers, and 1001's phone hangs the consultation up: 1002's phone is hung up, and once
-    1001 takes the caller off hold the two hear each other again."""
+    """1002 refuses the first consultation call (1001's phone gets 486); the second, dialled
+    to the enquiries queue (1002 its one ready agent), it answers, and 1001's phone hangs the
+    consultation up: 1002's phone is hung up, and once 1001 takes the caller off hold the two
+    hear each other again."""
     import pjsua2 as pj
 
     from test_midcall import media_status
@@ -209,7 +210,7 @@ def test_a_consultation_from_the_phone_that_is_refused_or_hung_up_leaves_the_cal
         refused.wait_ended(timeout=5)
         assert refused.end_code == 486, f"the refused consultation ended with {refused.end_code}"
 
-        consult = first.phone.call(sb.uri("1002"))
+        consult = first.phone.call(sb.uri("enquiries"))
         poll(ua, "1002 to ring again", lambda: len(second_phone.incoming) >= 2, ROUTE_TIMEOUT)
         second = second_phone.incoming[-1]
         second.answer(200)
