@@ -2,7 +2,8 @@
 //!
 //! The binary's parts, outside in:
 //! - [`config`]: the TOML config, its checks, the embedded demo clinic.
-//! - [`storage`]: SQLite (patients, calls, recordings, audit log).
+//! - [`storage`]: SQLite (patients, calls, recordings, audit log); [`patients`]: the
+//!   checks on patient records and the CSV import.
 //! - [`auth`], [`http`], [`events`], [`metrics`]: users and tokens, the HTTP API,
 //!   desk pages and WebSocket, the desk event hub, Prometheus metrics.
 //! - [`control`]: the commands HTTP sends to call control.
@@ -17,6 +18,7 @@ pub mod control;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod patients;
 pub use callcore::pii;
 pub mod prompts;
 pub mod serve;

@@ -32,6 +32,24 @@ enum Command {
     },
     /// Print the embedded demo config, a commented starting point for a clinic.
     DefaultConfig,
+    /// Patient records.
+    Patients {
+        #[command(subcommand)]
+        command: PatientsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatientsCommand {
+    /// Import (insert or replace by phone) patient records from a CSV file with a header
+    /// row; every rejected row is reported with its line and why, and imports nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The config whose database to write (the demo clinic's unless given).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +59,65 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Check { file } => check(&file),
         Command::DefaultConfig => default_config(),
+        Command::Patients {
+            command: PatientsCommand::Import { file, config },
+        } => import_patients(&file, config.as_deref()),
+    }
+}
+
+/// `switchboard patients import`: the report on stdout, exit status 1 if any row was rejected.
+fn import_patients(file: &Path, config: Option<&Path>) -> ExitCode {
+    let config = match config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(err) => {
+                report(&err);
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::demo(),
+    };
+    let csv = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("switchboard: cannot read {}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let storage = match switchboard::storage::Storage::open(&config.storage.database) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!(
+                "switchboard: cannot open the database {}: {err}",
+                config.storage.database
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match switchboard::patients::import(&storage, std::io::BufReader::new(csv)) {
+        Ok(done) => {
+            for r in &done.rejected {
+                println!("{}:{}: rejected: {}", file.display(), r.line, r.reason);
+            }
+            println!(
+                "{}: {} imported, {} rejected",
+                file.display(),
+                done.imported,
+                done.rejected.len()
+            );
+            if let Err(err) = storage.audit("cli", "patients_import", &file.display().to_string()) {
+                eprintln!("switchboard: the import is not in the audit log: {err}");
+            }
+            if done.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("switchboard: {}: {err}; nothing imported", file.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -117,3 +117,49 @@ fn serve_refuses_a_bad_config_without_panicking() {
     assert!(stderr.contains("not starting"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn patients_import_reports_each_rejected_row_and_the_pop_store_has_the_good_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("clinic.db");
+    let config = DEMO.replacen(
+        "database = \"data/switchboard.db\"",
+        &format!("database = {:?}", db.display().to_string()),
+        1,
+    );
+    assert_ne!(config, DEMO, "the demo names its database");
+    let config = write(dir.path(), "clinic.toml", &config);
+    let csv = write(
+        dir.path(),
+        "patients.csv",
+        "phone,name,age,tags,preferred_language\n\
+         13900000021,Demo Import One,40,asthma;braces,zh\n\
+         13900000022,Demo Import Two,x,,\n\
+         13900000023,Demo Import Three,35,,fr\n",
+    );
+    let out = switchboard(&["patients", "import", &csv, "--config", &config]);
+    assert_eq!(out.status.code(), Some(1), "rejected rows fail the command");
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{csv}:3: rejected: age \"x\": a whole number\n\
+             {csv}:4: rejected: preferred_language \"fr\": one of zh, en\n\
+             {csv}: 1 imported, 2 rejected\n"
+        )
+    );
+    let storage = switchboard::storage::Storage::open(&db.display().to_string()).expect("db");
+    let p = storage
+        .patient_by_phone("13900000021")
+        .expect("read")
+        .expect("imported");
+    assert_eq!((p.name.as_str(), p.tags.len()), ("Demo Import One", 2));
+    let unknown = write(dir.path(), "bad.csv", "phone,nom\n1,2\n");
+    let out = switchboard(&["patients", "import", &unknown, "--config", &config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown column \"nom\"")
+            && text(&out.stderr).contains("nothing imported"),
+        "{}",
+        text(&out.stderr)
+    );
+}

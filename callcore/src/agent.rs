@@ -59,7 +59,7 @@ impl Core {
                 });
                 return;
             }
-            PatientLookup::Done(patient) => patient.clone(),
+            PatientLookup::Done(patient) => patient.as_deref().cloned(),
         };
         let seq = self.next_offer;
         self.next_offer += 1;

@@ -159,7 +159,7 @@ impl Core {
             phone: None,
         });
         let patient = match &c.patient {
-            PatientLookup::Done(p) => p.clone(),
+            PatientLookup::Done(p) => p.as_deref().cloned(),
             PatientLookup::Pending(_) => None,
         };
         let call_id = c.call_id.clone();

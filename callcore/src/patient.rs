@@ -294,7 +294,7 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let before = std::mem::replace(&mut c.patient, PatientLookup::Done(patient));
+        let before = std::mem::replace(&mut c.patient, PatientLookup::Done(patient.map(Box::new)));
         if let PatientLookup::Pending(deferred) = before {
             for d in deferred {
                 self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);

@@ -6,15 +6,48 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A patient record, shown on the agent's desk when the caller's number matches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A patient record, shown on the agent's desk when the caller's number matches: the
+/// profile an agent acts on before the first word.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Patient {
+    /// Left out of a `PUT /api/patients/{phone}` body, it is the path's.
+    #[serde(default)]
     pub phone: String,
     pub name: String,
     pub age: u32,
+    /// "female", "male" or "other".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    /// Visits in all, and in the last twelve months (how often the patient comes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visits: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visits_last_year: Option<u32>,
+    /// Local date of the last visit ("2026-11-20") and the doctor seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_visit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_doctor: Option<String>,
     /// Local date and time of the next appointment, e.g. "2026-12-01 09:30".
     pub next_appointment: Option<String>,
+    /// "low", "medium" or "high".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_band: Option<String>,
+    /// Chronic conditions and treatments ("diabetes", "orthodontics", …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     pub allergies: Option<String>,
+    /// The last complaint and where it stands ("open", "in_progress", "resolved").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_complaint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complaint_status: Option<String>,
+    /// "zh" or "en", and when the patient likes to be called ("weekday mornings").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_contact_time: Option<String>,
     pub notes: Option<String>,
 }
 

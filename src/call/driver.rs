@@ -59,7 +59,7 @@ enum Answer {
     },
     PatientLoaded {
         call: CallId,
-        patient: Option<crate::storage::Patient>,
+        patient: Option<Box<crate::storage::Patient>>,
     },
     RecordingOpened {
         call: CallId,
@@ -360,7 +360,8 @@ impl Driver {
         match answer {
             Answer::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
             Answer::PatientLoaded { call, patient } => {
-                self.core.handle_patient_loaded(now, call, patient)
+                self.core
+                    .handle_patient_loaded(now, call, patient.map(|p| *p))
             }
             Answer::RecordingOpened { call, file } => {
                 let adopted = file.and_then(|writer| {
@@ -459,7 +460,10 @@ impl Driver {
                             warn!(error = %e, "patient lookup failed");
                             None
                         });
-                        let _ = answers.send(Answer::PatientLoaded { call, patient });
+                        let _ = answers.send(Answer::PatientLoaded {
+                            call,
+                            patient: patient.map(Box::new),
+                        });
                     });
                 }
                 Output::OpenRecording {

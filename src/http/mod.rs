@@ -8,6 +8,7 @@
 pub mod api;
 pub mod kpis;
 pub mod pages;
+pub mod patients;
 pub mod ws;
 
 use axum::serve::ListenerExt as _;
@@ -112,6 +113,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/agents/me/consult/cancel", post(api::consult_cancel))
         .route("/api/queues", get(api::queues))
+        .route(
+            "/api/patients/{phone}",
+            get(patients::get_patient)
+                .put(patients::put_patient)
+                .delete(patients::delete_patient),
+        )
         .route("/api/calls", get(api::calls))
         .route("/api/recordings", get(api::recordings))
         .route("/api/recordings/{id}/audio", get(api::recording_audio))

@@ -995,3 +995,98 @@ async fn query_tokens_only_count_on_websocket_upgrades() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn ops_read_write_and_delete_a_patient_record_every_access_audited() {
+    let f = fixture();
+    let ops = f.token("ops", Role::Ops);
+    let path = "/api/patients/13900000042";
+    let record = json!({
+        "name": "Demo Patient Forty-Two", "age": 52, "sex": "female", "visits": 9,
+        "visits_last_year": 3, "last_visit": "2026-11-02", "last_doctor": "Dr. Demo",
+        "next_appointment": "2026-12-12 10:00", "cost_band": "medium",
+        "tags": ["hypertension", "implant"], "allergies": "penicillin",
+        "last_complaint": "waited too long", "complaint_status": "resolved",
+        "preferred_language": "zh", "preferred_contact_time": "weekday mornings",
+        "notes": "made up for the test"
+    });
+    let (status, _) = f.json("GET", path, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, stored) = f.json("PUT", path, Some(&ops), Some(record.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    let (status, read) = f.json("GET", path, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, stored);
+    assert_eq!(read["phone"], "13900000042");
+    assert_eq!(read["tags"], json!(["hypertension", "implant"]));
+    assert_eq!(read["complaint_status"], "resolved");
+    // The pop reads the same store: the caller's number finds the whole profile.
+    let p = f
+        .state
+        .storage
+        .patient_by_phone("+8613900000042")
+        .expect("read")
+        .expect("found");
+    assert_eq!(
+        p.preferred_contact_time.as_deref(),
+        Some("weekday mornings")
+    );
+
+    for (body, says) in [
+        (
+            json!({"name": "A", "age": 3, "sex": "child"}),
+            "sex \"child\"",
+        ),
+        (json!({"name": "A", "age": 300}), "age 300"),
+        (
+            json!({"name": "A", "age": 3, "phone": "13900000043"}),
+            "not the one in the path",
+        ),
+        (
+            json!({"name": "A", "age": 3, "shoe_size": 42}),
+            "bad patient record",
+        ),
+        (json!({"name": "", "age": 3}), "name"),
+    ] {
+        let (status, answer) = f.json("PUT", path, Some(&ops), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{body}: {answer}"
+        );
+    }
+    let agent = f.token("1001", Role::Agent);
+    let (status, _) = f.json("GET", path, Some(&agent), None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "agents see patients in the pop only"
+    );
+    let (status, _) = f.json("DELETE", path, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, _, _) = f.request("DELETE", path, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f.json("DELETE", path, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let patient_rows: Vec<_> = audit_actions(&f)
+        .into_iter()
+        .filter(|(_, action, _)| action.starts_with("patient"))
+        .collect();
+    let actions: Vec<&str> = patient_rows.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "patient_view_not_found",
+            "patient_update",
+            "patient_view",
+            "patient_delete",
+            "patient_delete_not_found"
+        ]
+    );
+    assert!(
+        patient_rows
+            .iter()
+            .all(|(u, _, t)| u == "ops" && t == "13900000042")
+    );
+}

@@ -136,6 +136,21 @@ impl Storage {
         }
     }
 
+    /// Inserts or replaces (by phone) patient records, all or none (checked beforehand:
+    /// [`crate::patients::check`]).
+    pub fn put_patients(&self, patients: &[Patient]) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.put_patients(patients),
+        }
+    }
+
+    /// Deletes the patient record with exactly this phone; whether there was one.
+    pub fn delete_patient(&self, phone: &str) -> Result<bool, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.delete_patient(phone),
+        }
+    }
+
     /// Inserts or replaces (by `call_id`) a call record.
     pub fn upsert_call(&self, call: &CallRecord) -> Result<(), StorageError> {
         match &*self.backend {

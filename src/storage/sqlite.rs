@@ -84,7 +84,24 @@ const MIGRATIONS: &[&str] = &[
     // 7: the message a caller left (a voicemail), on its call and on its callback.
     "ALTER TABLE calls ADD COLUMN voicemail_id TEXT;
      ALTER TABLE callbacks ADD COLUMN voicemail TEXT;",
+    // 8: the rest of the patient profile (tags: a JSON list).
+    "ALTER TABLE patients ADD COLUMN sex TEXT;
+     ALTER TABLE patients ADD COLUMN visits INTEGER;
+     ALTER TABLE patients ADD COLUMN visits_last_year INTEGER;
+     ALTER TABLE patients ADD COLUMN last_visit TEXT;
+     ALTER TABLE patients ADD COLUMN last_doctor TEXT;
+     ALTER TABLE patients ADD COLUMN cost_band TEXT;
+     ALTER TABLE patients ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+     ALTER TABLE patients ADD COLUMN last_complaint TEXT;
+     ALTER TABLE patients ADD COLUMN complaint_status TEXT;
+     ALTER TABLE patients ADD COLUMN preferred_language TEXT;
+     ALTER TABLE patients ADD COLUMN preferred_contact_time TEXT;",
 ];
+
+/// The patient columns, in the order [`patient_from_row`] reads them.
+const PATIENT_COLUMNS: &str = "phone, name, age, sex, visits, visits_last_year, last_visit, \
+    last_doctor, next_appointment, cost_band, tags, allergies, last_complaint, complaint_status, \
+    preferred_language, preferred_contact_time, notes";
 
 /// A SQLite connection behind a mutex (`Connection` is `Send` but not `Sync`).
 pub(super) struct Sqlite {
@@ -131,24 +148,54 @@ impl Sqlite {
 
     pub(super) fn patient(&self, phone: &str) -> Result<Option<Patient>, StorageError> {
         let conn = self.lock();
-        let p = conn
-            .query_row(
-                "SELECT phone, name, age, next_appointment, allergies, notes
-                 FROM patients WHERE phone = ?1",
-                [phone],
-                |r| {
-                    Ok(Patient {
-                        phone: r.get(0)?,
-                        name: r.get(1)?,
-                        age: r.get(2)?,
-                        next_appointment: r.get(3)?,
-                        allergies: r.get(4)?,
-                        notes: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?;
+        let sql = format!("SELECT {PATIENT_COLUMNS} FROM patients WHERE phone = ?1");
+        let p = conn.query_row(&sql, [phone], patient_from_row).optional()?;
         Ok(p)
+    }
+
+    /// Inserts or replaces (by phone) patient records, all or none.
+    pub(super) fn put_patients(&self, patients: &[Patient]) -> Result<(), StorageError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let sql = format!(
+                "INSERT OR REPLACE INTO patients ({PATIENT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            );
+            let mut insert = tx.prepare_cached(&sql)?;
+            for p in patients {
+                let tags = serde_json::to_string(&p.tags).unwrap_or_else(|_| "[]".into());
+                insert.execute(params![
+                    p.phone,
+                    p.name,
+                    p.age,
+                    p.sex,
+                    p.visits,
+                    p.visits_last_year,
+                    p.last_visit,
+                    p.last_doctor,
+                    p.next_appointment,
+                    p.cost_band,
+                    tags,
+                    p.allergies,
+                    p.last_complaint,
+                    p.complaint_status,
+                    p.preferred_language,
+                    p.preferred_contact_time,
+                    p.notes
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes the patient with this phone; whether there was one.
+    pub(super) fn delete_patient(&self, phone: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM patients WHERE phone = ?1", [phone])?
+            > 0)
     }
 
     pub(super) fn upsert_call(&self, c: &CallRecord) -> Result<(), StorageError> {
@@ -753,4 +800,28 @@ fn upsert_recording_on(conn: &Connection, rec: &Recording) -> Result<(), Storage
         ],
     )?;
     Ok(())
+}
+
+/// A patient row (columns as [`PATIENT_COLUMNS`] lists them).
+fn patient_from_row(r: &Row<'_>) -> rusqlite::Result<Patient> {
+    let tags: String = r.get(10)?;
+    Ok(Patient {
+        phone: r.get(0)?,
+        name: r.get(1)?,
+        age: r.get(2)?,
+        sex: r.get(3)?,
+        visits: r.get(4)?,
+        visits_last_year: r.get(5)?,
+        last_visit: r.get(6)?,
+        last_doctor: r.get(7)?,
+        next_appointment: r.get(8)?,
+        cost_band: r.get(9)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        allergies: r.get(11)?,
+        last_complaint: r.get(12)?,
+        complaint_status: r.get(13)?,
+        preferred_language: r.get(14)?,
+        preferred_contact_time: r.get(15)?,
+        notes: r.get(16)?,
+    })
 }
