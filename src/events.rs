@@ -234,6 +234,7 @@ mod tests {
             callback: false,
             voicemail: None,
             consult_from: None,
+            history: Vec::new(),
         }
     }
 

@@ -48,7 +48,7 @@ impl Core {
             self.acd.abandon(now, call);
             return;
         };
-        let patient = match &mut c.patient {
+        let (patient, history) = match &mut c.patient {
             PatientLookup::Pending(deferred) => {
                 // The pop carries the record: wait for the lookup (it started at the INVITE).
                 deferred.push(DeferredOffer {
@@ -59,7 +59,7 @@ impl Core {
                 });
                 return;
             }
-            PatientLookup::Done(patient) => patient.as_deref().cloned(),
+            PatientLookup::Done(found) => (found.0.clone(), found.1.clone()),
         };
         let seq = self.next_offer;
         self.next_offer += 1;
@@ -90,6 +90,7 @@ impl Core {
                 .filter(|_| c.phase == Phase::Callback)
                 .and_then(|cb| cb.voicemail.clone()),
             consult_from: None,
+            history,
         };
         self.emit(Output::ScreenPop {
             agent,

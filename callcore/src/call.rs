@@ -138,9 +138,9 @@ pub(crate) struct DeferredOffer {
 pub(crate) enum PatientLookup {
     /// The lookup runs; offers the ACD made meanwhile (several under ring-all) wait here for it.
     Pending(Vec<DeferredOffer>),
-    /// The record (`None`: no patient has this number); boxed, so a call without one
-    /// carries a pointer, not the whole profile.
-    Done(Option<Box<Patient>>),
+    /// The record (`None`: no patient has this number) and the caller's earlier calls;
+    /// boxed, so a call carries a pointer, not the whole profile.
+    Done(Box<(Option<Patient>, Vec<crate::records::PastCall>)>),
 }
 
 /// The call's recording, once the agent answered.

@@ -158,9 +158,9 @@ impl Core {
             consulted_leg: None,
             phone: None,
         });
-        let patient = match &c.patient {
-            PatientLookup::Done(p) => p.as_deref().cloned(),
-            PatientLookup::Pending(_) => None,
+        let (patient, history) = match &c.patient {
+            PatientLookup::Done(found) => (found.0.clone(), found.1.clone()),
+            PatientLookup::Pending(_) => (None, Vec::new()),
         };
         let call_id = c.call_id.clone();
         let event = DeskEvent::Offer {
@@ -174,6 +174,7 @@ impl Core {
             callback: false,
             voicemail: None,
             consult_from: Some(agent.to_owned()),
+            history,
         };
         // What the caller hears once the agents talk (the media plays it only then).
         if let Some(prompt) = hold {

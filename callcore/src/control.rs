@@ -282,9 +282,16 @@ impl Core {
         self.drain(now);
     }
 
-    /// The caller's patient record was read (`None`: no record, or the read failed).
-    pub fn handle_patient_loaded(&mut self, now: Instant, call: CallId, patient: Option<Patient>) {
-        self.patient_loaded(now, call, patient);
+    /// The caller's patient record was read (`None`: no record, or the read failed), with
+    /// the caller's earlier (ended) calls, newest first.
+    pub fn handle_patient_loaded(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        patient: Option<Patient>,
+        history: Vec<crate::records::PastCall>,
+    ) {
+        self.patient_loaded(now, call, patient, history);
         self.drain(now);
     }
 

@@ -35,6 +35,9 @@ pub enum DeskEvent {
         /// attended transfer); the caller comes over only if that agent completes it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         consult_from: Option<String>,
+        /// The caller's earlier calls, newest first (a known patient or not).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        history: Vec<crate::records::PastCall>,
     },
     /// The agent's consultation of another agent (an attended transfer) changed: `state` is
     /// "ringing", "answered" (the two talk, the caller hears hold music), "transferred"
@@ -75,6 +78,7 @@ impl fmt::Debug for DeskEvent {
                 callback,
                 voicemail,
                 consult_from,
+                history,
             } => f
                 .debug_struct("Offer")
                 .field("call_id", call_id)
@@ -87,6 +91,7 @@ impl fmt::Debug for DeskEvent {
                 .field("callback", callback)
                 .field("voicemail", voicemail)
                 .field("consult_from", consult_from)
+                .field("history", &history.len())
                 .finish(),
             DeskEvent::Consult {
                 call_id,

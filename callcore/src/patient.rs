@@ -290,11 +290,15 @@ impl Core {
         now: Instant,
         call: CallId,
         patient: Option<crate::records::Patient>,
+        history: Vec<crate::records::PastCall>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let before = std::mem::replace(&mut c.patient, PatientLookup::Done(patient.map(Box::new)));
+        let before = std::mem::replace(
+            &mut c.patient,
+            PatientLookup::Done(Box::new((patient, history))),
+        );
         if let PatientLookup::Pending(deferred) = before {
             for d in deferred {
                 self.offer(now, call, d.agent, d.queue, d.waited, d.ring_timeout);

@@ -51,6 +51,17 @@ pub struct Patient {
     pub notes: Option<String>,
 }
 
+/// One of the caller's earlier calls, as the pop lists it (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastCall {
+    pub call_id: String,
+    /// When it started, in the clinic's time zone (RFC 3339 with the clinic's offset).
+    pub started_at: String,
+    pub outcome: Option<Outcome>,
+    pub queue: Option<String>,
+    pub agent: Option<String>,
+}
+
 /// How a call ended (SPEC: answered/abandoned/overflow/ivr_only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -55,7 +55,8 @@ impl Bench {
                     self.core.handle_port_bound(self.now, token, Ok(addr));
                 }
                 Output::LookupPatient { call, .. } => {
-                    self.core.handle_patient_loaded(self.now, call, None)
+                    self.core
+                        .handle_patient_loaded(self.now, call, None, Vec::new())
                 }
                 Output::Media { command, .. } => self.media.push(command),
                 _ => {}

@@ -1427,7 +1427,9 @@ impl World {
                 };
                 self.core.handle_port_bound(now, token, result);
             }
-            Event::PatientLoaded { call } => self.core.handle_patient_loaded(now, call, None),
+            Event::PatientLoaded { call } => {
+                self.core.handle_patient_loaded(now, call, None, Vec::new())
+            }
             Event::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
             Event::DeskReady { agent } => {
                 // Refused only if the phone is unregistered meanwhile.

@@ -59,7 +59,10 @@ enum Answer {
     },
     PatientLoaded {
         call: CallId,
-        patient: Option<Box<crate::storage::Patient>>,
+        found: Box<(
+            Option<crate::storage::Patient>,
+            Vec<callcore::records::PastCall>,
+        )>,
     },
     RecordingOpened {
         call: CallId,
@@ -67,6 +70,8 @@ enum Answer {
     },
 }
 
+/// The caller's earlier calls the pop lists.
+const HISTORY_IN_POP: usize = 5;
 /// Inbound SIP messages queued beyond which new calls are refused.
 const INBOUND_SHED_DEPTH: usize = 512;
 /// How long shutdown waits for media tasks to finish their recordings.
@@ -359,9 +364,9 @@ impl Driver {
         let now = self.tick();
         match answer {
             Answer::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
-            Answer::PatientLoaded { call, patient } => {
-                self.core
-                    .handle_patient_loaded(now, call, patient.map(|p| *p))
+            Answer::PatientLoaded { call, found } => {
+                let (patient, history) = *found;
+                self.core.handle_patient_loaded(now, call, patient, history)
             }
             Answer::RecordingOpened { call, file } => {
                 let adopted = file.and_then(|writer| {
@@ -455,14 +460,30 @@ impl Driver {
                 Output::LookupPatient { call, phone } => {
                     let storage = self.storage.clone();
                     let answers = self.answers.clone();
+                    let tz = self.timezone;
                     tokio::task::spawn_blocking(move || {
                         let patient = storage.patient_by_phone(&phone).unwrap_or_else(|e| {
                             warn!(error = %e, "patient lookup failed");
                             None
                         });
+                        let history = storage
+                            .ended_calls_of(&phone, HISTORY_IN_POP)
+                            .unwrap_or_else(|e| {
+                                warn!(error = %e, "caller history lookup failed");
+                                Vec::new()
+                            })
+                            .into_iter()
+                            .map(|c| callcore::records::PastCall {
+                                started_at: c.started_at.with_timezone(&tz).to_rfc3339(),
+                                call_id: c.call_id,
+                                outcome: c.outcome,
+                                queue: c.queue,
+                                agent: c.agent,
+                            })
+                            .collect();
                         let _ = answers.send(Answer::PatientLoaded {
                             call,
-                            patient: patient.map(Box::new),
+                            found: Box::new((patient, history)),
                         });
                     });
                 }

@@ -859,6 +859,7 @@ fn offer(call_id: &str) -> DeskEvent {
         callback: false,
         voicemail: None,
         consult_from: None,
+        history: Vec::new(),
     }
 }
 

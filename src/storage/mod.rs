@@ -120,13 +120,24 @@ impl Storage {
         }
     }
 
+    /// The newest `limit` ended calls of the caller `phone` (also after stripping `+86` /
+    /// `0086`), newest first.
+    pub fn ended_calls_of(
+        &self,
+        phone: &str,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StorageError> {
+        let phone = phone.trim();
+        let national = national(phone);
+        match &*self.backend {
+            Backend::Sqlite(db) => db.ended_calls_of(&[phone, national], limit),
+        }
+    }
+
     /// The patient whose phone matches `phone`, also after stripping `+86` / `0086`.
     pub fn patient_by_phone(&self, phone: &str) -> Result<Option<Patient>, StorageError> {
         let phone = phone.trim();
-        let national = phone
-            .strip_prefix("+86")
-            .or_else(|| phone.strip_prefix("0086"))
-            .unwrap_or(phone);
+        let national = national(phone);
         match &*self.backend {
             Backend::Sqlite(db) => match db.patient(phone)? {
                 Some(p) => Ok(Some(p)),
@@ -254,6 +265,14 @@ impl Storage {
             Backend::Sqlite(db) => db.audit_entries(limit),
         }
     }
+}
+
+/// A Chinese number without its country code (`+86` / `0086`), or as it was.
+fn national(phone: &str) -> &str {
+    phone
+        .strip_prefix("+86")
+        .or_else(|| phone.strip_prefix("0086"))
+        .unwrap_or(phone)
 }
 
 /// The UTC instants where local day `date` starts and the next one starts.

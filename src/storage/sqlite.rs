@@ -96,6 +96,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE patients ADD COLUMN complaint_status TEXT;
      ALTER TABLE patients ADD COLUMN preferred_language TEXT;
      ALTER TABLE patients ADD COLUMN preferred_contact_time TEXT;",
+    // 9: a caller's earlier calls, for the pop.
+    "CREATE INDEX calls_caller ON calls (caller, started_at);",
 ];
 
 /// The patient columns, in the order [`patient_from_row`] reads them.
@@ -297,6 +299,28 @@ impl Sqlite {
             )
             .optional()?;
         raw.map(RawCall::decode).transpose()
+    }
+
+    /// The newest `limit` ended calls from any of `callers`, newest first.
+    pub(super) fn ended_calls_of(
+        &self,
+        callers: &[&str],
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{CALL_COLUMNS} WHERE caller IN (?1, ?2) AND ended_at IS NOT NULL
+             ORDER BY started_at DESC, call_id DESC LIMIT ?3"
+        ))?;
+        let first = callers.first().copied().unwrap_or_default();
+        let second = callers.get(1).copied().unwrap_or(first);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let raws = stmt
+            .query_map(params![first, second, limit], RawCall::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(RawCall::decode).collect()
     }
 
     pub(super) fn calls_between(

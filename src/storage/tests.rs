@@ -359,3 +359,41 @@ fn a_pending_callback_survives_a_reopen_and_its_call_is_not_closed_as_interrupte
         "the kept callback's call is not interrupted"
     );
 }
+
+#[test]
+fn a_callers_ended_calls_come_newest_first_with_or_without_the_country_code() {
+    let (_dir, s) = temp_db();
+    let t0 = Utc::now() - chrono::Duration::days(3);
+    for (i, caller) in [
+        "13800000001",
+        "+8613800000001",
+        "13800000009",
+        "13800000001",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut c = call(&format!("h{i}"), t0 + chrono::Duration::hours(i as i64));
+        c.caller = (*caller).to_owned();
+        s.upsert_call(&c).expect("store");
+    }
+    let mut open = call("h-open", t0 + chrono::Duration::hours(9));
+    open.ended_at = None;
+    open.outcome = None;
+    s.upsert_call(&open).expect("store");
+    let ids = |phone: &str, limit: usize| -> Vec<String> {
+        s.ended_calls_of(phone, limit)
+            .expect("read")
+            .into_iter()
+            .map(|c| c.call_id)
+            .collect()
+    };
+    assert_eq!(
+        ids("13800000001", 5),
+        ["h3", "h0"],
+        "the open call is not history"
+    );
+    assert_eq!(ids("+8613800000001", 5), ["h3", "h1", "h0"]);
+    assert_eq!(ids("+8613800000001", 2), ["h3", "h1"]);
+    assert_eq!(ids("13900000000", 5), Vec::<String>::new());
+}
