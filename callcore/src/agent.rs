@@ -398,38 +398,15 @@ impl Core {
             self.fork_over(now, call, agent, seq, fork, Some(status));
             return;
         }
-        // 2xx: the first answer wins the offer; a retransmission is ACKed again.
-        let live = self
+        // 2xx: the first answer wins the offer.
+        let answer = self
             .calls
             .get_mut(&call)
             .and_then(|c| c.live_offer(seq))
-            .and_then(|o| {
-                let f = o.forks.get(fork)?;
-                let won = o
-                    .dialog
-                    .as_ref()
-                    .map(|d| d.call_id == f.invite.call_id().unwrap_or_default());
-                match won {
-                    // Another of the agent's phones answered first.
-                    Some(false) => None,
-                    _ if f.over && o.dialog.is_none() => None,
-                    _ => Some((f.invite.clone(), f.peer, o.dialog.clone())),
-                }
-            });
-        let Some((invite, peer, existing)) = live else {
-            // Answered after we moved on (the CANCEL crossed the 200): ACK and hang up.
-            self.ack_and_bye_stale(now, &response);
+            .and_then(|o| o.answer_on(fork));
+        let Some((invite, peer, local)) = self.new_answer(now, answer, &response) else {
             return;
         };
-        let Some(local) = self.local_for(peer.transport) else {
-            return;
-        };
-        if let Some(dialog) = existing {
-            // A retransmitted 200: send the ACK again.
-            let ack = dialog.ack(1, &local, self.ids.branch());
-            self.send_stateless(peer, ack);
-            return;
-        }
         let (dialog, negotiated) =
             match self.take_answer(now, &invite, &response, peer, &local, "agent phone") {
                 Ok(answer) => answer,
@@ -448,12 +425,8 @@ impl Core {
         };
         offer.dialog = Some(dialog.clone());
         // This phone won: the agent's other phones stop ringing.
+        let others = offer.end_others(&invite);
         let winner = invite.call_id().ok();
-        let others: Vec<_> = offer
-            .end_forks()
-            .into_iter()
-            .filter(|(_, other)| other.call_id().ok() != winner)
-            .collect();
         let our_sdp = offer.sdp.clone();
         let Some(token) = offer.rtp.take() else {
             return;
@@ -484,6 +457,32 @@ impl Core {
                 self.answer_refused(now, call, &local, &e);
             }
         }
+    }
+
+    /// A 2xx on one of an offer's INVITEs, as [`crate::call::Offer::answer_on`] tells it:
+    /// too late (the CANCEL crossed the 200), it is ACKed and hung up; the winner's
+    /// retransmission is ACKed again. A new answer: its INVITE, peer and our endpoint.
+    pub(crate) fn new_answer(
+        &mut self,
+        now: Instant,
+        answer: Option<(sip::Request, sip::transport::Peer, Option<Dialog>)>,
+        response: &Response,
+    ) -> Option<(
+        sip::Request,
+        sip::transport::Peer,
+        sip::dialog::LocalEndpoint,
+    )> {
+        let Some((invite, peer, existing)) = answer else {
+            self.ack_and_bye_stale(now, response);
+            return None;
+        };
+        let local = self.local_for(peer.transport)?;
+        if let Some(dialog) = existing {
+            let ack = dialog.ack(1, &local, self.ids.branch());
+            self.send_stateless(peer, ack);
+            return None;
+        }
+        Some((invite, peer, local))
     }
 
     /// A 2xx to an INVITE of ours (to an agent's phone, or a callback's dial): ACKed, its

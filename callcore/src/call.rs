@@ -214,6 +214,30 @@ impl Offer {
         }
         ringing
     }
+
+    /// `winner`'s phone answered: the offer's other INVITEs still ringing, to cancel.
+    pub fn end_others(&mut self, winner: &Request) -> Vec<(Peer, Request)> {
+        let winner = winner.call_id().ok();
+        self.end_forks()
+            .into_iter()
+            .filter(|(_, other)| other.call_id().ok() != winner)
+            .collect()
+    }
+
+    /// What a 2xx on INVITE `fork` is: a new answer (that INVITE and where it went), the
+    /// winner's retransmission (with the winner's dialog too), or `None`: too late (another
+    /// phone won, or this one was given up).
+    pub fn answer_on(&self, fork: usize) -> Option<(Request, Peer, Option<Dialog>)> {
+        let f = self.forks.get(fork)?;
+        match &self.dialog {
+            Some(d) if f.invite.call_id().ok().as_ref() == Some(&d.call_id) => {
+                Some((f.invite.clone(), f.peer, Some(d.clone())))
+            }
+            Some(_) => None,
+            None if f.over => None,
+            None => Some((f.invite.clone(), f.peer, None)),
+        }
+    }
 }
 
 impl Call {

@@ -346,33 +346,14 @@ impl Core {
             self.consult_fork_over(now, id, fork);
             return;
         };
-        let live = self
+        let answer = self
             .calls
-            .get_mut(&id)
-            .and_then(|c| c.consult.as_mut())
-            .and_then(|k| {
-                let f = k.offer.forks.get(fork)?;
-                match &k.offer.dialog {
-                    Some(d) if f.invite.call_id().ok().as_ref() == Some(&d.call_id) => {
-                        Some((f.invite.clone(), f.peer, Some(d.clone())))
-                    }
-                    Some(_) => None,
-                    None if f.over => None,
-                    None => Some((f.invite.clone(), f.peer, None)),
-                }
-            });
-        let Some((invite, peer, existing)) = live else {
-            self.ack_and_bye_stale(now, &response);
+            .get(&id)
+            .and_then(|c| c.consult.as_ref())
+            .and_then(|k| k.offer.answer_on(fork));
+        let Some((invite, peer, local)) = self.new_answer(now, answer, &response) else {
             return;
         };
-        let Some(local) = self.local_for(peer.transport) else {
-            return;
-        };
-        if let Some(dialog) = existing {
-            let ack = dialog.ack(1, &local, self.ids.branch());
-            self.send_stateless(peer, ack);
-            return;
-        }
         let (dialog, negotiated) =
             match self.take_answer(now, &invite, &response, peer, &local, "consulted agent") {
                 Ok(answer) => answer,
@@ -390,13 +371,8 @@ impl Core {
         let Some(k) = c.consult.as_mut() else {
             return;
         };
+        let others = k.offer.end_others(&invite);
         let winner = invite.call_id().ok();
-        let others: Vec<_> = k
-            .offer
-            .end_forks()
-            .into_iter()
-            .filter(|(_, other)| other.call_id().ok() != winner)
-            .collect();
         let Some(token) = k.offer.rtp.take() else {
             return;
         };
@@ -664,10 +640,5 @@ impl Core {
             return false;
         }
         true
-    }
-
-    /// The call ends: a consultation still running goes with it.
-    pub(crate) fn consult_call_ends(&mut self, now: Instant, id: CallId) {
-        self.end_consult(now, id, ConsultEnd::Cancelled, true);
     }
 }

@@ -80,10 +80,13 @@ impl Core {
         let Ok(sip_call_id) = request.call_id() else {
             return false;
         };
-        if self.by_sip_call_id.contains_key(&sip_call_id) || self.connected_call_of(&agent).is_err()
-        {
+        if self.by_sip_call_id.contains_key(&sip_call_id) {
             return false;
         }
+        // The call the agent is on: the one the consultation is about.
+        let Ok(id) = self.connected_call_of(&agent) else {
+            return false;
+        };
         let account = self.config.agents.get(&agent).map(|a| Account {
             password: a.password.clone(),
             algorithms: a.digest.clone(),
@@ -109,22 +112,11 @@ impl Core {
         };
         self.transactions
             .send_response(now, key, response_to(request, 100, "Trying", None));
-        let view = match self.consult(now, &agent, &target) {
-            Ok(view) => view,
-            Err(e) => {
-                warn!(error = %e, "consultation from the phone refused");
-                reply(self, 486, "Busy Here");
-                return true;
-            }
-        };
-        let Some(id) = view.current_call.as_ref().and_then(|cid| {
-            self.calls
-                .iter()
-                .find(|(_, c)| &c.call_id == cid)
-                .map(|(id, _)| *id)
-        }) else {
+        if let Err(e) = self.consult(now, &agent, &target) {
+            warn!(error = %e, "consultation from the phone refused");
+            reply(self, 486, "Busy Here");
             return true;
-        };
+        }
         let tag = self.ids.tag();
         let ringing = response_to(request, 180, "Ringing", Some(&tag));
         self.transactions.send_response(now, key, ringing);

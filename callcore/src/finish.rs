@@ -35,7 +35,8 @@ impl Core {
             return;
         }
         if c.consult.is_some() {
-            self.consult_call_ends(now, id);
+            // A consultation still running goes with the call.
+            self.end_consult(now, id, crate::consult::ConsultEnd::Cancelled, true);
         }
         let Some(c) = self.calls.get_mut(&id) else {
             return;

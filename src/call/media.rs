@@ -160,6 +160,24 @@ struct Bridge {
     recording: Option<Recorder>,
 }
 
+impl Bridge {
+    /// Whether the patient hears an agent now: one is there, its phone does not hold the
+    /// call and it consults nobody. Else the patient hears what plays (hold music), and the
+    /// recording marks the agent's side as held.
+    fn agent_heard(&self, agent_flow: Flow) -> bool {
+        agent_flow.send && self.agent.is_some() && self.consulted.is_none()
+    }
+
+    /// The tick: slow while the patient hears an agent, 20 ms while it hears what plays.
+    fn tick(&self, agent_flow: Flow) -> Duration {
+        if self.agent_heard(agent_flow) {
+            BRIDGED_TICK
+        } else {
+            FRAME
+        }
+    }
+}
+
 /// A bridged call's recording: each side placed on one timeline by its RTP
 /// timestamps, written out in 20 ms frames on the tick, off the relay path.
 /// A late tick writes more frames, never fewer; hang-up writes the tail. The
@@ -570,7 +588,7 @@ pub async fn run(
                             r.holds.set(at, 1, true);
                         }
                         // The patient hears hold music on the 20 ms tick meanwhile.
-                        ticker = bridged_ticker(FRAME);
+                        ticker = bridged_ticker(b.tick(agent_flow));
                     }
                     MediaCommand::ConsultEnd { transfer, at } => {
                         let Some(b) = bridge.as_mut() else { continue };
@@ -582,11 +600,12 @@ pub async fn run(
                             agent_flow = Flow::BOTH;
                             alive.agent = Some(now());
                         }
+                        // Back to an agent, unless the agent's phone still holds the call.
+                        let heard = b.agent_heard(agent_flow);
                         if let Some(r) = b.recording.as_mut() {
-                            r.holds.set(at, 1, false);
+                            r.holds.set(at, 1, !heard);
                         }
-                        let tick = if agent_flow.send && b.agent.is_some() { BRIDGED_TICK } else { FRAME };
-                        ticker = bridged_ticker(tick);
+                        ticker = bridged_ticker(b.tick(agent_flow));
                     }
                     MediaCommand::RecordAlone { at } => {
                         // A voicemail: the patient's side only, nobody on the other.
@@ -619,12 +638,17 @@ pub async fn run(
                         *was = flow;
                         debug!(parent: &span, ?leg, source = %mask_addr(remote), ?codec, ?flow, "leg media changed");
                         if let Some(b) = bridge.as_mut() {
+                            // The agent's side is held while the patient does not hear it
+                            // (its phone holds, or it consults another).
+                            let (channel, held) = match leg {
+                                Leg::Patient => (0, !flow.send),
+                                Leg::Agent => (1, !b.agent_heard(agent_flow)),
+                            };
                             if let Some(r) = b.recording.as_mut() {
-                                let channel = if leg == Leg::Patient { 0 } else { 1 };
-                                r.holds.set(now, channel, !flow.send);
+                                r.holds.set(now, channel, held);
                             }
                             // While the agent holds, the patient hears hold music on a 20 ms tick.
-                            let tick = if agent_flow.send && b.agent.is_some() { BRIDGED_TICK } else { FRAME };
+                            let tick = b.tick(agent_flow);
                             if ticker.period() != tick {
                                 ticker = bridged_ticker(tick);
                             }
@@ -758,7 +782,7 @@ pub async fn run(
                     if let Some(r) = b.recording.as_mut() {
                         r.write_due(now());
                     }
-                    if agent_flow.send && b.agent.is_some() && b.consulted.is_none() {
+                    if b.agent_heard(agent_flow) {
                         continue;
                     }
                     // The agent holds, consults another, or was transferred away: the

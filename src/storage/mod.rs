@@ -130,7 +130,7 @@ impl Storage {
         let phone = phone.trim();
         let national = national(phone);
         match &*self.backend {
-            Backend::Sqlite(db) => db.ended_calls_of(&[phone, national], limit),
+            Backend::Sqlite(db) => db.ended_calls_of(phone, national, limit),
         }
     }
 

@@ -301,10 +301,12 @@ impl Sqlite {
         raw.map(RawCall::decode).transpose()
     }
 
-    /// The newest `limit` ended calls from any of `callers`, newest first.
+    /// The newest `limit` ended calls from caller `phone` or `other` (the same number
+    /// written another way), newest first.
     pub(super) fn ended_calls_of(
         &self,
-        callers: &[&str],
+        phone: &str,
+        other: &str,
         limit: usize,
     ) -> Result<Vec<CallRecord>, StorageError> {
         let conn = self.lock();
@@ -312,11 +314,9 @@ impl Sqlite {
             "{CALL_COLUMNS} WHERE caller IN (?1, ?2) AND ended_at IS NOT NULL
              ORDER BY started_at DESC, call_id DESC LIMIT ?3"
         ))?;
-        let first = callers.first().copied().unwrap_or_default();
-        let second = callers.get(1).copied().unwrap_or(first);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raws = stmt
-            .query_map(params![first, second, limit], RawCall::from_row)?
+            .query_map(params![phone, other, limit], RawCall::from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         drop(stmt);
         drop(conn);
