@@ -200,7 +200,8 @@ pub(crate) struct Call {
     /// The voicemail invitation playing (its prompt generation).
     pub voicemail_greeting: Option<u64>,
     /// The agent consulting another before handing the caller over (attended transfer).
-    pub consult: Option<crate::consult::Consult>,
+    /// Boxed: rare, and a call without one carries a pointer.
+    pub consult: Option<Box<crate::consult::Consult>>,
 }
 
 impl Offer {

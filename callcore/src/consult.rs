@@ -141,7 +141,7 @@ impl Core {
         };
         c.span
             .in_scope(|| info!(%agent, %to, "consulting another agent"));
-        c.consult = Some(Consult {
+        c.consult = Some(Box::new(Consult {
             from: agent.to_owned(),
             offer: Offer {
                 agent: to.to_owned(),
@@ -157,7 +157,7 @@ impl Core {
             media: None,
             consulted_leg: None,
             phone: None,
-        });
+        }));
         let (patient, history) = match &c.patient {
             PatientLookup::Done(found) => (found.0.clone(), found.1.clone()),
             PatientLookup::Pending(_) => (None, Vec::new()),
@@ -206,7 +206,7 @@ impl Core {
             .calls
             .get(&id)
             .and_then(|c| c.consult.as_ref())
-            .map(Consult::joined);
+            .map(|k| k.joined());
         match answered {
             None => Err(ControlError::Rejected("the agent consults nobody".into())),
             Some(false) => Err(ControlError::Rejected(
