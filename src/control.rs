@@ -37,6 +37,17 @@ pub enum ControlCommand {
         step: ConsultStep,
         reply: oneshot::Sender<Result<AgentView, ControlError>>,
     },
+    /// The desk holds (`held`) or takes back the caller.
+    Hold {
+        agent: String,
+        held: bool,
+        reply: oneshot::Sender<Result<AgentView, ControlError>>,
+    },
+    /// The desk hangs up the call.
+    HangUp {
+        agent: String,
+        reply: oneshot::Sender<Result<AgentView, ControlError>>,
+    },
 }
 
 /// A step of an attended transfer from the desk.
@@ -119,6 +130,20 @@ impl ControlHandle {
     ) -> Result<AgentView, ControlError> {
         let agent = agent.to_owned();
         self.ask(|reply| ControlCommand::Transfer { agent, to, reply })
+            .await?
+    }
+
+    /// Holds (`held`) or takes back the caller `agent` is talking to, from the desk.
+    pub async fn hold(&self, agent: &str, held: bool) -> Result<AgentView, ControlError> {
+        let agent = agent.to_owned();
+        self.ask(|reply| ControlCommand::Hold { agent, held, reply })
+            .await?
+    }
+
+    /// Hangs up the call `agent` is talking to, from the desk (both phones get a BYE).
+    pub async fn hang_up(&self, agent: &str) -> Result<AgentView, ControlError> {
+        let agent = agent.to_owned();
+        self.ask(|reply| ControlCommand::HangUp { agent, reply })
             .await?
     }
 

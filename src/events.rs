@@ -235,6 +235,7 @@ mod tests {
             voicemail: None,
             consult_from: None,
             history: Vec::new(),
+            tendency: None,
         }
     }
 

@@ -129,6 +129,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         qa_sample_size: config.qa.daily_sample,
         qa_seed: config.qa.seed,
         queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+        dispositions: config.desk.dispositions.clone(),
+        language: config.clinic.language.code(),
     };
     let state = AppState::new(
         storage.clone(),

@@ -90,6 +90,7 @@ impl Core {
                 .filter(|_| c.phase == Phase::Callback)
                 .and_then(|cb| cb.voicemail.clone()),
             consult_from: None,
+            tendency: crate::records::tendency(&history),
             history,
         };
         self.emit(Output::ScreenPop {

@@ -202,6 +202,8 @@ pub(crate) struct Call {
     /// The agent consulting another before handing the caller over (attended transfer).
     /// Boxed: rare, and a call without one carries a pointer.
     pub consult: Option<Box<crate::consult::Consult>>,
+    /// The agent put the caller on hold from the desk ([`crate::desk_call`]).
+    pub desk_held: bool,
 }
 
 impl Offer {
@@ -285,6 +287,7 @@ impl Call {
             recording: None,
             callback: None,
             voicemail_greeting: None,
+            desk_held: false,
         }
     }
 

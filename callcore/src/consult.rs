@@ -133,6 +133,9 @@ impl Core {
             }
         };
         let to = to.as_str();
+        // A hold from the desk gives way: the caller is with the agent while the colleague
+        // rings, and on hold again (for the consultation) once the two talk.
+        self.set_desk_hold(now, id, false);
         let seq = self.next_offer;
         self.next_offer += 1;
         let hold = self.hold_prompt(id);
@@ -174,6 +177,7 @@ impl Core {
             callback: false,
             voicemail: None,
             consult_from: Some(agent.to_owned()),
+            tendency: crate::records::tendency(&history),
             history,
         };
         // What the caller hears once the agents talk (the media plays it only then).

@@ -38,6 +38,10 @@ pub enum DeskEvent {
         /// The caller's earlier calls, newest first (a known patient or not).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         history: Vec<crate::records::PastCall>,
+        /// The patient's tendency from the wrap-ups of those calls
+        /// ([`crate::records::tendency`]; absent without any).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tendency: Option<crate::records::Tone>,
     },
     /// The agent's consultation of another agent (an attended transfer) changed: `state` is
     /// "ringing", "answered" (the two talk, the caller hears hold music), "transferred"
@@ -79,6 +83,7 @@ impl fmt::Debug for DeskEvent {
                 voicemail,
                 consult_from,
                 history,
+                tendency,
             } => f
                 .debug_struct("Offer")
                 .field("call_id", call_id)
@@ -92,6 +97,7 @@ impl fmt::Debug for DeskEvent {
                 .field("voicemail", voicemail)
                 .field("consult_from", consult_from)
                 .field("history", &history.len())
+                .field("tendency", tendency)
                 .finish(),
             DeskEvent::Consult {
                 call_id,

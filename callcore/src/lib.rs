@@ -34,6 +34,7 @@ pub mod consult;
 mod consult_phone;
 pub mod control;
 pub mod desk;
+mod desk_call;
 mod finish;
 pub mod io;
 mod keepalive;

@@ -60,6 +60,53 @@ pub struct PastCall {
     pub outcome: Option<Outcome>,
     pub queue: Option<String>,
     pub agent: Option<String>,
+    /// The wrap-up an agent saved for it (the answering agent's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<PastDisposition>,
+}
+
+/// A wrap-up as the next pop shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastDisposition {
+    pub code: String,
+    pub note: String,
+    pub follow_up: bool,
+    /// The tone its code is configured with.
+    pub tone: Tone,
+}
+
+/// How a call went for the patient, as its wrap-up code says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tone {
+    Positive,
+    #[default]
+    Neutral,
+    Negative,
+}
+
+/// The patient's tendency from the wrap-ups of their recent calls (`history`): the more
+/// frequent of positive and negative, negative on a tie (the agent is better warned);
+/// neutral when the wrap-ups are all neutral; `None` without a wrap-up to go on.
+pub fn tendency(history: &[PastCall]) -> Option<Tone> {
+    let tones = history
+        .iter()
+        .filter_map(|c| c.disposition.as_ref().map(|d| d.tone));
+    let (mut positive, mut negative, mut any) = (0usize, 0usize, false);
+    for tone in tones {
+        any = true;
+        match tone {
+            Tone::Positive => positive += 1,
+            Tone::Negative => negative += 1,
+            Tone::Neutral => {}
+        }
+    }
+    match (any, negative, positive) {
+        (false, _, _) => None,
+        (true, 0, 0) => Some(Tone::Neutral),
+        (true, n, p) if n >= p => Some(Tone::Negative),
+        _ => Some(Tone::Positive),
+    }
 }
 
 /// How a call ended (SPEC: answered/abandoned/overflow/ivr_only).
@@ -255,4 +302,44 @@ pub struct RecordingDone {
     pub duration_ms: u64,
     pub gaps: Vec<Gap>,
     pub holds: Vec<Hold>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn past(tone: Option<Tone>) -> PastCall {
+        PastCall {
+            call_id: "c".into(),
+            started_at: "2026-12-01T10:00:00+08:00".into(),
+            outcome: Some(Outcome::Answered),
+            queue: None,
+            agent: None,
+            disposition: tone.map(|tone| PastDisposition {
+                code: "x".into(),
+                note: String::new(),
+                follow_up: false,
+                tone,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_tendency_is_the_commoner_of_positive_and_negative_with_ties_negative() {
+        use Tone::*;
+        let of =
+            |tones: &[Option<Tone>]| tendency(&tones.iter().map(|t| past(*t)).collect::<Vec<_>>());
+        assert_eq!(of(&[]), None);
+        assert_eq!(of(&[None, None]), None, "no wrap-up to go on");
+        assert_eq!(of(&[Some(Neutral), None]), Some(Neutral));
+        assert_eq!(
+            of(&[Some(Positive), Some(Positive), Some(Negative)]),
+            Some(Positive)
+        );
+        assert_eq!(
+            of(&[Some(Positive), Some(Negative), Some(Neutral)]),
+            Some(Negative)
+        );
+        assert_eq!(of(&[Some(Negative), None]), Some(Negative));
+    }
 }

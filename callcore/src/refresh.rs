@@ -351,8 +351,10 @@ impl Core {
                 c.agent_media.replace(settled)
             }
         };
-        let held = !settled.direction.sends();
-        let was_held = was.is_some_and(|w| !w.direction.sends());
+        // The desk's hold keeps the agent's side held whatever its phone does.
+        let desk_held = leg == Leg::Agent && c.desk_held;
+        let held = !settled.direction.sends() || desk_held;
+        let was_held = was.is_some_and(|w| !w.direction.sends()) || desk_held;
         info!(
             ?leg,
             codec = ?settled.codec,
@@ -379,7 +381,7 @@ impl Core {
                 remote: settled.remote,
                 codec,
                 telephone_event: settled.telephone_event,
-                send: settled.direction.sends(),
+                send: settled.direction.sends() && !desk_held,
                 receive: settled.direction.receives(),
             },
         });

@@ -24,6 +24,24 @@ use crate::desk::{AgentView, ControlError, DeskEvent};
 use crate::io::{Leg, MediaCommand, Output};
 use crate::patient::Joining;
 
+impl Core {
+    /// Takes call `id`'s agent dialog and builds the BYE that hangs the agent's phone up (sent
+    /// by the caller with [`Core::fire`]); `None` without an agent dialog.
+    pub(crate) fn take_agent_bye(
+        &mut self,
+        id: CallId,
+    ) -> Option<(sip::transport::Peer, sip::message::Request)> {
+        let local = self
+            .calls
+            .get(&id)
+            .and_then(|c| self.leg_local(c, Leg::Agent));
+        let branch = self.ids.branch();
+        let c = self.calls.get_mut(&id)?;
+        let (mut dialog, local) = c.agent_dialog.take().zip(local)?;
+        Some((dialog.peer, dialog.request(Method::Bye, &local, branch)))
+    }
+}
+
 /// Where a blind transfer hands the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferTarget {
@@ -44,24 +62,18 @@ impl Core {
         to: &TransferTarget,
     ) -> Result<AgentView, ControlError> {
         let (id, queue, to_agent) = self.transfer_possible(now, agent, to)?;
-        let Some(c) = self.calls.get(&id) else {
-            return Err(ControlError::Unavailable);
-        };
-        let local = self.leg_local(c, Leg::Agent);
-        let branch = self.ids.branch();
+        // The agent's leg goes: a late request from its phone no longer finds the call.
+        let bye = self.take_agent_bye(id);
         let Some(c) = self.calls.get_mut(&id) else {
             return Err(ControlError::Unavailable);
         };
         let _entered = c.span.clone().entered();
         info!(%agent, ?to, "blind transfer");
-        // The agent's leg goes: a late request from its phone no longer finds the call.
-        let bye =
-            c.agent_dialog.take().zip(local).map(|(mut dialog, local)| {
-                (dialog.peer, dialog.request(Method::Bye, &local, branch))
-            });
         c.agent_sip_call_id = None;
         c.agent_sdp = None;
         c.agent_media = None;
+        // Whoever answers next takes the caller off hold (the media resets with the leg).
+        c.desk_held = false;
         c.agent_timer = None;
         let port = c.agent_port.take();
         let call_id = c.call_id.clone();

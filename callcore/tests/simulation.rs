@@ -90,6 +90,15 @@ enum Event {
     ConsultStep {
         agent: String,
     },
+    /// The agent holds (or takes back) the caller from the desk.
+    DeskHold {
+        agent: String,
+        held: bool,
+    },
+    /// The agent hangs up from the desk.
+    DeskHangUp {
+        agent: String,
+    },
     /// The trunk's far end (a patient called back) does something with call `cid`.
     Trunk {
         cid: String,
@@ -266,6 +275,9 @@ struct Stats {
     /// Consultations begun from the desk (attended transfers), and of those completed.
     consults: u64,
     consults_completed: u64,
+    /// Holds put on from the desk, and calls hung up from it.
+    desk_holds: u64,
+    desk_hang_ups: u64,
 }
 
 impl World {
@@ -635,6 +647,7 @@ impl World {
                             // Some agents hand the caller on, from the desk or the phone.
                             if self.rng.random_bool(0.1) {
                                 let at = ms(self.rng.random_range(300..30_000));
+                                let agent = agent.clone();
                                 self.at(at, Event::Transfer { agent });
                             } else if self.rng.random_bool(0.1) {
                                 let at = ms(self.rng.random_range(300..30_000));
@@ -654,6 +667,12 @@ impl World {
                                         act: Act::Refer(kind),
                                     },
                                 );
+                            }
+                            // Some hold the caller from the desk (the phone may hold too).
+                            if self.rng.random_bool(0.15) {
+                                let at = ms(self.rng.random_range(300..20_000));
+                                let agent = agent.clone();
+                                self.at(at, Event::DeskHold { agent, held: true });
                             }
                             // Some agents hold the caller a while, mid-call.
                             if self.rng.random_bool(0.2) {
@@ -1537,6 +1556,31 @@ impl World {
                     }
                 }
             }
+            Event::DeskHold { agent, held } => {
+                // Refused when the call ended, was handed on, or a consultation runs.
+                let Ok(view) = self.core.hold_from_desk(now, &agent, held) else {
+                    return;
+                };
+                if held {
+                    self.stats.desk_holds += 1;
+                    assert_eq!(view.state, "on_hold", "agent {agent} held from the desk");
+                    let after = ms(self.rng.random_range(500..15_000));
+                    if self.rng.random_bool(0.25) {
+                        self.at(after, Event::DeskHangUp { agent });
+                    } else {
+                        self.at(after, Event::DeskHold { agent, held: false });
+                    }
+                }
+            }
+            Event::DeskHangUp { agent } => {
+                if let Ok(view) = self.core.hang_up_from_desk(now, &agent) {
+                    self.stats.desk_hang_ups += 1;
+                    assert!(
+                        !matches!(view.state.as_str(), "talking" | "on_hold"),
+                        "agent {agent} still on the call it hung up: {view:?}"
+                    );
+                }
+            }
             Event::ConsultStep { agent } => {
                 // Refused when the consultation or the call ended meanwhile, or the
                 // colleague has not answered (then it is cancelled).
@@ -1878,12 +1922,18 @@ fn thousands_of_seeded_calls_end_with_an_outcome_and_leave_nothing_behind() {
         total.rings_withdrawn += s.rings_withdrawn;
         total.consults += s.consults;
         total.consults_completed += s.consults_completed;
+        total.desk_holds += s.desk_holds;
+        total.desk_hang_ups += s.desk_hang_ups;
         assert_eq!(
             s.rings_withdrawn > 0,
             seed.is_multiple_of(2),
             "seed {seed}: rings withdrawn only under ring-all: {s:?}"
         );
     }
+    assert!(
+        total.desk_holds > 0 && total.desk_hang_ups > 0,
+        "the desk never held or never hung up a call: {total:?}"
+    );
     assert!(
         total.consults_completed > 0 && total.consults > total.consults_completed,
         "consultations were never both completed and cancelled: {total:?}"

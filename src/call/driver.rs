@@ -70,8 +70,6 @@ enum Answer {
     },
 }
 
-/// The caller's earlier calls the pop lists.
-const HISTORY_IN_POP: usize = 5;
 /// Inbound SIP messages queued beyond which new calls are refused.
 const INBOUND_SHED_DEPTH: usize = 512;
 /// How long shutdown waits for media tasks to finish their recordings.
@@ -86,7 +84,8 @@ pub struct Driver {
     hub: DeskHub,
     store: StoreWriter,
     metrics: Metrics,
-    storage: Storage,
+    /// Finds the pop's patient record and caller history.
+    lookup: super::lookup::Lookup,
     prompts: Arc<Prompts>,
     record_sink: super::record_sink::RecordSink,
     rtp_ip: IpAddr,
@@ -333,7 +332,7 @@ impl Driver {
             hub: parts.hub,
             store: parts.store,
             metrics: parts.metrics,
-            storage: parts.storage,
+            lookup: super::lookup::Lookup::new(&config, parts.storage),
             prompts: parts.prompts,
             record_sink: parts.record_sink,
             rtp_ip: config.sip.advertise,
@@ -407,6 +406,12 @@ impl Driver {
             ControlCommand::Transfer { agent, to, reply } => {
                 let _ = reply.send(self.core.transfer(now, &agent, &to));
             }
+            ControlCommand::Hold { agent, held, reply } => {
+                let _ = reply.send(self.core.hold_from_desk(now, &agent, held));
+            }
+            ControlCommand::HangUp { agent, reply } => {
+                let _ = reply.send(self.core.hang_up_from_desk(now, &agent));
+            }
             ControlCommand::Consult { agent, step, reply } => {
                 let result = match step {
                     ConsultStep::Start(to) => self.core.consult(now, &agent, &to),
@@ -458,32 +463,13 @@ impl Driver {
                     self.hub.publish(&agent, event);
                 }
                 Output::LookupPatient { call, phone } => {
-                    let storage = self.storage.clone();
+                    let lookup = self.lookup.clone();
                     let answers = self.answers.clone();
-                    let tz = self.timezone;
                     tokio::task::spawn_blocking(move || {
-                        let patient = storage.patient_by_phone(&phone).unwrap_or_else(|e| {
-                            warn!(error = %e, "patient lookup failed");
-                            None
-                        });
-                        let history = storage
-                            .ended_calls_of(&phone, HISTORY_IN_POP)
-                            .unwrap_or_else(|e| {
-                                warn!(error = %e, "caller history lookup failed");
-                                Vec::new()
-                            })
-                            .into_iter()
-                            .map(|c| callcore::records::PastCall {
-                                started_at: c.started_at.with_timezone(&tz).to_rfc3339(),
-                                call_id: c.call_id,
-                                outcome: c.outcome,
-                                queue: c.queue,
-                                agent: c.agent,
-                            })
-                            .collect();
+                        let found = lookup.find(&phone);
                         let _ = answers.send(Answer::PatientLoaded {
                             call,
-                            found: Box::new((patient, history)),
+                            found: Box::new(found),
                         });
                     });
                 }

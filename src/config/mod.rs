@@ -66,6 +66,9 @@ pub struct Config {
     /// queue may offer callbacks).
     #[serde(default)]
     pub callback: Option<Callback>,
+    /// `[desk]`: the agent desk's wrap-up codes.
+    #[serde(default)]
+    pub desk: Desk,
     /// The directory of the config file: relative `[ivr.prompts]` paths start here.
     #[serde(skip, default = "current_dir")]
     pub dir: PathBuf,
@@ -714,6 +717,71 @@ impl Default for Qa {
             seed: 0,
         }
     }
+}
+
+/// `[desk]`: what the agent desk offers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Desk {
+    /// The wrap-up codes an agent picks after a call (a disposition), in the order shown.
+    #[serde(default = "default_dispositions")]
+    pub dispositions: Vec<Disposition>,
+}
+
+impl Default for Desk {
+    fn default() -> Self {
+        Desk {
+            dispositions: default_dispositions(),
+        }
+    }
+}
+
+/// One wrap-up code (`[[desk.dispositions]]`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Disposition {
+    /// What is stored on the call record: letters, digits, `-` or `_`.
+    pub code: String,
+    /// What the desk shows in English.
+    pub label: String,
+    /// What the desk shows in Chinese (absent: the English label).
+    #[serde(default)]
+    pub label_zh: Option<String>,
+    /// How the call went for the patient; the next pop sums the recent ones up as the
+    /// patient's tendency.
+    #[serde(default)]
+    pub tone: Tone,
+}
+
+pub use callcore::records::Tone;
+
+/// The wrap-up codes of a config without a `[desk]` section (the demo's).
+fn default_dispositions() -> Vec<Disposition> {
+    let code = |code: &str, label: &str, zh: &str, tone: Tone| Disposition {
+        code: code.to_owned(),
+        label: label.to_owned(),
+        label_zh: Some(zh.to_owned()),
+        tone,
+    };
+    vec![
+        code("booked", "Appointment booked", "已预约", Tone::Positive),
+        code(
+            "rescheduled",
+            "Appointment changed",
+            "已改约",
+            Tone::Neutral,
+        ),
+        code("answered", "Question answered", "已解答", Tone::Positive),
+        code("complaint", "Complaint", "投诉", Tone::Negative),
+        code("follow_up", "Needs a call back", "需回访", Tone::Neutral),
+        code(
+            "urgent_referred",
+            "Urgent: sent to a doctor",
+            "紧急转医生",
+            Tone::Neutral,
+        ),
+        code("wrong_number", "Wrong number", "打错电话", Tone::Neutral),
+    ]
 }
 
 /// Who a login is (`agent`, `qa` or `ops`): the same roles the API checks.

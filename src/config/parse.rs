@@ -6,10 +6,13 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::{Agent, Clinic, Config, Http, Ivr, Problem, Qa, Queue, Recording, Sip, Storage, User};
+use super::{
+    Agent, Callback, Clinic, Config, Desk, Http, Ivr, Problem, Qa, Queue, Recording, Sip, Storage,
+    User,
+};
 
 /// The top-level sections, and whether each is required.
-const SECTIONS: [(&str, bool); 10] = [
+const SECTIONS: [(&str, bool); 12] = [
     ("clinic", true),
     ("sip", true),
     ("http", false),
@@ -20,6 +23,8 @@ const SECTIONS: [(&str, bool); 10] = [
     ("recording", false),
     ("qa", false),
     ("users", false),
+    ("callback", false),
+    ("desk", false),
 ];
 
 /// One step of a path into the document: a table key or an array index.
@@ -144,6 +149,8 @@ fn section_problems(locator: &Locator<'_>) -> Vec<Problem> {
             "storage" => out(check::<Storage>(locator, value)),
             "recording" => out(check::<Recording>(locator, value)),
             "qa" => out(check::<Qa>(locator, value)),
+            "callback" => out(check::<Callback>(locator, value)),
+            "desk" => out(check::<Desk>(locator, value)),
             "agents" => problems.extend(check_array::<Agent>(locator, value)),
             "queues" => problems.extend(check_array::<Queue>(locator, value)),
             "users" => problems.extend(check_array::<User>(locator, value)),

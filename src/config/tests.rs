@@ -456,7 +456,7 @@ fn menus_whose_on_fail_loops_forever_are_reported_once() {
     assert_eq!(
         problems(&text),
         [
-            "demo.toml:135:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
+            "demo.toml:145:11: on_fail loops through menus again -> main -> again and never ends for a silent caller"
         ]
     );
     let text = text.replace("on_fail = \"menu:main\"", "on_fail = \"hangup\"");
@@ -680,5 +680,51 @@ fn callbacks_need_a_trunk_and_every_bad_setting_is_reported() {
     assert_eq!(
         config.queues[0].overflow_target(),
         Some(acd::Overflow::Callback)
+    );
+}
+
+#[test]
+fn wrap_up_codes_are_checked_and_default_to_the_built_in_ones() {
+    assert_eq!(
+        Config::demo()
+            .desk
+            .dispositions
+            .iter()
+            .map(|d| d.code.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "booked",
+            "rescheduled",
+            "answered",
+            "complaint",
+            "follow_up",
+            "urgent_referred",
+            "wrong_number"
+        ]
+    );
+    let text = format!(
+        "{DEMO_CONFIG}\n[desk]\ndispositions = [\n  {{ code = \"no show\", label = \"No show\" }},\n  \
+         {{ code = \"x\", label = \" \" }},\n  {{ code = \"x\", label = \"X\", tone = \"negative\" }},\n]\n"
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].contains("code `no show` must be 1 to 40 letters"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("label is empty"), "{found:?}");
+    assert!(found[2].contains("code `x` is listed twice"), "{found:?}");
+    let lines = DEMO_CONFIG.lines().count();
+    assert!(
+        found[0].starts_with(&format!("demo.toml:{}:", lines + 4)),
+        "with the line of the entry: {found:?}"
+    );
+    let tone = format!(
+        "{DEMO_CONFIG}\n[desk]\ndispositions = [{{ code = \"a\", label = \"A\", tone = \"angry\" }}]\n"
+    );
+    assert!(
+        problems(&tone)[0].contains("unknown variant `angry`"),
+        "{:?}",
+        problems(&tone)
     );
 }

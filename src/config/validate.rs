@@ -49,6 +49,7 @@ pub(super) fn validate(config: &Config) -> Vec<Issue> {
         );
     }
     users(config, &mut issues);
+    desk(config, &mut issues);
     issues.0
 }
 
@@ -388,6 +389,31 @@ fn one_key(key: &str) -> bool {
         && key
             .chars()
             .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+}
+
+fn desk(config: &Config, issues: &mut Issues) {
+    let mut seen = std::collections::HashSet::new();
+    for (n, d) in config.desk.dispositions.iter().enumerate() {
+        let at = |key| [k("desk"), k("dispositions"), i(n), k(key)];
+        let well_formed = (1..=40).contains(&d.code.len())
+            && d.code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            issues.at(
+                at("code"),
+                format!(
+                    "code `{}` must be 1 to 40 letters, digits, `-` or `_`",
+                    d.code
+                ),
+            );
+        } else if !seen.insert(d.code.as_str()) {
+            issues.at(at("code"), format!("code `{}` is listed twice", d.code));
+        }
+        if d.label.trim().is_empty() {
+            issues.at(at("label"), "label is empty: the desk shows it".into());
+        }
+    }
 }
 
 fn callback(config: &Config, issues: &mut Issues) {

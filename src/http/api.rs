@@ -192,6 +192,50 @@ impl TransferRequest {
     }
 }
 
+/// `POST /api/agents/me/hold` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// `true`: on hold (the caller hears hold music); `false`: back with the caller.
+    pub held: bool,
+}
+
+/// `POST /api/agents/me/hold` (agent): holds or takes back the caller from the desk, for a
+/// SIP-phone agent too (we hold in the middle; the phone is not asked). Answers the agent's
+/// new view (`on_hold` / `talking`); 409 when the agent is on no call or consults.
+pub async fn hold_my_call(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+    body: Result<Json<HoldRequest>, JsonRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    let Json(req) =
+        body.map_err(|e| ApiError::bad_request(format!("bad hold request: {}", e.body_text())))?;
+    let view = state
+        .control
+        .hold(&user.name, req.held)
+        .await
+        .map_err(control_error)?;
+    Ok(Json(view))
+}
+
+/// `POST /api/agents/me/hangup` (agent): hangs up the call from the desk (both phones get
+/// a BYE; after-call work follows). 409 when the agent is on no call.
+pub async fn hang_up_my_call(
+    State(state): State<AppState>,
+    user: Result<AuthUser, AuthRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let user = user?;
+    user.require(&[Role::Agent])?;
+    let view = state
+        .control
+        .hang_up(&user.name)
+        .await
+        .map_err(control_error)?;
+    Ok(Json(view))
+}
+
 /// `POST /api/agents/me/consult` (agent): an attended transfer begins: the named agent's
 /// desk gets the caller's pop (with `consult_from`) and its phone rings; once it answers the
 /// two agents talk while the caller hears hold music. 409 when the agent is on no call,
@@ -262,7 +306,7 @@ pub struct DateQuery {
     pub date: Option<String>,
 }
 
-fn parse_date(
+pub(super) fn parse_date(
     query: Result<Query<DateQuery>, QueryRejection>,
     tz: Tz,
 ) -> Result<NaiveDate, ApiError> {
@@ -310,6 +354,9 @@ pub struct CallView {
     pub satisfaction: Option<u8>,
     /// The message the caller left (a voicemail), if any.
     pub voicemail_id: Option<String>,
+    /// The agents' wrap-ups of the call (`{agent, code, note, follow_up, saved_at}`).
+    #[serde(default)]
+    pub dispositions: Vec<super::wrap_up::DispositionView>,
 }
 
 /// An instant as the API shows it: RFC 3339 with milliseconds, in the clinic's time zone.
@@ -338,6 +385,7 @@ impl CallView {
             recording_id: c.recording_id,
             satisfaction: c.satisfaction,
             voicemail_id: c.voicemail_id,
+            dispositions: Vec::new(),
         }
     }
 }
@@ -352,10 +400,27 @@ pub async fn calls(
     let tz = state.site.timezone;
     let date = parse_date(query, tz)?;
     let storage = state.storage.clone();
-    let calls = blocking("listing calls", move || storage.calls_on(date, tz)).await?;
-    Ok(Json(
-        calls.into_iter().map(|c| CallView::new(c, tz)).collect(),
-    ))
+    let (calls, wrap_ups) = blocking("listing calls", move || {
+        Ok((
+            storage.calls_on(date, tz)?,
+            storage.dispositions_on(date, tz)?,
+        ))
+    })
+    .await?;
+    let mut views: Vec<CallView> = calls.into_iter().map(|c| CallView::new(c, tz)).collect();
+    let at: std::collections::HashMap<String, usize> = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.call_id.clone(), i))
+        .collect();
+    for d in wrap_ups {
+        if let Some(&i) = at.get(&d.call_id) {
+            views[i]
+                .dispositions
+                .push(super::wrap_up::DispositionView::new(d, tz));
+        }
+    }
+    Ok(Json(views))
 }
 
 /// One recording as the API shows it (no file path).

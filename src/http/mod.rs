@@ -2,6 +2,7 @@
 //! `/metrics` and `/healthz`, all on one axum router.
 //!
 //! - [`api`]: login, agents, calls, recordings, QA sample, metrics, health.
+//! - [`wrap_up`]: the agent's wrap-up, harassing-call flags, a record for a new patient.
 //! - [`ws`]: `GET /ws/desk?token=`, the live desk event stream.
 //! - [`pages`]: the three HTML pages (assets/*.html, embedded).
 
@@ -9,6 +10,7 @@ pub mod api;
 pub mod kpis;
 pub mod pages;
 pub mod patients;
+pub mod wrap_up;
 pub mod ws;
 
 use axum::serve::ListenerExt as _;
@@ -46,6 +48,10 @@ pub struct SiteConfig {
     pub qa_seed: u64,
     /// The configured queue names (`/api/kpis?queue=` must name one).
     pub queues: Vec<String>,
+    /// `[desk] dispositions`: the wrap-up codes an agent may save.
+    pub dispositions: Vec<crate::config::Disposition>,
+    /// `[clinic] language` ("zh" or "en"): the pages' language until the user switches.
+    pub language: &'static str,
 }
 
 /// Everything the handlers share; cheap to clone.
@@ -107,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agents/me/state", post(api::set_my_state))
         .route("/api/agents/me/transfer", post(api::transfer_my_call))
         .route("/api/agents/me/consult", post(api::consult))
+        .route("/api/agents/me/hold", post(api::hold_my_call))
+        .route("/api/agents/me/hangup", post(api::hang_up_my_call))
         .route(
             "/api/agents/me/consult/complete",
             post(api::consult_complete),
@@ -120,6 +128,16 @@ pub fn router(state: AppState) -> Router {
                 .delete(patients::delete_patient),
         )
         .route("/api/calls", get(api::calls))
+        .route(
+            "/api/calls/{call_id}/disposition",
+            post(wrap_up::save_disposition),
+        )
+        .route("/api/calls/{call_id}/flag", post(wrap_up::flag_call))
+        .route(
+            "/api/calls/{call_id}/patient",
+            post(wrap_up::create_patient),
+        )
+        .route("/api/flags", get(wrap_up::flags))
         .route("/api/recordings", get(api::recordings))
         .route("/api/recordings/{id}/audio", get(api::recording_audio))
         .route("/api/qa/sample", get(api::qa_sample))

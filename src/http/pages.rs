@@ -53,9 +53,18 @@ fn fill(template: &str, state: &AppState) -> String {
         })
         .collect();
     template
+        .replace("{{LANG}}", state.site.language)
+        .replace("{{DISPOSITIONS}}", &script_json(&state.site.dispositions))
         .replace("{{CLINIC}}", &escape(&state.site.clinic_name))
         .replace("{{TZ}}", &escape(state.site.timezone.name()))
         .replace("{{QUEUE_OPTIONS}}", &queue_options)
+}
+
+/// `value` as JSON that is safe inside a `<script>` element (no `</script>`, no `<!--`).
+fn script_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| "null".to_owned())
+        .replace('<', "\\u003c")
 }
 
 /// Escapes text for HTML element content and quoted attributes.

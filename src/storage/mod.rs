@@ -61,6 +61,26 @@ impl Batch {
     }
 }
 
+/// An agent's wrap-up of a call: a configured code, a note, whether to call back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedDisposition {
+    pub call_id: String,
+    pub agent: String,
+    pub code: String,
+    pub note: String,
+    pub follow_up: bool,
+    pub saved_at: DateTime<Utc>,
+}
+
+/// A call an agent flagged for ops (a harassing caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFlag {
+    pub call_id: String,
+    pub agent: String,
+    pub reason: String,
+    pub flagged_at: DateTime<Utc>,
+}
+
 /// One audit log row: who did what to which object, when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -213,6 +233,47 @@ impl Storage {
         let (from, to) = day_bounds(date, tz);
         match &*self.backend {
             Backend::Sqlite(db) => db.calls_between(&timestamp(from), &timestamp(to)),
+        }
+    }
+
+    /// Saves an agent's wrap-up of a call (replacing the one it saved before).
+    pub fn save_disposition(&self, d: &SavedDisposition) -> Result<(), StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.save_disposition(d),
+        }
+    }
+
+    /// The wrap-ups of these calls, grouped in the order of `ids`, each call's oldest first.
+    pub fn dispositions_of(&self, ids: &[&str]) -> Result<Vec<SavedDisposition>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.dispositions_of(ids),
+        }
+    }
+
+    /// The wrap-ups of the calls that started on `date` in the clinic's zone.
+    pub fn dispositions_on(
+        &self,
+        date: NaiveDate,
+        tz: Tz,
+    ) -> Result<Vec<SavedDisposition>, StorageError> {
+        let (from, to) = day_bounds(date, tz);
+        match &*self.backend {
+            Backend::Sqlite(db) => db.dispositions_between(&timestamp(from), &timestamp(to)),
+        }
+    }
+
+    /// Flags a call for ops; `false` if this agent had already flagged it (kept as it was).
+    pub fn flag_call(&self, flag: &CallFlag) -> Result<bool, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.flag_call(flag),
+        }
+    }
+
+    /// The calls flagged on `date` in the clinic's zone, oldest first.
+    pub fn flags_on(&self, date: NaiveDate, tz: Tz) -> Result<Vec<CallFlag>, StorageError> {
+        let (from, to) = day_bounds(date, tz);
+        match &*self.backend {
+            Backend::Sqlite(db) => db.flags_between(&timestamp(from), &timestamp(to)),
         }
     }
 

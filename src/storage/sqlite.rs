@@ -7,8 +7,8 @@ use chrono::{Datelike, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    AuditEntry, Batch, CallRecord, EventRecord, Outcome, Patient, PendingCallback, Recording,
-    StorageError, parse_timestamp, timestamp,
+    AuditEntry, Batch, CallFlag, CallRecord, EventRecord, Outcome, Patient, PendingCallback,
+    Recording, SavedDisposition, StorageError, parse_timestamp, timestamp,
 };
 
 /// Schema migrations, applied in order; the database remembers how many ran.
@@ -98,6 +98,25 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE patients ADD COLUMN preferred_contact_time TEXT;",
     // 9: a caller's earlier calls, for the pop.
     "CREATE INDEX calls_caller ON calls (caller, started_at);",
+    // 10: the agents' wrap-ups (one per agent per call, the last one saved), and the calls
+    // an agent flagged for ops (a harassing caller).
+    "CREATE TABLE dispositions (
+        call_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        code TEXT NOT NULL,
+        note TEXT NOT NULL,
+        follow_up INTEGER NOT NULL,
+        saved_at TEXT NOT NULL,
+        PRIMARY KEY (call_id, agent)
+    );
+    CREATE TABLE call_flags (
+        call_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        flagged_at TEXT NOT NULL,
+        PRIMARY KEY (call_id, agent)
+    );
+    CREATE INDEX call_flags_at ON call_flags (flagged_at);",
 ];
 
 /// The patient columns, in the order [`patient_from_row`] reads them.
@@ -444,6 +463,101 @@ impl Sqlite {
         raws.into_iter().map(RawRecording::decode).collect()
     }
 
+    pub(super) fn save_disposition(&self, d: &SavedDisposition) -> Result<(), StorageError> {
+        self.lock().execute(
+            "INSERT OR REPLACE INTO dispositions (call_id, agent, code, note, follow_up, saved_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                d.call_id,
+                d.agent,
+                d.code,
+                d.note,
+                d.follow_up,
+                timestamp(d.saved_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The wrap-ups of the calls `ids`, in the order of `ids`, then by when saved.
+    pub(super) fn dispositions_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<SavedDisposition>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT call_id, agent, code, note, follow_up, saved_at FROM dispositions
+             WHERE call_id = ?1 ORDER BY saved_at",
+        )?;
+        let mut raws = Vec::new();
+        for id in ids {
+            for row in stmt.query_map([id], raw_disposition)? {
+                raws.push(row?);
+            }
+        }
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(decode_disposition).collect()
+    }
+
+    /// The wrap-ups of the calls that started in `[from, to)`.
+    pub(super) fn dispositions_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<SavedDisposition>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.call_id, d.agent, d.code, d.note, d.follow_up, d.saved_at
+             FROM dispositions d JOIN calls c ON c.call_id = d.call_id
+             WHERE c.started_at >= ?1 AND c.started_at < ?2 ORDER BY d.saved_at",
+        )?;
+        let raws = stmt
+            .query_map([from, to], raw_disposition)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter().map(decode_disposition).collect()
+    }
+
+    /// Flags a call for ops; `false` if this agent had flagged it already (kept as it was).
+    pub(super) fn flag_call(&self, f: &CallFlag) -> Result<bool, StorageError> {
+        let n = self.lock().execute(
+            "INSERT OR IGNORE INTO call_flags (call_id, agent, reason, flagged_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![f.call_id, f.agent, f.reason, timestamp(f.flagged_at)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Calls flagged in `[from, to)`, oldest first.
+    pub(super) fn flags_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<CallFlag>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT call_id, agent, reason, flagged_at FROM call_flags
+             WHERE flagged_at >= ?1 AND flagged_at < ?2 ORDER BY flagged_at, call_id",
+        )?;
+        let raws = stmt
+            .query_map([from, to], four_texts)?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        raws.into_iter()
+            .map(|(call_id, agent, reason, at)| {
+                Ok(CallFlag {
+                    flagged_at: parse_timestamp("call_flags.flagged_at", &at)?,
+                    call_id,
+                    agent,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
     pub(super) fn audit(
         &self,
         at: &str,
@@ -464,14 +578,7 @@ impl Sqlite {
             "SELECT at, user, action, target FROM audit_log ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], four_texts)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(at, user, action, target)| {
@@ -484,6 +591,37 @@ impl Sqlite {
             })
             .collect()
     }
+}
+
+/// A row of four text columns.
+fn four_texts(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+type RawDisposition = (String, String, String, String, bool, String);
+
+fn raw_disposition(r: &Row<'_>) -> rusqlite::Result<RawDisposition> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn decode_disposition(
+    (call_id, agent, code, note, follow_up, at): RawDisposition,
+) -> Result<SavedDisposition, StorageError> {
+    Ok(SavedDisposition {
+        saved_at: parse_timestamp("dispositions.saved_at", &at)?,
+        call_id,
+        agent,
+        code,
+        note,
+        follow_up,
+    })
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StorageError> {

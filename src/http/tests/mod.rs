@@ -20,6 +20,8 @@ use crate::control::{AgentView, ConsultStep, ControlCommand, ControlError};
 use crate::events::DeskEvent;
 use crate::storage::{CallRecord, Outcome, Recording};
 
+mod wrap_up;
+
 struct Fixture {
     dir: tempfile::TempDir,
     state: AppState,
@@ -166,6 +168,16 @@ fn spawn_control() -> ControlHandle {
                     };
                     let _ = reply.send(result);
                 }
+                ControlCommand::Hold { agent, reply, .. }
+                | ControlCommand::HangUp { agent, reply } => {
+                    let result = match agents.get(&agent) {
+                        None => Err(ControlError::UnknownAgent),
+                        Some(_) => Err(ControlError::Rejected(
+                            "nothing to hold: the agent is not on a call".into(),
+                        )),
+                    };
+                    let _ = reply.send(result);
+                }
                 ControlCommand::ExtendWrapUp { agent, reply, .. } => {
                     let result = match agents.get(&agent) {
                         None => Err(ControlError::UnknownAgent),
@@ -201,6 +213,8 @@ fn fixture() -> Fixture {
         qa_sample_size: 3,
         qa_seed: 20261125,
         queues: vec!["appointments".into(), "enquiries".into(), "urgent".into()],
+        dispositions: crate::config::Desk::default().dispositions,
+        language: "zh",
     };
     let state = AppState::new(
         storage,
@@ -809,6 +823,28 @@ async fn metrics_health_and_pages() {
                     && html.contains("case \"consult\""),
                 "the desk consults, completes and cancels, and follows the consultation"
             );
+            assert!(
+                html.contains("\"/api/agents/me/hold\", { held: true }")
+                    && html.contains("\"/api/agents/me/hangup\"")
+                    && html.contains("\"/disposition\"")
+                    && html.contains("\"/flag\"")
+                    && html.contains("\"/patient\""),
+                "the desk holds, hangs up, wraps up, flags and creates a record"
+            );
+            // The wrap-up codes and the clinic's language are filled in, the codes as
+            // JSON that cannot close the script.
+            assert!(
+                html.contains("const DISPOSITIONS = [{\"code\":\"booked\",\"label\":\"Appointment booked\",\"label_zh\":\"已预约\",\"tone\":\"positive\"}"),
+                "wrap-up codes"
+            );
+            assert!(
+                html.contains("|| \"zh\";"),
+                "Chinese by default for a zh clinic"
+            );
+            assert!(
+                html.contains("\"Noto Sans CJK SC\""),
+                "a font that renders Chinese on Debian"
+            );
         }
     }
 }
@@ -860,6 +896,7 @@ fn offer(call_id: &str) -> DeskEvent {
         voicemail: None,
         consult_from: None,
         history: Vec::new(),
+        tendency: None,
     }
 }
 
