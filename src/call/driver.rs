@@ -451,8 +451,19 @@ impl Driver {
                     seq,
                     event,
                 } => {
+                    // A patient record shown to an agent is a view of it: audited (off
+                    // this task, after the pop is on its way).
+                    let viewed = match &event {
+                        callcore::desk::DeskEvent::Offer {
+                            patient: Some(p), ..
+                        } => Some(p.phone.clone()),
+                        _ => None,
+                    };
                     // Queued to the desk sockets now, before anything else is published.
                     let delivered = self.hub.deliver(&agent, event);
+                    if let Some(phone) = viewed {
+                        self.store.audit(&agent, "patient_pop", &phone);
+                    }
                     let answers = self.answers.clone();
                     tokio::spawn(async move {
                         let _desks = delivered.await;

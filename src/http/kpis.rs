@@ -73,9 +73,10 @@ fn day_end(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
         .map_or(DateTime::<Utc>::MAX_UTC, |next| local_day_start(next, tz))
 }
 
-/// The window `[from, to)` a query names, at `now`.
-fn window(
-    q: &KpiQuery,
+/// The window `[from, to)` a query's `from` and `to` name, at `now` (`/api/kpis`, `/api/audit`).
+pub(super) fn window(
+    q_from: &Option<String>,
+    q_to: &Option<String>,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
@@ -85,11 +86,11 @@ fn window(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let from = match nonempty(&q.from) {
+    let from = match nonempty(q_from) {
         Some(s) => parse_bound("from", &s)?,
         None => Bound::Day(now.with_timezone(&tz).date_naive()),
     };
-    let to = match nonempty(&q.to) {
+    let to = match nonempty(q_to) {
         Some(s) => match parse_bound("to", &s)? {
             Bound::Day(day) => day_end(day, tz),
             Bound::At(t) => t,
@@ -121,7 +122,7 @@ pub async fn kpis(
     let Query(q) = query.map_err(|_| ApiError::bad_request("bad query string"))?;
     let tz = state.site.timezone;
     let now = Utc::now();
-    let (from, to) = window(&q, tz, now)?;
+    let (from, to) = window(&q.from, &q.to, tz, now)?;
     let queue = q.queue.clone().filter(|s| !s.trim().is_empty());
     if let Some(name) = &queue
         && !state.site.queues.contains(name)

@@ -2,11 +2,13 @@
 //! `/metrics` and `/healthz`, all on one axum router.
 //!
 //! - [`api`]: login, agents, calls, recordings, QA sample, metrics, health.
+//! - [`audit`]: the audit trail for ops.
 //! - [`wrap_up`]: the agent's wrap-up, harassing-call flags, a record for a new patient.
 //! - [`ws`]: `GET /ws/desk?token=`, the live desk event stream.
 //! - [`pages`]: the three HTML pages (assets/*.html, embedded).
 
 pub mod api;
+pub mod audit;
 pub mod kpis;
 pub mod pages;
 pub mod patients;
@@ -138,6 +140,7 @@ pub fn router(state: AppState) -> Router {
             post(wrap_up::create_patient),
         )
         .route("/api/flags", get(wrap_up::flags))
+        .route("/api/audit", get(audit::audit))
         .route("/api/recordings", get(api::recordings))
         .route("/api/recordings/{id}/audio", get(api::recording_audio))
         .route("/api/qa/sample", get(api::qa_sample))

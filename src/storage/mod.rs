@@ -50,6 +50,8 @@ pub struct Batch {
     pub events: Vec<EventRecord>,
     /// Callbacks to keep (`Some`) or forget (`None`), by call id.
     pub callbacks: Vec<(String, Option<PendingCallback>)>,
+    /// Audit log rows, in the order logged.
+    pub audits: Vec<AuditEntry>,
 }
 
 impl Batch {
@@ -58,6 +60,7 @@ impl Batch {
             && self.recordings.is_empty()
             && self.events.is_empty()
             && self.callbacks.is_empty()
+            && self.audits.is_empty()
     }
 }
 
@@ -317,6 +320,18 @@ impl Storage {
     pub fn audit(&self, user: &str, action: &str, target: &str) -> Result<(), StorageError> {
         match &*self.backend {
             Backend::Sqlite(db) => db.audit(&timestamp(Utc::now()), user, action, target),
+        }
+    }
+
+    /// The audit log rows stamped in `[from, to)`, oldest first, at most `limit`.
+    pub fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite(db) => db.audit_between(&timestamp(from), &timestamp(to), limit),
         }
     }
 

@@ -117,6 +117,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (call_id, agent)
     );
     CREATE INDEX call_flags_at ON call_flags (flagged_at);",
+    // 11: the audit trail by time (`/api/audit?from=&to=`).
+    "CREATE INDEX audit_log_at ON audit_log (at);",
 ];
 
 /// The patient columns, in the order [`patient_from_row`] reads them.
@@ -256,6 +258,12 @@ impl Sqlite {
                 "INSERT INTO events (at, at_ms, call_id, kind, agent, queue, data)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            for a in &batch.audits {
+                tx.execute(
+                    "INSERT INTO audit_log (at, user, action, target) VALUES (?1, ?2, ?3, ?4)",
+                    params![timestamp(a.at), a.user, a.action, a.target],
+                )?;
+            }
             for e in &batch.events {
                 let data = serde_json::to_string(&e.event).unwrap_or_default();
                 insert.execute(params![
@@ -573,12 +581,35 @@ impl Sqlite {
     }
 
     pub(super) fn audit_entries(&self, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
+        self.audit_rows(
             "SELECT at, user, action, target FROM audit_log ORDER BY id DESC LIMIT ?1",
-        )?;
+            params![i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    /// Audit rows stamped in `[from, to)`, oldest first, at most `limit`.
+    pub(super) fn audit_between(
+        &self,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        self.audit_rows(
+            "SELECT at, user, action, target FROM audit_log WHERE at >= ?1 AND at < ?2
+             ORDER BY at, id LIMIT ?3",
+            params![from, to, i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn audit_rows(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], four_texts)?
+            .query_map(args, four_texts)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(at, user, action, target)| {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{Batch, CallRecord, EventRecord, PendingCallback, Recording, Storage};
+use super::{AuditEntry, Batch, CallRecord, EventRecord, PendingCallback, Recording, Storage};
 
 /// How long a failed batch waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -28,12 +28,18 @@ struct Pending {
     events: Vec<EventRecord>,
     /// Pending callbacks to keep (`Some`) or forget (`None`), newest per call.
     callbacks: HashMap<String, Option<PendingCallback>>,
+    /// Audit log rows in the order logged (appended, never replaced).
+    audits: Vec<AuditEntry>,
     closed: bool,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.calls.len() + self.recordings.len() + self.events.len() + self.callbacks.len()
+        self.calls.len()
+            + self.recordings.len()
+            + self.events.len()
+            + self.callbacks.len()
+            + self.audits.len()
     }
 }
 
@@ -122,6 +128,20 @@ impl StoreWriter {
         self.shared.wake.notify_one();
     }
 
+    /// An audit log row (`user` did `action` to `target`), stamped now and appended.
+    pub fn audit(&self, user: &str, action: &str, target: &str) {
+        let entry = AuditEntry {
+            at: chrono::Utc::now(),
+            user: user.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+        };
+        let mut p = self.shared.lock();
+        p.audits.push(entry);
+        drop(p);
+        self.shared.wake.notify_one();
+    }
+
     /// Rows waiting to be written (a gauge).
     pub fn waiting(&self) -> usize {
         self.shared.lock().len()
@@ -153,6 +173,7 @@ fn run(shared: &Shared, storage: &Storage) {
                 recordings: p.recordings.drain().map(|(_, v)| v).collect(),
                 events: std::mem::take(&mut p.events),
                 callbacks: p.callbacks.drain().collect(),
+                audits: std::mem::take(&mut p.audits),
             };
             (batch, p.closed)
         };
@@ -178,6 +199,8 @@ fn run(shared: &Shared, storage: &Storage) {
             // The failed entries go back ahead of any logged since, keeping the order.
             let newer = std::mem::replace(&mut p.events, batch.events);
             p.events.extend(newer);
+            let newer = std::mem::replace(&mut p.audits, batch.audits);
+            p.audits.extend(newer);
             let give_up = p.closed;
             drop(p);
             if give_up {

@@ -110,6 +110,10 @@ def test_the_desk_pops_holds_wraps_up_and_hangs_up_a_sip_phone_call_in_chinese(
         ops = sb.login("ops", "demo-ops")
         flags = sb.get_json(f"/api/flags?date={clinic_today()}", ops)
         assert [f["call_id"] for f in flags] == [call_id] and flags[0]["caller"] == "138****0003", flags
+        trail = sb.get_json("/api/audit", ops)["entries"]
+        seen = {(e["user"], e["action"], e["target"]) for e in trail}
+        assert ("1001", "patient_pop", PATIENT) in seen, "the pop showed the record: audited"
+        assert ("1001", "disposition_save", call_id) in seen and ("1001", "call_flag", call_id) in seen, trail
 
         # The next call pops with that wrap-up and the tendency it gives.
         b.do("click", sel="#btnEndWrap")

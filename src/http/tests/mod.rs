@@ -20,6 +20,7 @@ use crate::control::{AgentView, ConsultStep, ControlCommand, ControlError};
 use crate::events::DeskEvent;
 use crate::storage::{CallRecord, Outcome, Recording};
 
+mod audit;
 mod wrap_up;
 
 struct Fixture {
