@@ -95,6 +95,7 @@ struct Inner {
     agent_missed_rings_total: AtomicU64,
     media_timeouts_total: AtomicU64,
     callbacks_failed_total: AtomicU64,
+    crm_failures_total: AtomicU64,
     refused_capacity_total: AtomicU64,
     refused_lag_total: AtomicU64,
     gauges: Mutex<Gauges>,
@@ -167,6 +168,13 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A CRM lookup timed out or failed (the pop kept the stored record).
+    pub fn crm_failed(&self) {
+        self.inner
+            .crm_failures_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A new call was refused with 503.
     pub fn call_refused(&self, why: Refusal) {
         let counter = match why {
@@ -236,6 +244,11 @@ impl Metrics {
                 "switchboard_callbacks_failed_total",
                 "Callbacks given up without reaching the patient.",
                 &i.callbacks_failed_total,
+            ),
+            (
+                "switchboard_crm_failures_total",
+                "CRM lookups that timed out or failed (the pop kept the stored record).",
+                &i.crm_failures_total,
             ),
         ];
         for (name, help, value) in counters {

@@ -295,6 +295,13 @@ impl Core {
         self.drain(now);
     }
 
+    /// A fresher record of the caller came (the clinic's CRM answered after the stored
+    /// lookup): later pops carry it, and desks already showing the call's pop get it.
+    pub fn handle_patient_updated(&mut self, now: Instant, call: CallId, patient: Patient) {
+        self.patient_updated(call, patient);
+        self.drain(now);
+    }
+
     /// The screen-pop of offer `seq` reached the agent's desks (or the cap passed).
     pub fn handle_pop_delivered(&mut self, now: Instant, call: CallId, seq: u64) {
         self.screen_pop_delivered(now, call, seq);

@@ -54,6 +54,8 @@ pub enum DeskEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The pop's record of the caller, refreshed (the clinic's CRM answered after the pop).
+    Patient { call_id: String, patient: Patient },
     /// The agent answered the call.
     Answered { call_id: String },
     /// The call is over.
@@ -110,6 +112,11 @@ impl fmt::Debug for DeskEvent {
                 .field("agent", agent)
                 .field("state", state)
                 .field("reason", reason)
+                .finish(),
+            DeskEvent::Patient { call_id, .. } => f
+                .debug_struct("Patient")
+                .field("call_id", call_id)
+                .field("patient", &"<matched>")
                 .finish(),
             DeskEvent::Answered { call_id } => f
                 .debug_struct("Answered")

@@ -306,6 +306,42 @@ impl Core {
         }
     }
 
+    /// A fresher record of the caller: it replaces the stored one in the call's lookup (the
+    /// shell sends it only after the stored one), and each agent ringing for, talking on or
+    /// consulted about the call is sent it.
+    pub(crate) fn patient_updated(&mut self, call: CallId, patient: crate::records::Patient) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let PatientLookup::Done(found) = &mut c.patient else {
+            c.span
+                .in_scope(|| warn!("a fresher record came before the stored one; ignored"));
+            return;
+        };
+        found.0 = Some(patient.clone());
+        let mut agents: Vec<String> = c.ringing.iter().map(|o| o.agent.clone()).collect();
+        if c.phase == Phase::Connected
+            && let Some(agent) = &c.agent
+        {
+            agents.push(agent.clone());
+        }
+        if let Some(k) = &c.consult {
+            agents.push(k.offer.agent.clone());
+        }
+        let call_id = c.call_id.clone();
+        c.span
+            .in_scope(|| info!(desks = agents.len(), "the caller's record was refreshed"));
+        for agent in agents {
+            self.emit(Output::Desk {
+                agent,
+                event: crate::desk::DeskEvent::Patient {
+                    call_id: call_id.clone(),
+                    patient: patient.clone(),
+                },
+            });
+        }
+    }
+
     /// A digit from RTP (RFC 4733) or SIP INFO.
     pub(crate) fn digit(&mut self, now: Instant, call: CallId, digit: char) {
         let Some(c) = self.calls.get_mut(&call) else {

@@ -57,6 +57,11 @@ enum Answer {
         call: CallId,
         seq: u64,
     },
+    /// The clinic's CRM gave a fresher record than the store's.
+    PatientUpdated {
+        call: CallId,
+        patient: Box<crate::storage::Patient>,
+    },
     PatientLoaded {
         call: CallId,
         found: Box<(
@@ -363,6 +368,9 @@ impl Driver {
         let now = self.tick();
         match answer {
             Answer::PopDelivered { call, seq } => self.core.handle_pop_delivered(now, call, seq),
+            Answer::PatientUpdated { call, patient } => {
+                self.core.handle_patient_updated(now, call, *patient)
+            }
             Answer::PatientLoaded { call, found } => {
                 let (patient, history) = *found;
                 self.core.handle_patient_loaded(now, call, patient, history)
@@ -471,17 +479,52 @@ impl Driver {
                     });
                 }
                 Output::Desk { agent, event } => {
+                    if let callcore::desk::DeskEvent::Patient { patient, .. } = &event {
+                        self.store.audit(&agent, "patient_pop", &patient.phone);
+                    }
                     self.hub.publish(&agent, event);
                 }
                 Output::LookupPatient { call, phone } => {
                     let lookup = self.lookup.clone();
                     let answers = self.answers.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let found = lookup.find(&phone);
+                    let metrics = self.metrics.clone();
+                    tokio::spawn(async move {
+                        // The CRM is asked at once, beside the store; its answer only follows
+                        // the stored one, so the pop never waits for it.
+                        let asked = lookup.crm().cloned().map(|crm| {
+                            let phone = phone.clone();
+                            tokio::spawn(async move { crm.lookup(&phone).await })
+                        });
+                        let stored = {
+                            let (lookup, phone) = (lookup.clone(), phone.clone());
+                            tokio::task::spawn_blocking(move || lookup.find(&phone)).await
+                        };
+                        let found = stored.unwrap_or_else(|e| {
+                            warn!(error = %e, "patient lookup task failed");
+                            (None, Vec::new())
+                        });
+                        let known = found.0.clone();
                         let _ = answers.send(Answer::PatientLoaded {
                             call,
                             found: Box::new(found),
                         });
+                        let Some(asked) = asked else { return };
+                        match asked.await {
+                            Ok(Ok(Some(fresh))) if known.as_ref() != Some(&fresh) => {
+                                let _ = answers.send(Answer::PatientUpdated {
+                                    call,
+                                    patient: Box::new(fresh.clone()),
+                                });
+                                // The store stays a current fallback for when the CRM is down.
+                                tokio::task::spawn_blocking(move || lookup.keep(&fresh));
+                            }
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                metrics.crm_failed();
+                                warn!(error = %e, "CRM lookup gave nothing; the pop keeps the stored record");
+                            }
+                            Err(e) => warn!(error = %e, "CRM lookup task failed"),
+                        }
                     });
                 }
                 Output::OpenRecording {

@@ -20,11 +20,24 @@ pub struct Lookup {
     timezone: Tz,
     /// Each configured wrap-up code's tone (a code no longer configured counts neutral).
     tones: HashMap<String, Tone>,
+    /// The clinic's HIS/CRM, asked beside the store (`[crm]`).
+    crm: Option<super::crm::Crm>,
 }
 
 impl Lookup {
     pub fn new(config: &Config, storage: Storage) -> Self {
+        let crm = config
+            .crm
+            .as_ref()
+            .and_then(|c| match super::crm::Crm::new(c) {
+                Ok(crm) => Some(crm),
+                Err(e) => {
+                    warn!(error = %e, "the CRM client could not be built; pops use the stored records");
+                    None
+                }
+            });
         Self {
+            crm,
             storage,
             timezone: config.clinic.timezone,
             tones: config
@@ -57,6 +70,18 @@ impl Lookup {
         });
         let history = calls.iter().map(|c| self.past_call(c, &wrap_ups)).collect();
         (patient, history)
+    }
+
+    /// The CRM to ask beside the store, if one is configured.
+    pub fn crm(&self) -> Option<&super::crm::Crm> {
+        self.crm.as_ref()
+    }
+
+    /// Stores a record the CRM gave (blocks on the database; a failure is logged).
+    pub fn keep(&self, patient: &Patient) {
+        if let Err(e) = self.storage.put_patients(std::slice::from_ref(patient)) {
+            warn!(error = %e, "storing the CRM's record failed");
+        }
     }
 
     fn past_call(&self, c: &CallRecord, wrap_ups: &[SavedDisposition]) -> PastCall {

@@ -5,11 +5,13 @@
 //! driven by commands and reporting events.
 //!
 //! - [`driver`]: the task that owns the core, its event loop, and applies its outputs.
+//! - [`crm`]: the clinic's HIS/CRM asked for the caller's record, beside the stored lookup.
 //! - [`lookup`]: what the screen-pop knows about a caller (record, recent calls, wrap-ups).
 //! - [`media`]: the per-call media task (prompts, DTMF, bridge, recording).
 //! - [`ports`]: binding the RTP ports the core picks.
 //! - [`record_sink`]: the thread that writes every recording file.
 
+pub mod crm;
 pub mod driver;
 pub mod lookup;
 pub mod media;

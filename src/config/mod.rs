@@ -69,6 +69,9 @@ pub struct Config {
     /// `[desk]`: the agent desk's wrap-up codes.
     #[serde(default)]
     pub desk: Desk,
+    /// `[crm]`: the clinic's HIS/CRM asked for the caller's record (absent: the stored one only).
+    #[serde(default)]
+    pub crm: Option<Crm>,
     /// The directory of the config file: relative `[ivr.prompts]` paths start here.
     #[serde(skip, default = "current_dir")]
     pub dir: PathBuf,
@@ -735,6 +738,40 @@ impl Default for Desk {
         }
     }
 }
+
+/// `[crm]`: a lookup webhook to the clinic's HIS/CRM. At every call the stored record goes
+/// into the pop at once; the CRM's answer, if it comes within `timeout_ms`, refreshes the pop
+/// and the stored record. A slow or failing CRM never delays the ring.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crm {
+    /// `GET` this URL (`http://` or `https://`) with `{phone}` replaced by the caller's number;
+    /// the answer is a patient record as JSON (the fields of `PUT /api/patients`), 404 for none.
+    pub url: String,
+    /// How long an answer is waited for.
+    #[serde(default = "default_crm_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Sent as `Authorization: Bearer TOKEN`, if set.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Crm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crm")
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+fn default_crm_timeout_ms() -> u64 {
+    800
+}
+
+/// The longest `[crm] timeout_ms` allowed.
+pub const MAX_CRM_TIMEOUT_MS: u64 = 5_000;
 
 /// One wrap-up code (`[[desk.dispositions]]`).
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]

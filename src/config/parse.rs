@@ -7,12 +7,12 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{
-    Agent, Callback, Clinic, Config, Desk, Http, Ivr, Problem, Qa, Queue, Recording, Sip, Storage,
-    User,
+    Agent, Callback, Clinic, Config, Crm, Desk, Http, Ivr, Problem, Qa, Queue, Recording, Sip,
+    Storage, User,
 };
 
 /// The top-level sections, and whether each is required.
-const SECTIONS: [(&str, bool); 12] = [
+const SECTIONS: [(&str, bool); 13] = [
     ("clinic", true),
     ("sip", true),
     ("http", false),
@@ -25,6 +25,7 @@ const SECTIONS: [(&str, bool); 12] = [
     ("users", false),
     ("callback", false),
     ("desk", false),
+    ("crm", false),
 ];
 
 /// One step of a path into the document: a table key or an array index.
@@ -151,6 +152,7 @@ fn section_problems(locator: &Locator<'_>) -> Vec<Problem> {
             "qa" => out(check::<Qa>(locator, value)),
             "callback" => out(check::<Callback>(locator, value)),
             "desk" => out(check::<Desk>(locator, value)),
+            "crm" => out(check::<Crm>(locator, value)),
             "agents" => problems.extend(check_array::<Agent>(locator, value)),
             "queues" => problems.extend(check_array::<Queue>(locator, value)),
             "users" => problems.extend(check_array::<User>(locator, value)),

@@ -50,6 +50,7 @@ pub(super) fn validate(config: &Config) -> Vec<Issue> {
     }
     users(config, &mut issues);
     desk(config, &mut issues);
+    crm(config, &mut issues);
     issues.0
 }
 
@@ -389,6 +390,28 @@ fn one_key(key: &str) -> bool {
         && key
             .chars()
             .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+}
+
+fn crm(config: &Config, issues: &mut Issues) {
+    let Some(crm) = &config.crm else { return };
+    let url = crm.url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || !url.contains("{phone}") {
+        issues.at(
+            [k("crm"), k("url")],
+            format!(
+                "url `{url}` must be http:// or https:// and hold `{{phone}}`, where the caller's number goes"
+            ),
+        );
+    }
+    if crm.timeout_ms == 0 || crm.timeout_ms > super::MAX_CRM_TIMEOUT_MS {
+        issues.at(
+            [k("crm"), k("timeout_ms")],
+            format!(
+                "timeout_ms must be 1 to {}: the pop does not wait for it, but a lookup that never ends holds a connection",
+                super::MAX_CRM_TIMEOUT_MS
+            ),
+        );
+    }
 }
 
 fn desk(config: &Config, issues: &mut Issues) {
