@@ -103,6 +103,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let http = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP {}", config.http.listen))?;
+    let https = match (config.http.https, config.tls_files()) {
+        (Some(addr), Some((cert, key))) => {
+            let tls = crate::http::tls::server_config(&cert, &key)
+                .context("loading the HTTPS certificate")?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTPS {addr}"))?;
+            Some(crate::http::tls::TlsListener::new(tcp, tls).context("serving HTTPS")?)
+        }
+        _ => None,
+    };
 
     let (sip, inbound) = SipIo::start(udp, tcp, config.sip.tcp_limits(), shutdown.clone());
     let hub = DeskHub::new(SCREEN_POP_CAP);
@@ -146,6 +157,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         sip_udp = ?udp_local,
         sip_tcp = ?tcp_local,
         http = %config.http.listen,
+        https = ?config.http.https,
         "switchboard is up"
     );
 
@@ -171,6 +183,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Driver::run(parts, inbound, commands, shutdown.clone()));
+    if let Some(https) = https {
+        let (state, https_shutdown) = (state.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = crate::http::serve_tls(https, state, https_shutdown).await {
+                warn!(error = %e, "HTTPS server stopped");
+            }
+        });
+    }
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = crate::http::serve(http, state, http_shutdown).await {

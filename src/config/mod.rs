@@ -379,9 +379,20 @@ impl From<Codec> for sip::sdp::Codec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Http {
-    /// Desk, QA and ops pages, the API, /metrics and /healthz listen here.
+    /// Desk, QA and ops pages, the API, /metrics and /healthz listen here (plain HTTP: keep it
+    /// on loopback, or behind a proxy that adds TLS).
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// The same over HTTPS/WSS here (browsers give a page off localhost a microphone only
+    /// when it is secure). Needs `tls_cert` and `tls_key`.
+    #[serde(default)]
+    pub https: Option<SocketAddr>,
+    /// PEM file: the server certificate, then any intermediates (relative: to this file).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -392,6 +403,9 @@ impl Default for Http {
     fn default() -> Self {
         Http {
             listen: default_http_listen(),
+            https: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -948,6 +962,15 @@ impl Config {
             problems.sort_by_key(|p| (p.line, p.col));
             Err(problems)
         }
+    }
+
+    /// `[http]`'s certificate and key files, resolved against the config's directory, when
+    /// HTTPS is on.
+    pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        self.http.https?;
+        let cert = self.dir.join(self.http.tls_cert.as_ref()?);
+        let key = self.dir.join(self.http.tls_key.as_ref()?);
+        Some((cert, key))
     }
 
     /// The queue of this name.

@@ -770,3 +770,70 @@ fn config_with_token() -> Crm {
         token: Some("s3cret".into()),
     }
 }
+
+#[test]
+fn https_needs_a_certificate_and_key_that_load() {
+    let dir = tempfile::tempdir().expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    std::fs::write(dir.path().join("desk.crt"), made.cert.pem()).expect("write");
+    std::fs::write(
+        dir.path().join("desk.key"),
+        made.signing_key.serialize_pem(),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("junk.key"), "junk").expect("write");
+    let file = dir.path().join("clinic.toml");
+    let file = file.to_str().expect("utf-8");
+    let with = |http: &str| {
+        DEMO_CONFIG.replacen(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:8080\"\n{http}"),
+            1,
+        )
+    };
+    let good = with("https = \"127.0.0.1:8443\"\ntls_cert = \"desk.crt\"\ntls_key = \"desk.key\"");
+    let config = Config::check_str(&good, file).expect("valid");
+    let (cert, key) = config.tls_files().expect("files");
+    assert_eq!(
+        cert,
+        dir.path().join("desk.crt"),
+        "relative to the config file"
+    );
+    assert_eq!(key, dir.path().join("desk.key"));
+    let problems_of = |text: &str| match Config::check_str(text, file) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.iter().map(|p| p.message.clone()).collect::<Vec<_>>(),
+    };
+    let found = problems_of(&with("https = \"127.0.0.1:8443\"\ntls_cert = \"gone.crt\""));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("https needs tls_key")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("gone.crt` is not a readable file")),
+        "{found:?}"
+    );
+    let found = problems_of(&with(
+        "https = \"127.0.0.1:8443\"\ntls_cert = \"desk.crt\"\ntls_key = \"junk.key\"",
+    ));
+    assert!(
+        found.len() == 1 && found[0].contains("junk.key: no PEM private key"),
+        "{found:?}"
+    );
+    let found = problems_of(&with(
+        "https = \"127.0.0.1:8080\"\ntls_cert = \"desk.crt\"\ntls_key = \"desk.key\"",
+    ));
+    assert!(
+        found[0].contains("give HTTPS an address of its own"),
+        "{found:?}"
+    );
+    let found = problems_of(&with("tls_cert = \"desk.crt\""));
+    assert!(found[0].contains("need `https`"), "{found:?}");
+    assert!(
+        Config::demo().tls_files().is_none(),
+        "the demo is plain HTTP on loopback"
+    );
+}

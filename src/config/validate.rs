@@ -51,6 +51,7 @@ pub(super) fn validate(config: &Config) -> Vec<Issue> {
     users(config, &mut issues);
     desk(config, &mut issues);
     crm(config, &mut issues);
+    https(config, &mut issues);
     issues.0
 }
 
@@ -390,6 +391,48 @@ fn one_key(key: &str) -> bool {
         && key
             .chars()
             .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+}
+
+fn https(config: &Config, issues: &mut Issues) {
+    let http = &config.http;
+    let Some(https) = http.https else {
+        if http.tls_cert.is_some() || http.tls_key.is_some() {
+            issues.at(
+                [k("http"), k("https")],
+                "tls_cert and tls_key need `https`: the address HTTPS listens on".into(),
+            );
+        }
+        return;
+    };
+    if https == http.listen {
+        issues.at(
+            [k("http"), k("https")],
+            format!("https {https} is `listen` too: give HTTPS an address of its own"),
+        );
+    }
+    for (key, file) in [("tls_cert", &http.tls_cert), ("tls_key", &http.tls_key)] {
+        let Some(file) = file else {
+            issues.at(
+                [k("http"), k("https")],
+                format!("https needs {key}: a PEM file"),
+            );
+            continue;
+        };
+        let full = config.dir.join(file);
+        if !full.is_file() {
+            issues.at(
+                [k("http"), k(key)],
+                format!("{key} `{}` is not a readable file", full.display()),
+            );
+        }
+    }
+    if let Some((cert, key)) = config.tls_files()
+        && cert.is_file()
+        && key.is_file()
+        && let Err(e) = crate::http::tls::server_config(&cert, &key)
+    {
+        issues.at([k("http"), k("tls_cert")], e.to_string());
+    }
 }
 
 fn crm(config: &Config, issues: &mut Issues) {

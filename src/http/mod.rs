@@ -3,6 +3,7 @@
 //!
 //! - [`api`]: login, agents, calls, recordings, QA sample, metrics, health.
 //! - [`audit`]: the audit trail for ops.
+//! - [`tls`]: HTTPS/WSS with the configured certificate.
 //! - [`wrap_up`]: the agent's wrap-up, harassing-call flags, a record for a new patient.
 //! - [`ws`]: `GET /ws/desk?token=`, the live desk event stream.
 //! - [`pages`]: the three HTML pages (assets/*.html, embedded).
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod kpis;
 pub mod pages;
 pub mod patients;
+pub mod tls;
 pub mod wrap_up;
 pub mod ws;
 
@@ -168,6 +170,18 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Serves [`router`] over TLS on `listener` (see [`tls`]) until `shutdown` is cancelled.
+pub async fn serve_tls(
+    listener: tls::TlsListener,
+    mut state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    state.shutdown = shutdown.clone();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

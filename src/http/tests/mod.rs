@@ -21,6 +21,7 @@ use crate::events::DeskEvent;
 use crate::storage::{CallRecord, Outcome, Recording};
 
 mod audit;
+mod tls;
 mod wrap_up;
 
 struct Fixture {
