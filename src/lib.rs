@@ -9,6 +9,7 @@
 //! - [`control`]: the commands HTTP sends to call control.
 //! - [`sip_io`], [`call`]: sockets around the sans-IO SIP stack, and the async
 //!   driver around call control's sans-IO core (the `callcore` crate).
+//! - [`knowledge`]: the knowledge base (articles and their versions, search by the `kb` crate).
 //! - [`prompts`], [`pii`]: built-in prompts, masking of personal data in logs.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod http;
+pub mod knowledge;
 pub mod metrics;
 pub mod patients;
 pub use callcore::pii;

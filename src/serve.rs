@@ -45,6 +45,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
     let prompts = Prompts::load(&config, &config.dir).context("loading prompts")?;
+    let knowledge = Arc::new(
+        crate::knowledge::Knowledge::load(storage.clone())
+            .context("building the knowledge base's search index")?,
+    );
+    info!(articles = knowledge.len(), "knowledge base indexed");
     let acd = acd::Acd::new(
         config
             .queues
@@ -145,6 +150,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let state = AppState::new(
         storage.clone(),
+        knowledge,
         users,
         hub.clone(),
         control,

@@ -325,6 +325,14 @@ pub(super) async fn blocking<T: Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    off_the_workers(what, f).await
+}
+
+/// Runs `f` on the blocking pool; its error (or its panic) becomes a logged 500.
+pub(super) async fn off_the_workers<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ApiError::internal(what, e)),

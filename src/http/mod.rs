@@ -3,6 +3,7 @@
 //!
 //! - [`api`]: login, agents, calls, recordings, QA sample, metrics, health.
 //! - [`audit`]: the audit trail for ops.
+//! - [`knowledge`]: the knowledge base: search, suggestions, articles and their versions.
 //! - [`tls`]: HTTPS/WSS with the configured certificate.
 //! - [`wrap_up`]: the agent's wrap-up, harassing-call flags, a record for a new patient.
 //! - [`ws`]: `GET /ws/desk?token=`, the live desk event stream.
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod knowledge;
 pub mod kpis;
 pub mod pages;
 pub mod patients;
@@ -62,6 +64,8 @@ pub struct SiteConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
+    /// The knowledge base (its search index in memory).
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     pub users: Arc<Users>,
     pub sessions: Sessions,
     pub hub: DeskHub,
@@ -76,8 +80,10 @@ pub struct AppState {
 
 impl AppState {
     /// Shared state with a fresh session table and shutdown token.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         storage: Storage,
+        knowledge: Arc<crate::knowledge::Knowledge>,
         users: Users,
         hub: DeskHub,
         control: ControlHandle,
@@ -87,6 +93,7 @@ impl AppState {
     ) -> Self {
         Self {
             storage,
+            knowledge,
             users: Arc::new(users),
             sessions: Sessions::default(),
             hub,
@@ -143,6 +150,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/flags", get(wrap_up::flags))
         .route("/api/audit", get(audit::audit))
+        .route("/api/kb/search", get(knowledge::search))
+        .route("/api/kb/suggest", get(knowledge::suggest))
+        .route(
+            "/api/kb/articles",
+            get(knowledge::list).post(knowledge::create),
+        )
+        .route(
+            "/api/kb/articles/{id}",
+            get(knowledge::article)
+                .put(knowledge::update)
+                .delete(knowledge::delete),
+        )
+        .route("/api/kb/articles/{id}/versions", get(knowledge::versions))
         .route("/api/recordings", get(api::recordings))
         .route("/api/recordings/{id}/audio", get(api::recording_audio))
         .route("/api/qa/sample", get(api::qa_sample))

@@ -11,6 +11,7 @@
 //! day run them on `tokio::task::spawn_blocking` so a busy day never stalls a
 //! runtime worker.
 
+pub mod knowledge;
 mod sqlite;
 pub mod writer;
 
@@ -36,6 +37,8 @@ pub enum StorageError {
     #[error("bad stored value in {column}: {value:?}")]
     Corrupt { column: &'static str, value: String },
 }
+
+pub use knowledge::{KbArticle, KbDraft, KbVersion, KbWrite};
 
 pub use callcore::records::{
     CallRecord, EventRecord, Gap, GapChannel, Hold, OfferRecord, Outcome, Patient, PendingCallback,

@@ -68,6 +68,13 @@ def test_the_desk_pops_holds_wraps_up_and_hangs_up_a_sip_phone_call_in_chinese(
         b.do("screenshot", path=str(tmp_path / "desk-zh-pop.png"))
         assert_renders_chinese(b, "#btnReady")
         assert_renders_chinese(b, "#patientTitle")
+        # The pop suggests the knowledge base's articles for the way the call came in
+        # (menu choice 1, the appointments queue), and a search while it rings finds more.
+        b.wait_text("#kbHits", "预约、改约与取消")
+        assert "根据来电路径推荐" in b.text("#kbHeading"), b.text("#kbHeading")
+        assert "医保" not in b.text("#kbHits"), "only the articles tagged for this path"
+        b.do("fill", sel="#kbQuery", text="医保")
+        b.wait_text("#kbHits", "医保与费用")
 
         answer_with_tones(ua, patient, ringing, tones)
         poll(ua, "the page to show the call", lambda: state_of(b) == "talking", 5)

@@ -21,6 +21,7 @@ use crate::events::DeskEvent;
 use crate::storage::{CallRecord, Outcome, Recording};
 
 mod audit;
+mod knowledge;
 mod tls;
 mod wrap_up;
 
@@ -218,8 +219,11 @@ fn fixture() -> Fixture {
         dispositions: crate::config::Desk::default().dispositions,
         language: "zh",
     };
+    let knowledge =
+        Arc::new(crate::knowledge::Knowledge::load(storage.clone()).expect("knowledge base"));
     let state = AppState::new(
         storage,
+        knowledge,
         users,
         // A generous cap: tests prove deliver() resolves on acks, not on the timer.
         DeskHub::new(Duration::from_secs(2)),

@@ -6,6 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{Datelike, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+mod knowledge;
+
 use super::{
     AuditEntry, Batch, CallFlag, CallRecord, EventRecord, Outcome, Patient, PendingCallback,
     Recording, SavedDisposition, StorageError, parse_timestamp, timestamp,
@@ -119,6 +121,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX call_flags_at ON call_flags (flagged_at);",
     // 11: the audit trail by time (`/api/audit?from=&to=`).
     "CREATE INDEX audit_log_at ON audit_log (at);",
+    // 12: the knowledge base: articles as they stand, and every version ever saved.
+    "CREATE TABLE kb_articles (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE kb_versions (
+        article_id INTEGER NOT NULL REFERENCES kb_articles (id),
+        version INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        deleted INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        by TEXT NOT NULL,
+        PRIMARY KEY (article_id, version)
+    );",
 ];
 
 /// The patient columns, in the order [`patient_from_row`] reads them.
@@ -150,6 +174,7 @@ impl Sqlite {
         let mut conn = conn;
         migrate(&mut conn)?;
         seed_demo_patients(&conn)?;
+        knowledge::seed_demo_articles(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
