@@ -26,3 +26,4 @@ pub mod prompts;
 pub mod serve;
 pub mod sip_io;
 pub mod storage;
+pub mod webphone;

@@ -158,6 +158,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics.clone(),
         Arc::clone(&sip_up),
     );
+    // Browser phones register with our own UDP side over loopback (or the bound address).
+    let state = match udp_local {
+        Some(addr) => {
+            let ip = if addr.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                addr.ip()
+            };
+            state.with_webphone(crate::webphone::Site {
+                sip_server: std::net::SocketAddr::new(ip, addr.port()),
+                media_ip: config.sip.advertise,
+                passwords: config
+                    .agents
+                    .iter()
+                    .map(|a| (a.id.clone(), a.password.clone()))
+                    .collect(),
+                seed: config.qa.seed ^ clock_seed(),
+            })
+        }
+        None => state,
+    };
     info!(
         clinic = %config.clinic.name,
         sip_udp = ?udp_local,

@@ -18,7 +18,6 @@ mod bencode;
 mod calls;
 mod compare;
 mod desk;
-mod digest;
 mod engine;
 mod http;
 mod marker;

@@ -117,9 +117,10 @@ impl Engine {
             }
             401 if agent.auth_attempts < 3 => {
                 agent.auth_attempts += 1;
-                let challenge = crate::digest::pick(&response.header_values("WWW-Authenticate"));
+                let challenge =
+                    sip::digest_client::pick(&response.header_values("WWW-Authenticate"));
                 let auth = challenge.and_then(|c| {
-                    crate::digest::authorization(
+                    sip::digest_client::authorization(
                         &c,
                         &agent.id,
                         &agent.password,

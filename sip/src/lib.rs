@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod dialog;
+pub mod digest_client;
 pub mod error;
 pub mod framing;
 pub mod ids;

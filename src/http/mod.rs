@@ -76,6 +76,8 @@ pub struct AppState {
     pub sip_up: Arc<AtomicBool>,
     /// Cancelled on shutdown; open desk sockets close when it fires ([`serve`] sets it).
     pub shutdown: CancellationToken,
+    /// What browser phones need (none: the desk's browser phone is refused).
+    pub webphone: Option<Arc<crate::webphone::Site>>,
 }
 
 impl AppState {
@@ -102,7 +104,14 @@ impl AppState {
             metrics,
             sip_up,
             shutdown: CancellationToken::new(),
+            webphone: None,
         }
+    }
+
+    /// Lets desks open browser phones (the SIP side is up at `site.sip_server`).
+    pub fn with_webphone(mut self, site: crate::webphone::Site) -> Self {
+        self.webphone = Some(Arc::new(site));
+        self
     }
 }
 

@@ -50,8 +50,93 @@ pub async fn desk(
     Ok(upgrade.on_upgrade(move |socket| run(socket, sub, state, user.name)))
 }
 
+/// What a desk sends: its browser phone's offer and clicks.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "webphone", rename_all = "snake_case")]
+enum FromDesk {
+    /// Turn the browser phone on (or again): the page's WebRTC offer.
+    Offer {
+        sdp: String,
+    },
+    Answer,
+    Decline,
+    /// Turn it off.
+    Close,
+}
+
+/// The desk's browser phone, while it is on.
+struct Phone {
+    handle: crate::webphone::Handle,
+    reports: tokio::sync::mpsc::Receiver<crate::webphone::Report>,
+}
+
+async fn next_report(phone: &mut Option<Phone>) -> Option<crate::webphone::Report> {
+    match phone {
+        Some(p) => p.reports.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Acts on a message from the desk; the answer to send back, if any.
+async fn from_desk(
+    text: &str,
+    state: &AppState,
+    agent: &str,
+    phone: &mut Option<Phone>,
+) -> Option<serde_json::Value> {
+    let msg = match serde_json::from_str::<FromDesk>(text) {
+        Ok(m) => m,
+        Err(e) => {
+            return Some(
+                serde_json::json!({"event": "error", "error": format!("bad desk message: {e}")}),
+            );
+        }
+    };
+    match msg {
+        FromDesk::Offer { sdp } => {
+            *phone = None; // a new offer replaces the phone (unregistering the old one first)
+            let Some(site) = state.webphone.clone() else {
+                let e = crate::webphone::WebphoneError::Unavailable;
+                return Some(
+                    serde_json::json!({"event": "webphone", "state": "failed", "detail": e.to_string()}),
+                );
+            };
+            match crate::webphone::open(site, agent, &sdp).await {
+                Ok((handle, answer, reports)) => {
+                    *phone = Some(Phone { handle, reports });
+                    Some(serde_json::json!({"event": "webphone", "state": "answer", "sdp": answer}))
+                }
+                Err(e) => {
+                    tracing::warn!(agent, error = %e, "browser phone refused");
+                    Some(
+                        serde_json::json!({"event": "webphone", "state": "failed", "detail": e.to_string()}),
+                    )
+                }
+            }
+        }
+        FromDesk::Answer | FromDesk::Decline => {
+            let c = if matches!(msg, FromDesk::Answer) {
+                crate::webphone::Command::Answer
+            } else {
+                crate::webphone::Command::Decline
+            };
+            if let Some(p) = phone {
+                p.handle.command(c);
+            }
+            None
+        }
+        FromDesk::Close => {
+            *phone = None;
+            Some(
+                serde_json::json!({"event": "webphone", "state": "closed", "detail": "turned off"}),
+            )
+        }
+    }
+}
+
 async fn run(socket: WebSocket, mut sub: DeskSubscription, state: AppState, agent: String) {
     tracing::info!(agent, "desk connected");
+    let mut phone: Option<Phone> = None;
     let (mut sink, mut stream) = socket.split();
     // The current state is looked up alongside the event loop: call control may be
     // busy awaiting this very desk's screen-pop ack, so it must not hold up delivery.
@@ -83,8 +168,24 @@ async fn run(socket: WebSocket, mut sub: DeskSubscription, state: AppState, agen
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {} // pings are answered by the library; desks send nothing else
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(answer) = from_desk(&text, &state, &agent, &mut phone).await
+                        && sink.send(Message::text(answer.to_string())).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {} // pings are answered by the library
             },
+            report = next_report(&mut phone) => {
+                let Some(report) = report else {
+                    phone = None; // the phone's task ended
+                    continue;
+                };
+                if sink.send(Message::text(report.to_json().to_string())).await.is_err() {
+                    break;
+                }
+            }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
                     break;
@@ -92,6 +193,8 @@ async fn run(socket: WebSocket, mut sub: DeskSubscription, state: AppState, agen
             }
         }
     }
+    // Dropping the phone unregisters it: the agent is reachable only while the page is open.
+    drop(phone);
     tracing::info!(agent, "desk disconnected");
 }
 

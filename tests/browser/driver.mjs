@@ -12,12 +12,15 @@ import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+// FAKE_AUDIO=FILE.wav: the fake microphone plays that file (looped), for the browser phone.
+const fakeAudio = process.env.FAKE_AUDIO ? ["--use-file-for-fake-audio-capture=" + process.env.FAKE_AUDIO] : [];
 const browser = await chromium.launch({
   executablePath,
   // No background networking: the test machine's network is closed, and Chromium's own
   // connections would be refused many at a time.
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+    "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required", ...fakeAudio],
 });
 const page = await browser.newPage({ viewport: { width: 1100, height: 1300 }, locale: "zh-CN" });
 const consoleLines = [];

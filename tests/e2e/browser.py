@@ -23,8 +23,11 @@ class BrowserError(AssertionError):
 class Browser:
     """One page in a headless Chromium. Every call blocks until the page answered."""
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, fake_audio: Path | None = None):
         self.log = log
+        env = dict(os.environ)
+        if fake_audio:
+            env["FAKE_AUDIO"] = str(fake_audio)
         self.proc = subprocess.Popen(
             ["node", str(DRIVER)],
             stdin=subprocess.PIPE,
@@ -32,6 +35,7 @@ class Browser:
             stderr=open(log, "w"),
             text=True,
             cwd=DRIVER.parent,
+            env=env,
         )
 
     def do(self, command: str, **args):

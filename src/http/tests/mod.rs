@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use chrono::{TimeZone, Utc};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -1133,4 +1133,36 @@ async fn ops_read_write_and_delete_a_patient_record_every_access_audited() {
             .iter()
             .all(|(u, _, t)| u == "ops" && t == "13900000042")
     );
+}
+
+#[tokio::test]
+async fn desk_messages_that_are_wrong_get_a_clear_answer_and_the_socket_stays() {
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let f = fixture();
+    let (addr, shutdown, server) = start(&f).await;
+    let token = f.token("1001", Role::Agent);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/desk?token={token}"))
+            .await
+            .expect("connect");
+    assert_eq!(next_json(&mut ws).await["event"], "state");
+    for (sent, event, says) in [
+        (r#"{"hello":1}"#, "error", "bad desk message"),
+        ("not json", "error", "bad desk message"),
+        // This server has no SIP side: the browser phone is refused, plainly.
+        (r#"{"webphone":"offer","sdp":"v=0"}"#, "webphone", "not available"),
+    ] {
+        ws.send(WsMessage::text(sent)).await.expect("send");
+        let got = next_json(&mut ws).await;
+        assert_eq!(got["event"], event, "{sent}: {got}");
+        let text = got["error"].as_str().or(got["detail"].as_str()).unwrap_or("");
+        assert!(text.contains(says), "{sent}: {got}");
+    }
+    // Clicks with no phone on are ignored; the socket still carries events.
+    ws.send(WsMessage::text(r#"{"webphone":"answer"}"#)).await.expect("send");
+    let confirmed = f.state.hub.deliver("1001", offer("c-10")).await;
+    assert_eq!(confirmed, 1);
+    assert_eq!(next_json(&mut ws).await["event"], "offer");
+    shutdown.cancel();
+    let _ = server.await;
 }

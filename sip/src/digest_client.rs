@@ -1,7 +1,7 @@
-//! The client side of SIP digest: read a `WWW-Authenticate` challenge, answer it with
-//! `sip::auth` (SHA-256 when offered, else MD5).
+//! The client side of SIP digest (the load generator's phones, the browser phone's gateway):
+//! read a `WWW-Authenticate` challenge, answer it with `auth` (SHA-256 when offered, else MD5).
 
-use sip::auth::{Algorithm, Credentials, compute_response};
+use crate::auth::{Algorithm, Credentials, compute_response};
 
 /// What a server's challenge asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +119,7 @@ fn params(s: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sip::auth::{challenge_header, parse_authorization, verify};
+    use crate::auth::{challenge_header, parse_authorization, verify};
 
     #[test]
     fn answers_what_the_server_verifies() {
