@@ -50,6 +50,17 @@ pub fn event_digit(event: u8) -> Option<char> {
     }
 }
 
+/// The RFC 4733 event code of a DTMF character (the inverse of [`event_digit`]).
+pub fn digit_event(digit: char) -> Option<u8> {
+    match digit {
+        '0'..='9' => digit.to_digit(10).and_then(|d| u8::try_from(d).ok()),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(12 + (digit as u8 - b'A')),
+        _ => None,
+    }
+}
+
 /// How many recent events are remembered to drop late or reordered packets.
 const RECENT: usize = 8;
 

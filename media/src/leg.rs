@@ -26,6 +26,9 @@ pub enum Received {
     Ignored,
 }
 
+/// The length of one RFC 4733 packet [`LegMedia::write_digit`] writes.
+pub const DIGIT_PACKET_LEN: usize = HEADER_LEN + 4;
+
 /// The media state of one call leg: negotiated codec, DTMF receiver and RTP sender.
 #[derive(Debug, Clone)]
 pub struct LegMedia {
@@ -210,6 +213,34 @@ impl LegMedia {
         n
     }
 
+    /// Writes a key press as RFC 4733 packets into `out` (a start, then the end three
+    /// times, all at the stream's current timestamp: one 100 ms event); returns how many
+    /// were written, each [`DIGIT_PACKET_LEN`] bytes. None when this leg negotiated no
+    /// telephone-event or `digit` is not a DTMF character.
+    pub fn write_digit(
+        &mut self,
+        digit: char,
+        out: &mut [[u8; DIGIT_PACKET_LEN]; 4],
+    ) -> Option<usize> {
+        let pt = self.telephone_event_pt?;
+        let event = crate::dtmf::digit_event(digit)?;
+        // Volume 10 dBm0 below the maximum; 160 then 800 samples (20, then 100 ms).
+        let reports: [[u8; 4]; 4] = [
+            [event, 10, 0, 160],
+            [event, 0x80 | 10, 0x03, 0x20],
+            [event, 0x80 | 10, 0x03, 0x20],
+            [event, 0x80 | 10, 0x03, 0x20],
+        ];
+        for (i, (report, packet)) in reports.iter().zip(out.iter_mut()).enumerate() {
+            // The event keeps one timestamp; its packets advance the sequence only.
+            self.sender.write(packet, pt, i == 0, report, 0);
+        }
+        // The audio after it starts where the event ended.
+        self.sender.ts = self.sender.ts.wrapping_add(800);
+        self.relay = None;
+        Some(reports.len())
+    }
+
     /// The last [`Received::Audio`] packet's payload, encoded as received.
     pub fn last_payload(&self) -> &[u8] {
         self.last_payload
@@ -243,6 +274,46 @@ impl LegMedia {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digit_goes_out_as_one_rfc4733_event_the_other_side_reads_once() {
+        let mut agent_side = LegMedia::new(Codec::Pcmu, Some(101), 0x1234, 10, 8000);
+        let mut out = [[0u8; DIGIT_PACKET_LEN]; 4];
+        assert_eq!(agent_side.write_digit('5', &mut out), Some(4));
+        let mut patient_side = LegMedia::new(Codec::Pcmu, Some(101), 1, 1, 1);
+        let mut pcm = [0i16; 160];
+        let heard: Vec<Received> = out
+            .iter()
+            .map(|p| patient_side.handle_rtp(p, &mut pcm))
+            .collect();
+        assert_eq!(heard[0], Received::Dtmf('5'));
+        assert!(
+            heard[1..].iter().all(|r| *r == Received::Ignored),
+            "{heard:?}"
+        );
+        let packets: Vec<RtpPacket<'_>> = out
+            .iter()
+            .filter_map(|p| RtpPacket::parse(p).ok())
+            .collect();
+        assert!(
+            packets
+                .iter()
+                .all(|p| p.timestamp == 8000 && p.payload_type == 101)
+        );
+        assert_eq!(
+            packets.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [10, 11, 12, 13]
+        );
+        assert!(packets[0].marker && !packets[1].marker);
+        // Audio after it goes on past the event.
+        assert_eq!(agent_side.sender().ts, 8800);
+        // No telephone-event negotiated, or not a digit: nothing.
+        assert_eq!(
+            LegMedia::new(Codec::Pcmu, None, 1, 1, 1).write_digit('5', &mut out),
+            None
+        );
+        assert_eq!(agent_side.write_digit('x', &mut out), None);
+    }
     use crate::tone::{ToneGenerator, dominant_frequency};
 
     fn packet(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {

@@ -741,7 +741,21 @@ pub async fn run(
                 }
                 let now = now();
                 alive.agent = Some(now);
-                if let Received::Audio(n) = agent.media.handle_rtp(packet, &mut decoded) {
+                let received = agent.media.handle_rtp(packet, &mut decoded);
+                if let Received::Dtmf(digit) = received {
+                    // A key the agent pressed (a browser phone's keypad, a desk phone's) goes
+                    // on to the patient as RFC 4733, when the patient hears the agent.
+                    let heard = agent_flow.send && patient_flow.send && b.consulted.is_none();
+                    let mut packets = [[0u8; media::leg::DIGIT_PACKET_LEN]; 4];
+                    if heard && let Some(n) = patient.media.write_digit(digit, &mut packets) {
+                        for p in packets.iter().take(n) {
+                            let _ = patient.socket.try_send_to(p, patient.latch.target());
+                        }
+                        debug!(parent: &span, "agent's key relayed to the patient");
+                    }
+                    continue;
+                }
+                if let Received::Audio(n) = received {
                     if b.consulting.is_some() && b.consulted.is_some() {
                         // The phone consults on a leg of its own: this one is held.
                         continue;

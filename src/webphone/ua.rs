@@ -489,14 +489,26 @@ mod tests {
         let first = only_request(ua);
         assert_eq!(first.method(), Method::Register);
         assert!(first.header("Authorization").is_none());
-        let challenge = response_to(&first, 401, "Unauthorized", Some("srv"))
-            .with_header("WWW-Authenticate", &challenge_header("switchboard", "n0nce", Algorithm::Sha256));
+        let challenge = response_to(&first, 401, "Unauthorized", Some("srv")).with_header(
+            "WWW-Authenticate",
+            &challenge_header("switchboard", "n0nce", Algorithm::Sha256),
+        );
         deliver(ua, t0, challenge);
         let second = only_request(ua);
-        let creds = parse_authorization(&second.header("Authorization").expect("answers the challenge"))
-            .expect("digest");
-        assert_eq!((creds.username.as_str(), creds.algorithm), ("1001", Algorithm::Sha256));
-        assert!(verify(&creds, "REGISTER", "demo-1001"), "the agent's password proves it");
+        let creds = parse_authorization(
+            &second
+                .header("Authorization")
+                .expect("answers the challenge"),
+        )
+        .expect("digest");
+        assert_eq!(
+            (creds.username.as_str(), creds.algorithm),
+            ("1001", Algorithm::Sha256)
+        );
+        assert!(
+            verify(&creds, "REGISTER", "demo-1001"),
+            "the agent's password proves it"
+        );
         assert_eq!(second.header("Expires").as_deref(), Some("120"));
         let ok = response_to(&second, 200, "OK", Some("srv")).with_header("Expires", "120");
         deliver(ua, t0, ok);
@@ -506,7 +518,13 @@ mod tests {
     }
 
     fn invite(call_id: &str) -> Request {
-        let offer = sdp::offer(&[Codec::Pcmu, Codec::Pcma], 101, addr("127.0.0.1:30000"), 1, Some(20));
+        let offer = sdp::offer(
+            &[Codec::Pcmu, Codec::Pcma],
+            101,
+            addr("127.0.0.1:30000"),
+            1,
+            Some(20),
+        );
         RequestBuilder::new(Method::Invite, &format!("sip:1001@{SIP}"))
             .via(Transport::Udp, addr(SERVER), &format!("z9hG4bK-{call_id}"))
             .max_forwards(70)
@@ -522,7 +540,11 @@ mod tests {
     /// A request inside the dialog the phone's answer `ok` made.
     fn in_dialog(method: Method, ok_to: &str, call_id: &str, cseq: u32) -> Request {
         RequestBuilder::new(method, &format!("sip:1001@{SIP}"))
-            .via(Transport::Udp, addr(SERVER), &format!("z9hG4bK-{call_id}-{cseq}"))
+            .via(
+                Transport::Udp,
+                addr(SERVER),
+                &format!("z9hG4bK-{call_id}-{cseq}"),
+            )
             .max_forwards(70)
             .from(&format!("<sip:switchboard@{SERVER}>;tag=sb1"))
             .to(ok_to)
@@ -540,7 +562,11 @@ mod tests {
         ua.handle_timeout(t0 + Duration::from_secs(6));
         assert!(sent(&mut ua).is_empty());
         let refresh = ua.poll_timeout().expect("a refresh is due");
-        assert!(refresh >= t0 + Duration::from_secs(59), "{:?}", refresh - t0);
+        assert!(
+            refresh >= t0 + Duration::from_secs(59),
+            "{:?}",
+            refresh - t0
+        );
         ua.handle_timeout(t0 + Duration::from_secs(61));
         let again = only_request(&mut ua);
         assert_eq!(again.method(), Method::Register);
@@ -551,7 +577,11 @@ mod tests {
             SipMessage::Request(r) => Some(r),
             SipMessage::Response(_) => None,
         });
-        assert_eq!(last.and_then(|r| r.header("Expires")).as_deref(), Some("0"), "unregisters");
+        assert_eq!(
+            last.and_then(|r| r.header("Expires")).as_deref(),
+            Some("0"),
+            "unregisters"
+        );
     }
 
     #[test]
@@ -560,8 +590,15 @@ mod tests {
         let t0 = Instant::now();
         ua.start(t0);
         let first = only_request(&mut ua);
-        deliver(&mut ua, t0, response_to(&first, 403, "Forbidden", Some("srv")));
-        assert_eq!(events(&mut ua), [UaEvent::RegistrationFailed("REGISTER answered 403".into())]);
+        deliver(
+            &mut ua,
+            t0,
+            response_to(&first, 403, "Forbidden", Some("srv")),
+        );
+        assert_eq!(
+            events(&mut ua),
+            [UaEvent::RegistrationFailed("REGISTER answered 403".into())]
+        );
         assert!(!ua.is_registered());
     }
 
@@ -571,7 +608,12 @@ mod tests {
         let t0 = registered(&mut ua);
         deliver(&mut ua, t0, invite("c1"));
         assert_eq!(responses(&mut ua), [180]);
-        assert_eq!(events(&mut ua), [UaEvent::Ringing { call_id: "c1".into() }]);
+        assert_eq!(
+            events(&mut ua),
+            [UaEvent::Ringing {
+                call_id: "c1".into()
+            }]
+        );
         // A second call while one rings is refused.
         deliver(&mut ua, t0, invite("c2"));
         assert_eq!(responses(&mut ua), [486]);
@@ -586,7 +628,10 @@ mod tests {
             .expect("200 OK");
         let answer = sdp::parse(ok.body()).expect("an SDP answer");
         assert_eq!(answer.codecs.first(), Some(&Codec::Pcmu));
-        assert_eq!((answer.addr, answer.port), (addr(RTP).ip(), addr(RTP).port()));
+        assert_eq!(
+            (answer.addr, answer.port),
+            (addr(RTP).ip(), addr(RTP).port())
+        );
         let Some(UaEvent::Talking { negotiated }) = events(&mut ua).pop() else {
             panic!("not talking");
         };

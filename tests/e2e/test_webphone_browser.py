@@ -2,8 +2,10 @@
 1000 Hz tone. Agent 1001 has no SIP phone: it turns the desk's browser phone on (WebRTC to
 Switchboard, G.711 only, signalled on the desk WebSocket) and is registered while the page is
 open. A pjsua2 patient playing 440 Hz calls; the pop shows the patient before the answer; the
-agent answers in the page; each side hears the other's tone; the recording holds both
-channels; the wrap-up saved in the page is in the next pop; closing the phone unregisters it.
+agent answers in the page; each side hears the other's tone; the page's keypad reaches the
+patient as RFC 4733; the recording holds both
+channels; the wrap-up saved in the page is in the next pop; turning the phone off, or leaving
+the page, unregisters it.
 """
 
 from __future__ import annotations
@@ -128,6 +130,13 @@ def test_a_browser_agent_takes_a_call_both_hear_it_is_recorded_and_wrapped_up(
         print("the page hears:", peaks)
         assert peaks and sum(abs(p["hz"] - 440) <= 15 and p["db"] > -70 for p in peaks) >= 3, peaks
 
+        # The page's keypad: RFC 4733 from the browser, through the gateway and the B2BUA to
+        # the patient's phone.
+        assert "telephone-event/8000" in remote, "telephone-event negotiated with the page"
+        b.do("fill", sel="#dtmfDigits", text="5#")
+        b.do("click", sel="#btnDtmf")
+        poll(ua, "the patient to get 5 and #", lambda: "".join(d.digit for d in patient.dtmf) == "5#", 5)
+
         # Wrap-up in the page, then hang up from it.
         b.do("select", sel="#wuCode", value="booked")
         b.do("fill", sel="#wuNote", text="浏览器话机预约了下周二")
@@ -175,8 +184,12 @@ def test_a_browser_agent_takes_a_call_both_hear_it_is_recorded_and_wrapped_up(
         again.hangup_quietly()
         ua.sleep(0.5)
 
-        # Off: the agent's phone is unregistered.
+        # Off: the agent's phone is unregistered; on again, and the page closed: unregistered.
         b.do("click", sel="#btnPhoneOff")
         poll(ua, "1001 unregistered", lambda: not agent_1001(sb)["registered"], 8)
+        b.do("click", sel="#btnPhoneOn")
+        poll(ua, "registered again", lambda: phone_state(b) == "registered", 15)
         errors = [line for line in b.console_lines() if line.startswith(("error", "pageerror"))]
         assert not errors, errors
+        b.do("goto", url="about:blank")
+        poll(ua, "1001 unregistered once the page is gone", lambda: not agent_1001(sb)["registered"], 8)

@@ -1150,16 +1150,25 @@ async fn desk_messages_that_are_wrong_get_a_clear_answer_and_the_socket_stays() 
         (r#"{"hello":1}"#, "error", "bad desk message"),
         ("not json", "error", "bad desk message"),
         // This server has no SIP side: the browser phone is refused, plainly.
-        (r#"{"webphone":"offer","sdp":"v=0"}"#, "webphone", "not available"),
+        (
+            r#"{"webphone":"offer","sdp":"v=0"}"#,
+            "webphone",
+            "not available",
+        ),
     ] {
         ws.send(WsMessage::text(sent)).await.expect("send");
         let got = next_json(&mut ws).await;
         assert_eq!(got["event"], event, "{sent}: {got}");
-        let text = got["error"].as_str().or(got["detail"].as_str()).unwrap_or("");
+        let text = got["error"]
+            .as_str()
+            .or(got["detail"].as_str())
+            .unwrap_or("");
         assert!(text.contains(says), "{sent}: {got}");
     }
     // Clicks with no phone on are ignored; the socket still carries events.
-    ws.send(WsMessage::text(r#"{"webphone":"answer"}"#)).await.expect("send");
+    ws.send(WsMessage::text(r#"{"webphone":"answer"}"#))
+        .await
+        .expect("send");
     let confirmed = f.state.hub.deliver("1001", offer("c-10")).await;
     assert_eq!(confirmed, 1);
     assert_eq!(next_json(&mut ws).await["event"], "offer");
