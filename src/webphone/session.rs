@@ -45,6 +45,8 @@ pub(super) struct Session {
     sip: UdpSocket,
     rtp: UdpSocket,
     mid: Option<Mid>,
+    /// When str0m wants [`Input::Timeout`] next (DTLS and ICE retransmits, RTCP, pacing).
+    rtc_deadline: Option<Instant>,
     connected: bool,
     bridge: Option<Bridge>,
     reports: mpsc::Sender<Report>,
@@ -105,6 +107,7 @@ pub(super) async fn open(
         sip,
         rtp,
         mid: None,
+        rtc_deadline: None,
         connected: false,
         bridge: None,
         reports,
@@ -188,7 +191,10 @@ impl Session {
 
     fn deadline(&mut self, now: Instant) -> Instant {
         let far = now + Duration::from_secs(1);
-        self.ua.poll_timeout().map_or(far, |t| t.min(far))
+        [self.ua.poll_timeout(), self.rtc_deadline]
+            .into_iter()
+            .flatten()
+            .fold(far, Instant::min)
     }
 
     fn report(&self, r: Report) {
@@ -233,7 +239,10 @@ impl Session {
         }
         loop {
             match self.rtc.poll_output()? {
-                Output::Timeout(_) => break,
+                Output::Timeout(t) => {
+                    self.rtc_deadline = Some(t);
+                    break;
+                }
                 Output::Transmit(t) => {
                     let _ = self.webrtc.send_to(&t.contents, t.destination).await;
                 }
