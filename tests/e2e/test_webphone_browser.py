@@ -5,7 +5,7 @@ open. A pjsua2 patient playing 440 Hz calls; the pop shows the patient before th
 agent answers in the page; each side hears the other's tone; the page's keypad reaches the
 patient as RFC 4733; the recording holds both
 channels; the wrap-up saved in the page is in the next pop; turning the phone off, or leaving
-the page, unregisters it.
+the page, unregisters it; a reload brings it back on by itself.
 """
 
 from __future__ import annotations
@@ -189,6 +189,11 @@ def test_a_browser_agent_takes_a_call_both_hear_it_is_recorded_and_wrapped_up(
         poll(ua, "1001 unregistered", lambda: not agent_1001(sb)["registered"], 8)
         b.do("click", sel="#btnPhoneOn")
         poll(ua, "registered again", lambda: phone_state(b) == "registered", 15)
+        # A reload (the agent's session kept): the phone comes back on by itself.
+        b.do("goto", url=f"{base(sb)}/desk")
+        b.do("wait", sel="#conn.live", ms=5000)
+        poll(ua, "registered after the reload", lambda: phone_state(b) == "registered", 15)
+        poll(ua, "1001 registered after the reload", lambda: agent_1001(sb)["registered"], 5)
         errors = [line for line in b.console_lines() if line.startswith(("error", "pageerror"))]
         assert not errors, errors
         b.do("goto", url="about:blank")
