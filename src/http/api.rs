@@ -531,10 +531,70 @@ pub async fn qa_sample(
 
 /// `GET /api/recordings/{id}/audio` (qa): the WAV file. Every attempt, allowed
 /// or not, is written to the audit log.
+/// What a `Range` header asks of a file `len` bytes long (RFC 9110 §14, one range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No usable range (absent, not bytes, several ranges, or malformed): the whole file.
+    Whole,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// Nothing of it is in the file: 416.
+    Unsatisfiable,
+}
+
+/// Reads `bytes=A-B`, `bytes=A-` and `bytes=-N` (the last N bytes).
+pub fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Whole;
+    };
+    if spec.contains(',') {
+        return ByteRange::Whole; // several ranges: the whole file is a valid answer
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return ByteRange::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |x: &str| x.parse::<u64>().ok();
+    let (start, end) = match (a.is_empty(), b.is_empty()) {
+        (false, _) => {
+            let Some(start) = parse(a) else {
+                return ByteRange::Whole;
+            };
+            let end = if b.is_empty() {
+                Some(u64::MAX)
+            } else {
+                parse(b)
+            };
+            let Some(end) = end else {
+                return ByteRange::Whole;
+            };
+            if end < start {
+                return ByteRange::Whole;
+            }
+            (start, end.min(len.saturating_sub(1)))
+        }
+        (true, false) => {
+            let Some(n) = parse(b) else {
+                return ByteRange::Whole;
+            };
+            if n == 0 {
+                return ByteRange::Unsatisfiable;
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (true, true) => return ByteRange::Whole,
+    };
+    if len == 0 || start >= len {
+        return ByteRange::Unsatisfiable;
+    }
+    ByteRange::Part { start, end }
+}
+
 pub async fn recording_audio(
     State(state): State<AppState>,
     user: Result<AuthUser, AuthRejection>,
     id: Result<Path<String>, PathRejection>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = match id {
         Ok(Path(id)) => id,
@@ -561,9 +621,35 @@ pub async fn recording_audio(
     })
     .await;
     tracing::info!(user = %name, recording = %id, action, "recording audio fetch");
-    let (file, len) = outcome?;
+    let (mut file, len) = outcome?;
     // No audit row, no audio: QA access to recordings must always be traceable.
     audited?;
+    // A player seeking in a long call asks for a range (206); a bad one gets 416.
+    let range = byte_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    let (status, first, count) = match range {
+        ByteRange::Whole => (StatusCode::OK, 0, len),
+        ByteRange::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        ByteRange::Unsatisfiable => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [
+                    (header::CONTENT_RANGE, format!("bytes */{len}")),
+                    (header::ACCEPT_RANGES, "bytes".to_owned()),
+                ],
+            )
+                .into_response());
+        }
+    };
+    if first > 0 {
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(first))
+            .await
+            .map_err(|e| ApiError::internal("reading the recording", e))?;
+    }
+    let file = tokio::io::AsyncReadExt::take(file, count);
     let stream = futures_util::stream::unfold(file, |mut file| async move {
         let mut buf = vec![0u8; 64 * 1024];
         match file.read(&mut buf).await {
@@ -579,10 +665,12 @@ pub async fn recording_audio(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
-    Ok((
+    let mut response = (
+        status,
         [
             (header::CONTENT_TYPE, "audio/wav".to_owned()),
-            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_LENGTH, count.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
             (header::CACHE_CONTROL, "no-store".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
@@ -591,7 +679,13 @@ pub async fn recording_audio(
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = format!("bytes {first}-{}/{len}", first + count - 1).parse()
+    {
+        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
 }
 
 async fn audio_outcome(

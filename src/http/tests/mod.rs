@@ -1175,3 +1175,73 @@ async fn desk_messages_that_are_wrong_get_a_clear_answer_and_the_socket_stays() 
     shutdown.cancel();
     let _ = server.await;
 }
+
+#[test]
+fn byte_ranges_are_read_as_rfc_9110_says() {
+    use super::api::{ByteRange, byte_range};
+    let part = |start, end| ByteRange::Part { start, end };
+    assert_eq!(byte_range(None, 100), ByteRange::Whole);
+    assert_eq!(byte_range(Some("bytes=0-9"), 100), part(0, 9));
+    assert_eq!(byte_range(Some("bytes=90-"), 100), part(90, 99));
+    assert_eq!(byte_range(Some("bytes=90-1000"), 100), part(90, 99));
+    assert_eq!(byte_range(Some("bytes=-10"), 100), part(90, 99));
+    assert_eq!(byte_range(Some("bytes=-1000"), 100), part(0, 99));
+    assert_eq!(
+        byte_range(Some("bytes=100-"), 100),
+        ByteRange::Unsatisfiable
+    );
+    assert_eq!(byte_range(Some("bytes=-0"), 100), ByteRange::Unsatisfiable);
+    for whole in [
+        "items=0-9",
+        "bytes=9-0",
+        "bytes=a-b",
+        "bytes=-",
+        "bytes=0-1,5-6",
+        "bytes",
+    ] {
+        assert_eq!(byte_range(Some(whole), 100), ByteRange::Whole, "{whole}");
+    }
+}
+
+#[tokio::test]
+async fn a_player_seeks_in_a_recording_with_range_requests() {
+    let f = fixture();
+    let wav: Vec<u8> = (0u8..=255).cycle().take(200_000).collect();
+    let path = f.recordings_dir().join("r-long.wav");
+    std::fs::write(&path, &wav).expect("write wav");
+    add_recording(&f, "r-long", path.to_str().expect("utf-8"));
+    let qa = f.token("qa", Role::Qa);
+    let ask = |range: &str| {
+        Request::builder()
+            .uri("/api/recordings/r-long/audio")
+            .header(header::AUTHORIZATION, format!("Bearer {qa}"))
+            .header(header::RANGE, range)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let res = router(f.state.clone())
+        .oneshot(ask("bytes=150000-150099"))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    let h = res.headers();
+    assert_eq!(h[header::CONTENT_RANGE], "bytes 150000-150099/200000");
+    assert_eq!(h[header::CONTENT_LENGTH], "100");
+    assert_eq!(h[header::ACCEPT_RANGES], "bytes");
+    let body = to_bytes(res.into_body(), 1 << 20).await.expect("body");
+    assert_eq!(body.as_ref(), &wav[150_000..150_100]);
+
+    let res = router(f.state.clone())
+        .oneshot(ask("bytes=300000-"))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(res.headers()[header::CONTENT_RANGE], "bytes */200000");
+    // Each fetch, ranged or not, is in the audit log.
+    let audits = f.state.storage.audit_entries(10).expect("audit");
+    let fetched = audits
+        .iter()
+        .filter(|e| e.action == "recording_audio" && e.target == "r-long")
+        .count();
+    assert_eq!(fetched, 2, "{audits:?}");
+}
