@@ -52,6 +52,7 @@ pub use crate::control::Core;
 pub use crate::io::{
     Leg, LegSpec, Live, MediaCommand, MediaEvent, Metric, Output, PortToken, Refusal,
 };
+pub use crate::patient::media_codec;
 pub use crate::transfer::TransferTarget;
 
 /// A call's handle inside call control (the ACD's call id too).

@@ -35,7 +35,7 @@ pub(crate) struct PendingInvite {
 }
 
 /// Maps the SDP codec onto the media crate's.
-pub(crate) fn media_codec(codec: sdp::Codec) -> media::codec::Codec {
+pub fn media_codec(codec: sdp::Codec) -> media::codec::Codec {
     match codec {
         sdp::Codec::Pcmu => media::codec::Codec::Pcmu,
         sdp::Codec::Pcma => media::codec::Codec::Pcma,

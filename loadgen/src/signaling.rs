@@ -108,7 +108,7 @@ impl Engine {
                 agent.registered = true;
                 agent.auth_attempts = 0;
                 // Refresh at half the granted time, as phones do (a soak outlives it).
-                let granted = granted_expiry(response).unwrap_or(3600);
+                let granted = sip::registrar::granted_expiry(response).unwrap_or(3600);
                 let refresh = Duration::from_secs((granted / 2).max(30));
                 self.schedule(now + refresh, Timer::Reregister { agent: a });
                 if first {
@@ -676,50 +676,5 @@ impl Engine {
                 }
             }
         }
-    }
-}
-
-/// The registration time a REGISTER's 200 grants: the Contact's `expires`, else `Expires`.
-fn granted_expiry(response: &Response) -> Option<u64> {
-    let from_contact = response.header_values("Contact").iter().find_map(|c| {
-        c.split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("expires"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-    });
-    from_contact.or_else(|| {
-        response
-            .header("Expires")
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_granted_time_comes_from_the_contact_then_expires() {
-        let ok = |headers: &[(&str, &str)]| {
-            let mut raw = String::from(
-                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
-                 From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\n",
-            );
-            for (k, v) in headers {
-                raw.push_str(&format!("{k}: {v}\r\n"));
-            }
-            raw.push_str("Content-Length: 0\r\n\r\n");
-            match parse(raw.as_bytes()) {
-                Ok(SipMessage::Response(r)) => r,
-                other => panic!("not a response: {other:?}"),
-            }
-        };
-        let r = ok(&[
-            ("Contact", "<sip:a@127.0.0.1:5070>;expires=600"),
-            ("Expires", "3600"),
-        ]);
-        assert_eq!(granted_expiry(&r), Some(600));
-        assert_eq!(granted_expiry(&ok(&[("Expires", "120")])), Some(120));
-        assert_eq!(granted_expiry(&ok(&[])), None);
     }
 }

@@ -737,5 +737,21 @@ fn parse_delta(v: &str) -> Option<u64> {
     Some(v.parse().unwrap_or(u64::MAX))
 }
 
+/// The registration time a REGISTER's 200 grants (what a registering phone reads): the
+/// Contact's `expires`, else `Expires`.
+pub fn granted_expiry(response: &Response) -> Option<u64> {
+    let from_contact = response.header_values("Contact").iter().find_map(|c| {
+        c.split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("expires"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+    });
+    from_contact.or_else(|| {
+        response
+            .header("Expires")
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -95,43 +95,36 @@ async fn from_desk(
     match msg {
         FromDesk::Offer { sdp } => {
             *phone = None; // a new offer replaces the phone (unregistering the old one first)
-            let Some(site) = state.webphone.clone() else {
-                let e = crate::webphone::WebphoneError::Unavailable;
-                return Some(
-                    serde_json::json!({"event": "webphone", "state": "failed", "detail": e.to_string()}),
-                );
+            let opened = match state.webphone.clone() {
+                Some(site) => crate::webphone::open(site, agent, &sdp).await,
+                None => Err(crate::webphone::WebphoneError::Unavailable),
             };
-            match crate::webphone::open(site, agent, &sdp).await {
+            match opened {
                 Ok((handle, answer, reports)) => {
                     *phone = Some(Phone { handle, reports });
                     Some(serde_json::json!({"event": "webphone", "state": "answer", "sdp": answer}))
                 }
                 Err(e) => {
                     tracing::warn!(agent, error = %e, "browser phone refused");
-                    Some(
-                        serde_json::json!({"event": "webphone", "state": "failed", "detail": e.to_string()}),
-                    )
+                    Some(crate::webphone::Report::Failed(e.to_string()).to_json())
                 }
             }
         }
-        FromDesk::Answer | FromDesk::Decline => {
-            let c = if matches!(msg, FromDesk::Answer) {
-                crate::webphone::Command::Answer
-            } else {
-                crate::webphone::Command::Decline
-            };
-            if let Some(p) = phone {
-                p.handle.command(c);
-            }
-            None
-        }
+        FromDesk::Answer => command(phone, crate::webphone::Command::Answer),
+        FromDesk::Decline => command(phone, crate::webphone::Command::Decline),
         FromDesk::Close => {
             *phone = None;
-            Some(
-                serde_json::json!({"event": "webphone", "state": "closed", "detail": "turned off"}),
-            )
+            Some(crate::webphone::Report::Closed("turned off".into()).to_json())
         }
     }
+}
+
+/// Passes a click to the phone, if it is on; nothing to answer.
+fn command(phone: &Option<Phone>, c: crate::webphone::Command) -> Option<serde_json::Value> {
+    if let Some(p) = phone {
+        p.handle.command(c);
+    }
+    None
 }
 
 async fn run(socket: WebSocket, mut sub: DeskSubscription, state: AppState, agent: String) {

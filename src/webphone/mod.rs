@@ -53,6 +53,8 @@ pub enum Report {
     Talking,
     Idle,
     Closed(String),
+    /// The phone could not be started (why).
+    Failed(String),
 }
 
 impl Report {
@@ -66,6 +68,7 @@ impl Report {
             Report::Talking => ("talking", None),
             Report::Idle => ("idle", None),
             Report::Closed(why) => ("closed", Some(why.as_str())),
+            Report::Failed(why) => ("failed", Some(why.as_str())),
         };
         serde_json::json!({ "event": "webphone", "state": state, "detail": detail })
     }

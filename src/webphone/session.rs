@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use media::Codec as Law;
 use media::rtp::{RtpPacket, RtpSender};
 use sip::sdp::{Codec, Negotiated};
 use str0m::change::SdpOffer;
@@ -89,7 +90,7 @@ pub(super) async fn open(
         .sdp_api()
         .accept_offer(offer)
         .map_err(|e| WebphoneError::Offer(e.to_string()))?;
-    let seed = site.seed ^ u64::from(webrtc_local.port()) << 16 ^ now.elapsed().as_nanos() as u64;
+    let seed = site.seed ^ u64::from(webrtc_local.port()) << 16;
     let ua = AgentUa::new(
         agent,
         password,
@@ -233,10 +234,6 @@ impl Session {
                 }
             }
         }
-        // The SIP side may have more to send after the events (none today); then WebRTC.
-        while let Some(t) = self.ua.poll_transmit() {
-            let _ = self.sip.send_to(&t.bytes, t.peer.addr).await;
-        }
         loop {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => {
@@ -279,9 +276,10 @@ impl Session {
                 else {
                     return;
                 };
+                let sip_law = callcore::media_codec(bridge.sip.codec);
                 let mut packet = [0u8; 1500];
-                let len = match codec {
-                    str0m::format::Codec::Tele => {
+                let len = match (codec, page_law(codec)) {
+                    (str0m::format::Codec::Tele, _) => {
                         let Some(pt) = bridge.sip.telephone_event else {
                             return;
                         };
@@ -294,23 +292,19 @@ impl Session {
                         bridge.to_sip.seq = sender.seq;
                         n
                     }
-                    str0m::format::Codec::PCMU | str0m::format::Codec::PCMA => {
-                        let from_law = if codec == str0m::format::Codec::PCMU {
-                            Codec::Pcmu
-                        } else {
-                            Codec::Pcma
-                        };
+                    (_, Some(from_law)) => {
                         let mut frame = [0u8; 1024];
-                        let n = d.data.len().min(frame.len());
-                        frame[..n].copy_from_slice(&d.data[..n]);
-                        convert(from_law, bridge.sip.codec, &mut frame[..n]);
-                        let pt = payload_type(bridge.sip.codec);
+                        let n = convert(from_law, sip_law, &d.data, &mut frame);
                         bridge.page_to_sip = bridge.to_sip.ts.wrapping_sub(d.time.numer() as u32);
-                        bridge
-                            .to_sip
-                            .write(&mut packet, pt, false, &frame[..n], n as u32)
+                        bridge.to_sip.write(
+                            &mut packet,
+                            sip_law.payload_type(),
+                            false,
+                            &frame[..n],
+                            n as u32,
+                        )
                     }
-                    _ => 0,
+                    (_, None) => 0,
                 };
                 if len > 0 {
                     let _ = self.rtp.send_to(&packet[..len], bridge.sip.remote).await;
@@ -331,7 +325,7 @@ impl Session {
         let Ok(packet) = RtpPacket::parse(bytes) else {
             return;
         };
-        let Some(law) = law_of(packet.payload_type) else {
+        let Some(law) = Law::from_payload_type(packet.payload_type) else {
             return; // events toward the agent are not played to it
         };
         let Some(writer) = self.rtc.writer(mid) else {
@@ -339,27 +333,10 @@ impl Session {
         };
         let page = writer
             .payload_params()
-            .find(|p| {
-                matches!(
-                    p.spec().codec,
-                    str0m::format::Codec::PCMU | str0m::format::Codec::PCMA
-                )
-            })
-            .map(|p| {
-                (
-                    p.pt(),
-                    if p.spec().codec == str0m::format::Codec::PCMU {
-                        Codec::Pcmu
-                    } else {
-                        Codec::Pcma
-                    },
-                )
-            });
-        let Some((pt, page_law)) = page else { return };
+            .find_map(|p| page_law(p.spec().codec).map(|law| (p.pt(), law)));
+        let Some((pt, to_law)) = page else { return };
         let mut frame = [0u8; 1024];
-        let n = packet.payload.len().min(frame.len());
-        frame[..n].copy_from_slice(&packet.payload[..n]);
-        convert(law, page_law, &mut frame[..n]);
+        let n = convert(law, to_law, packet.payload, &mut frame);
         let at = MediaTime::new(bridge.to_page_ts, Frequency::EIGHT_KHZ);
         bridge.to_page_ts += n as u64;
         if let Err(e) = writer.write(pt, now, at, frame[..n].to_vec()) {
@@ -368,34 +345,23 @@ impl Session {
     }
 }
 
-fn payload_type(codec: Codec) -> u8 {
+/// The G.711 law of a codec the page negotiated (None: telephone-event, or not audio).
+fn page_law(codec: str0m::format::Codec) -> Option<Law> {
     match codec {
-        Codec::Pcmu => 0,
-        Codec::Pcma => 8,
-    }
-}
-
-fn law_of(pt: u8) -> Option<Codec> {
-    match pt {
-        0 => Some(Codec::Pcmu),
-        8 => Some(Codec::Pcma),
+        str0m::format::Codec::PCMU => Some(Law::Pcmu),
+        str0m::format::Codec::PCMA => Some(Law::Pcma),
         _ => None,
     }
 }
 
-/// Re-encodes G.711 bytes in place from one law to the other (nothing when they agree).
-fn convert(from: Codec, to: Codec, bytes: &mut [u8]) {
+/// Copies G.711 bytes into `out`, re-encoded when the laws differ; returns how many.
+fn convert(from: Law, to: Law, bytes: &[u8], out: &mut [u8]) -> usize {
+    let n = bytes.len().min(out.len());
     if from == to {
-        return;
+        out[..n].copy_from_slice(&bytes[..n]);
+        return n;
     }
-    for b in bytes {
-        let linear = match from {
-            Codec::Pcmu => media::g711::ulaw_decode(*b),
-            Codec::Pcma => media::g711::alaw_decode(*b),
-        };
-        *b = match to {
-            Codec::Pcmu => media::g711::ulaw_encode(linear),
-            Codec::Pcma => media::g711::alaw_encode(linear),
-        };
-    }
+    let mut pcm = [0i16; 1024];
+    let n = from.decode(&bytes[..n], &mut pcm);
+    to.encode(&pcm[..n], out)
 }

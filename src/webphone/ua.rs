@@ -290,10 +290,8 @@ impl AgentUa {
             200..=299 => {
                 self.auth_tries = 0;
                 if !self.closing {
-                    let granted = response
-                        .header("Expires")
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .unwrap_or(u64::from(EXPIRES_S));
+                    let granted =
+                        sip::registrar::granted_expiry(response).unwrap_or(u64::from(EXPIRES_S));
                     self.refresh_at = Some(now + Duration::from_secs((granted / 2).max(10)));
                     if !self.registered {
                         self.registered = true;

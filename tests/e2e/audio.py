@@ -21,15 +21,18 @@ TONE_BAND_HZ = 25.0
 FREQ_TOLERANCE_HZ = 15.0
 
 
-def write_tone_wav(path: Path, freq: float, seconds: float = 10.0, amplitude: float = 0.3) -> Path:
-    """Writes an 8 kHz mono 16-bit sine tone; the whole number of cycles makes looping seamless."""
-    n = int(RATE * seconds)
-    t = np.arange(n) / RATE
+def write_tone_wav(
+    path: Path, freq: float, seconds: float = 10.0, amplitude: float = 0.3, rate: int = RATE
+) -> Path:
+    """Writes a mono 16-bit sine tone (8 kHz unless `rate` says otherwise); the whole number of
+    cycles makes looping seamless."""
+    n = int(rate * seconds)
+    t = np.arange(n) / rate
     samples = np.round(amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(RATE)
+        w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
 

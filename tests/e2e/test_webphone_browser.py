@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import io
 import wave
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from audio import analyse_tone, read_wav, tone_problem, window
+from audio import analyse_tone, read_wav, tone_problem, window, write_tone_wav
 from browser import Browser, missing
 from test_attended_transfer import tone_in
 from test_more import ROUTE_TIMEOUT, dial, log_on_failure, poll, record_of
@@ -47,24 +45,11 @@ LISTEN = """async () => {
 }"""
 
 
-def write_tone_48k(path: Path, hz: int, seconds: float = 10.0) -> Path:
-    """A 48 kHz mono tone for Chromium's fake microphone (a whole number of cycles: loops cleanly)."""
-    rate = 48000
-    t = np.arange(int(rate * seconds)) / rate
-    samples = np.round(0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
-
-
 @pytest.fixture
 def tone_browser(tmp_path):
     lack = missing()
     assert lack is None, f"the browser tests need {lack}: run scripts/test, which installs it"
-    b = Browser(tmp_path / "browser.log", fake_audio=write_tone_48k(tmp_path / "mic-1000.wav", 1000))
+    b = Browser(tmp_path / "browser.log", fake_audio=write_tone_wav(tmp_path / "mic-1000.wav", 1000, rate=48000))
     yield b
     b.close()
 

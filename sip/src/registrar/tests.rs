@@ -1222,3 +1222,28 @@ fn a_call_placed_by_an_agents_phone_is_challenged_and_its_digest_checked_once_pe
         "another user's digest"
     );
 }
+
+#[test]
+fn the_granted_time_comes_from_the_contact_then_expires() {
+    let ok = |headers: &[(&str, &str)]| {
+        let mut raw = String::from(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\
+             From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\n",
+        );
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str("Content-Length: 0\r\n\r\n");
+        match crate::message::parse(raw.as_bytes()) {
+            Ok(crate::message::SipMessage::Response(r)) => r,
+            other => panic!("not a response: {other:?}"),
+        }
+    };
+    let r = ok(&[
+        ("Contact", "<sip:a@127.0.0.1:5070>;expires=600"),
+        ("Expires", "3600"),
+    ]);
+    assert_eq!(granted_expiry(&r), Some(600));
+    assert_eq!(granted_expiry(&ok(&[("Expires", "120")])), Some(120));
+    assert_eq!(granted_expiry(&ok(&[])), None);
+}

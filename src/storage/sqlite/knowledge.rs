@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
-use super::Sqlite;
+use super::{Sqlite, json_list, parse_list};
 use crate::storage::knowledge::{KbArticle, KbDraft, KbVersion, KbWrite};
 use crate::storage::{StorageError, parse_timestamp, timestamp};
 
@@ -22,13 +22,6 @@ fn raw_article(r: &Row<'_>) -> rusqlite::Result<RawArticle> {
     ))
 }
 
-fn tags_of(column: &'static str, json: &str) -> Result<Vec<String>, StorageError> {
-    serde_json::from_str(json).map_err(|_| StorageError::Corrupt {
-        column,
-        value: json.to_owned(),
-    })
-}
-
 fn number<T: TryFrom<i64>>(column: &'static str, n: i64) -> Result<T, StorageError> {
     T::try_from(n).map_err(|_| StorageError::Corrupt {
         column,
@@ -43,15 +36,11 @@ fn article(
         id: number("kb_articles.id", id)?,
         title,
         body,
-        tags: tags_of("kb_articles.tags", &tags)?,
+        tags: parse_list("kb_articles.tags", &tags)?,
         version: number("kb_articles.version", version)?,
         updated_at: parse_timestamp("kb_articles.updated_at", &at)?,
         updated_by: by,
     })
-}
-
-fn tags_json(tags: &[String]) -> String {
-    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
 }
 
 fn add_version(
@@ -71,13 +60,30 @@ fn add_version(
             version,
             draft.title,
             draft.body,
-            tags_json(&draft.tags),
+            json_list(&draft.tags),
             deleted,
             at,
             by
         ],
     )?;
     Ok(())
+}
+
+/// A new article at version 1, with its first version; its id.
+fn insert_article(
+    tx: &Transaction<'_>,
+    draft: &KbDraft,
+    by: &str,
+    at: &str,
+) -> Result<i64, StorageError> {
+    tx.execute(
+        "INSERT INTO kb_articles (title, body, tags, version, updated_at, updated_by, deleted)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, 0)",
+        params![draft.title, draft.body, json_list(&draft.tags), at, by],
+    )?;
+    let id = tx.last_insert_rowid();
+    add_version(tx, id, 1, draft, false, by, at)?;
+    Ok(id)
 }
 
 const ARTICLE_COLUMNS: &str = "id, title, body, tags, version, updated_at, updated_by";
@@ -146,7 +152,7 @@ impl Sqlite {
                     version: number("kb_versions.version", version)?,
                     title,
                     body,
-                    tags: tags_of("kb_versions.tags", &tags)?,
+                    tags: parse_list("kb_versions.tags", &tags)?,
                     deleted,
                     at: parse_timestamp("kb_versions.at", &at)?,
                     by,
@@ -164,13 +170,7 @@ impl Sqlite {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let when = timestamp(at);
-        tx.execute(
-            "INSERT INTO kb_articles (title, body, tags, version, updated_at, updated_by, deleted)
-             VALUES (?1, ?2, ?3, 1, ?4, ?5, 0)",
-            params![draft.title, draft.body, tags_json(&draft.tags), when, by],
-        )?;
-        let id = tx.last_insert_rowid();
-        add_version(&tx, id, 1, draft, false, by, &when)?;
+        let id = insert_article(&tx, draft, by, &when)?;
         tx.commit()?;
         Ok(KbArticle {
             id: number("kb_articles.id", id)?,
@@ -229,7 +229,7 @@ impl Sqlite {
                 id,
                 text.title,
                 text.body,
-                tags_json(&text.tags),
+                json_list(&text.tags),
                 version,
                 when,
                 by,
@@ -310,13 +310,7 @@ pub(super) fn seed_demo_articles(conn: &mut Connection) -> Result<(), StorageErr
             body: body.into(),
             tags: tags.iter().map(|t| (*t).into()).collect(),
         };
-        tx.execute(
-            "INSERT INTO kb_articles (title, body, tags, version, updated_at, updated_by, deleted)
-             VALUES (?1, ?2, ?3, 1, ?4, 'demo', 0)",
-            params![draft.title, draft.body, tags_json(&draft.tags), when],
-        )?;
-        let id = tx.last_insert_rowid();
-        add_version(&tx, id, 1, &draft, false, "demo", &when)?;
+        insert_article(&tx, &draft, "demo", &when)?;
     }
     tx.commit()?;
     Ok(())
